@@ -1,0 +1,42 @@
+/*
+ * lbind.h - what the binding files share: the JSON value bridge between
+ * Lua values and jq values (jv), and each file's opener.
+ *
+ * Conventions: Lua's `nil` never appears inside JSON data; JSON null is the
+ * sentinel `ocean.null` (a NULL light userdata). Arrays carry the metatable
+ * registered as OC_ARRAY_MT so that an empty array stays an array.
+ */
+#ifndef OC_LBIND_H
+#define OC_LBIND_H
+
+#include <jv.h>
+
+#include "lcompat.h"
+#include "json.h"
+
+#define OC_ARRAY_MT "ocean.json.array"
+#define OC_LUA_MAX_DEPTH 256
+
+/* Push the Lua form of v (borrowed). Raises only on memory errors. */
+void oc_push_jv(lua_State *L, jv v);
+/* Push ocean.null. */
+void oc_push_null(lua_State *L);
+int oc_is_null(lua_State *L, int idx);
+
+/* Convert the Lua value at idx into a jv. On failure returns jv_invalid()
+ * and writes "<what> at $.path" into err. kc may be NULL. */
+jv oc_to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
+            char *err, size_t errlen);
+
+/* Set the array metatable on the table at the top of the stack. */
+void oc_set_array_mt(lua_State *L);
+
+/* Openers: each adds its functions to the module table at the top. */
+void oc_open_json(lua_State *L);
+void oc_open_mapping(lua_State *L);
+void oc_open_loop(lua_State *L);
+void oc_open_server(lua_State *L);
+void oc_open_port(lua_State *L);
+void oc_open_sync(lua_State *L);
+
+#endif
