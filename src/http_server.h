@@ -1,0 +1,77 @@
+/*
+ * http_server.h - an HTTP/1.1 server on libmicrohttpd, in external-poll
+ * mode, for the Port emulator and the integration's webhook routes.
+ *
+ * The server never calls Lua. A request whose headers and body are complete
+ * is queued and its connection suspended; the owner takes it with
+ * oc_server_next(), answers it with oc_server_respond() (or drops the
+ * connection with oc_server_drop()), which resumes the connection. Bodies
+ * above max_body get 413 without being queued; malformed requests get a
+ * 4xx from libmicrohttpd.
+ *
+ * Waiting: oc_server_fd() is a file descriptor that becomes readable when
+ * the server has work (libmicrohttpd's epoll fd), oc_server_timeout_ms()
+ * the longest the caller may sleep (-1: no limit), and oc_server_run()
+ * does the ready work without blocking. oc_server_wait() does all three
+ * for an owner that has nothing else to wait on (the emulator).
+ */
+#ifndef OC_HTTP_SERVER_H
+#define OC_HTTP_SERVER_H
+
+#include <stddef.h>
+
+typedef struct oc_server oc_server_t;
+
+typedef struct oc_server_opts {
+  const char *host;              /* listen address, e.g. "127.0.0.1" */
+  int port;                      /* 0: an ephemeral port */
+  size_t max_body;               /* bytes; larger bodies get 413 */
+  unsigned max_connections;      /* 0: libmicrohttpd's default */
+  unsigned connection_timeout_s; /* idle keep-alive timeout; 0: 30 s */
+} oc_server_opts_t;
+
+typedef struct oc_server_header {
+  char *name;                    /* lower-cased */
+  char *value;
+} oc_server_header_t;
+
+/* A queued request. Owned by the server until answered or dropped. */
+typedef struct oc_server_request {
+  unsigned long id;              /* unique per server */
+  char *method;
+  char *path;                    /* URL path, percent-decoded */
+  char *query;                   /* raw query string after '?', or "" */
+  oc_server_header_t *headers;
+  size_t nheaders;
+  char *body;
+  size_t body_len;
+  char remote[64];               /* peer address, "ip:port" */
+} oc_server_request_t;
+
+/* Start listening. NULL on failure with a message in err. */
+oc_server_t *oc_server_start(const oc_server_opts_t *opts, char *err,
+                             size_t errlen);
+/* Stop listening, close every connection, free everything. Idempotent on
+ * NULL. Queued requests are dropped. */
+void oc_server_stop(oc_server_t *s);
+int oc_server_port(const oc_server_t *s);
+
+int oc_server_fd(const oc_server_t *s);
+long oc_server_timeout_ms(const oc_server_t *s);
+/* Do ready work without blocking; 0 or -1 on a libmicrohttpd failure. */
+int oc_server_run(oc_server_t *s);
+/* poll(fd) up to timeout_ms (-1: forever), then run. Returns the number
+ * of queued requests. */
+int oc_server_wait(oc_server_t *s, long timeout_ms);
+
+/* The oldest queued request not yet handed out, or NULL. */
+oc_server_request_t *oc_server_next(oc_server_t *s);
+/* Answer request `id`. headers: NULL-terminated array of "name", "value"
+ * pairs (may be NULL). The body is copied. 0, or -1 if id is unknown. */
+int oc_server_respond(oc_server_t *s, unsigned long id, int status,
+                      const char *const *headers, const char *body,
+                      size_t body_len);
+/* Close request `id`'s connection without an answer (fault injection). */
+int oc_server_drop(oc_server_t *s, unsigned long id);
+
+#endif
