@@ -21,7 +21,7 @@ HEADERS  = $(wildcard src/*.h src/lua/*.h)
 
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
-.PHONY: all clean test test-lua54 test-luajit bench install uninstall \
+.PHONY: setup demo all clean test test-lua54 test-luajit bench install uninstall \
         valgrind asan lint check-rockspec
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
@@ -76,3 +76,12 @@ lint:
 
 clean:
 	rm -rf build *.o *.so
+
+# Install what's missing (Debian 12) and build: `make setup demo`,
+# `make setup test`.
+setup:
+	@scripts/setup
+
+# The main job: the example integration synced into the bundled emulator.
+demo: all
+	@scripts/demo

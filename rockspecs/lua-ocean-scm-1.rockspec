@@ -1,0 +1,51 @@
+rockspec_format = "3.0"
+package = "lua-ocean"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/lua-ocean/lua-ocean.git",
+}
+description = {
+  summary = "Port Ocean integrations in Lua, on a C engine",
+  detailed = [[
+lua-ocean syncs third-party data into Port's software catalog: resync
+functions (Lua coroutines) yield raw objects, jq mappings turn them into
+entities, and a C engine upserts what changed and deletes what is gone,
+with Ocean's safety rules. Runs standalone (`ocean sail`), as a library,
+or inside OpenResty.
+]],
+  license = "Apache-2.0",
+  homepage = "https://github.com/lua-ocean/lua-ocean",
+}
+dependencies = {
+  "lua >= 5.1",
+  "lyaml >= 6",
+}
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+  JQ = { header = "jq.h", library = "jq" },
+  MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["ocean.core"] = {
+      sources = {
+        "src/buf.c",
+        "src/diff.c",
+        "src/json.c",
+        "src/lua/lcore.c",
+        "src/lua/ljson.c",
+      },
+      defines = { "_GNU_SOURCE" },
+      incdirs = { "src", "$(CURL_INCDIR)", "$(JQ_INCDIR)", "$(MICROHTTPD_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)" },
+      libraries = { "jq", "curl", "microhttpd", "m" },
+    },
+    ["ocean.cli"] = "lua/ocean/cli.lua",
+    ["ocean"] = "lua/ocean/init.lua",
+    ["ocean.json"] = "lua/ocean/json.lua",
+  },
+  install = {
+    bin = { ocean = "bin/ocean" },
+  },
+}
