@@ -1,0 +1,109 @@
+-- ocean.log: levelled logging with secrets masked.
+--
+--   log.debug/info/warning/error(fmt, ...)   string.format-style
+--   log.set_level("INFO")                    DEBUG, INFO, WARNING, ERROR
+--   log.add_secret(value)                    never printed again, anywhere
+--   log.set_sink(fn(level, line))            default: stderr (ngx.log in nginx)
+--   log.mask(text) -> text with every registered secret replaced by ****
+local os_date, io_stderr = os.date, io.stderr
+local ipairs, tostring, select = ipairs, tostring, select
+local string_format = string.format
+
+local _M = {}
+
+local LEVELS = { DEBUG = 10, INFO = 20, WARNING = 30, ERROR = 40 }
+_M.LEVELS = LEVELS
+
+local threshold = LEVELS.INFO
+local secrets = {}
+local sink
+
+local function plain_find_replace(s, needle, repl)
+  local out, i = {}, 1
+  while true do
+    local a, b = s:find(needle, i, true)
+    if not a then break end
+    out[#out + 1] = s:sub(i, a - 1)
+    out[#out + 1] = repl
+    i = b + 1
+  end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
+end
+
+function _M.mask(text)
+  text = tostring(text)
+  for _, s in ipairs(secrets) do
+    text = plain_find_replace(text, s, "****")
+  end
+  -- whatever looks like a bearer token, even one we were never told about
+  text = text:gsub("([Bb]earer%s+)[%w%-%._~%+/=]+", "%1****")
+  return text
+end
+
+-- Register a secret. Values shorter than 4 bytes are ignored: masking
+-- them would garble ordinary text, and they are not secrets worth the name.
+function _M.add_secret(value)
+  if type(value) ~= "string" or #value < 4 then return end
+  for _, s in ipairs(secrets) do
+    if s == value then return end
+  end
+  secrets[#secrets + 1] = value
+  -- longest first, so a secret containing another is masked whole
+  table.sort(secrets, function(a, b) return #a > #b end)
+end
+
+function _M.set_level(name)
+  local n = LEVELS[tostring(name):upper()]
+  if not n then
+    return nil, ("unknown log level '%s' (use DEBUG, INFO, WARNING or ERROR)")
+      :format(tostring(name))
+  end
+  threshold = n
+  return true
+end
+
+function _M.level()
+  for name, n in pairs(LEVELS) do
+    if n == threshold then return name end
+  end
+end
+
+function _M.enabled(level)
+  return LEVELS[level] >= threshold
+end
+
+local function default_sink(level, line)
+  if ngx and ngx.log and ngx.get_phase and ngx.get_phase() ~= "init" then
+    local lv = ({ DEBUG = ngx.DEBUG, INFO = ngx.INFO, WARNING = ngx.WARN,
+                  ERROR = ngx.ERR })[level]
+    ngx.log(lv, line)
+    return
+  end
+  io_stderr:write(os_date("!%Y-%m-%dT%H:%M:%SZ"), " ", level,
+                  (" "):rep(8 - #level), line, "\n")
+end
+
+function _M.set_sink(fn)
+  sink = fn
+end
+
+local function emit(level, fmt, ...)
+  if LEVELS[level] < threshold then return end
+  local line
+  if select("#", ...) > 0 then
+    local ok, s = pcall(string_format, fmt, ...)
+    line = ok and s or tostring(fmt)
+  else
+    line = tostring(fmt)
+  end
+  line = _M.mask(line)
+  ;(sink or default_sink)(level, line)
+end
+
+function _M.debug(fmt, ...) emit("DEBUG", fmt, ...) end
+function _M.info(fmt, ...) emit("INFO", fmt, ...) end
+function _M.warning(fmt, ...) emit("WARNING", fmt, ...) end
+function _M.error(fmt, ...) emit("ERROR", fmt, ...) end
+
+return _M
