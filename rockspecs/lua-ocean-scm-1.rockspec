@@ -42,8 +42,11 @@ build = {
       libraries = { "jq", "curl", "microhttpd", "m" },
     },
     ["ocean.cli"] = "lua/ocean/cli.lua",
+    ["ocean.config"] = "lua/ocean/config.lua",
     ["ocean"] = "lua/ocean/init.lua",
     ["ocean.json"] = "lua/ocean/json.lua",
+    ["ocean.log"] = "lua/ocean/log.lua",
+    ["ocean.yaml"] = "lua/ocean/yaml.lua",
   },
   install = {
     bin = { ocean = "bin/ocean" },
