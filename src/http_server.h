@@ -7,7 +7,9 @@
  * oc_server_next(), answers it with oc_server_respond() (or drops the
  * connection with oc_server_drop()), which resumes the connection. Bodies
  * above max_body get 413 without being queued; malformed requests get a
- * 4xx from libmicrohttpd.
+ * 4xx from libmicrohttpd. A body announced larger (Content-Length) is
+ * refused before it is read and the connection closed; a chunked one is
+ * read to its end, discarded, and refused.
  *
  * Waiting: oc_server_fd() is a file descriptor that becomes readable when
  * the server has work (libmicrohttpd's epoll fd), oc_server_timeout_ms()
@@ -23,9 +25,9 @@
 typedef struct oc_server oc_server_t;
 
 typedef struct oc_server_opts {
-  const char *host;              /* listen address, e.g. "127.0.0.1" */
+  const char *host;              /* listen address; NULL: "127.0.0.1" */
   int port;                      /* 0: an ephemeral port */
-  size_t max_body;               /* bytes; larger bodies get 413 */
+  size_t max_body;               /* bytes; larger bodies get 413; 0: 1 MiB */
   unsigned max_connections;      /* 0: libmicrohttpd's default */
   unsigned connection_timeout_s; /* idle keep-alive timeout; 0: 30 s */
 } oc_server_opts_t;
@@ -60,18 +62,29 @@ int oc_server_fd(const oc_server_t *s);
 long oc_server_timeout_ms(const oc_server_t *s);
 /* Do ready work without blocking; 0 or -1 on a libmicrohttpd failure. */
 int oc_server_run(oc_server_t *s);
-/* poll(fd) up to timeout_ms (-1: forever), then run. Returns the number
- * of queued requests. */
+/* poll(fd) up to timeout_ms (-1: forever), then run, until a request is
+ * queued or the time is up. Returns the number of queued requests not yet
+ * handed out (oc_server_queued). */
 int oc_server_wait(oc_server_t *s, long timeout_ms);
+/* Requests queued and not yet handed out by oc_server_next(). While this
+ * is non-zero, oc_server_timeout_ms() is 0: the owner has work. */
+size_t oc_server_queued(const oc_server_t *s);
 
-/* The oldest queued request not yet handed out, or NULL. */
+/* The oldest queued request not yet handed out, or NULL. The request
+ * stays valid until it is answered or dropped (or the server stopped). */
 oc_server_request_t *oc_server_next(oc_server_t *s);
 /* Answer request `id`. headers: NULL-terminated array of "name", "value"
- * pairs (may be NULL). The body is copied. 0, or -1 if id is unknown. */
+ * pairs (may be NULL); Content-Length is computed (a given one is ignored,
+ * as are empty values). The body is copied. Returns 0; -1 if id is
+ * unknown; -2 if the status is not 100..999 or a header is invalid (CR,
+ * LF, space in the name...), and -3 when out of memory; on -2/-3 the
+ * request stays queued. A request whose client is already gone is
+ * answered with 0 and forgotten. */
 int oc_server_respond(oc_server_t *s, unsigned long id, int status,
                       const char *const *headers, const char *body,
                       size_t body_len);
-/* Close request `id`'s connection without an answer (fault injection). */
+/* Close request `id`'s connection without an answer (fault injection).
+ * 0, or -1 if id is unknown. */
 int oc_server_drop(oc_server_t *s, unsigned long id);
 
 #endif

@@ -31,6 +31,19 @@ jv oc_to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
 /* Set the array metatable on the table at the top of the stack. */
 void oc_set_array_mt(lua_State *L);
 
+/* The open "ocean.Server" userdata at idx (lserver.c); raises otherwise.
+ * struct oc_server is oc_server_t of http_server.h. */
+struct oc_server *oc_check_server(lua_State *L, int idx);
+
+/* The open "ocean.Loop" / "ocean.Port" userdata at idx (lloop.c,
+ * lport.c); raise otherwise. */
+struct oc_loop *oc_check_loop(lua_State *L, int idx);
+struct oc_port *oc_check_port(lua_State *L, int idx);
+/* Overlay the retry options of the Lua table at idx on *r (lloop.c);
+ * raises on a bad option. */
+struct oc_retry;
+void oc_lua_read_retry(lua_State *L, int idx, struct oc_retry *r);
+
 /* Openers: each adds its functions to the module table at the top. */
 void oc_open_json(lua_State *L);
 void oc_open_mapping(lua_State *L);
