@@ -1,0 +1,124 @@
+-- ocean.runtime: the one place that knows how Lua waits for the event
+-- loop (ocean.core's Loop).
+--
+--   runtime.await(loop, id_or_fn [, opts]) -> value | nil, "timeout"
+--     id: a loop:request() id, waits for loop:result(id).
+--     fn: called between waits until it returns a non-nil value.
+--     opts.timeout_ms: give up after this long.
+--
+-- Standalone (lua5.4, luajit): blocks in loop:wait(), at most
+-- runtime.BLOCK_MS at a time, then runs runtime.between_waits(loop) if set
+-- (the framework dispatches queued webhook requests there).
+--
+-- Inside nginx (a yieldable phase: rewrite, access, content, timer, ...):
+-- loop:wait(0) never blocks; between two, ngx.sleep() yields the worker
+-- for an adaptive step that starts at STEP_MIN_MS after progress, doubles
+-- up to STEP_MAX_MS while idle, and is cut to loop:next_timeout() when a
+-- timer (a retry) is due sooner. In a phase that cannot yield (init,
+-- init_worker, set, log...) it falls back to blocking waits.
+--
+-- Signals read by the loop (loop:watch_signals()) are handed to
+-- runtime.on_events(events, loop), which by default queues them for
+-- runtime.take_events().
+local type, pcall, error, tostring = type, pcall, error, tostring
+local min = math.min
+local os_time = os.time
+
+local core = require "ocean.core"
+
+local _M = {
+  BLOCK_MS = 1000,
+  STEP_MIN_MS = 1,
+  STEP_MAX_MS = 20,
+  between_waits = nil,     -- function(loop)
+  servers = nil,           -- list of ocean.Server waited on with the loop
+}
+
+local YIELDABLE = {
+  rewrite = true, server_rewrite = true, access = true, content = true,
+  timer = true, ssl_cert = true, ssl_session_fetch = true,
+  ssl_client_hello = true, preread = true,
+}
+
+local queued_events = {}
+
+function _M.on_events(events)
+  for i = 1, #events do queued_events[#queued_events + 1] = events[i] end
+end
+
+-- The events received so far (and forget them).
+function _M.take_events()
+  local e = queued_events
+  queued_events = {}
+  return e
+end
+
+-- true when running in an nginx phase where ngx.sleep may yield.
+function _M.in_nginx()
+  local ngx = _G.ngx
+  if type(ngx) ~= "table" or type(ngx.sleep) ~= "function"
+     or type(ngx.get_phase) ~= "function" then
+    return false
+  end
+  local ok, phase = pcall(ngx.get_phase)
+  return ok and YIELDABLE[phase] == true
+end
+
+local now_ms = core.monotonic_ms or function() return os_time() * 1000 end
+
+local function checker(loop, what)
+  if type(what) == "number" then
+    return function() return loop:result(what) end
+  elseif type(what) == "function" then
+    return what
+  end
+  error("runtime.await: expected a request id or a function, got "
+        .. type(what), 3)
+end
+
+local function wait_nginx(loop, check, deadline)
+  local ngx = _G.ngx
+  local step = _M.STEP_MIN_MS
+  while true do
+    local events, n = loop:wait(0)
+    if events then _M.on_events(events, loop) end
+    local v = check()
+    if v ~= nil then return v end
+    if deadline and now_ms() >= deadline then return nil, "timeout" end
+    if n and n > 0 then step = _M.STEP_MIN_MS end
+    local s, nt = step, loop:next_timeout()
+    if nt >= 0 and nt < s then s = nt end
+    ngx.sleep(s / 1000)
+    step = min(step * 2, _M.STEP_MAX_MS)
+  end
+end
+
+local function wait_blocking(loop, check, deadline)
+  while true do
+    local t = _M.BLOCK_MS
+    if deadline then
+      t = min(t, deadline - now_ms())
+      if t < 0 then t = 0 end
+    end
+    local events = loop:wait(t, _M.servers)
+    if events then _M.on_events(events, loop) end
+    if _M.between_waits then _M.between_waits(loop) end
+    local v = check()
+    if v ~= nil then return v end
+    if deadline and now_ms() >= deadline then return nil, "timeout" end
+  end
+end
+
+function _M.await(loop, what, opts)
+  if type(loop) ~= "userdata" and type(loop) ~= "table" then
+    error("runtime.await: expected a loop, got " .. tostring(loop), 2)
+  end
+  local check = checker(loop, what)
+  local v = check()
+  if v ~= nil then return v end
+  local deadline = opts and opts.timeout_ms and now_ms() + opts.timeout_ms
+  if _M.in_nginx() then return wait_nginx(loop, check, deadline) end
+  return wait_blocking(loop, check, deadline)
+end
+
+return _M
