@@ -190,18 +190,17 @@ static jv normalize_team(jv t)
 }
 
 /* Emit the members of object `obj` named in names (all members when
- * names is NULL), skipping nulls. Consumes obj. */
+ * `all`), skipping nulls. A missing or non-object value counts as {}: an
+ * entity without properties and one with none are the same. Consumes
+ * obj. */
 static void add_object(oc_buf_t *b, const char *field, jv obj, char **names,
                        size_t n, int all, int *first)
 {
   size_t i;
   int inner = 1;
   if (jv_get_kind(obj) != JV_KIND_OBJECT) {
-    if (jv_get_kind(obj) != JV_KIND_NULL && jv_get_kind(obj)
-        != JV_KIND_INVALID)
-      add_member(b, field, obj, first);
     jv_free(obj);
-    return;
+    obj = jv_object();
   }
   if (!*first)
     oc_buf_addc(b, ',');

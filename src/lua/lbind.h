@@ -44,6 +44,11 @@ struct oc_port *oc_check_port(lua_State *L, int idx);
 struct oc_retry;
 void oc_lua_read_retry(lua_State *L, int idx, struct oc_retry *r);
 
+/* The open "ocean.Mapping" userdata at idx (lmapping.c); raises
+ * otherwise. */
+#define OC_MAPPING_MT "ocean.Mapping"
+struct oc_mapping *oc_check_mapping(lua_State *L, int idx);
+
 /* Openers: each adds its functions to the module table at the top. */
 void oc_open_json(lua_State *L);
 void oc_open_mapping(lua_State *L);

@@ -1,0 +1,198 @@
+-- ocean.http: HTTP for integration code (third-party APIs), on the
+-- engine's event loop: while a resync function waits for a page, the
+-- engine's Port writes keep going, and inside nginx the worker is never
+-- blocked.
+--
+--   http.request{method=, url=, query=, headers=, body=, json=, timeout=,
+--                retry=, verify_tls=, follow_redirects=}
+--     -> res | nil, err
+--     res = {status=, ok=(2xx), headers={lower-case}, body=, json=fn,
+--            attempts=, url=}
+--     json=<table>: sent as JSON (Content-Type set); timeout: seconds
+--     (default OCEAN__CLIENT_TIMEOUT, 60); retry: false, or options of the
+--     loop (statuses, max_attempts, base_delay_ms, max_total_wait_ms...);
+--     by default 429, 408, 502, 503, 504 and connection errors are retried
+--     honouring Retry-After, for at most 60 s of waiting.
+--   http.get/post/put/patch/delete(url [, opts]) -> res | nil, err
+--   http.get_json(url [, opts]) -> decoded body | nil, err (non-2xx is err)
+--   http.paginate(url [, opts]) -> iterator of pages (decoded JSON bodies,
+--     or opts.items(body, res)); next page from opts.next(body, res, url)
+--     (a URL, or an opts table, or nil to stop), else the Link header's
+--     rel="next". An HTTP failure raises (the resync function fails, and
+--     nothing is deleted). Fits the generator style:
+--       for page in ocean.http.paginate(url) do coroutine.yield(page) end
+local core = require "ocean.core"
+local json = require "ocean.json"
+local runtime = require "ocean.runtime"
+
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local setmetatable = setmetatable
+local format = string.format
+
+local _M = {}
+
+local own_loop
+
+-- The engine's loop when there is an engine, else one of our own.
+local function loop_and_settings()
+  local engine = package.loaded["ocean.engine"]
+  local ctx = engine and engine.current()
+  if ctx then return ctx.loop, ctx.settings end
+  if not own_loop then own_loop = core.loop_new { concurrency = 8 } end
+  return own_loop, nil
+end
+
+local function escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c)
+    return format("%%%02X", c:byte())
+  end))
+end
+_M.escape = escape
+
+-- "a=1&b=x%20y" from a table (sorted keys; list values repeat the key).
+local function encode_query(q)
+  local keys = {}
+  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = q[k]
+    if type(v) == "table" then
+      for _, x in ipairs(v) do parts[#parts + 1] = escape(k) .. "=" .. escape(x) end
+    elseif v ~= nil then
+      parts[#parts + 1] = escape(k) .. "=" .. escape(v)
+    end
+  end
+  return table.concat(parts, "&")
+end
+_M.encode_query = encode_query
+
+local Response = {}
+Response.__index = Response
+
+function Response:json()
+  if self._json == nil then
+    local v, err = json.decode(self.body or "")
+    if v == nil then return nil, "response is not JSON: " .. err end
+    self._json = v
+  end
+  return self._json
+end
+
+local DEFAULT_RETRY = {
+  statuses = { 408, 429, 502, 503, 504 }, max_attempts = 6,
+  base_delay_ms = 200, max_delay_ms = 30000, max_total_wait_ms = 60000,
+  connection_errors = true, honour_retry_after = true,
+}
+
+function _M.request(opts)
+  if type(opts) ~= "table" then error("http.request: expected a table", 2) end
+  if type(opts.url) ~= "string" or not opts.url:match("^https?://") then
+    error("http.request: url must be an http(s) URL, got " .. tostring(opts.url), 2)
+  end
+  local loop, settings = loop_and_settings()
+  local url = opts.url
+  if opts.query then
+    local q = encode_query(opts.query)
+    if q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
+  end
+  local headers, body = {}, opts.body
+  for k, v in pairs(opts.headers or {}) do headers[#headers + 1] = k .. ": " .. tostring(v) end
+  if opts.json ~= nil then
+    local err
+    body, err = json.encode(opts.json)
+    if not body then error("http.request: " .. err, 2) end
+    headers[#headers + 1] = "Content-Type: application/json"
+  end
+  local method = opts.method or (body and "POST" or "GET")
+  local timeout = opts.timeout or (settings and settings.client_timeout) or 60
+  local verify = opts.verify_tls
+  if verify == nil then verify = not settings or settings.third_party_verify_tls ~= false end
+  local retry = opts.retry
+  if retry == nil then retry = DEFAULT_RETRY end
+  local id = loop:request {
+    method = method, url = url, headers = headers, body = body,
+    timeout_ms = math.floor(timeout * 1000), verify_tls = verify,
+    follow_redirects = opts.follow_redirects ~= false,
+    retry = retry or nil,
+  }
+  local r = runtime.await(loop, id)
+  if r.error and (not r.status or r.status == 0) then
+    return nil, format("%s %s failed: %s", method, opts.url, r.error)
+  end
+  return setmetatable({
+    status = r.status, ok = r.status >= 200 and r.status < 300,
+    headers = r.headers or {}, body = r.body or "", attempts = r.attempts,
+    url = url,
+  }, Response)
+end
+
+for _, m in ipairs { "get", "post", "put", "patch", "delete" } do
+  _M[m] = function(url, opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    o.method = m:upper()
+    o.url = url
+    return _M.request(o)
+  end
+end
+
+local function status_error(res, method, url)
+  local snippet = (res.body or ""):sub(1, 200)
+  return format("%s %s: HTTP %d %s", method, url, res.status, snippet)
+end
+
+function _M.get_json(url, opts)
+  local res, err = _M.get(url, opts)
+  if not res then return nil, err end
+  if not res.ok then return nil, status_error(res, "GET", url) end
+  return res:json()
+end
+
+-- rel="next" of a Link header.
+local function link_next(link)
+  if type(link) ~= "string" then return nil end
+  for part in link:gmatch("[^,]+") do
+    local target, params = part:match("<([^>]*)>(.*)")
+    if target and params:match('rel%s*=%s*"?next"?') then return target end
+  end
+  return nil
+end
+_M.link_next = link_next
+
+function _M.paginate(url, opts)
+  opts = opts or {}
+  local next_req = { url = url }
+  for k, v in pairs(opts) do
+    if k ~= "next" and k ~= "items" then next_req[k] = v end
+  end
+  return function()
+    if not next_req then return nil end
+    local req = next_req
+    next_req = nil
+    local res, err = _M.request(req)
+    if not res then error(err, 2) end
+    if not res.ok then error(status_error(res, req.method or "GET", req.url), 2) end
+    local body, jerr = res:json()
+    if body == nil then error(format("GET %s: %s", req.url, jerr), 2) end
+    local nxt
+    if opts.next then
+      nxt = opts.next(body, res, req.url)
+    else
+      nxt = link_next(res.headers.link)
+    end
+    if type(nxt) == "string" then
+      next_req = {}
+      for k, v in pairs(req) do next_req[k] = v end
+      next_req.url, next_req.query = nxt, nil
+    elseif type(nxt) == "table" then
+      next_req = {}
+      for k, v in pairs(req) do next_req[k] = v end
+      for k, v in pairs(nxt) do next_req[k] = v end
+    end
+    if opts.items then return opts.items(body, res) end
+    return body
+  end
+end
+
+return _M

@@ -1,0 +1,137 @@
+-- ocean.mapping: parse_items, Ocean's jq entity processor, over the C
+-- engine (src/mapping.c). One resource of the port app config compiles into
+-- one jq program, cached here.
+--
+--   mapping.parse_items(resource, items [, {parse_all=, allow_env=}])
+--     -> {passed=, failed=, errors=, dropped=, misconfigured=} | nil, err
+--   mapping.compile(resource [, {allow_env=, projection=, native=}])
+--     -> m | nil, err
+--     (m:parse(items, parse_all), m:signature(), m:fields(), m:close())
+--
+-- Misuse (a resource without kind, selector.query, identifier or blueprint;
+-- items that are neither a list nor a JSON text) raises. An expression that
+-- does not compile fails the whole resource with nil, err: a kind with a
+-- broken mapping must not sync half of its fields.
+--
+-- Cache: by resource table (weak keys) and, so that a mutated table
+-- recompiles and equal tables share one program, by content (the
+-- resource's JSON text with sorted keys, plus allow_env), least recently
+-- used first out beyond CACHE_SIZE programs.
+local core = require "ocean.core"
+
+local type, error, pairs, setmetatable = type, error, pairs, setmetatable
+local getenv = os.getenv
+local json_encode = core.json_encode
+local mapping_compile = core.mapping_compile
+
+local _M = {}
+
+local CACHE_SIZE = 64
+
+local by_table = setmetatable({}, { __mode = "k" })  -- resource -> entry
+local by_content = {}                                -- key -> entry
+local lru_tick, lru_count = 0, 0
+
+local OPTS = { parse_all = true, allow_env = true }
+local COMPILE_OPTS = { allow_env = true, projection = true, native = true }
+
+local function check_opts(opts, level, known)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error("options must be a table, got " .. type(opts), level + 1)
+  end
+  for k in pairs(opts) do
+    if not (known or OPTS)[k] then
+      error("unknown option '" .. tostring(k) .. "'", level + 1)
+    end
+  end
+  return opts
+end
+
+local function env_allowed(opts)
+  if opts.allow_env ~= nil then return opts.allow_env and true or false end
+  return getenv("OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS") == "true"
+end
+
+local function evict()
+  local oldest, oldest_key
+  for key, entry in pairs(by_content) do
+    if not oldest or entry.tick < oldest.tick then
+      oldest, oldest_key = entry, key
+    end
+  end
+  by_content[oldest_key] = nil
+  lru_count = lru_count - 1
+end
+
+-- The compiled mapping for resource, from the caches or compiled now.
+local function lookup(resource, allow_env, level)
+  local text, err = json_encode(resource)
+  if not text then error("invalid resource: " .. err, level + 1) end
+  local key = (allow_env and "E" or "-") .. text
+  local entry = by_table[resource]
+  if not entry or entry.key ~= key then
+    entry = by_content[key]
+  end
+  if not entry then
+    local m, cerr, code = mapping_compile(resource, allow_env)
+    if not m then
+      if code == "invalid" then error(cerr, level + 1) end
+      return nil, cerr
+    end
+    entry = { key = key, m = m, tick = 0 }
+    if lru_count >= CACHE_SIZE then evict() end
+    by_content[key] = entry
+    lru_count = lru_count + 1
+  end
+  lru_tick = lru_tick + 1
+  entry.tick = lru_tick
+  by_table[resource] = entry
+  return entry.m
+end
+
+local function check_resource(resource, level)
+  if type(resource) ~= "table" then
+    error("resource must be a table, got " .. type(resource), level + 1)
+  end
+end
+
+function _M.parse_items(resource, items, opts)
+  check_resource(resource, 2)
+  opts = check_opts(opts, 2)
+  local it = type(items)
+  if it ~= "table" and it ~= "string" then
+    error("items must be a list of raw items or a JSON text, got " .. it, 2)
+  end
+  local m, err = lookup(resource, env_allowed(opts), 2)
+  if not m then return nil, err end
+  return m:parse(items, opts.parse_all)
+end
+
+-- A compiled mapping of one's own (not cached): for callers that keep it.
+-- opts: allow_env; projection = false / native = false turn off the two
+-- optimisations (reading only what the expressions use; evaluating simple
+-- expressions without jq) - for tests that compare them with plain jq.
+function _M.compile(resource, opts)
+  check_resource(resource, 2)
+  opts = check_opts(opts, 2, COMPILE_OPTS)
+  local m, err, code = mapping_compile(resource, env_allowed(opts), opts)
+  if not m then
+    if code == "invalid" then error(err, 2) end
+    return nil, err
+  end
+  return m
+end
+
+-- The content cache: programs held and the bound (tests).
+function _M.cache_info()
+  return { size = lru_count, capacity = CACHE_SIZE }
+end
+
+-- Drop every cached program (tests; configuration reloads).
+function _M.clear_cache()
+  for k in pairs(by_table) do by_table[k] = nil end
+  by_content, lru_count = {}, 0
+end
+
+return _M

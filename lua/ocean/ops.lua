@@ -1,0 +1,436 @@
+-- ocean.ops: the live-event operations of the seed — register_raw,
+-- unregister_raw, update_raw_diff, register, unregister, update_diff —
+-- and sync(entities).
+--
+-- Safety, beyond Ocean: nothing is deleted that this integration does not
+-- own at Port (one search per 50 entities checks ownership first, also
+-- for unregister/unregister_raw, which Ocean deletes blindly); entities
+-- with search identifiers are never deleted; an upsert that failed never
+-- makes anything else a deletion candidate. Upserts go relation targets
+-- first, deletions sources first, each level in bulk requests.
+-- Every operation takes opts.plan: compute and report, write nothing.
+local core = require "ocean.core"
+local json = require "ocean.json"
+local log = require "ocean.log"
+local mapping = require "ocean.mapping"
+local sync = require "ocean.sync"
+
+local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
+local table_concat = table.concat
+
+local _M = {}
+
+local SEARCH_CHUNK = 50
+local APP_CONFIG_TTL = 60          -- seconds, as Ocean's cache
+
+-- {==================== helpers ====================
+
+local function key_of(e)
+  return core.entity_key(e)
+end
+
+local function is_search_identifier(e)
+  return type(e.identifier) == "table" and e.identifier ~= json.null
+end
+
+-- The mapping, cached for 60 s (live events don't refetch every time).
+local function app_config(ctx, opts)
+  if opts and opts.app_config then return opts.app_config end
+  local now = ctx.clock()
+  local c = ctx.app_config_cache
+  if c and now - c.at < APP_CONFIG_TTL then return c.app end
+  local app, err = sync.fetch_app_config(ctx, {})
+  if not app then return nil, err end
+  ctx.app_config_cache = { app = app, at = now }
+  return app
+end
+_M.app_config = app_config
+
+local function resources_of(app, kind)
+  local out = {}
+  for _, r in ipairs(app.resources) do
+    if type(r) == "table" and r.kind == kind then out[#out + 1] = r end
+  end
+  return out
+end
+
+local function event_of(opts)
+  return { type = (opts and opts.event_type) or "http_request" }
+end
+
+-- Split entities into relation levels (targets first) grouped by
+-- blueprint: { {bp = {entities...}, ...}, ... } in level order.
+local function levels_of(entities, reverse)
+  if #entities == 0 then return {} end
+  local order, level = core.relation_order(entities)
+  local max = 0
+  for i = 1, #level do if level[i] > max then max = level[i] end end
+  local levels = {}
+  for i = 1, #order do
+    local lv = reverse and (max - level[i] + 1) or level[i]
+    local e = entities[order[i]]
+    levels[lv] = levels[lv] or { order = {}, by_bp = {} }
+    local L = levels[lv]
+    local bp = tostring(e.blueprint)
+    if not L.by_bp[bp] then
+      L.by_bp[bp] = {}
+      L.order[#L.order + 1] = bp
+    end
+    table.insert(L.by_bp[bp], e)
+  end
+  local out = {}
+  for i = 1, max do if levels[i] then out[#out + 1] = levels[i] end end
+  return out
+end
+
+-- Upsert entities (relation targets first). Returns a report:
+-- {created=, updated=, failed=, entities = {ok entities}, failures = {...}}
+local function upsert_all(ctx, entities, o, opts)
+  local rep = { created = 0, updated = 0, failed = 0, entities = {}, failures = {}, requests = 0 }
+  if opts.plan then
+    rep.planned = {}
+    for _, e in ipairs(entities) do rep.planned[#rep.planned + 1] = e end
+    return rep
+  end
+  for _, L in ipairs(levels_of(entities)) do
+    for _, bp in ipairs(L.order) do
+      local list = L.by_bp[bp]
+      local res, err = ctx.port:upsert_entities(bp, list, {
+        merge = o.merge, create_missing_related_entities = o.create_missing,
+        event = event_of(opts) })
+      if not res then
+        for _, e in ipairs(list) do
+          rep.failed = rep.failed + 1
+          rep.failures[#rep.failures + 1] = { blueprint = bp, identifier = e.identifier,
+                                              message = tostring(err) }
+        end
+      else
+        rep.requests = rep.requests + (res.requests or 0)
+        for i, r in ipairs(res.results) do
+          local e = list[i]
+          if r.ok then
+            if r.created then rep.created = rep.created + 1 else rep.updated = rep.updated + 1 end
+            rep.entities[#rep.entities + 1] = e
+          else
+            rep.failed = rep.failed + 1
+            rep.failures[#rep.failures + 1] = { blueprint = bp, identifier = e.identifier,
+              status = r.status, message = r.message or r.error }
+          end
+        end
+      end
+    end
+  end
+  for _, f in ipairs(rep.failures) do
+    log.warning("upsert of %s/%s failed: %s", f.blueprint, tostring(f.identifier), tostring(f.message))
+  end
+  return rep
+end
+_M.upsert_all = upsert_all
+
+-- The subset of entities (with stable keys) that this integration owns at
+-- Port: search by identifier and blueprint, 50 at a time; the Port client
+-- adds the ownership rules. Returns set key -> Port entity, or nil, err.
+local function owned_subset(ctx, entities)
+  local owned = {}
+  local keyed = {}
+  for _, e in ipairs(entities) do
+    if not is_search_identifier(e) and key_of(e) then keyed[#keyed + 1] = e end
+  end
+  for i = 1, #keyed, SEARCH_CHUNK do
+    local groups = json.array {}
+    for k = i, math.min(i + SEARCH_CHUNK - 1, #keyed) do
+      local e = keyed[k]
+      groups[#groups + 1] = { combinator = "and", rules = json.array {
+        { property = "$identifier", operator = "=", value = tostring(e.identifier) },
+        { property = "$blueprint", operator = "=", value = e.blueprint } } }
+    end
+    local found, err = ctx.port:search({ combinator = "and", rules = json.array {
+      { combinator = "or", rules = groups } } }, { "identifier", "blueprint", "relations" })
+    if not found then return nil, err end
+    for _, pe in ipairs(found) do
+      local k = key_of(pe)
+      if k then owned[k] = pe end
+    end
+  end
+  return owned
+end
+_M.owned_subset = owned_subset
+
+-- Delete entities this integration owns (sources first). Entities it
+-- doesn't own, and search identifiers, are skipped with a log line.
+local function delete_owned(ctx, entities, o, opts, rep)
+  rep.deleted = rep.deleted or 0
+  rep.not_owned = rep.not_owned or 0
+  rep.delete_failed = rep.delete_failed or 0
+  if #entities == 0 then return rep end
+  local owned, err = owned_subset(ctx, entities)
+  if not owned then
+    rep.errors = rep.errors or {}
+    rep.errors[#rep.errors + 1] = "could not check ownership before deleting: " .. tostring(err)
+    log.warning("not deleting %d entities: %s", #entities, rep.errors[#rep.errors])
+    return rep
+  end
+  local doomed, seen = {}, {}
+  for _, e in ipairs(entities) do
+    local k = not is_search_identifier(e) and key_of(e)
+    if k and owned[k] and not seen[k] then
+      seen[k] = true
+      doomed[#doomed + 1] = owned[k]     -- Port's copy: its relations order deletes
+    elseif not (k and seen[k]) then
+      rep.not_owned = rep.not_owned + 1
+      log.info("not deleting %s/%s: this integration does not own it at Port",
+        tostring(e.blueprint), type(e.identifier) == "table" and "(search identifier)"
+          or tostring(e.identifier))
+    end
+  end
+  if opts.plan then
+    rep.planned_delete = doomed
+    return rep
+  end
+  local levels = o.delete_dependents and { (function()
+    local L = { order = {}, by_bp = {} }
+    for _, e in ipairs(doomed) do
+      if not L.by_bp[e.blueprint] then L.by_bp[e.blueprint] = {}; L.order[#L.order + 1] = e.blueprint end
+      table.insert(L.by_bp[e.blueprint], e)
+    end
+    return L
+  end)() } or levels_of(doomed, true)
+  for _, L in ipairs(levels) do
+    for _, bp in ipairs(L.order) do
+      local ids = {}
+      for _, e in ipairs(L.by_bp[bp]) do ids[#ids + 1] = tostring(e.identifier) end
+      local res, derr = ctx.port:delete_entities(bp, ids, {
+        delete_dependents = o.delete_dependents, event = event_of(opts) })
+      if not res then
+        rep.delete_failed = rep.delete_failed + #ids
+        log.warning("could not delete %d %s entities: %s", #ids, bp, tostring(derr))
+      else
+        for i, r in ipairs(res.results) do
+          if r.deleted then rep.deleted = rep.deleted + 1
+          else
+            rep.delete_failed = rep.delete_failed + 1
+            log.warning("could not delete %s/%s: %s", bp, ids[i], tostring(r.message or "not deleted"))
+          end
+        end
+      end
+    end
+  end
+  return rep
+end
+_M.delete_owned = delete_owned
+
+-- Map raw items with every resource of a kind. Returns
+-- {passed = {...}, failed = {...}, errors = {...}} (errors as strings).
+local function map_kind(ctx, app, kind, raws, parse_all)
+  local out = { passed = {}, failed = {}, errors = {}, resources = 0 }
+  local resources = resources_of(app, kind)
+  out.resources = #resources
+  for _, r in ipairs(resources) do
+    local ok, res, err = pcall(mapping.parse_items, r, raws,
+      { parse_all = parse_all, allow_env = ctx.settings.allow_env_jq })
+    if not ok then res, err = nil, tostring(res) end
+    if not res then
+      out.errors[#out.errors + 1] = ("kind '%s': %s"):format(kind, tostring(err))
+    else
+      for _, e in ipairs(res.errors) do
+        out.errors[#out.errors + 1] = ("kind '%s': item %d: %s"):format(kind, e.index, e.message)
+      end
+      for _, d in ipairs(res.dropped or {}) do
+        log.warning("kind '%s': item %d dropped: %s", kind, d.index, d.reason)
+      end
+      for _, e in ipairs(res.passed) do out.passed[#out.passed + 1] = e end
+      for _, e in ipairs(res.failed) do out.failed[#out.failed + 1] = e end
+    end
+  end
+  return out
+end
+
+local function check_list(v, what, level)
+  if type(v) ~= "table" or v == json.null then
+    error(("%s must be a list, got %s"):format(what, type(v)), level + 1)
+  end
+end
+
+-- raw: one raw object or a list of them.
+local function as_list(raw)
+  if type(raw) == "table" and raw[1] == nil and next(raw) ~= nil and not json.is_array(raw) then
+    return { raw }
+  end
+  return raw
+end
+
+local function finish(rep, errors)
+  rep.errors = rep.errors or {}
+  for _, e in ipairs(errors or {}) do rep.errors[#rep.errors + 1] = e end
+  rep.ok = #rep.errors == 0 and (rep.failed or 0) == 0 and (rep.delete_failed or 0) == 0
+  return rep
+end
+
+-- }====================
+
+-- {==================== raw operations ====================
+
+-- Map and upsert; entities that now fail the selector are deleted if this
+-- integration owns them (as Ocean). Errors: upserts of what passed still
+-- happen, deletion does not.
+function _M.register_raw(ctx, kind, raw, opts)
+  opts = opts or {}
+  local raws = as_list(raw)
+  check_list(raws, "raw items", 2)
+  local app, err = app_config(ctx, opts)
+  if not app then return finish({}, { err }) end
+  local o = sync.app_options(app)
+  local m = map_kind(ctx, app, kind, raws, true)
+  if m.resources == 0 then
+    log.warning("register_raw: no resource of kind '%s' in the mapping", tostring(kind))
+  end
+  local rep = upsert_all(ctx, m.passed, o, opts)
+  if #m.errors == 0 then
+    local upserted = {}
+    for _, e in ipairs(m.passed) do
+      local k = key_of(e)
+      if k then upserted[k] = true end
+    end
+    local gone = {}
+    for _, e in ipairs(m.failed) do
+      local k = key_of(e)
+      if k and not upserted[k] then gone[#gone + 1] = e end
+    end
+    delete_owned(ctx, gone, o, opts, rep)
+  else
+    log.warning("register_raw: %d error(s), not deleting entities that fail the selector", #m.errors)
+  end
+  return finish(rep, m.errors)
+end
+
+-- Map and delete (only what this integration owns).
+function _M.unregister_raw(ctx, kind, raw, opts)
+  opts = opts or {}
+  local raws = as_list(raw)
+  check_list(raws, "raw items", 2)
+  local app, err = app_config(ctx, opts)
+  if not app then return finish({}, { err }) end
+  local o = sync.app_options(app)
+  local m = map_kind(ctx, app, kind, raws, false)
+  local rep = { created = 0, updated = 0, failed = 0 }
+  delete_owned(ctx, m.passed, o, opts, rep)
+  return finish(rep, m.errors)
+end
+
+-- Apply the difference between two entity lists: upsert what is new or
+-- changed in `after`, delete (if owned) what `before` had and `after`
+-- doesn't. Nothing outside the two lists is touched.
+local function apply_diff(ctx, before, after, o, opts, errors)
+  local before_by = {}
+  for _, e in ipairs(before) do
+    local k = key_of(e)
+    if k then before_by[k] = e end
+  end
+  local after_keys, changed = {}, {}
+  for _, e in ipairs(after) do
+    local k = key_of(e)
+    if k then after_keys[k] = true end
+    local prev = k and before_by[k]
+    if not prev or core.content_hash(prev) ~= core.content_hash(e) then
+      changed[#changed + 1] = e
+    end
+  end
+  local rep = upsert_all(ctx, changed, o, opts)
+  rep.unchanged = #after - #changed
+  local gone = {}
+  for k, e in pairs(before_by) do
+    if not after_keys[k] then gone[#gone + 1] = e end
+  end
+  table.sort(gone, function(a, b) return key_of(a) < key_of(b) end)
+  if #errors == 0 then
+    delete_owned(ctx, gone, o, opts, rep)
+  elseif #gone > 0 then
+    log.warning("update: %d error(s), not deleting %d entities", #errors, #gone)
+  end
+  return finish(rep, errors)
+end
+
+function _M.update_raw_diff(ctx, kind, diff, opts)
+  opts = opts or {}
+  if type(diff) ~= "table" then error("update_raw_diff: expected {before=, after=}", 2) end
+  local before, after = diff.before or {}, diff.after or {}
+  check_list(before, "before", 2)
+  check_list(after, "after", 2)
+  local app, err = app_config(ctx, opts)
+  if not app then return finish({}, { err }) end
+  local o = sync.app_options(app)
+  local mb = map_kind(ctx, app, kind, before, false)
+  local ma = map_kind(ctx, app, kind, after, false)
+  local errors = {}
+  for _, e in ipairs(mb.errors) do errors[#errors + 1] = e end
+  for _, e in ipairs(ma.errors) do errors[#errors + 1] = e end
+  return apply_diff(ctx, mb.passed, ma.passed, o, opts, errors)
+end
+
+-- }====================
+
+-- {==================== entity operations ====================
+
+local function app_options_or_default(ctx, opts)
+  local app = app_config(ctx, opts)
+  return sync.app_options(app or {}), app
+end
+
+function _M.update_diff(ctx, diff, opts)
+  opts = opts or {}
+  if type(diff) ~= "table" then error("update_diff: expected {before=, after=}", 2) end
+  check_list(diff.before or {}, "before", 2)
+  check_list(diff.after or {}, "after", 2)
+  local o = app_options_or_default(ctx, opts)
+  return apply_diff(ctx, diff.before or {}, diff.after or {}, o, opts, {})
+end
+
+function _M.register(ctx, entities, opts)
+  opts = opts or {}
+  check_list(entities, "entities", 2)
+  local o = app_options_or_default(ctx, opts)
+  return finish(upsert_all(ctx, entities, o, opts))
+end
+
+function _M.unregister(ctx, entities, opts)
+  opts = opts or {}
+  check_list(entities, "entities", 2)
+  local o = app_options_or_default(ctx, opts)
+  return finish(delete_owned(ctx, entities, o, opts, { created = 0, updated = 0, failed = 0 }))
+end
+
+-- What a list of ready-made entities writes, as a mapping signature.
+local function signature_of(entities)
+  local sig = { title = false, icon = false, team = false,
+                properties = json.array {}, relations = json.array {} }
+  local props, rels = {}, {}
+  for _, e in ipairs(entities) do
+    if e.title ~= nil then sig.title = true end
+    if e.icon ~= nil then sig.icon = true end
+    if e.team ~= nil then sig.team = true end
+    for k in pairs(type(e.properties) == "table" and e.properties or {}) do props[k] = true end
+    for k in pairs(type(e.relations) == "table" and e.relations or {}) do rels[k] = true end
+  end
+  for k in pairs(props) do sig.properties[#sig.properties + 1] = k end
+  for k in pairs(rels) do sig.relations[#sig.relations + 1] = k end
+  table.sort(sig.properties)
+  table.sort(sig.relations)
+  return sig
+end
+
+-- Make Port's owned entities equal to `entities`: upsert what differs,
+-- delete owned entities not in the list (with the threshold and the
+-- confirmation of a full resync). An entity whose upsert failed is never
+-- a deletion candidate.
+function _M.sync(ctx, entities, opts)
+  opts = opts or {}
+  check_list(entities, "entities", 2)
+  local o, app = app_options_or_default(ctx, opts)
+  local threshold = ctx.settings.entity_deletion_threshold
+    or (app and app.entityDeletionThreshold ~= json.null and app.entityDeletionThreshold) or 0.9
+  return sync.sync_entities(ctx, entities, signature_of(entities), o, threshold, opts)
+end
+
+-- }====================
+
+return _M
