@@ -54,6 +54,7 @@ build = {
         "src/port_entities.c",
         "src/port_util.c",
         "src/sync.c",
+        "src/sync_end.c",
         "src/transport.c",
       },
       defines = { "_GNU_SOURCE" },
