@@ -375,9 +375,12 @@ static void add_failure(oc_sync_t *s, ent_t *e, const char *bp,
   f->retryable = !r->unresolved && retryable_status(r->status);
 }
 
-static void count_success(oc_sync_t *s, const ent_t *e)
+/* Keyed entities are counted by what the owned index knew (so that a plan
+ * predicts the same numbers); entities without a stable key (search
+ * identifiers) by Port's answer. */
+static void count_success(oc_sync_t *s, const ent_t *e, int port_created)
 {
-  if (e->owned >= 0)
+  if (e->owned >= 0 || (!e->key && !port_created))
     s->st.updated++;
   else
     s->st.created++;
@@ -392,7 +395,7 @@ static void on_upserted(void *ud, const oc_port_entity_result_t *r)
     return;
   e = &j->ents[r->index];
   if (r->ok) {
-    count_success(s, e);
+    count_success(s, e, r->created);
     if (j->retry) {
       s->st.retry_ok++;
       s->st.failed--;
@@ -603,8 +606,8 @@ int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
       jv_free(entity);
       return oc_sync_oom(err, errlen);
     }
-    if (e >= 0)
-      s->st.updated++;
+    if (e >= 0 || !keyed)          /* a search identifier finds an */
+      s->st.updated++;             /* existing entity */
     else
       s->st.created++;
     jv_free(entity);
