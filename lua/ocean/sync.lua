@@ -315,7 +315,7 @@ local function process_kind(ctx, run, session, c, slot)
   local t0 = ctx.clock()
   local before = session:stats()
   if not c.m then
-    run:add_error(kind, c.err)
+    run:add_error(nil, c.err)        -- the message names the kind
     stats.failed = true
     return stats
   end
