@@ -9,6 +9,7 @@
  */
 #include "mapping_int.h"
 #include "jqanalyze.h"
+#include "jqform.h"
 #include "jqlex.h"
 
 #include <stdio.h>
@@ -523,6 +524,7 @@ int oc_mapping_compile(jv resource, const oc_mapping_opts_t *opts,
     oc_mapping_free(b.m);
     return rc;
   }
+  b.m->compile_count = NULL;      /* only counted while compiling */
   *out = b.m;
   return OC_MAPPING_OK;
 }

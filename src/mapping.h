@@ -42,7 +42,10 @@
  *
  * jq is sandboxed unless allow_env: `env` and `$ENV` are {}. import and
  * include are refused; `input`/`inputs` see no input; halt/halt_error make
- * the item fail. jq 1.7 builtins missing from 1.6 are provided (pick, abs,
+ * the item fail; `debug` and `stderr` write nothing (a server's stderr is
+ * its log). A field value nested deeper than 256 levels counts as null.
+ * No time limit: an expression that loops before its first output hangs
+ * the caller (libjq 1.6 cannot be interrupted). jq 1.7 builtins missing from 1.6 are provided (pick, abs,
  * toarray, trim, ltrim, rtrim, have_decnum, have_literal_numbers,
  * debug/1) and limit(0; f) is fixed to produce nothing.
  *

@@ -10,7 +10,7 @@
  * Slots: every expression of a resource is one slot. Slot 0 is the
  * selector, slots 1..nfields the mapping fields (field i is slot i + 1),
  * and slot nfields + 1 the itemsToParse expression when there is one.
- * A slot in a simple form (jqanalyze.h) is evaluated in C ("native"); the
+ * A slot in a simple form (jqform.h) is evaluated in C ("native"); the
  * others run in the jq program.
  */
 #ifndef OC_MAPPING_INT_H
@@ -18,7 +18,7 @@
 
 #include <jq.h>
 
-#include "jqanalyze.h"
+#include "jqform.h"
 #include "mapping.h"
 
 /* Program entry points. An object input runs the fast mode; an array

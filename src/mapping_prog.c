@@ -5,7 +5,7 @@
  *
  * Every slot (mapping_int.h) is a def of its own, so the program checks
  * them all; the main part runs only the slots that are not evaluated
- * natively (jqanalyze.h), the "jq slots":
+ * natively (jqform.h), the "jq slots":
  *
  *   <1.7 polyfills>  [def env: {}; {} as $ENV |]
  *   def __oc_s($i; f): try (label $__oc_o | f | [$i, .], break $__oc_o)

@@ -235,6 +235,7 @@ static int map_input(oc_mapping_t *m, jv input, int parse_all,
 {
   int verdict, rc = 0;
   m->halted = 0;
+  oc_mapping_slots_reset(m);     /* in case a sink callback longjmp'ed */
   verdict = evaluate(m, input, parse_all, sink);
   if (verdict < 0 || (verdict == 0 && !parse_all)) {
     oc_mapping_slots_reset(m);
@@ -285,6 +286,7 @@ static int run_items(oc_mapping_t *m, jv raw, int parse_all,
   jv list, parent;
   int i, n, rc = 0;
   m->halted = 0;
+  oc_mapping_slots_reset(m);
   if (m->slot[slot].form.kind != OC_JQ_COMPLEX)
     eval_native(m, slot, raw);
   else

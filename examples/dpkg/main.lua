@@ -1,7 +1,8 @@
 -- The installed Debian packages and their maintainers, from dpkg's status
 -- file, as Port entities. Real local data: every Debian machine has it.
 --
---   kind `maintainer`: one object per distinct Maintainer field
+--   kind `maintainer`: one object per distinct Maintainer field of the
+--                      installed packages
 --   kind `package`:    one object per installed package (a generator that
 --                      yields pages of 200); the mapping relates each
 --                      package to its maintainer and to its dependencies
@@ -14,10 +15,16 @@ local function status_file()
   return ocean.integration_config.status_file or "/var/lib/dpkg/status"
 end
 
+-- "install ok installed"; removed packages keep a stanza ("deinstall ok
+-- config-files") until they are purged.
+local function installed(stanza)
+  return (stanza.status or ""):match(" installed$") ~= nil
+end
+
 ocean.on_resync("maintainer", function()
   local seen, list = {}, {}
   for stanza in dpkg.stanzas(status_file()) do
-    local m = dpkg.maintainer(stanza.maintainer)
+    local m = installed(stanza) and dpkg.maintainer(stanza.maintainer)
     if m and not seen[m.email] then
       seen[m.email] = true
       list[#list + 1] = m

@@ -7,7 +7,7 @@ local USAGE = [[
 usage: ocean <command> [options]
 
 commands:
-  sail [PATH] [--once] [--port N] [--log-level LEVEL]
+  sail [PATH] [--once] [--plan] [--port N] [--host ADDR] [--log-level LEVEL]
                        run the integration in PATH (default .)
   port-emulator --listen HOST:PORT [--data FILE]
                        run the bundled Port API emulator

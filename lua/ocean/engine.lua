@@ -69,7 +69,11 @@ function _M.new(settings)
   function ctx.should_abort(run)
     return ctx.abort_requested and ctx.running == run
   end
+  -- ctx.running is the outermost run: an operation started while another
+  -- runs (a webhook's ocean.sync during a resync) must not take its place,
+  -- or the resync could no longer be aborted.
   function ctx.begin_run(run)
+    if ctx.running ~= nil then return end
     ctx.abort_requested = false
     ctx.running = run
   end

@@ -16,10 +16,13 @@
 --   http.get/post/put/patch/delete(url [, opts]) -> res | nil, err
 --   http.get_json(url [, opts]) -> decoded body | nil, err (non-2xx is err)
 --   http.paginate(url [, opts]) -> iterator of pages (decoded JSON bodies,
---     or opts.items(body, res)); next page from opts.next(body, res, url)
---     (a URL, or an opts table, or nil to stop), else the Link header's
---     rel="next". An HTTP failure raises (the resync function fails, and
---     nothing is deleted). Fits the generator style:
+--     or opts.items(body, res); nil counts as an empty page); next page
+--     from opts.next(body, res, url) (a URL, or a table of request options
+--     to change, or nil to stop), else the Link header's rel="next";
+--     relative URLs are resolved against the page's. The other opts are
+--     those of http.request (query applies to the first page only: next
+--     URLs carry their own). An HTTP failure raises (the resync function
+--     fails, and nothing is deleted). Fits the generator style:
 --       for page in ocean.http.paginate(url) do coroutine.yield(page) end
 local core = require "ocean.core"
 local json = require "ocean.json"
@@ -106,6 +109,9 @@ function _M.request(opts)
   end
   local method = opts.method or (body and "POST" or "GET")
   local timeout = opts.timeout or (settings and settings.client_timeout) or 60
+  if type(timeout) ~= "number" or timeout <= 0 then
+    error("http.request: timeout must be a positive number of seconds", 2)
+  end
   local verify = opts.verify_tls
   if verify == nil then verify = not settings or settings.third_party_verify_tls ~= false end
   local retry = opts.retry
@@ -149,19 +155,47 @@ function _M.get_json(url, opts)
   return res:json()
 end
 
--- rel="next" of a Link header.
+-- The target of the rel="next" link of a Link header (RFC 8288: several
+-- links, rel lists like rel="next last", URLs that contain commas).
 local function link_next(link)
   if type(link) ~= "string" then return nil end
-  for part in link:gmatch("[^,]+") do
-    local target, params = part:match("<([^>]*)>(.*)")
-    if target and params:match('rel%s*=%s*"?next"?') then return target end
+  for target, params in link:gmatch("<([^>]*)>([^<]*)") do
+    local rel = params:match('[Rr][Ee][Ll]%s*=%s*"([^"]*)"')
+      or params:match("[Rr][Ee][Ll]%s*=%s*([^;,%s]+)")
+    for word in (rel or ""):gmatch("%S+") do
+      if word:lower() == "next" then return target end
+    end
   end
   return nil
 end
 _M.link_next = link_next
 
+-- ref (absolute, "//host/x", "/x", "?q" or "x") resolved against base.
+local function resolve_url(base, ref)
+  if ref:match("^%a[%w+.-]*:") then return ref end
+  local scheme, auth, path = base:match("^(%a[%w+.-]*:)//([^/?#]*)([^?#]*)")
+  if not scheme then return ref end
+  if ref:sub(1, 2) == "//" then return scheme .. ref end
+  local origin = scheme .. "//" .. auth
+  if ref:sub(1, 1) == "/" then return origin .. ref end
+  if path == "" then path = "/" end
+  if ref:sub(1, 1) == "?" then return origin .. path .. ref end
+  return origin .. path:match("^(.*/)") .. ref
+end
+_M.resolve_url = resolve_url
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
 function _M.paginate(url, opts)
+  if type(url) ~= "string" then error("http.paginate: expected a URL", 2) end
   opts = opts or {}
+  if opts.next ~= nil and type(opts.next) ~= "function" then
+    error("http.paginate: opts.next must be a function", 2)
+  end
   local next_req = { url = url }
   for k, v in pairs(opts) do
     if k ~= "next" and k ~= "items" then next_req[k] = v end
@@ -172,25 +206,33 @@ function _M.paginate(url, opts)
     next_req = nil
     local res, err = _M.request(req)
     if not res then error(err, 2) end
-    if not res.ok then error(status_error(res, req.method or "GET", req.url), 2) end
+    local method = req.method or "GET"
+    if not res.ok then error(status_error(res, method, res.url), 2) end
     local body, jerr = res:json()
-    if body == nil then error(format("GET %s: %s", req.url, jerr), 2) end
+    if body == nil then error(format("%s %s: %s", method, res.url, jerr), 2) end
     local nxt
     if opts.next then
-      nxt = opts.next(body, res, req.url)
+      nxt = opts.next(body, res, res.url)
     else
       nxt = link_next(res.headers.link)
     end
     if type(nxt) == "string" then
-      next_req = {}
-      for k, v in pairs(req) do next_req[k] = v end
-      next_req.url, next_req.query = nxt, nil
+      next_req = copy(req)
+      next_req.url, next_req.query = resolve_url(res.url, nxt), nil
+      if next_req.url == res.url then
+        error(format("%s %s: the next page is the same URL (the pagination loops)",
+          method, res.url), 2)
+      end
     elseif type(nxt) == "table" then
-      next_req = {}
-      for k, v in pairs(req) do next_req[k] = v end
+      next_req = copy(req)
       for k, v in pairs(nxt) do next_req[k] = v end
+      if nxt.url then next_req.url = resolve_url(res.url, nxt.url) end
     end
-    if opts.items then return opts.items(body, res) end
+    if opts.items then
+      local items = opts.items(body, res)
+      if items == nil then items = json.array {} end   -- nil would end the for loop
+      return items
+    end
     return body
   end
 end

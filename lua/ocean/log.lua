@@ -73,11 +73,22 @@ function _M.enabled(level)
   return LEVELS[level] >= threshold
 end
 
+-- ngx.errlog.raw_log (lua-resty-core) logs without ngx.log's prefix,
+-- which would always name this file.
+local raw_log
 local function default_sink(level, line)
   if ngx and ngx.log and ngx.get_phase and ngx.get_phase() ~= "init" then
     local lv = ({ DEBUG = ngx.DEBUG, INFO = ngx.INFO, WARNING = ngx.WARN,
                   ERROR = ngx.ERR })[level]
-    ngx.log(lv, line)
+    if raw_log == nil then
+      local ok, errlog = pcall(require, "ngx.errlog")
+      raw_log = ok and errlog.raw_log or false
+    end
+    if raw_log then
+      raw_log(lv, "[ocean] " .. line)
+    else
+      ngx.log(lv, line)
+    end
     return
   end
   io_stderr:write(os_date("!%Y-%m-%dT%H:%M:%SZ"), " ", level,

@@ -6,6 +6,7 @@
 --     -> {passed=, failed=, errors=, dropped=, misconfigured=} | nil, err
 --   mapping.compile(resource [, {allow_env=, projection=, native=}])
 --     -> m | nil, err
+--   mapping.cached(resource [, {allow_env=}]) -> m | nil, err  (shared, cached)
 --     (m:parse(items, parse_all), m:signature(), m:fields(), m:close())
 --
 -- Misuse (a resource without kind, selector.query, identifier or blueprint;
@@ -106,6 +107,16 @@ function _M.parse_items(resource, items, opts)
   local m, err = lookup(resource, env_allowed(opts), 2)
   if not m then return nil, err end
   return m:parse(items, opts.parse_all)
+end
+
+-- The program parse_items would use, from the content cache (compiled
+-- now if missing): for callers that only hold it while they use it (a
+-- resync), so that repeated resyncs and live events share one compile.
+-- opts: allow_env.
+function _M.cached(resource, opts)
+  check_resource(resource, 2)
+  opts = check_opts(opts, 2)
+  return lookup(resource, env_allowed(opts), 2)
 end
 
 -- A compiled mapping of one's own (not cached): for callers that keep it.

@@ -7,8 +7,9 @@
 --     req.params (from :name segments), req.method, req.path
 --   returns: a table (answered 200 as JSON), or status [, body [, headers]]
 --     (a table body is JSON, a string is sent as is), or nothing (204).
---   A body that is not valid JSON is answered 400 before the handler runs;
---   a handler error is logged and answered 500.
+--   A body that is not valid JSON is answered 400 before the handler runs
+--   (whatever its Content-Type: curl -d sends JSON as a form); a handler
+--   error is logged and answered 500, and so is an invalid status.
 --
 --   router.dispatch(req) -> status, body_string, headers  (used by the
 --   runner and the OpenResty adapter; req.path is relative to /integration)
@@ -16,6 +17,7 @@ local json = require "ocean.json"
 local log = require "ocean.log"
 
 local type, ipairs, pairs, tostring, xpcall = type, ipairs, pairs, tostring, xpcall
+local math_type = math.type or function(n) return n % 1 == 0 and "integer" or "float" end
 local traceback = debug.traceback
 
 local _M = { routes = {} }
@@ -61,13 +63,21 @@ function _M.reset()
   _M.routes = {}
 end
 
+local INTERNAL = '{"ok":false,"error":"internal_error"}'
+
 local function answer(status, value, headers)
-  headers = headers or {}
+  if type(status) ~= "number" or math_type(status) ~= "integer" or status < 100 or status > 599 then
+    log.error("a route answered with an invalid HTTP status %s", tostring(status))
+    return 500, INTERNAL, { ["content-type"] = "application/json" }
+  end
+  local h = {}
+  for k, v in pairs(headers or {}) do h[tostring(k):lower()] = tostring(v) end
+  headers = h
   if type(value) == "table" then
     local body, err = json.encode(value)
     if not body then
       log.error("route answer is not JSON-encodable: %s", err)
-      return 500, '{"ok":false,"error":"internal_error"}', { ["content-type"] = "application/json" }
+      return 500, INTERNAL, { ["content-type"] = "application/json" }
     end
     headers["content-type"] = headers["content-type"] or "application/json"
     return status, body, headers
@@ -102,21 +112,24 @@ function _M.dispatch(req)
   local r, params = _M.match(req.method, req.path)
   if not r then
     if params then
-      return error_answer(405, "method_not_allowed",
+      local status, body, headers = error_answer(405, "method_not_allowed",
         ("%s is not allowed on %s"):format(req.method, req.path))
+      headers.allow = table.concat(params, ", ")
+      return status, body, headers
     end
     return error_answer(404, "not_found", "no route for " .. req.method .. " " .. req.path)
   end
   req.params = params
+  req.headers = req.headers or {}
+  req.query = req.query or {}
   req.raw_body = req.raw_body or req.body_text or ""
+  req.body = nil
   if req.raw_body ~= "" then
     local v, err = json.decode(req.raw_body)
     if v == nil then
       return error_answer(400, "invalid_json", "the request body is not valid JSON: " .. err)
     end
     req.body = v
-  else
-    req.body = nil
   end
   local ok, s, b, h = xpcall(r.fn, traceback, req)
   if not ok then

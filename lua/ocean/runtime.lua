@@ -15,7 +15,8 @@
 -- for an adaptive step that starts at STEP_MIN_MS after progress, doubles
 -- up to STEP_MAX_MS while idle, and is cut to loop:next_timeout() when a
 -- timer (a retry) is due sooner. In a phase that cannot yield (init,
--- init_worker, set, log...) it falls back to blocking waits.
+-- init_worker, set, log...) it falls back to blocking waits. Once the
+-- worker is exiting, a wait that goes on EXIT_GRACE_MS longer raises.
 --
 -- Signals read by the loop (loop:watch_signals()) are handed to
 -- runtime.on_events(events, loop), which by default queues them for
@@ -30,6 +31,7 @@ local _M = {
   BLOCK_MS = 1000,
   STEP_MIN_MS = 1,
   STEP_MAX_MS = 20,
+  EXIT_GRACE_MS = 10000,
   between_waits = nil,     -- function(loop)
   servers = nil,           -- list of ocean.Server waited on with the loop
 }
@@ -76,10 +78,26 @@ local function checker(loop, what)
         .. type(what), 3)
 end
 
+-- A worker that exits (nginx -s reload / quit) waits for its running
+-- timers and requests: after EXIT_GRACE_MS, a wait raises instead, so that
+-- no Port retry loop keeps an old worker alive for minutes.
+local exiting_since
+local function check_exit(ngx)
+  local w = ngx.worker
+  if not (w and w.exiting and w.exiting()) then return end
+  local t = now_ms()
+  exiting_since = exiting_since or t
+  if t - exiting_since > _M.EXIT_GRACE_MS then
+    error("the nginx worker is exiting: gave up waiting after "
+          .. _M.EXIT_GRACE_MS .. " ms", 0)
+  end
+end
+
 local function wait_nginx(loop, check, deadline)
   local ngx = _G.ngx
   local step = _M.STEP_MIN_MS
   while true do
+    check_exit(ngx)
     local events, n = loop:wait(0)
     if events then _M.on_events(events, loop) end
     local v = check()
@@ -88,6 +106,8 @@ local function wait_nginx(loop, check, deadline)
     if n and n > 0 then step = _M.STEP_MIN_MS end
     local s, nt = step, loop:next_timeout()
     if nt >= 0 and nt < s then s = nt end
+    -- ngx.sleep(0) is a warning per call without OpenResty's patches
+    if s < _M.STEP_MIN_MS then s = _M.STEP_MIN_MS end
     ngx.sleep(s / 1000)
     step = min(step * 2, _M.STEP_MAX_MS)
   end

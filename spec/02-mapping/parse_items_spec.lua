@@ -265,10 +265,10 @@ describe("parse_items", function()
           properties = {h = "$ENV.HOME"}}}}}, {{id = "a"}})
         local h = r.passed[1].properties.h
         io.write(h == ocean.null and "null" or tostring(h))]]
-      local rt = os.getenv("OCEAN_TEST_RUNTIME") or "lua5.4"
+      local rt = jit and "luajit" or "lua5.4"    -- this interpreter
       local function run(value)
         local p = io.popen("OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS=" .. value
-                           .. " " .. rt .. " -e '" .. script:gsub("'", "'\\''") .. "'")
+                           .. " " .. rt .. " -e '" .. script:gsub("'", "'\\''") .. "' 2>&1")
         local out = p:read("*a")
         p:close()
         return out

@@ -14,6 +14,7 @@
  */
 #include "lbind.h"
 #include "jqanalyze.h"
+#include "jqform.h"
 #include "jqlex.h"
 #include "mapping.h"
 
