@@ -213,6 +213,11 @@ static void unwatch_signals(oc_loop_t *loop)
     ;
   close(loop->sigfd);
   loop->sigfd = -1;
+  /* A process told to stop may keep the signals blocked: unblocking them
+   * now would let a second SIGTERM (e.g. forwarded once more by a
+   * supervisor) kill it in the middle of its orderly exit. */
+  if (loop->signalled && loop->keep_mask)
+    return;
   sigemptyset(&ours);
   for (s = 1; s < NSIG; s++)
     if (sigismember(&loop->watched, s) == 1
@@ -437,6 +442,7 @@ static void read_signals(oc_loop_t *loop)
   struct signalfd_siginfo si;
   while (read(loop->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
     loop->events++;
+    loop->signalled = 1;
     if (loop->sigcount < OC_SIGQ) {
       loop->sigq[(loop->sighead + loop->sigcount) % OC_SIGQ]
         = (int)si.ssi_signo;
@@ -573,6 +579,11 @@ int oc_loop_watch_signals(oc_loop_t *loop, char *err, size_t errlen)
     return -1;
   }
   return 0;
+}
+
+void oc_loop_keep_signal_mask(oc_loop_t *loop, int keep)
+{
+  loop->keep_mask = keep;
 }
 
 int oc_loop_take_signal(oc_loop_t *loop)

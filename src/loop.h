@@ -173,9 +173,13 @@ long oc_loop_next_timeout_ms(oc_loop_t *loop);
 /* Watch SIGTERM, SIGINT and SIGHUP: BLOCKS them in the calling thread
  * (sigprocmask; the process signal mask in a single-threaded program) and
  * reads them from a signalfd inside oc_loop_wait(). The previous mask is
- * restored by oc_loop_free(). Not for nginx workers (nginx owns signals).
- * 0, or -1 with err set. */
+ * restored by oc_loop_free() (see oc_loop_keep_signal_mask). Not for
+ * nginx workers (nginx owns signals). 0, or -1 with err set. */
 int oc_loop_watch_signals(oc_loop_t *loop, char *err, size_t errlen);
+/* keep = 1: once a watched signal has arrived, oc_loop_free() leaves the
+ * signals blocked, so that a second SIGTERM can't kill a process in the
+ * middle of the orderly exit the first one started (the runner). */
+void oc_loop_keep_signal_mask(oc_loop_t *loop, int keep);
 /* The oldest signal received and not yet taken, or 0. */
 int oc_loop_take_signal(oc_loop_t *loop);
 

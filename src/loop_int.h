@@ -87,6 +87,8 @@ struct oc_loop {
   int sigfd;
   sigset_t watched, oldmask;
   int sigq[OC_SIGQ], sighead, sigcount;
+  int signalled;                /* a watched signal has arrived */
+  int keep_mask;                /* ... then keep them blocked on free */
 };
 
 /* transport.c */

@@ -145,9 +145,11 @@ int oc_sync_confirm(oc_sync_t *s, const char *before, char *err,
 /* 0: listing, 1: complete, -1: failed (message in *err). */
 int oc_sync_confirm_state(const oc_sync_t *s, const char **err);
 /* Order the confirmed candidates for deletion: relation targets of
- * produced entities are protected when create_missing (as Ocean); with
- * delete_dependents one level (bulk per blueprint), else sources before
- * their targets, level by level. Returns the number of levels. */
+ * produced entities are protected when create_missing (as Ocean); then
+ * sources before their targets, level by level (bulk per blueprint in a
+ * level). Also with delete_dependents: if a target went first, Port would
+ * delete its dependents itself and our own delete of them would come back
+ * "not deleted". Returns the number of levels. */
 int oc_sync_delete_prepare(oc_sync_t *s, char *err, size_t errlen);
 int oc_sync_delete_level(oc_sync_t *s, int level, char *err, size_t errlen);
 /* Confirmed, unprotected candidate i and its delete outcome: 1 deleted,

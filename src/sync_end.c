@@ -249,11 +249,6 @@ int oc_sync_delete_prepare(oc_sync_t *s, char *err, size_t errlen)
   protect_targets(s);
   if (!s->ndoomed)
     return 0;
-  if (s->o.delete_dependents) {
-    for (i = 0; i < s->ndoomed; i++)
-      s->doomed[i].level = 0;
-    return 1;
-  }
   ents = malloc(sizeof(jv) * s->ndoomed);
   order = malloc(sizeof(size_t) * s->ndoomed);
   level = malloc(sizeof(size_t) * s->ndoomed);

@@ -152,21 +152,33 @@ local SETTINGS = {
   { "port.base_url", "OCEAN__PORT__BASE_URL", "port.base_url", "url", "https://api.getport.io" },
   { "port.concurrency", "OCEAN__PORT__CONCURRENCY", "port.concurrency", "int", 5 },
   { "port.verify_tls", "OCEAN__SSL__PORT__VERIFY", "ssl.port.verify", "bool", true },
-  { "integration.identifier", "OCEAN__INTEGRATION__IDENTIFIER", "integration.identifier", "string" },
+  { "integration.identifier", "OCEAN__INTEGRATION__IDENTIFIER",
+    "integration.identifier", "string" },
   { "integration.type", "OCEAN__INTEGRATION__TYPE", "integration.type", "string" },
   { "integration.version", "OCEAN__INTEGRATION__VERSION", "integration.version", "string" },
-  { "event_listener.type", "OCEAN__EVENT_LISTENER__TYPE", "event_listener.type", "listener", "POLLING" },
-  { "event_listener.interval", "OCEAN__EVENT_LISTENER__INTERVAL", "event_listener.interval", "positive", 60 },
-  { "event_listener.resync_on_start", "OCEAN__EVENT_LISTENER__RESYNC_ON_START", "event_listener.resync_on_start", "bool", true },
-  { "scheduled_resync_interval", "OCEAN__SCHEDULED_RESYNC_INTERVAL", "scheduled_resync_interval", "positive" },
-  { "initialize_port_resources", "OCEAN__INITIALIZE_PORT_RESOURCES", "initialize_port_resources", "bool", true },
-  { "allow_env_jq", "OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS", "allow_environment_variables_jq_access", "bool", false },
-  { "entity_deletion_threshold", "OCEAN__ENTITY_DELETION_THRESHOLD", "entity_deletion_threshold", "ratio" },
-  { "upsert_batch_max_length", "OCEAN__UPSERT_ENTITIES_BATCH_MAX_LENGTH", "upsert_entities_batch_max_length", "int", 20 },
-  { "upsert_batch_max_bytes", "OCEAN__UPSERT_ENTITIES_BATCH_MAX_SIZE_IN_BYTES", "upsert_entities_batch_max_size_in_bytes", "int", 1048576 },
-  { "delete_batch_max", "OCEAN__DELETE_ENTITIES_MAX_BATCH_SIZE", "delete_entities_max_batch_size", "int", 100 },
+  { "event_listener.type", "OCEAN__EVENT_LISTENER__TYPE",
+    "event_listener.type", "listener", "POLLING" },
+  { "event_listener.interval", "OCEAN__EVENT_LISTENER__INTERVAL",
+    "event_listener.interval", "positive", 60 },
+  { "event_listener.resync_on_start", "OCEAN__EVENT_LISTENER__RESYNC_ON_START",
+    "event_listener.resync_on_start", "bool", true },
+  { "scheduled_resync_interval", "OCEAN__SCHEDULED_RESYNC_INTERVAL",
+    "scheduled_resync_interval", "positive" },
+  { "initialize_port_resources", "OCEAN__INITIALIZE_PORT_RESOURCES",
+    "initialize_port_resources", "bool", true },
+  { "allow_env_jq", "OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS",
+    "allow_environment_variables_jq_access", "bool", false },
+  { "entity_deletion_threshold", "OCEAN__ENTITY_DELETION_THRESHOLD",
+    "entity_deletion_threshold", "ratio" },
+  { "upsert_batch_max_length", "OCEAN__UPSERT_ENTITIES_BATCH_MAX_LENGTH",
+    "upsert_entities_batch_max_length", "int", 20 },
+  { "upsert_batch_max_bytes", "OCEAN__UPSERT_ENTITIES_BATCH_MAX_SIZE_IN_BYTES",
+    "upsert_entities_batch_max_size_in_bytes", "int", 1048576 },
+  { "delete_batch_max", "OCEAN__DELETE_ENTITIES_MAX_BATCH_SIZE",
+    "delete_entities_max_batch_size", "int", 100 },
   { "client_timeout", "OCEAN__CLIENT_TIMEOUT", "client_timeout", "positive", 60 },
-  { "third_party_verify_tls", "OCEAN__SSL__THIRD_PARTY__VERIFY", "ssl.third_party.verify", "bool", true },
+  { "third_party_verify_tls", "OCEAN__SSL__THIRD_PARTY__VERIFY",
+    "ssl.third_party.verify", "bool", true },
   { "base_url", "OCEAN__BASE_URL", "base_url", "url" },
   { "log_level", "APPLICATION__LOG_LEVEL", "application.log_level", "level", "INFO" },
   { "http_port", "APPLICATION__PORT", "application.port", "int", 8000 },
@@ -314,7 +326,8 @@ function _M.load(opts)
       local parsed, perr = parsers[kind](v)
       if parsed == nil then
         local what = type(v) == "string" and ("%q"):format(v) or tostring(v)
-        return nil, ("invalid %s (%s): %s %s"):format(env_name, source, what, perr)
+        local from = source == env_name and "" or (" (%s)"):format(source)
+        return nil, ("invalid %s%s: %s %s"):format(env_name, from, what, perr)
       end
       v = parsed
     else

@@ -12,7 +12,7 @@
 --     (default OCEAN__CLIENT_TIMEOUT, 60); retry: false, or options of the
 --     loop (statuses, max_attempts, base_delay_ms, max_total_wait_ms...);
 --     by default 429, 408, 502, 503, 504 and connection errors are retried
---     honouring Retry-After, for at most 60 s of waiting.
+--     honouring Retry-After: 4 sends at most, at most 60 s of waiting.
 --   http.get/post/put/patch/delete(url [, opts]) -> res | nil, err
 --   http.get_json(url [, opts]) -> decoded body | nil, err (non-2xx is err)
 --   http.paginate(url [, opts]) -> iterator of pages (decoded JSON bodies,
@@ -83,7 +83,7 @@ function Response:json()
 end
 
 local DEFAULT_RETRY = {
-  statuses = { 408, 429, 502, 503, 504 }, max_attempts = 6,
+  statuses = { 408, 429, 502, 503, 504 }, max_attempts = 4,
   base_delay_ms = 200, max_delay_ms = 30000, max_total_wait_ms = 60000,
   connection_errors = true, honour_retry_after = true,
 }

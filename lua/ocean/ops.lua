@@ -16,7 +16,6 @@ local mapping = require "ocean.mapping"
 local sync = require "ocean.sync"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local table_concat = table.concat
 
 local _M = {}
 
@@ -187,14 +186,10 @@ local function delete_owned(ctx, entities, o, opts, rep)
     rep.planned_delete = doomed
     return rep
   end
-  local levels = o.delete_dependents and { (function()
-    local L = { order = {}, by_bp = {} }
-    for _, e in ipairs(doomed) do
-      if not L.by_bp[e.blueprint] then L.by_bp[e.blueprint] = {}; L.order[#L.order + 1] = e.blueprint end
-      table.insert(L.by_bp[e.blueprint], e)
-    end
-    return L
-  end)() } or levels_of(doomed, true)
+  -- sources before targets, also with delete_dependents: a target deleted
+  -- first would take its dependents along and their own deletes would
+  -- come back "not deleted"
+  local levels = levels_of(doomed, true)
   for _, L in ipairs(levels) do
     for _, bp in ipairs(L.order) do
       local ids = {}

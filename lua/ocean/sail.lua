@@ -275,7 +275,7 @@ local function handle_signals(ctx, state)
 end
 
 local function watch_signals(ctx)
-  local ok, err = ctx.loop:watch_signals()
+  local ok, err = ctx.loop:watch_signals { keep_mask = true }
   if not ok then log.warning("signals are not watched: %s", tostring(err)) end
 end
 

@@ -15,11 +15,11 @@ local json = require "ocean.json"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
 
-local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
+local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local coroutine_create, coroutine_resume, coroutine_status =
   coroutine.create, coroutine.resume, coroutine.status
 local traceback = debug.traceback
-local table_concat, table_insert = table.concat, table.insert
+local table_concat = table.concat
 local math_floor = math.floor
 
 local _M = {}
@@ -159,7 +159,7 @@ end
 -- The programs come from the content cache the live events use too: an
 -- unchanged mapping is not compiled again (~20 ms of jq_compile each,
 -- which would block an nginx worker).
-local function compile_resources(ctx, app, run)
+local function compile_resources(ctx, app)
   local compiled = {}
   for i, resource in ipairs(app.resources) do
     local kind = type(resource) == "table" and resource.kind or nil
@@ -389,7 +389,7 @@ local function retry_failures(ctx, run, session)
 end
 
 -- Decide, confirm and delete. Fills run.deletion.
-local function reconcile(ctx, run, session, app, threshold)
+local function reconcile(ctx, run, session, threshold)
   local st = session:stats()
   local count, sample = session:candidates(run.plan and nil or 20)
   local d = { candidates = count, owned = st.owned, threshold = threshold, deleted = 0,
@@ -561,7 +561,7 @@ function _M.sync_raw_all(ctx, opts)
     end
     local session = new_session(ctx, run, app_options(app), "resync")
     run.session = session
-    local compiled = compile_resources(ctx, app, run)
+    local compiled = compile_resources(ctx, app)
     local slots = {}
     for i, c in ipairs(compiled) do
       if c.m then slots[i] = session:add_slot(c.m) end
@@ -572,7 +572,7 @@ function _M.sync_raw_all(ctx, opts)
       process_kind(ctx, run, session, c, slots[i])
     end
     retry_failures(ctx, run, session)
-    reconcile(ctx, run, session, app, threshold_of(ctx, app))
+    reconcile(ctx, run, session, threshold_of(ctx, app))
     if #run.errors == 0 then
       local cok, cerr = run_hooks(registry.on_resync_complete, "on_resync_complete")
       if not cok then run:add_error(nil, cerr) end
@@ -611,7 +611,7 @@ function _M.sync_entities(ctx, entities, signature, o, threshold, opts)
     session:flush()
     drain(ctx, run, session)
     retry_failures(ctx, run, session)
-    reconcile(ctx, run, session, {}, threshold)
+    reconcile(ctx, run, session, threshold)
   end)
 end
 

@@ -111,13 +111,14 @@ eventListener:
 
   local invalid = {
     { "OCEAN__SCHEDULED_RESYNC_INTERVAL", "soon",
-      'invalid OCEAN__SCHEDULED_RESYNC_INTERVAL (OCEAN__SCHEDULED_RESYNC_INTERVAL): "soon" is not a positive number' },
+      'invalid OCEAN__SCHEDULED_RESYNC_INTERVAL: "soon" is not a positive number' },
     { "OCEAN__EVENT_LISTENER__TYPE", "KAFKA",
-      'invalid OCEAN__EVENT_LISTENER__TYPE (OCEAN__EVENT_LISTENER__TYPE): "KAFKA" is an Ocean listener lua-ocean does not support (use POLLING, ONCE, WEBHOOKS_ONLY or WEBHOOK)' },
+      'invalid OCEAN__EVENT_LISTENER__TYPE: "KAFKA" is an Ocean listener lua-ocean does not support'
+        .. " (use POLLING, ONCE, WEBHOOKS_ONLY or WEBHOOK)" },
     { "OCEAN__PORT__BASE_URL", "api.getport.io",
-      'invalid OCEAN__PORT__BASE_URL (OCEAN__PORT__BASE_URL): "api.getport.io" is not an http(s) URL' },
+      'invalid OCEAN__PORT__BASE_URL: "api.getport.io" is not an http(s) URL' },
     { "OCEAN__ENTITY_DELETION_THRESHOLD", "1.5",
-      'invalid OCEAN__ENTITY_DELETION_THRESHOLD (OCEAN__ENTITY_DELETION_THRESHOLD): "1.5" is not a number between 0 and 1' },
+      'invalid OCEAN__ENTITY_DELETION_THRESHOLD: "1.5" is not a number between 0 and 1' },
     { "OCEAN__INTEGRATION__CONFIG__INCLUDE_ARCH", "maybe",
       'invalid OCEAN__INTEGRATION__CONFIG__INCLUDE_ARCH: "maybe" is not a boolean' },
   }

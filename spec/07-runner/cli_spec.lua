@@ -115,7 +115,7 @@ describe("ocean sail settings", function()
   it("stops the start on an invalid setting, naming it", function()
     local r = sail.run({ "sail", ITEMS }, env { OCEAN__EVENT_LISTENER__TYPE = "KAFKA" })
     assert.are.equal(1, r.rc)
-    assert.are.equal("ocean sail: invalid OCEAN__EVENT_LISTENER__TYPE (OCEAN__EVENT_LISTENER__TYPE):"
+    assert.are.equal("ocean sail: invalid OCEAN__EVENT_LISTENER__TYPE:"
       .. ' "KAFKA" is an Ocean listener lua-ocean does not support'
       .. " (use POLLING, ONCE, WEBHOOKS_ONLY or WEBHOOK)\n", r.err)
   end)

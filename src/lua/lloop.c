@@ -14,7 +14,7 @@
  *   loop:cancel(id) -> bool
  *   loop:wait(timeout_ms [, servers]) -> events | nil, n
  *   loop:next_timeout() -> ms (-1: nothing pending)
- *   loop:watch_signals() -> true | nil, err
+ *   loop:watch_signals([{keep_mask=}]) -> true | nil, err
  *   loop:set_concurrency(n)   loop:stats() -> {...}
  *   loop:close()              (idempotent; also __gc and __close)
  *   core.retry_delay_ms(value [, now]) -> ms | nil   (Retry-After parsing)
@@ -454,10 +454,17 @@ static int l_next_timeout(lua_State *L)
   return 1;
 }
 
+/* loop:watch_signals([{keep_mask = bool}]) -> true | nil, err */
 static int l_watch_signals(lua_State *L)
 {
   char err[OC_ERR_SIZE];
-  if (oc_loop_watch_signals(oc_check_loop(L, 1), err, sizeof err)) {
+  oc_loop_t *loop = oc_check_loop(L, 1);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "keep_mask");
+    oc_loop_keep_signal_mask(loop, lua_toboolean(L, -1));
+    lua_pop(L, 1);
+  }
+  if (oc_loop_watch_signals(loop, err, sizeof err)) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
