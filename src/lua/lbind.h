@@ -48,6 +48,10 @@ void oc_lua_read_retry(lua_State *L, int idx, struct oc_retry *r);
  * otherwise. */
 #define OC_MAPPING_MT "ocean.Mapping"
 struct oc_mapping *oc_check_mapping(lua_State *L, int idx);
+/* The raw Lua item at idx as a jv for mapping m, converting only what the
+ * mapping reads (lmapping.c). jv_invalid() with err on bad data. */
+jv oc_mapping_lua_raw(lua_State *L, int idx, struct oc_mapping *m, char *err,
+                      size_t errlen);
 
 /* Openers: each adds its functions to the module table at the top. */
 void oc_open_json(lua_State *L);

@@ -287,6 +287,12 @@ static void parse_list(run_ctx_t *c, int idx)
   }
 }
 
+jv oc_mapping_lua_raw(lua_State *L, int idx, oc_mapping_t *m, char *err,
+                      size_t errlen)
+{
+  return project_lua(L, idx, oc_mapping_keytree(m), m, err, errlen);
+}
+
 static void parse_text(run_ctx_t *c, int idx)
 {
   size_t len;

@@ -229,8 +229,7 @@ static void feed_one(feed_t *f, const oc_mapping_sink_t *sink, int idx)
     const char *s = lua_tolstring(L, idx, &n);
     raw = oc_mapping_parse_item(f->m, s, n, err, sizeof err);
   } else {
-    raw = oc_to_jv(L, idx, oc_mapping_keycache(f->m),
-                   oc_mapping_max_depth(f->m), err, sizeof err);
+    raw = oc_mapping_lua_raw(L, idx, f->m, err, sizeof err);
   }
   if (!jv_is_valid(raw)) {
     jv_free(raw);
