@@ -268,14 +268,20 @@ end
 -- Map and upsert; entities that now fail the selector are deleted if this
 -- integration owns them (as Ocean). Errors: upserts of what passed still
 -- happen, deletion does not.
+-- The mapping's options and the raw items mapped with every resource of
+-- the kind; nil, err when the mapping can't be read.
+local function map_raw(ctx, kind, raw, opts, parse_all)
+  local raws = as_list(raw)
+  check_list(raws, "raw items", 3)
+  local app, err = app_config(ctx, opts)
+  if not app then return nil, err end
+  return sync.app_options(app), map_kind(ctx, app, kind, raws, parse_all)
+end
+
 function _M.register_raw(ctx, kind, raw, opts)
   opts = opts or {}
-  local raws = as_list(raw)
-  check_list(raws, "raw items", 2)
-  local app, err = app_config(ctx, opts)
-  if not app then return finish({}, { err }) end
-  local o = sync.app_options(app)
-  local m = map_kind(ctx, app, kind, raws, true)
+  local o, m = map_raw(ctx, kind, raw, opts, true)
+  if not o then return finish({}, { m }) end
   if m.resources == 0 then
     log.warning("register_raw: no resource of kind '%s' in the mapping", tostring(kind))
   end
@@ -301,12 +307,8 @@ end
 -- Map and delete (only what this integration owns).
 function _M.unregister_raw(ctx, kind, raw, opts)
   opts = opts or {}
-  local raws = as_list(raw)
-  check_list(raws, "raw items", 2)
-  local app, err = app_config(ctx, opts)
-  if not app then return finish({}, { err }) end
-  local o = sync.app_options(app)
-  local m = map_kind(ctx, app, kind, raws, false)
+  local o, m = map_raw(ctx, kind, raw, opts, false)
+  if not o then return finish({}, { m }) end
   local rep = { created = 0, updated = 0, failed = 0 }
   delete_owned(ctx, m.passed, o, opts, rep)
   return finish(rep, m.errors)

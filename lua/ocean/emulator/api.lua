@@ -3,7 +3,6 @@
 -- (ocean.emulator); each handler only sees authorised requests, with the
 -- writer in req.ctx.actor (client id) and req.headers["user-agent"].
 local json = require "ocean.json"
-local server = require "ocean.server"
 local util = require "ocean.emulator.util"
 local search = require "ocean.emulator.search"
 local storemod = require "ocean.emulator.store"
@@ -34,14 +33,7 @@ local function not_found(what)
 end
 
 -- The JSON body, which must be an object (400/422 otherwise).
-local function body_object(req)
-  local b = req:json()
-  if not is_object(b) then
-    error(server.http_error(422, { ok = false, error = "invalid_request",
-      message = "the body must be a JSON object" }), 0)
-  end
-  return b
-end
+local body_object = util.body_object
 
 local function list_of(v)
   return is_array(v) or (type(v) == "table" and next(v) == nil)

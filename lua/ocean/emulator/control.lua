@@ -14,7 +14,6 @@
 --   POST   /_emulator/shutdown              save and exit (after answering)
 local core = require "ocean.core"
 local json = require "ocean.json"
-local server = require "ocean.server"
 local util = require "ocean.emulator.util"
 local storemod = require "ocean.emulator.store"
 
@@ -28,14 +27,7 @@ local function err(status, message)
   return status, { ok = false, error = "invalid_request", message = message }
 end
 
-local function body_object(req)
-  local b = req:json()
-  if not is_object(b) then
-    error(server.http_error(422, { ok = false, error = "invalid_request",
-      message = "the body must be a JSON object" }), 0)
-  end
-  return b
-end
+local body_object = util.body_object
 
 local function health(emu)
   return 200, { ok = true, version = core.version, entities = emu.store.count,

@@ -131,6 +131,17 @@ function _M.json_type(v)
 end
 
 -- A shallow copy (an array stays an array).
+-- A request's JSON body, which must be an object: 400 for invalid JSON
+-- (req:json), 422 for anything else.
+function _M.body_object(req)
+  local b = req:json()
+  if not _M.is_object(b) then
+    error(require("ocean.server").http_error(422, { ok = false, error = "invalid_request",
+      message = "the body must be a JSON object" }), 0)
+  end
+  return b
+end
+
 function _M.copy(t)
   local c = {}
   for k, v in pairs(t) do c[k] = v end
