@@ -423,9 +423,8 @@ function _M.sync(ctx, entities, opts)
   opts = opts or {}
   check_list(entities, "entities", 2)
   local o, app = app_options_or_default(ctx, opts)
-  local threshold = ctx.settings.entity_deletion_threshold
-    or (app and app.entityDeletionThreshold ~= json.null and app.entityDeletionThreshold) or 0.9
-  return sync.sync_entities(ctx, entities, signature_of(entities), o, threshold, opts)
+  return sync.sync_entities(ctx, entities, signature_of(entities), o,
+    sync.threshold_of(ctx, app or {}), opts)
 end
 
 -- }====================

@@ -61,9 +61,7 @@ local function iso_at(t)
 end
 
 local function iso_now(ctx)
-  local t = ctx.clock()
-  local s = math_floor(t)
-  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(math_floor((t - s) * 1000))
+  return iso_at(ctx.clock())
 end
 _M.iso_now = iso_now
 
@@ -109,13 +107,19 @@ local function threshold_of(ctx, app)
   if t == nil or t == json.null then t = 0.9 end
   return tonumber(t) or 0.9
 end
+_M.threshold_of = threshold_of
+
+-- Wait until pred() is true; a run asked to abort raises ABORTED.
+local function await_run(ctx, run, pred)
+  return ctx.await(function()
+    run:check_abort()
+    return pred()
+  end)
+end
 
 -- Wait for the session's jobs, then return its stats.
 local function drain(ctx, run, session)
-  ctx.await(function()
-    run:check_abort()
-    return session:outstanding() == 0
-  end)
+  await_run(ctx, run, function() return session:outstanding() == 0 end)
   return session:stats()
 end
 
@@ -225,10 +229,11 @@ Run.__index = Run
 
 local function new_run(ctx, kind_of_event)
   local r = setmetatable({
-    ctx = ctx, id = uuid(), started = iso_now(ctx), t0 = ctx.clock(),
+    ctx = ctx, id = uuid(), t0 = ctx.clock(),
     event = kind_of_event, errors = {}, kinds = {}, aborted = false,
     block_reasons = {},
   }, Run)
+  r.started = iso_at(r.t0)
   return r
 end
 
@@ -296,7 +301,7 @@ end
 local function feed_batch(ctx, run, session, c, slot, batch, stats)
   -- backpressure: don't let more than the session's bound pile up
   if session:busy() then
-    ctx.await(function() run:check_abort(); return not session:busy() end)
+    await_run(ctx, run, function() return not session:busy() end)
   end
   local rep = session:feed(c.m, slot, batch)
   stats.batches = stats.batches + 1
@@ -346,7 +351,7 @@ local function process_kind(ctx, run, session, c, slot)
     local ok, err = run_resync_fn(fn, kind, function(batch)
       -- the owned listing must be complete before the first comparison
       if session:owned_state() == "pending" then
-        ctx.await(function() run:check_abort(); return session:owned_state() ~= "pending" end)
+        await_run(ctx, run, function() return session:owned_state() ~= "pending" end)
       end
       feed_batch(ctx, run, session, c, slot, batch, stats)
     end, run)
@@ -434,7 +439,7 @@ local function reconcile(ctx, run, session, threshold)
     run:block(err)
     return
   end
-  ctx.await(function() run:check_abort(); return session:confirm_state() ~= "pending" end)
+  await_run(ctx, run, function() return session:confirm_state() ~= "pending" end)
   local cstate, cerr = session:confirm_state()
   if cstate ~= "ready" then
     d.skipped = true
@@ -592,7 +597,7 @@ function _M.sync_entities(ctx, entities, signature, o, threshold, opts)
     local slot = session:add_slot(signature)
     local lok, lerr = session:list_owned()
     if not lok then run:block(lerr) end
-    ctx.await(function() run:check_abort(); return session:owned_state() ~= "pending" end)
+    await_run(ctx, run, function() return session:owned_state() ~= "pending" end)
     local stats = { kind = "(entities)", batches = 1, raw = #entities, entities = 0,
                     filtered = 0, errors = 0, dropped = 0, misconfigured = {} }
     run.kinds[1] = stats
@@ -601,7 +606,7 @@ function _M.sync_entities(ctx, entities, signature, o, threshold, opts)
         run:add_error(nil, ("entity %d has no identifier or blueprint"):format(i))
       else
         if session:busy() then
-          ctx.await(function() run:check_abort(); return not session:busy() end)
+          await_run(ctx, run, function() return not session:busy() end)
         end
         local ok, err = session:offer(slot, e)
         if not ok then run:add_error(nil, err) end
