@@ -21,10 +21,32 @@ HEADERS  = $(wildcard src/*.h src/lua/*.h)
 
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
-.PHONY: setup demo all clean test test-lua54 test-luajit bench install uninstall \
+.PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench install uninstall \
         valgrind asan lint check-rockspec
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
+
+# The same module against libjq 1.7.1, built from Debian 13's source into
+# build/jq-1.7.1 (scripts/build-jq17); found at run time through an rpath.
+JQ17_PREFIX := $(CURDIR)/build/jq-1.7.1
+JQ17_FLAGS   = -isystem $(JQ17_PREFIX)/include
+JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd) \
+               -L$(JQ17_PREFIX)/lib -Wl,-rpath,$(JQ17_PREFIX)/lib -ljq -lm
+
+jq17: build/jq17/lua5.4/ocean/core.so build/jq17/luajit/ocean/core.so
+
+$(JQ17_PREFIX)/lib/libjq.so: scripts/build-jq17
+	@scripts/build-jq17
+
+build/jq17/lua5.4/ocean/core.so: $(CORE_SRC) $(BIND_SRC) $(HEADERS) Makefile $(JQ17_PREFIX)/lib/libjq.so
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(JQ17_FLAGS) $(LUA54_CFLAGS) \
+	  $(DEPS_CFLAGS) $(CORE_SRC) $(BIND_SRC) -o $@ $(JQ17_LIBS)
+
+build/jq17/luajit/ocean/core.so: $(CORE_SRC) $(BIND_SRC) $(HEADERS) Makefile $(JQ17_PREFIX)/lib/libjq.so
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(JQ17_FLAGS) $(LUAJIT_CFLAGS) \
+	  $(DEPS_CFLAGS) $(CORE_SRC) $(BIND_SRC) -o $@ $(JQ17_LIBS)
 
 build/lua5.4/ocean/core.so: $(CORE_SRC) $(BIND_SRC) $(HEADERS) Makefile
 	@mkdir -p $(@D)
@@ -36,10 +58,17 @@ build/luajit/ocean/core.so: $(CORE_SRC) $(BIND_SRC) $(HEADERS) Makefile
 	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(LUAJIT_CFLAGS) \
 	  $(DEPS_CFLAGS) $(CORE_SRC) $(BIND_SRC) -o $@ $(DEPS_LIBS)
 
-# The whole busted suite under Lua 5.4 and under LuaJIT; the last line is
-# "N passed, N failed" over both runs.
-test: all
+# The whole busted suite under Lua 5.4 and LuaJIT, each against libjq 1.6
+# (Debian 12's) and libjq 1.7.1; the last line is "N passed, N failed"
+# over the four runs.
+test: all jq17
 	@scripts/run-tests
+
+test-jq16: all
+	@scripts/run-tests lua5.4 luajit
+
+test-jq17: jq17
+	@scripts/run-tests lua5.4-jq17 luajit-jq17
 
 test-lua54: all
 	@scripts/run-tests lua5.4

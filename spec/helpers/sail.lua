@@ -41,6 +41,10 @@ end
 local function command(args, env, dir, limit)
   local parts = { "env -i", "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"),
                   "HOME=" .. q(os.getenv("HOME") or "/tmp") }
+  -- the build the suite runs on (build/jq17: against libjq 1.7.1)
+  if os.getenv("OCEAN_CORE_BUILD") then
+    parts[#parts + 1] = "OCEAN_CORE_BUILD=" .. q(os.getenv("OCEAN_CORE_BUILD"))
+  end
   local names = {}
   for k in pairs(env or {}) do names[#names + 1] = k end
   table.sort(names)
