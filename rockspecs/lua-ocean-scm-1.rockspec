@@ -87,6 +87,7 @@ build = {
     ["ocean.router"] = "lua/ocean/router.lua",
     ["ocean.runtime"] = "lua/ocean/runtime.lua",
     ["ocean.sail"] = "lua/ocean/sail.lua",
+    ["ocean.scaffold"] = "lua/ocean/scaffold.lua",
     ["ocean.server"] = "lua/ocean/server.lua",
     ["ocean.sync"] = "lua/ocean/sync.lua",
     ["ocean.yaml"] = "lua/ocean/yaml.lua",
