@@ -81,6 +81,7 @@ build = {
     ["ocean.json"] = "lua/ocean/json.lua",
     ["ocean.log"] = "lua/ocean/log.lua",
     ["ocean.mapping"] = "lua/ocean/mapping.lua",
+    ["ocean.metrics"] = "lua/ocean/metrics.lua",
     ["ocean.openresty"] = "lua/ocean/openresty.lua",
     ["ocean.ops"] = "lua/ocean/ops.lua",
     ["ocean.port"] = "lua/ocean/port.lua",
