@@ -64,6 +64,7 @@ build = {
       libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)" },
       libraries = { "jq", "curl", "microhttpd", "m" },
     },
+    ["ocean.cache"] = "lua/ocean/cache.lua",
     ["ocean.cli"] = "lua/ocean/cli.lua",
     ["ocean.config"] = "lua/ocean/config.lua",
     ["ocean.emulator.api"] = "lua/ocean/emulator/api.lua",
