@@ -21,7 +21,7 @@ dependencies = {
   "lyaml >= 6",
 }
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  CURL = { library = "curl" },   -- no header: Debian keeps it in a multiarch folder the compiler searches
   JQ = { header = "jq.h", library = "jq" },
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
 }
