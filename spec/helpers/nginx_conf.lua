@@ -3,6 +3,7 @@
 --
 --   local nc = require "spec.helpers.nginx_conf"
 --   local ng = nc.start(function(port, prefix) return conf_text end, { ready = "/health" })
+--   (opts: dirs, env, args, pid_file, error_log; see start)
 --   ng.url, ng.prefix, ng.port, ng.pid (the master), ng:error_log(), ng:file(rel)
 --   ng:stop()             -- or nc.stop_all() in teardown
 --
@@ -43,7 +44,7 @@ function Ng:http(method, path, opts)
 end
 
 function Ng:nginx(args)
-  return sh(format("nginx -p %s -c %s %s 2>&1", q(self.prefix), q(self.prefix .. "/conf/nginx.conf"), args))
+  return sh(format("nginx -p %s %s %s 2>&1", q(self.prefix), self.args, args))
 end
 
 local function wait(fn, seconds)
@@ -83,8 +84,13 @@ local function try(render, opts, dir, port)
   f:close()
   local ng = setmetatable({ dir = dir, prefix = prefix, port = port, url = "http://127.0.0.1:" .. port,
                             error_log_file = opts.error_log or "logs/error.log" }, Ng)
-  local started = sh(format("nginx -p %s -c %s > %s 2>&1 & echo $!", q(prefix),
-    q(prefix .. "/conf/nginx.conf"), q(dir .. "/stderr.log")))
+  for _, d in ipairs(opts.dirs or {}) do os.execute("mkdir -p " .. q(prefix .. "/" .. d)) end
+  local env = {}
+  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. q(v) end
+  table.sort(env)
+  ng.args = opts.args or ("-c " .. q(prefix .. "/conf/nginx.conf"))
+  local started = sh(format("env %s nginx -p %s %s > %s 2>&1 & echo $!", table.concat(env, " "),
+    q(prefix), ng.args, q(dir .. "/stderr.log")))
   local launcher = tonumber(started)
   local pid_file = prefix .. "/" .. (opts.pid_file or "nginx.pid")
   local ready = wait(function()
@@ -113,7 +119,9 @@ local function try(render, opts, dir, port)
 end
 
 -- render(port, prefix) -> the configuration text. opts: ready (path),
--- pid_file, error_log (relative to the prefix), timeout, tries.
+-- pid_file, error_log (relative to the prefix), dirs (to create under the
+-- prefix first), env (variables for nginx), args (nginx's arguments after
+-- -p <prefix>; default "-c <prefix>/conf/nginx.conf"), timeout, tries.
 function _M.start(render, opts)
   opts = opts or {}
   local dir = ehelp.tmpdir()
