@@ -41,7 +41,7 @@ describe("the documented nginx.conf", function()
     assert(r.rc == 0, r.err)
     os.execute("chmod -R a+rX " .. q(dir))
     local start = conf
-    ng = nc.start(function(port, prefix)
+    ng = nc.start(function(port)
       local c = put(start, "/opt/lua-ocean", ehelp.root())
       c = put(c, "/srv/my-integration", dir .. "/my-integration")
       return (put(c, "listen 8000;", "listen " .. port .. ";"))
