@@ -32,6 +32,7 @@ build = {
       sources = {
         "src/buf.c",
         "src/diff.c",
+        "src/http_guard.c",
         "src/http_server.c",
         "src/jqanalyze.c",
         "src/jqform.c",
