@@ -93,6 +93,15 @@ describe("the HTTP server under load", function()
                                        st.header_timeout, st.body_timeout })
   end)
 
+  it("takes the limits from the emulator's options too", function()
+    local emu = assert(require("ocean.emulator").new { port = 0, quiet = true, max_connections = 77,
+      max_connections_per_client = 7, header_timeout = 3, body_timeout = 4 })
+    local st = emu.srv:stats()
+    emu:close()
+    assert.are.same({ 77, 7, 3, 4 }, { st.max_connections, st.max_connections_per_client,
+                                       st.header_timeout, st.body_timeout })
+  end)
+
   it("rejects limits out of range, naming the option", function()
     for _, case in ipairs {
       { { max_connections = 0 }, "'max_connections' must be an integer in 1..1000000" },
