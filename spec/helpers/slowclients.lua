@@ -25,7 +25,9 @@ function _M.binary()
   local dir = ehelp.tmpdir()
   local out = dir .. "/slowclients"
   local src = ehelp.root() .. "/spec/helpers/slowclients.c"
-  local log = sh(format("cc -O2 -std=c99 -Wall -o %s %s 2>&1; echo rc=$?", q(out), q(src)))
+  -- (never under a sanitizer the suite may run with: LD_PRELOAD)
+  local log = sh(format("env -u LD_PRELOAD cc -O2 -std=c99 -Wall -o %s %s 2>&1; echo rc=$?",
+    q(out), q(src)))
   assert(log:match("rc=0"), "cannot compile slowclients.c:\n" .. log)
   binary = out
   return out
@@ -41,7 +43,7 @@ function _M.start(port, count, opts)
   opts = opts or {}
   local dir = ehelp.tmpdir()
   local h = setmetatable({ dir = dir, file = dir .. "/status" }, H)
-  local args = { q(_M.binary()), tostring(port), tostring(count),
+  local args = { "env -u LD_PRELOAD", q(_M.binary()), tostring(port), tostring(count),
                  "--status", q(h.file), "--hold", tostring(opts.hold or 120) }
   if opts.sources then args[#args + 1] = "--sources " .. q(opts.sources) end
   if opts.mode then args[#args + 1] = "--mode " .. q(opts.mode) end
