@@ -18,6 +18,8 @@
 --   settings.http {max_connections, max_connections_per_client,
 --                  header_timeout, body_timeout}  (the server's limits; nil:
 --                  ocean.server's defaults)
+--   settings.live_events {journal_dir}  (nil: the integration folder's
+--                  .ocean/journal; see ocean.journal)
 --   settings.spec, settings.default_mapping, settings.blueprints,
 --   settings.secrets  (strings to mask: sensitive values, stripped, non-blank)
 --   settings.warnings (said at WARNING by load unless the level is ERROR:
@@ -287,6 +289,8 @@ local SETTINGS = {
     "http.max_connections_per_client", "count" },
   { "http.header_timeout", "OCEAN__HTTP__HEADER_TIMEOUT", "http.header_timeout", "count1" },
   { "http.body_timeout", "OCEAN__HTTP__BODY_TIMEOUT", "http.body_timeout", "count1" },
+  { "live_events.journal_dir", "OCEAN__LIVE_EVENTS__JOURNAL_DIR", "live_events.journal_dir",
+    "string" },
 }
 _M.SETTINGS = SETTINGS
 
