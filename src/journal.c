@@ -406,9 +406,9 @@ static int init_schema(oc_journal_t *j, int *code, char *err, size_t errlen)
 
 static int prepare_all(oc_journal_t *j, int *code, char *err, size_t errlen)
 {
-  int i, rc;
+  int i;
   for (i = 0; i < S_COUNT; i++) {
-    rc = sqlite3_prepare_v3(j->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
+    int rc = sqlite3_prepare_v3(j->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
                             &j->st[i], NULL);
     if (rc != SQLITE_OK) {
       *code = classify(rc);

@@ -386,10 +386,11 @@ static int l_done(lua_State *L)
   ljournal_t *u = to_ljournal(L);
   char err[1024];
   long long one, *ids = &one;
-  size_t n = 1, i;
+  size_t n = 1;
   int found;
   check_open(L);
   if (lua_istable(L, 2)) {
+    size_t i;
     n = (size_t)lua_rawlen(L, 2);
     ids = (long long *)lua_newuserdata(L, (n ? n : 1) * sizeof *ids);
     for (i = 0; i < n; i++) {
