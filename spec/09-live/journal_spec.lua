@@ -406,8 +406,10 @@ j:close()
         :format(q(shim), q(ehelp.root() .. "/spec/helpers/synccount.c")))
       assert(out:match("rc=0"), out)
       write(child, SYNC_CHILD)
-      out = sh(("SYNCCOUNT_LOG=%s LD_PRELOAD=%s %s %s %s 2>&1; echo rc=$?")
-        :format(q(log), q(shim), sail.runtime(), q(child), q(dir .. "/synced.sqlite3")))
+      -- the shim after whatever the suite preloads (a sanitizer comes first)
+      out = sh(("SHIM=%s; SYNCCOUNT_LOG=%s LD_PRELOAD=\"${LD_PRELOAD:+$LD_PRELOAD }$SHIM\" %s %s %s 2>&1;"
+        .. " echo rc=$?")
+        :format(q(shim), q(log), sail.runtime(), q(child), q(dir .. "/synced.sqlite3")))
       assert(out:match("rc=0%s*$"), out)
       local counts, phase = {}, "open"
       for line in read_file(log):gmatch("[^\n]+") do
