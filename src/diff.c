@@ -11,7 +11,7 @@
 
 #include "json.h"
 
-#define CANON (OC_DUMP_SORT_KEYS | OC_DUMP_DROP_NULLS)
+#define CANON OC_DUMP_CANONICAL
 
 /* {==================== identity ==================== */
 
@@ -23,7 +23,7 @@ void oc_identifier_text(jv id, oc_buf_t *out)
                (size_t)jv_string_length_bytes(jv_copy(id)));
     break;
   case JV_KIND_NUMBER:
-    oc_json_add_number(out, jv_number_value(id));
+    oc_json_add_jv_number(out, id, 1);
     break;
   default:
     oc_json_dump(id, out, OC_DUMP_SORT_KEYS);
