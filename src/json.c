@@ -656,7 +656,7 @@ static int dump_member(jv key, jv val, oc_buf_t *out, int flags, int depth,
                        int *first)
 {
   int rc = 0;
-  if ((flags & OC_DUMP_DROP_NULLS) && jv_get_kind(val) == JV_KIND_NULL) {
+  if ((flags & OC_DUMP_DROP_NULLS) && oc_json_is_null(val)) {
     jv_free(val);
     return 0;
   }

@@ -130,6 +130,8 @@ const char *oc_json_number_literal(jv v, char *buf);
  * spelled one way (-0 as 0, literals normalised) for hashes and
  * comparisons. */
 void oc_json_add_jv_number(oc_buf_t *b, jv v, int canonical);
+/* Is v (borrowed) written as null: null, or a NaN number (as jq)? */
+int oc_json_is_null(jv v);
 /* Is s[0..n) exactly one JSON number? */
 int oc_json_is_number(const char *s, size_t n);
 /* Compare two JSON number tokens by their decimal values: <0, 0, >0. */

@@ -352,6 +352,12 @@ jv oc_json_number_jv(double d, const char *tok, size_t n)
   return tag_integer(d, tok, n);
 }
 
+int oc_json_is_null(jv v)
+{
+  jv_kind k = jv_get_kind(v);
+  return k == JV_KIND_NULL || (k == JV_KIND_NUMBER && isnan(jv_number_value(v)));
+}
+
 int oc_json_jq_literals(void)
 {
   return HAVE_JQ_LITERALS;

@@ -241,7 +241,8 @@ describe("JSON streams", function()
       assert.is_truthy(msg and msg:find("nesting deeper than 200 levels", 1, true), tostring(msg))
     end
     assert.are.equal(want, (first_error(deep)))
-    assert.are.same({ nil, "invalid JSON at line 1, column 201: nesting deeper than 200 levels (near '[]]]]]]]]]]]]]]]')" },
+    assert.are.same({ nil, "invalid JSON at line 1, column 201: nesting deeper than 200 levels " ..
+                           "(near '[]]]]]]]]]]]]]]]')" },
                     { json.decode(("["):rep(201) .. ("]"):rep(201)) })
     assert.is_table(json.decode(("["):rep(200) .. ("]"):rep(200)))
   end)

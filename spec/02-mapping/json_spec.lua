@@ -91,7 +91,6 @@ end)
 -- Numbers in mappings, as jq 1.6 and 1.7.1 have them (docs/numbers.md).
 -- Their exact text reaching Port is in spec/06-sync/numbers_spec.lua.
 describe("numbers in mappings", function()
-  local core = require "ocean.core"
   local raw = '{"id":"i","inf":1e400,"ninf":-1e400,"n":12345678901234567890,' ..
               '"m":9007199254740993,"f":0.1}'
 
