@@ -417,7 +417,7 @@ void oc_json_add_jv_number(oc_buf_t *b, jv v, int canonical)
   char buf[OC_NUM_BUF];
   const char *lit = oc_json_number_literal(v, buf);
   double d = jv_number_value(v);
-  if (lit && !oc_json_number_faithful(d, lit, strlen(lit))) {
+  if (lit && !isnan(d) && !oc_json_number_faithful(d, lit, strlen(lit))) {
     if (canonical)
       add_canonical(b, lit);
     else

@@ -137,6 +137,23 @@ describe("numbers in mappings", function()
     assert.are.equal(0.1, field(".f"))
   end)
 
+  it("gives Lua exact numbers when asked (exact_numbers)", function()
+    local r = H.parse(H.resource(H.with({ properties = { n = ".n", m = ".m", c = ".n + 1",
+                                                         l = "[.n, .f]" } })),
+                      raw, { exact_numbers = true })
+    local p = r.passed[1].properties
+    assert.are.equal("userdata", type(p.n))
+    assert.are.equal("12345678901234567890", tostring(p.n))
+    assert.are.equal("12345678901234567890", tostring(p.l[1]))
+    assert.are.equal(0.1, p.l[2])
+    assert.are.equal(1.2345678901234567e19, p.c)                  -- computed: a double
+    if math.type then
+      assert.are.equal(9007199254740993, p.m)                      -- a Lua integer
+    else
+      assert.are.equal("9007199254740993", tostring(p.m))
+    end
+  end)
+
   it("gives Lua the nearest Lua number (Lua 5.4: integers up to 2^63 exactly)", function()
     local n, m = field(".n"), field(".m")
     assert.are.equal(1.2345678901234567e19, n)

@@ -136,6 +136,15 @@ describe("numbers beyond a double", function()
     assert.are.equal("12345678901234567891", tostring(catalog("acct")["12345678901234567890"].properties.n))
   end)
 
+  it("through live events (register_raw) from JSON texts and exact tables alike", function()
+    local r = ocean.register_raw("acct", { raw_text(1), json.decode(raw_text(2), EXACT) })
+    assert.is_true(r.ok, json.encode(r.errors))
+    assert.are.equal(2, r.created)
+    local cat = catalog("acct")
+    check_exact(cat["12345678901234567890"])
+    check_exact(cat["9007199254740993-2"])
+  end)
+
   it("from plain Lua tables: exact up to what the runtime's numbers hold", function()
     resync_with { { json.decode(raw_text(1)) } }
     local p = catalog("acct")["12345678901234567890"].properties

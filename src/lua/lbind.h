@@ -20,6 +20,9 @@
 
 /* Push the Lua form of v (borrowed). Raises only on memory errors. */
 void oc_push_jv(lua_State *L, jv v);
+/* The same; exact: a number a Lua number cannot hold exactly (a literal
+ * jq kept, see json_num.c) becomes an exact number (OC_NUMBER_MT). */
+void oc_push_jv_ex(lua_State *L, jv v, int exact);
 /* Push ocean.null. */
 void oc_push_null(lua_State *L);
 int oc_is_null(lua_State *L, int idx);

@@ -289,22 +289,28 @@ static const luaL_Reg lnum_meta[] = {
 
 /* {==================== jv -> Lua ==================== */
 
-static void push_number(lua_State *L, jv v)
+static void push_number(lua_State *L, jv v, int exact)
 {
   double d = jv_number_value(v);
+  char buf[OC_NUM_BUF];
+  const char *lit = oc_json_number_literal(v, buf);
   if (isnan(d)) {                /* jq writes NaN as null */
     oc_push_null(L);
     return;
   }
 #if OC_LUA_HAS_INTEGERS
-  char buf[OC_NUM_BUF];
-  const char *lit = oc_json_number_literal(v, buf);
   /* an integer literal beyond 2^53 that a Lua integer holds */
   if (lit && lua_stringtonumber(L, lit)) {
     if (lua_isinteger(L, -1))
       return;
     lua_pop(L, 1);
   }
+#endif
+  if (lit && exact && !oc_json_number_faithful(d, lit, strlen(lit))) {
+    push_exact(L, lit, strlen(lit));
+    return;
+  }
+#if OC_LUA_HAS_INTEGERS
   if (d == floor(d) && d >= -9.2233720368547758e18
       && d < 9.2233720368547758e18) {
     lua_pushinteger(L, (lua_Integer)d);
@@ -316,6 +322,11 @@ static void push_number(lua_State *L, jv v)
 
 void oc_push_jv(lua_State *L, jv v)
 {
+  oc_push_jv_ex(L, v, 0);
+}
+
+void oc_push_jv_ex(lua_State *L, jv v, int exact)
+{
   int i, n;
   luaL_checkstack(L, 4, "JSON value nested too deeply");
   switch (jv_get_kind(v)) {
@@ -323,7 +334,7 @@ void oc_push_jv(lua_State *L, jv v)
   case JV_KIND_NULL: oc_push_null(L); break;
   case JV_KIND_TRUE: lua_pushboolean(L, 1); break;
   case JV_KIND_FALSE: lua_pushboolean(L, 0); break;
-  case JV_KIND_NUMBER: push_number(L, v); break;
+  case JV_KIND_NUMBER: push_number(L, v, exact); break;
   case JV_KIND_STRING:
     lua_pushlstring(L, jv_string_value(v),
                     (size_t)jv_string_length_bytes(jv_copy(v)));
@@ -333,7 +344,7 @@ void oc_push_jv(lua_State *L, jv v)
     lua_createtable(L, n, 0);
     for (i = 0; i < n; i++) {
       jv e = jv_array_get(jv_copy(v), i);
-      oc_push_jv(L, e);
+      oc_push_jv_ex(L, e, exact);
       jv_free(e);
       lua_rawseti(L, -2, i + 1);
     }
@@ -344,7 +355,7 @@ void oc_push_jv(lua_State *L, jv v)
     jv_object_foreach(v, k, val) {
       lua_pushlstring(L, jv_string_value(k),
                       (size_t)jv_string_length_bytes(jv_copy(k)));
-      oc_push_jv(L, val);
+      oc_push_jv_ex(L, val, exact);
       lua_rawset(L, -3);
       jv_free(k);
       jv_free(val);
