@@ -1,10 +1,13 @@
 /*
- * json.h - JSON text <-> jq values (jv), canonical form and hashing.
+ * json.h - JSON text <-> jq values (jv), canonical form and hashing
+ * (json.c); numbers as jq has them (json_num.c).
  *
  * The parser is event driven (SAX style) so that one scanner feeds both jv
  * values (this file) and Lua tables (src/lua/ljson.c). It never echoes its
  * input in an error: messages name the line, column and at most a short
- * excerpt. Nesting is bounded by the caller's max_depth.
+ * excerpt. Nesting is bounded by the caller's max_depth, for every item of
+ * a stream alike. A number keeps its literal where a double would change
+ * its value (docs/numbers.md).
  */
 #ifndef OC_JSON_H
 #define OC_JSON_H

@@ -197,14 +197,21 @@ end)
 -- The scanner's positions and nesting bound, whatever the input form.
 describe("JSON streams", function()
   local mapping = require "ocean.mapping"
-  local m
-  setup(function()
-    m = assert(mapping.compile {
+  local m, reads_a, reads_all
+  local function compile(props)
+    return assert(mapping.compile {
       kind = "k", selector = { query = "true" },
-      port = { entity = { mappings = { identifier = ".id", blueprint = '"b"' } } },
+      port = { entity = { mappings = { identifier = ".id", blueprint = '"b"', properties = props } } },
     })
+  end
+  setup(function()
+    m = compile()
+    reads_a = compile { a = ".a" }                -- converts .a only
+    reads_all = compile { all = "." }             -- converts the whole item
   end)
-  teardown(function() m:close() end)
+  teardown(function()
+    m:close(); reads_a:close(); reads_all:close()
+  end)
 
   local function first_error(input)
     local r = m:parse(input)
@@ -241,6 +248,21 @@ describe("JSON streams", function()
       assert.is_truthy(msg and msg:find("nesting deeper than 200 levels", 1, true), tostring(msg))
     end
     assert.are.equal(want, (first_error(deep)))
+    -- raw items as Lua tables: the same bound on what the mapping reads
+    local function tables(levels)
+      local item = { id = "x", a = {} }
+      local t = item.a
+      for _ = 3, levels do t[1] = {}; t = t[1] end
+      return item
+    end
+    for _, mm in ipairs { reads_a, reads_all } do
+      local r = mm:parse({ tables(200) })
+      assert.are.equal(1, #r.passed)
+      r = mm:parse({ tables(201) })
+      assert.are.equal(0, #r.passed)
+      assert.truthy(r.errors[1].message:find("^nesting deeper than 200 levels %(or a cycle%) at %$%.a%[0%]"),
+                    r.errors[1].message)
+    end
     assert.are.same({ nil, "invalid JSON at line 1, column 201: nesting deeper than 200 levels " ..
                            "(near '[]]]]]]]]]]]]]]]')" },
                     { json.decode(("["):rep(201) .. ("]"):rep(201)) })

@@ -31,6 +31,10 @@ int oc_is_null(lua_State *L, int idx);
  * and writes "<what> at $.path" into err. kc may be NULL. */
 jv oc_to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
             char *err, size_t errlen);
+/* The same for a value `depth` levels inside the one max_depth bounds
+ * (a member of a raw item converted piecewise). */
+jv oc_to_jv_at(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
+               int depth, char *err, size_t errlen);
 
 /* The JSON text of the exact number at idx (and its length in *n), or
  * NULL when idx holds something else. */

@@ -46,6 +46,7 @@ void oc_set_array_mt(lua_State *L)
 typedef struct path {
   struct { const char *k; size_t kn; long long i; } seg[OC_LUA_MAX_DEPTH + 1];
   int n;
+  int base;                      /* levels above the value converted */
 } path_t;
 
 static void path_format(const path_t *p, char *out, size_t outlen)
@@ -455,7 +456,7 @@ static jv to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
       return oc_json_number_jv(strtod(s, NULL), s, n);
     break;
   case LUA_TTABLE:
-    if (p->n >= max_depth || p->n >= OC_LUA_MAX_DEPTH) {
+    if (p->base + p->n >= max_depth || p->n >= OC_LUA_MAX_DEPTH) {
       char what[80];
       snprintf(what, sizeof what, "nesting deeper than %d levels (or a "
                "cycle)", max_depth);
@@ -479,6 +480,12 @@ static jv to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
 jv oc_to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
             char *err, size_t errlen)
 {
+  return oc_to_jv_at(L, idx, kc, max_depth, 0, err, errlen);
+}
+
+jv oc_to_jv_at(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
+               int depth, char *err, size_t errlen)
+{
   path_t *p = malloc(sizeof(path_t));
   jv v;
   if (!p) {
@@ -486,6 +493,7 @@ jv oc_to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
     return jv_invalid();
   }
   p->n = 0;
+  p->base = depth;
   if (max_depth <= 0 || max_depth > OC_LUA_MAX_DEPTH)
     max_depth = OC_LUA_MAX_DEPTH;
   v = to_jv(L, lua_absindex(L, idx), kc, max_depth, p, err, errlen);

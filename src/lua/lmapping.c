@@ -219,17 +219,21 @@ static void prefix_path(char *err, size_t errlen, const char *key,
   snprintf(err, errlen, "%s", tmp);
 }
 
-/* The raw Lua value at idx as a jv, converting only the part of it the
- * mapping reads (tree; NULL: all of it). */
+/* The raw Lua value at idx, `depth` levels inside the raw item, as a jv,
+ * converting only the part of it the mapping reads (tree; NULL: all of
+ * it). The item nests at most the mapping's max_depth levels, as in text. */
 static jv project_lua(lua_State *L, int idx, const oc_keytree_t *tree,
-                      oc_mapping_t *m, char *err, size_t errlen)
+                      oc_mapping_t *m, int depth, char *err, size_t errlen)
 {
   jv out;
   size_t i;
   idx = lua_absindex(L, idx);
   if (!tree || lua_type(L, idx) != LUA_TTABLE || is_lua_array(L, idx))
-    return oc_to_jv(L, idx, oc_mapping_keycache(m), oc_mapping_max_depth(m),
-                    err, errlen);
+    return oc_to_jv_at(L, idx, oc_mapping_keycache(m),
+                       oc_mapping_max_depth(m), depth, err, errlen);
+  if (depth >= oc_mapping_max_depth(m))
+    return oc_to_jv_at(L, idx, NULL, oc_mapping_max_depth(m), depth, err,
+                       errlen);      /* fails with the bound's message */
   luaL_checkstack(L, 4, "raw item nested too deeply");
   out = jv_object();
   for (i = 0; i < tree->n; i++) {
@@ -241,7 +245,7 @@ static jv project_lua(lua_State *L, int idx, const oc_keytree_t *tree,
       lua_pop(L, 1);
       continue;
     }
-    v = project_lua(L, -1, e->sub, m, err, errlen);
+    v = project_lua(L, -1, e->sub, m, depth + 1, err, errlen);
     lua_pop(L, 1);
     if (!jv_is_valid(v)) {
       jv_free(out);
@@ -276,7 +280,7 @@ static void parse_list(run_ctx_t *c, int idx)
       const char *s = lua_tolstring(L, -1, &len);
       raw = oc_mapping_parse_item(c->m, s, len, err, sizeof err);
     } else {
-      raw = project_lua(L, -1, oc_mapping_keytree(c->m), c->m, err,
+      raw = project_lua(L, -1, oc_mapping_keytree(c->m), c->m, 0, err,
                         sizeof err);
     }
     lua_pop(L, 1);
@@ -292,7 +296,7 @@ static void parse_list(run_ctx_t *c, int idx)
 jv oc_mapping_lua_raw(lua_State *L, int idx, oc_mapping_t *m, char *err,
                       size_t errlen)
 {
-  return project_lua(L, idx, oc_mapping_keytree(m), m, err, errlen);
+  return project_lua(L, idx, oc_mapping_keytree(m), m, 0, err, errlen);
 }
 
 static void parse_text(run_ctx_t *c, int idx)
