@@ -21,7 +21,7 @@ dependencies = {
   "lyaml >= 6",
 }
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  CURL = { library = "curl" },   -- no header: Debian keeps it in a multiarch folder the compiler searches
   JQ = { header = "jq.h", library = "jq" },
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
 }
@@ -65,6 +65,7 @@ build = {
       libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)" },
       libraries = { "jq", "curl", "microhttpd", "m" },
     },
+    ["ocean.cache"] = "lua/ocean/cache.lua",
     ["ocean.cli"] = "lua/ocean/cli.lua",
     ["ocean.config"] = "lua/ocean/config.lua",
     ["ocean.emulator.api"] = "lua/ocean/emulator/api.lua",
@@ -82,12 +83,14 @@ build = {
     ["ocean.json"] = "lua/ocean/json.lua",
     ["ocean.log"] = "lua/ocean/log.lua",
     ["ocean.mapping"] = "lua/ocean/mapping.lua",
+    ["ocean.metrics"] = "lua/ocean/metrics.lua",
     ["ocean.openresty"] = "lua/ocean/openresty.lua",
     ["ocean.ops"] = "lua/ocean/ops.lua",
     ["ocean.port"] = "lua/ocean/port.lua",
     ["ocean.router"] = "lua/ocean/router.lua",
     ["ocean.runtime"] = "lua/ocean/runtime.lua",
     ["ocean.sail"] = "lua/ocean/sail.lua",
+    ["ocean.scaffold"] = "lua/ocean/scaffold.lua",
     ["ocean.server"] = "lua/ocean/server.lua",
     ["ocean.sync"] = "lua/ocean/sync.lua",
     ["ocean.yaml"] = "lua/ocean/yaml.lua",

@@ -3,6 +3,8 @@
 --   log.debug/info/warning/error(fmt, ...)   string.format-style
 --   log.set_level("INFO")                    DEBUG, INFO, WARNING, ERROR
 --   log.add_secret(value)                    never printed again, anywhere
+--                                            (stripped; blank/short ones ignored)
+--   log.parse_level(v), log.check_level(v, flag)  validate a level name
 --   log.set_sink(fn(level, line))            default: stderr (ngx.log in nginx)
 --   log.mask(text) -> text with every registered secret replaced by ****
 local os_date, io_stderr = os.date, io.stderr
@@ -41,10 +43,15 @@ function _M.mask(text)
   return text
 end
 
--- Register a secret. Values shorter than 4 bytes are ignored: masking
--- them would garble ordinary text, and they are not secrets worth the name.
+-- Register a secret. Surrounding whitespace is stripped first (as Ocean
+-- does: a token read with its trailing newline must still be masked where
+-- it is printed without it); a value that is then shorter than 4 bytes is
+-- ignored: masking it (or a blank) would garble ordinary text, and it is
+-- not a secret worth the name.
 function _M.add_secret(value)
-  if type(value) ~= "string" or #value < 4 then return end
+  if type(value) ~= "string" then return end
+  value = value:match("^%s*(.-)%s*$")
+  if #value < 4 then return end
   for _, s in ipairs(secrets) do
     if s == value then return end
   end
@@ -53,13 +60,33 @@ function _M.add_secret(value)
   table.sort(secrets, function(a, b) return #a > #b end)
 end
 
+-- parse_level(value) -> "DEBUG" | "INFO" | "WARNING" | "ERROR" | nil, why.
+-- Case-insensitive; Ocean's WARN and CRITICAL are WARNING and ERROR.
+function _M.parse_level(value)
+  local t = tostring(value):upper()
+  if t == "WARN" then t = "WARNING" end
+  if t == "CRITICAL" then t = "ERROR" end
+  if not LEVELS[t] then
+    return nil, "is not a log level (use DEBUG, INFO, WARNING or ERROR)"
+  end
+  return t
+end
+
+-- check_level(value, flag) -> level | nil, err naming the flag, for a
+-- command line: "--log-level: 'LOUD' is not a log level (use ...)".
+function _M.check_level(value, flag)
+  local t, why = _M.parse_level(value)
+  if not t then return nil, ("%s: '%s' %s"):format(flag or "--log-level", tostring(value), why) end
+  return t
+end
+
 function _M.set_level(name)
-  local n = LEVELS[tostring(name):upper()]
-  if not n then
+  local t = _M.parse_level(name)
+  if not t then
     return nil, ("unknown log level '%s' (use DEBUG, INFO, WARNING or ERROR)")
       :format(tostring(name))
   end
-  threshold = n
+  threshold = LEVELS[t]
   return true
 end
 

@@ -90,7 +90,7 @@ local function parse_args(args)
     elseif a == "--log-level" then
       v, err = value()
       if not v then return nil, err end
-      o.log_level = v
+      o.log_level, err = log.check_level(v, a); if not o.log_level then return nil, err end
     elseif a:sub(1, 1) == "-" then
       return nil, "unknown option " .. a
     elseif o.path_set then
