@@ -21,8 +21,8 @@ HEADERS  = $(wildcard src/*.h src/lua/*.h)
 
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
-.PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench bench-journal \
-        install uninstall \
+.PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench bench-cjson \
+        bench-journal install uninstall \
         valgrind asan lint check-rockspec
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
@@ -79,6 +79,21 @@ test-luajit: all
 
 bench: all
 	@scripts/run-bench
+
+# cJSON (Debian's libcjson-dev) against the engine's scanner on every path
+# that reads JSON (bench/cjson.lua); results in bench/results/cjson.txt.
+bench-cjson: all build/bench/lua5.4/cjson_bench.so build/bench/luajit/cjson_bench.so
+	@scripts/run-bench cjson
+
+build/bench/lua5.4/cjson_bench.so: bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(LUA54_CFLAGS) $(DEPS_CFLAGS) \
+	  bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) -o $@ $(DEPS_LIBS) -lcjson
+
+build/bench/luajit/cjson_bench.so: bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(LUAJIT_CFLAGS) $(DEPS_CFLAGS) \
+	  bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) -o $@ $(DEPS_LIBS) -lcjson
 
 # The live-event journal's append latency on this machine's disk
 # (bench/journal.c), BENCH_REPEAT runs (default 3: a shared disk's

@@ -41,6 +41,7 @@ build = {
         "src/jqlex.c",
         "src/jqtok.c",
         "src/json.c",
+        "src/json_num.c",
         "src/loop.c",
         "src/lua/lcore.c",
         "src/lua/ljournal.c",

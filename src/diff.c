@@ -11,7 +11,7 @@
 
 #include "json.h"
 
-#define CANON (OC_DUMP_SORT_KEYS | OC_DUMP_DROP_NULLS)
+#define CANON OC_DUMP_CANONICAL
 
 /* {==================== identity ==================== */
 
@@ -23,7 +23,7 @@ void oc_identifier_text(jv id, oc_buf_t *out)
                (size_t)jv_string_length_bytes(jv_copy(id)));
     break;
   case JV_KIND_NUMBER:
-    oc_json_add_number(out, jv_number_value(id));
+    oc_json_add_jv_number(out, id, 1);
     break;
   default:
     oc_json_dump(id, out, OC_DUMP_SORT_KEYS);
@@ -213,7 +213,7 @@ static void add_object(oc_buf_t *b, const char *field, jv obj, char **names,
     for (k = 0; k < nk; k++) {
       jv key = jv_array_get(jv_copy(keys), k);
       jv v = jv_object_get(jv_copy(obj), jv_copy(key));
-      if (jv_get_kind(v) != JV_KIND_NULL)
+      if (!oc_json_is_null(v))
         add_member(b, jv_string_value(key), v, &inner);
       jv_free(v);
       jv_free(key);
@@ -222,7 +222,7 @@ static void add_object(oc_buf_t *b, const char *field, jv obj, char **names,
   } else {
     for (i = 0; i < n; i++) {
       jv v = jv_object_get(jv_copy(obj), jv_string(names[i]));
-      if (jv_is_valid(v) && jv_get_kind(v) != JV_KIND_NULL)
+      if (jv_is_valid(v) && !oc_json_is_null(v))
         add_member(b, names[i], v, &inner);
       jv_free(v);
     }
@@ -237,7 +237,7 @@ static void add_field(oc_buf_t *b, jv entity, const char *name, int team,
   jv v = jv_object_get(jv_copy(entity), jv_string(name));
   if (team)
     v = normalize_team(v);
-  if (jv_is_valid(v) && jv_get_kind(v) != JV_KIND_NULL)
+  if (jv_is_valid(v) && !oc_json_is_null(v))
     add_member(b, name, v, first);
   jv_free(v);
 }

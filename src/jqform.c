@@ -7,6 +7,7 @@
 #include "jqform.h"
 
 #include "jqtok.h"
+#include "json.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ static jv literal(const oc_jq_tok_t *k)
   if (k->kind == T_NUMBER && k->n < sizeof tmp) {
     memcpy(tmp, k->s, k->n);
     tmp[k->n] = '\0';
-    return jv_number(strtod(tmp, NULL));
+    return oc_json_number_jv(strtod(tmp, NULL), tmp, k->n);   /* as jq's */
   }
   return jv_invalid();
 }

@@ -7,8 +7,6 @@
  */
 #include "json.h"
 
-#include <float.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,11 +246,9 @@ static int scan_number(oc_json_parser_t *p)
     return fail(p, "out of memory");
   memcpy(num, tok, n);
   num[n] = '\0';
-  d = strtod(num, NULL);
+  d = strtod(num, NULL);          /* +-inf on overflow, kept as jq does */
   if (num != small)
     free(num);
-  if (isinf(d))
-    d = d > 0 ? DBL_MAX : -DBL_MAX;       /* as jq does */
   p->s = q;
   rc = p->sax->number(p->ud, d, tok, n);
   return rc ? -1 : 0;
@@ -342,7 +338,7 @@ static int scan_value(oc_json_parser_t *p, int depth)
   switch (*p->s) {
   case '{':
   case '[':
-    if (depth >= p->max_depth) {
+    if (depth - p->outer >= p->max_depth) {
       char what[64];
       snprintf(what, sizeof what, "nesting deeper than %d levels",
                p->max_depth);
@@ -366,19 +362,56 @@ static int scan_value(oc_json_parser_t *p, int depth)
   }
 }
 
-int oc_json_parse_value(oc_json_parser_t *p, const char *s, size_t n,
-                        size_t *used)
+int oc_json_parse_next(oc_json_parser_t *p, const char *text, size_t n,
+                       size_t off, size_t *used)
 {
   int rc;
-  p->s = p->start = s;
-  p->end = s + n;
+  p->start = text;
+  p->s = text + off;
+  p->end = text + n;
   p->err[0] = '\0';
   rc = scan_value(p, 0);
   if (rc == 0)
     skip_ws(p);
   if (used)
-    *used = (size_t)(p->s - s);
+    *used = (size_t)(p->s - (text + off));
   return rc;
+}
+
+int oc_json_parse_value(oc_json_parser_t *p, const char *s, size_t n,
+                        size_t *used)
+{
+  return oc_json_parse_next(p, s, n, 0, used);
+}
+
+int oc_json_parse_stream(oc_json_parser_t *p, const char *s, size_t n)
+{
+  size_t off = 0, used;
+  int first = 1, streamed = 0;
+  p->outer = 0;
+  while (off < n) {
+    while (off < n && (s[off] == ' ' || s[off] == '\n' || s[off] == '\r'
+                       || s[off] == '\t'))
+      off++;
+    if (off >= n)
+      break;
+    if (streamed) {              /* nothing may follow a top-level array */
+      p->start = s;
+      p->s = s + off;
+      p->end = s + n;
+      return fail(p, "unexpected data after the JSON array");
+    }
+    streamed = first && s[off] == '[';
+    first = 0;
+    p->outer = streamed;         /* items nest alike, in an array or not */
+    if (oc_json_parse_next(p, s, n, off, &used)) {
+      if (!p->err[0])
+        fail(p, "invalid JSON");
+      return -1;
+    }
+    off += used;
+  }
+  return 0;
 }
 
 /* }==================== */
@@ -513,8 +546,7 @@ static int jb_null(void *ud) { return jb_add(ud, jv_null()); }
 static int jb_bool(void *ud, int v) { return jb_add(ud, jv_bool(v)); }
 static int jb_number(void *ud, double d, const char *t, size_t n)
 {
-  (void)t; (void)n;
-  return jb_add(ud, jv_number(d));
+  return jb_add(ud, oc_json_number_jv(d, t, n));
 }
 static int jb_string(void *ud, const char *s, size_t n)
 {
@@ -598,40 +630,15 @@ int oc_json_each(const char *s, size_t n, int max_depth, oc_keycache_t *kc,
 {
   jv_builder_t b;
   oc_json_parser_t p;
-  size_t off = 0, used;
-  int rc = 0, streamed = 0;
+  int rc;
   memset(&b, 0, sizeof b);
   b.top = -1;
   b.kc = kc;
   b.each = each;
   b.each_ud = ud;
-  oc_json_parser_init(&p, &jb_sax, &b, max_depth + 1);
+  oc_json_parser_init(&p, &jb_sax, &b, max_depth);
   b.parser = &p;
-  while (off < n) {
-    while (off < n && (s[off] == ' ' || s[off] == '\n' || s[off] == '\r'
-                       || s[off] == '\t'))
-      off++;
-    if (off >= n)
-      break;
-    if (streamed) {             /* nothing may follow a top-level array */
-      p.start = s;
-      p.s = s + off;
-      p.end = s + n;
-      rc = fail(&p, "unexpected data after the JSON array");
-      break;
-    }
-    if (s[off] == '[' && b.count == 0)
-      streamed = 1;
-    rc = oc_json_parse_value(&p, s + off, n - off, &used);
-    if (rc) {
-      /* positions relative to the whole text */
-      p.start = s;
-      if (!p.err[0])
-        fail(&p, "invalid JSON");
-      break;
-    }
-    off += used;
-  }
+  rc = oc_json_parse_stream(&p, s, n);
   if (rc)
     snprintf(err, errlen, "%s", p.err);
   jb_free(&b);
@@ -643,32 +650,13 @@ int oc_json_each(const char *s, size_t n, int max_depth, oc_keycache_t *kc,
 
 /* {==================== serialiser ==================== */
 
-void oc_json_add_number(oc_buf_t *b, double d)
-{
-  char tmp[40];
-  if (isnan(d)) {
-    oc_buf_adds(b, "null");
-    return;
-  }
-  if (isinf(d))
-    d = d > 0 ? DBL_MAX : -DBL_MAX;
-  if (d == floor(d) && fabs(d) < 1e17) {
-    snprintf(tmp, sizeof tmp, "%lld", (long long)d);
-  } else {
-    snprintf(tmp, sizeof tmp, "%.15g", d);
-    if (strtod(tmp, NULL) != d)
-      snprintf(tmp, sizeof tmp, "%.17g", d);
-  }
-  oc_buf_adds(b, tmp);
-}
-
 static int dump(jv v, oc_buf_t *out, int flags, int depth);
 
 static int dump_member(jv key, jv val, oc_buf_t *out, int flags, int depth,
                        int *first)
 {
   int rc = 0;
-  if ((flags & OC_DUMP_DROP_NULLS) && jv_get_kind(val) == JV_KIND_NULL) {
+  if ((flags & OC_DUMP_DROP_NULLS) && oc_json_is_null(val)) {
     jv_free(val);
     return 0;
   }
@@ -721,7 +709,9 @@ static int dump(jv v, oc_buf_t *out, int flags, int depth)
   case JV_KIND_NULL: oc_buf_adds(out, "null"); break;
   case JV_KIND_TRUE: oc_buf_adds(out, "true"); break;
   case JV_KIND_FALSE: oc_buf_adds(out, "false"); break;
-  case JV_KIND_NUMBER: oc_json_add_number(out, jv_number_value(v)); break;
+  case JV_KIND_NUMBER:
+    oc_json_add_jv_number(out, v, flags & OC_DUMP_CANON_NUMBERS);
+    break;
   case JV_KIND_STRING:
     oc_buf_add_json_string(out, jv_string_value(v),
                            (size_t)jv_string_length_bytes(jv_copy(v)));
@@ -753,7 +743,7 @@ int oc_json_dump(jv v, oc_buf_t *out, int flags)
 uint64_t oc_json_hash(jv v, oc_buf_t *scratch)
 {
   oc_buf_reset(scratch);
-  dump(v, scratch, OC_DUMP_SORT_KEYS | OC_DUMP_DROP_NULLS, 0);
+  dump(v, scratch, OC_DUMP_CANONICAL, 0);
   return oc_hash64(scratch->p ? scratch->p : "", scratch->n, 0x6f63);
 }
 

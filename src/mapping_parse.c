@@ -111,9 +111,7 @@ static int pb_bool(void *ud, int v)
 
 static int pb_number(void *ud, double d, const char *t, size_t n)
 {
-  (void)t;
-  (void)n;
-  return skipping(ud, 0) ? 0 : pb_add(ud, jv_number(d));
+  return skipping(ud, 0) ? 0 : pb_add(ud, oc_json_number_jv(d, t, n));
 }
 
 static int pb_string(void *ud, const char *s, size_t n)
@@ -246,32 +244,12 @@ int oc_mapping_each_json(oc_mapping_t *m, const char *s, size_t n,
 {
   pbuilder_t b;
   oc_json_parser_t p;
-  size_t off = 0, used;
-  int rc = 0, streamed = 0;
-  oc_json_parser_init(&p, &pb_sax, &b, m->max_depth + 1);
+  int rc;
+  oc_json_parser_init(&p, &pb_sax, &b, m->max_depth);
   pb_init(&b, m, &p);
   b.each = each;
   b.each_ud = ud;
-  while (off < n && rc == 0) {
-    while (off < n && (s[off] == ' ' || s[off] == '\n' || s[off] == '\r'
-                       || s[off] == '\t'))
-      off++;
-    if (off >= n)
-      break;
-    if (streamed) {              /* nothing may follow a top-level array */
-      char where[64];
-      p.start = s;
-      p.s = s + off;
-      oc_json_parser_where(&p, where, sizeof where);
-      snprintf(p.err, sizeof p.err, "invalid JSON at %s: unexpected data "
-               "after the JSON array", where);
-      rc = -1;
-      break;
-    }
-    streamed = s[off] == '[' && b.count == 0;
-    rc = oc_json_parse_value(&p, s + off, n - off, &used);
-    off += used;
-  }
+  rc = oc_json_parse_stream(&p, s, n);
   if (rc)
     snprintf(err, errlen, "%s", p.err[0] ? p.err : "invalid JSON");
   pb_free(&b);

@@ -4,7 +4,7 @@
 -- blocked.
 --
 --   http.request{method=, url=, query=, headers=, body=, json=, timeout=,
---                retry=, verify_tls=, follow_redirects=}
+--                retry=, verify_tls=, follow_redirects=, exact_numbers=}
 --     -> res | nil, err
 --     res = {status=, ok=(2xx), headers={lower-case}, body=, json=fn,
 --            attempts=, url=}
@@ -13,10 +13,15 @@
 --     loop (statuses, max_attempts, base_delay_ms, max_total_wait_ms...);
 --     by default 429, 408, 502, 503, 504 and connection errors are retried
 --     honouring Retry-After: 4 sends at most, at most 60 s of waiting.
+--     exact_numbers: res:json() keeps numbers a Lua number cannot hold
+--     exactly (12345678901234567890) as exact numbers (json.decode).
 --   http.get/post/put/patch/delete(url [, opts]) -> res | nil, err
 --   http.get_json(url [, opts]) -> decoded body | nil, err (non-2xx is err)
 --   http.paginate(url [, opts]) -> iterator of pages (decoded JSON bodies,
---     or opts.items(body, res); nil counts as an empty page); next page
+--     or opts.items(body, res); nil counts as an empty page; with
+--     opts.text the body's JSON text itself, which the engine maps with
+--     every number exactly as written: for APIs whose body is the list,
+--     no opts.items then); next page
 --     from opts.next(body, res, url) (a URL, or a table of request options
 --     to change, or nil to stop), else the Link header's rel="next";
 --     relative URLs are resolved against the page's. The other opts are
@@ -35,6 +40,7 @@ local format = string.format
 local _M = {}
 
 local own_loop
+local EXACT = { exact_numbers = true }
 
 -- The engine's loop when there is an engine, else one of our own.
 local function loop_and_settings()
@@ -75,7 +81,7 @@ Response.__index = Response
 
 function Response:json()
   if self._json == nil then
-    local v, err = json.decode(self.body or "")
+    local v, err = json.decode(self.body or "", self._exact)
     if v == nil then return nil, "response is not JSON: " .. err end
     self._json = v
   end
@@ -129,7 +135,7 @@ function _M.request(opts)
   return setmetatable({
     status = r.status, ok = r.status >= 200 and r.status < 300,
     headers = r.headers or {}, body = r.body or "", attempts = r.attempts,
-    url = url,
+    url = url, _exact = opts.exact_numbers and EXACT or nil,
   }, Response)
 end
 
@@ -196,9 +202,12 @@ function _M.paginate(url, opts)
   if opts.next ~= nil and type(opts.next) ~= "function" then
     error("http.paginate: opts.next must be a function", 2)
   end
+  if opts.text and opts.items then
+    error("http.paginate: text pages are whole bodies (no opts.items)", 2)
+  end
   local next_req = { url = url }
   for k, v in pairs(opts) do
-    if k ~= "next" and k ~= "items" then next_req[k] = v end
+    if k ~= "next" and k ~= "items" and k ~= "text" then next_req[k] = v end
   end
   return function()
     if not next_req then return nil end
@@ -208,8 +217,11 @@ function _M.paginate(url, opts)
     if not res then error(err, 2) end
     local method = req.method or "GET"
     if not res.ok then error(status_error(res, method, res.url), 2) end
-    local body, jerr = res:json()
-    if body == nil then error(format("%s %s: %s", method, res.url, jerr), 2) end
+    local body, jerr
+    if not opts.text or opts.next then
+      body, jerr = res:json()
+      if body == nil then error(format("%s %s: %s", method, res.url, jerr), 2) end
+    end
     local nxt
     if opts.next then
       nxt = opts.next(body, res, res.url)
@@ -233,6 +245,7 @@ function _M.paginate(url, opts)
       if items == nil then items = json.array {} end   -- nil would end the for loop
       return items
     end
+    if opts.text then return res.body end
     return body
   end
 end

@@ -2,12 +2,14 @@
 -- engine (src/mapping.c). One resource of the port app config compiles into
 -- one jq program, cached here.
 --
---   mapping.parse_items(resource, items [, {parse_all=, allow_env=}])
+--   mapping.parse_items(resource, items [, {parse_all=, allow_env=, exact_numbers=}])
 --     -> {passed=, failed=, errors=, dropped=, misconfigured=} | nil, err
+--     (exact_numbers: numbers a Lua number cannot hold come out as exact
+--     numbers, see ocean.json)
 --   mapping.compile(resource [, {allow_env=, projection=, native=}])
 --     -> m | nil, err
 --   mapping.cached(resource [, {allow_env=}]) -> m | nil, err  (shared, cached)
---     (m:parse(items, parse_all), m:signature(), m:fields(), m:close())
+--     (m:parse(items, parse_all, exact_numbers), m:signature(), m:fields(), m:close())
 --
 -- Misuse (a resource without kind, selector.query, identifier or blueprint;
 -- items that are neither a list nor a JSON text) raises. An expression that
@@ -33,7 +35,7 @@ local by_table = setmetatable({}, { __mode = "k" })  -- resource -> entry
 local by_content = {}                                -- key -> entry
 local lru_tick, lru_count = 0, 0
 
-local OPTS = { parse_all = true, allow_env = true }
+local OPTS = { parse_all = true, allow_env = true, exact_numbers = true }
 local COMPILE_OPTS = { allow_env = true, projection = true, native = true }
 
 local function check_opts(opts, level, known)
@@ -106,7 +108,7 @@ function _M.parse_items(resource, items, opts)
   end
   local m, err = lookup(resource, env_allowed(opts), 2)
   if not m then return nil, err end
-  return m:parse(items, opts.parse_all)
+  return m:parse(items, opts.parse_all, opts.exact_numbers)
 end
 
 -- The program parse_items would use, from the content cache (compiled

@@ -87,3 +87,81 @@ describe("Lua <-> jq <-> JSON", function()
     assert.are.equal(json.encode(v), json.encode(t.passed[1].properties.all))
   end)
 end)
+
+-- Numbers in mappings, as jq 1.6 and 1.7.1 have them (docs/numbers.md).
+-- Their exact text reaching Port is in spec/06-sync/numbers_spec.lua.
+describe("numbers in mappings", function()
+  local raw = '{"id":"i","inf":1e400,"ninf":-1e400,"n":12345678901234567890,' ..
+              '"m":9007199254740993,"f":0.1}'
+
+  -- the field's value for raw as JSON text and as Lua tables
+  local function field(expr)
+    local a = H.field(expr, raw)
+    local b = H.field(expr, json.decode(raw, { exact_numbers = true }))
+    assert.are.equal(json.encode(a), json.encode(b))
+    return a
+  end
+
+  it("keeps overflowing literals infinite until printing, as jq", function()
+    assert.is_true(field(".inf | isinfinite"))
+    assert.is_true(field(".ninf | isinfinite"))
+    assert.is_true(field(".inf > 1e308"))
+    assert.are.equal(null, (field(".inf + .ninf")))            -- NaN: null, as jq
+    assert.are.equal(null, (field("[.inf + .ninf][0]")))
+    assert.are.equal("number", field(".inf | type"))
+  end)
+
+  it("computes with doubles, as jq 1.6 and 1.7.1 do", function()
+    assert.are.equal("12345678901234567000", field(".n + 1 | tostring"))
+    assert.are.equal("9007199254740992", field(".m + 0 | tostring"))
+    assert.are.equal("-12345678901234567000", field("-.n | tostring"))
+    assert.is_true(field(".n + 1 == .n"))                       -- beyond 2^53
+  end)
+
+  it("keeps literals where jq 1.7.1 does (libjq 1.7), jq 1.6's doubles otherwise", function()
+    if core.jq_literal_numbers then
+      assert.are.equal("12345678901234567890", field(".n | tostring"))
+      assert.are.equal("9007199254740993", field(".m | tojson"))
+      assert.are.equal("x-12345678901234567890", field('"x-\\(.n)"'))
+      assert.is_false(field(".n == 12345678901234567891"))      -- in C
+      assert.is_false(field(".n | . == 12345678901234567891"))  -- in jq
+      assert.are.equal(2, field("[.n, 12345678901234567891] | unique | length"))
+    else
+      assert.are.equal("12345678901234567000", field(".n | tostring"))
+      assert.are.equal("9007199254740992", field(".m | tojson"))
+      assert.is_true(field(".n == 12345678901234567891"))
+      assert.is_true(field(".n | . == 12345678901234567891"))
+      assert.are.equal(1, field("[.n, 12345678901234567891] | unique | length"))
+    end
+    assert.is_true(field(".n == .n"))
+    assert.are.equal(0.1, field(".f"))
+  end)
+
+  it("gives Lua exact numbers when asked (exact_numbers)", function()
+    local r = H.parse(H.resource(H.with({ properties = { n = ".n", m = ".m", c = ".n + 1",
+                                                         l = "[.n, .f]" } })),
+                      raw, { exact_numbers = true })
+    local p = r.passed[1].properties
+    assert.are.equal("userdata", type(p.n))
+    assert.are.equal("12345678901234567890", tostring(p.n))
+    assert.are.equal("12345678901234567890", tostring(p.l[1]))
+    assert.are.equal(0.1, p.l[2])
+    assert.are.equal(1.2345678901234567e19, p.c)                  -- computed: a double
+    if math.type then
+      assert.are.equal(9007199254740993, p.m)                      -- a Lua integer
+    else
+      assert.are.equal("9007199254740993", tostring(p.m))
+    end
+  end)
+
+  it("gives Lua the nearest Lua number (Lua 5.4: integers up to 2^63 exactly)", function()
+    local n, m = field(".n"), field(".m")
+    assert.are.equal(1.2345678901234567e19, n)
+    if math.type then
+      assert.are.equal(9007199254740993, m)
+      assert.are.equal("integer", math.type(m))
+    else
+      assert.are.equal(9007199254740992, m)
+    end
+  end)
+end)

@@ -15,10 +15,14 @@
 #include "json.h"
 
 #define OC_ARRAY_MT "ocean.json.array"
+#define OC_NUMBER_MT "ocean.json.number"   /* exact numbers (ljson.c) */
 #define OC_LUA_MAX_DEPTH 256
 
 /* Push the Lua form of v (borrowed). Raises only on memory errors. */
 void oc_push_jv(lua_State *L, jv v);
+/* The same; exact: a number a Lua number cannot hold exactly (a literal
+ * jq kept, see json_num.c) becomes an exact number (OC_NUMBER_MT). */
+void oc_push_jv_ex(lua_State *L, jv v, int exact);
 /* Push ocean.null. */
 void oc_push_null(lua_State *L);
 int oc_is_null(lua_State *L, int idx);
@@ -27,6 +31,14 @@ int oc_is_null(lua_State *L, int idx);
  * and writes "<what> at $.path" into err. kc may be NULL. */
 jv oc_to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
             char *err, size_t errlen);
+/* The same for a value `depth` levels inside the one max_depth bounds
+ * (a member of a raw item converted piecewise). */
+jv oc_to_jv_at(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
+               int depth, char *err, size_t errlen);
+
+/* The JSON text of the exact number at idx (and its length in *n), or
+ * NULL when idx holds something else. */
+const char *oc_exact_number(lua_State *L, int idx, size_t *n);
 
 /* Set the array metatable on the table at the top of the stack. */
 void oc_set_array_mt(lua_State *L);

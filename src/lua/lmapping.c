@@ -8,7 +8,7 @@
  *             "jq" (an expression does not compile), "nomem"
  *   core.mapping_stats() -> {compiles = n}   (jq_compile calls, this state)
  *   core.mapping_analyze(expr) -> {code=, form=, paths=}   (for tests)
- *   m:parse(items, parse_all) -> {passed, failed, errors, dropped,
+ *   m:parse(items, parse_all, exact) -> {passed, failed, errors, dropped,
  *                                 misconfigured}
  *   m:signature(), m:fields(), m:kind(), m:close() (= __gc = __close)
  */
@@ -113,6 +113,7 @@ typedef struct run_ctx {
   lua_Integer n[4];
   lua_Integer index;             /* 1-based position of the raw item */
   int parse_all;
+  int exact;                     /* exact numbers (ljson.c) in entities */
   oc_mapping_sink_t sink;
 } run_ctx_t;
 
@@ -120,18 +121,19 @@ enum { L_PASSED, L_FAILED, L_ERRORS, L_DROPPED };
 
 /* The entity as Lua tables, straight from the template and the values
  * (no jv objects are built for it). */
-static void push_node(lua_State *L, const oc_tnode_t *t, const jv *value)
+static void push_node(lua_State *L, const oc_tnode_t *t, const jv *value,
+                      int exact)
 {
   size_t i;
   luaL_checkstack(L, 4, "entity nested too deeply");
   switch (t->kind) {
   case OC_T_VALUE:
-    oc_push_jv(L, value[t->slot]);
+    oc_push_jv_ex(L, value[t->slot], exact);
     return;
   case OC_T_ARRAY:
     lua_createtable(L, (int)t->n, 0);
     for (i = 0; i < t->n; i++) {
-      push_node(L, &t->child[i], value);
+      push_node(L, &t->child[i], value, exact);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     oc_set_array_mt(L);
@@ -140,7 +142,7 @@ static void push_node(lua_State *L, const oc_tnode_t *t, const jv *value)
     lua_createtable(L, 0, (int)t->n);
     for (i = 0; i < t->n; i++) {
       lua_pushlstring(L, t->child[i].key, t->child[i].keylen);
-      push_node(L, &t->child[i], value);
+      push_node(L, &t->child[i], value, exact);
       lua_rawset(L, -3);
     }
   }
@@ -150,7 +152,7 @@ static int on_entity(void *ud, const oc_mapping_view_t *view, int passed)
 {
   run_ctx_t *c = ud;
   int which = passed ? L_PASSED : L_FAILED;
-  push_node(c->L, view->entity, view->value);
+  push_node(c->L, view->entity, view->value, c->exact);
   lua_rawseti(c->L, c->list[which], ++c->n[which]);
   return 0;
 }
@@ -217,17 +219,21 @@ static void prefix_path(char *err, size_t errlen, const char *key,
   snprintf(err, errlen, "%s", tmp);
 }
 
-/* The raw Lua value at idx as a jv, converting only the part of it the
- * mapping reads (tree; NULL: all of it). */
+/* The raw Lua value at idx, `depth` levels inside the raw item, as a jv,
+ * converting only the part of it the mapping reads (tree; NULL: all of
+ * it). The item nests at most the mapping's max_depth levels, as in text. */
 static jv project_lua(lua_State *L, int idx, const oc_keytree_t *tree,
-                      oc_mapping_t *m, char *err, size_t errlen)
+                      oc_mapping_t *m, int depth, char *err, size_t errlen)
 {
   jv out;
   size_t i;
   idx = lua_absindex(L, idx);
   if (!tree || lua_type(L, idx) != LUA_TTABLE || is_lua_array(L, idx))
-    return oc_to_jv(L, idx, oc_mapping_keycache(m), oc_mapping_max_depth(m),
-                    err, errlen);
+    return oc_to_jv_at(L, idx, oc_mapping_keycache(m),
+                       oc_mapping_max_depth(m), depth, err, errlen);
+  if (depth >= oc_mapping_max_depth(m))
+    return oc_to_jv_at(L, idx, NULL, oc_mapping_max_depth(m), depth, err,
+                       errlen);      /* fails with the bound's message */
   luaL_checkstack(L, 4, "raw item nested too deeply");
   out = jv_object();
   for (i = 0; i < tree->n; i++) {
@@ -239,7 +245,7 @@ static jv project_lua(lua_State *L, int idx, const oc_keytree_t *tree,
       lua_pop(L, 1);
       continue;
     }
-    v = project_lua(L, -1, e->sub, m, err, errlen);
+    v = project_lua(L, -1, e->sub, m, depth + 1, err, errlen);
     lua_pop(L, 1);
     if (!jv_is_valid(v)) {
       jv_free(out);
@@ -274,7 +280,7 @@ static void parse_list(run_ctx_t *c, int idx)
       const char *s = lua_tolstring(L, -1, &len);
       raw = oc_mapping_parse_item(c->m, s, len, err, sizeof err);
     } else {
-      raw = project_lua(L, -1, oc_mapping_keytree(c->m), c->m, err,
+      raw = project_lua(L, -1, oc_mapping_keytree(c->m), c->m, 0, err,
                         sizeof err);
     }
     lua_pop(L, 1);
@@ -290,7 +296,7 @@ static void parse_list(run_ctx_t *c, int idx)
 jv oc_mapping_lua_raw(lua_State *L, int idx, oc_mapping_t *m, char *err,
                       size_t errlen)
 {
-  return project_lua(L, idx, oc_mapping_keytree(m), m, err, errlen);
+  return project_lua(L, idx, oc_mapping_keytree(m), m, 0, err, errlen);
 }
 
 static void parse_text(run_ctx_t *c, int idx)
@@ -319,7 +325,7 @@ static void push_misconfigured(lua_State *L, oc_mapping_t *m,
   }
 }
 
-/* m:parse(items, parse_all) -> result */
+/* m:parse(items, parse_all, exact) -> result */
 static int lmapping_parse(lua_State *L)
 {
   static const char *const names[] = {"passed", "failed", "errors",
@@ -334,11 +340,12 @@ static int lmapping_parse(lua_State *L)
   c.L = L;
   c.m = u->m;
   c.parse_all = lua_toboolean(L, 3);
+  c.exact = lua_toboolean(L, 4);
   c.sink.entity_view = on_entity;
   c.sink.error = on_error;
   c.sink.dropped = on_dropped;
   c.sink.ud = &c;
-  lua_settop(L, 3);
+  lua_settop(L, 4);
   /* flags live in a userdata: freed by the GC even if Lua raises */
   flags = lua_newuserdata(L, oc_mapping_field_count(u->m) + 1);
   memset(flags, 0, oc_mapping_field_count(u->m) + 1);

@@ -39,7 +39,7 @@ _M.fail = fail
 -- {==================== identifiers ====================
 
 local function shown(id)
-  if type(id) == "string" or type(id) == "number" then return tostring(id) end
+  if type(id) == "string" or util.json_type(id) == "number" then return tostring(id) end
   return "unknown"
 end
 

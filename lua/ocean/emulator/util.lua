@@ -5,7 +5,7 @@ local json = require "ocean.json"
 
 local floor, random = math.floor, math.random
 local format, byte = string.format, string.byte
-local type, tonumber, next, pairs = type, tonumber, next, pairs
+local type, tonumber, next, pairs, tostring = type, tonumber, next, pairs, tostring
 local getmetatable, setmetatable = getmetatable, setmetatable
 local os_date = os.date
 
@@ -13,6 +13,7 @@ local _M = {}
 
 local null = json.null
 _M.null = null
+local EXACT = { exact_numbers = true }
 
 -- {==================== time ====================
 
@@ -119,6 +120,7 @@ end
 function _M.json_type(v)
   local t = type(v)
   if v == null then return "null" end
+  if json.is_number(v) then return "number" end
   if t == "table" then
     if getmetatable(v) == json.array_mt then return "array" end
     if next(v) == 1 then return "array" end
@@ -131,10 +133,26 @@ function _M.json_type(v)
 end
 
 -- A shallow copy (an array stays an array).
+-- JSON text decoded as the emulator keeps it: numbers that a Lua number
+-- cannot hold exactly (12345678901234567890) stay exact (json.number), so
+-- that Port's catalog answers them as they were written.
+function _M.decode(text)
+  return json.decode(text, EXACT)
+end
+
 -- A request's JSON body, which must be an object: 400 for invalid JSON
--- (req:json), 422 for anything else.
+-- (as req:json), 422 for anything else.
 function _M.body_object(req)
-  local b = req:json()
+  local b = req._exact_json
+  if b == nil then
+    local err
+    b, err = json.decode(req.body, EXACT)
+    if b == nil then
+      error(require("ocean.server").http_error(400, { ok = false, error = "invalid_json",
+        message = "invalid JSON body: " .. tostring(err) }), 0)
+    end
+    req._exact_json = b
+  end
   if not _M.is_object(b) then
     error(require("ocean.server").http_error(422, { ok = false, error = "invalid_request",
       message = "the body must be a JSON object" }), 0)
