@@ -10,8 +10,8 @@ CFLAGS   ?= -O2 -g
 WARN      = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wwrite-strings -Wundef
 DEFS      = -D_GNU_SOURCE
-DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd)
-DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd) -ljq -lm
+DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd sqlite3)
+DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd sqlite3) -ljq -lm
 LUA54_CFLAGS := $(shell pkg-config --cflags lua5.4)
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit)
 
@@ -21,7 +21,8 @@ HEADERS  = $(wildcard src/*.h src/lua/*.h)
 
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
-.PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench bench-cjson install uninstall \
+.PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench bench-cjson \
+        bench-journal install uninstall \
         valgrind asan lint check-rockspec
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
@@ -30,7 +31,7 @@ all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
 # build/jq-1.7.1 (scripts/build-jq17); found at run time through an rpath.
 JQ17_PREFIX := $(CURDIR)/build/jq-1.7.1
 JQ17_FLAGS   = -isystem $(JQ17_PREFIX)/include
-JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd) \
+JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd sqlite3) \
                -L$(JQ17_PREFIX)/lib -Wl,-rpath,$(JQ17_PREFIX)/lib -ljq -lm
 
 jq17: build/jq17/lua5.4/ocean/core.so build/jq17/luajit/ocean/core.so
@@ -93,6 +94,23 @@ build/bench/luajit/cjson_bench.so: bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) 
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(LUAJIT_CFLAGS) $(DEPS_CFLAGS) \
 	  bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) -o $@ $(DEPS_LIBS) -lcjson
+
+# The live-event journal's append latency on this machine's disk
+# (bench/journal.c), BENCH_REPEAT runs (default 3: a shared disk's
+# latency drifts); results in bench/results/journal.txt.
+build/bench-journal: bench/journal.c src/journal.c src/journal.h Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -Isrc bench/journal.c src/journal.c -o $@ \
+	  $(shell pkg-config --cflags --libs sqlite3)
+
+bench-journal: build/bench-journal
+	@mkdir -p bench/results
+	@{ echo "# lua-ocean journal benchmark, $$(date -u +%Y-%m-%dT%H:%MZ)"; \
+	   for i in $$(seq $${BENCH_REPEAT:-3}); do \
+	     echo; echo "# run $$i: $$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $$(nproc) CPUs," \
+	        "load $$(cut -d' ' -f1-3 /proc/loadavg); $$(df -T $${BENCH_DIR:-/tmp} | awk 'NR==2 {print $$2}') at $${BENCH_DIR:-/tmp}"; \
+	     build/bench-journal $${BENCH_COUNT:-2000} $${BENCH_BODY:-1024} $${BENCH_DIR:-/tmp}; \
+	   done; } | tee bench/results/journal.txt
 
 # valgrind over the suite in both runtimes (slow; not part of `make test`).
 valgrind: all

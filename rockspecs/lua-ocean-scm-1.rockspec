@@ -24,6 +24,7 @@ external_dependencies = {
   CURL = { library = "curl" },   -- no header: Debian keeps it in a multiarch folder the compiler searches
   JQ = { header = "jq.h", library = "jq" },
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
+  SQLITE = { header = "sqlite3.h", library = "sqlite3" },
 }
 build = {
   type = "builtin",
@@ -32,7 +33,9 @@ build = {
       sources = {
         "src/buf.c",
         "src/diff.c",
+        "src/http_guard.c",
         "src/http_server.c",
+        "src/journal.c",
         "src/jqanalyze.c",
         "src/jqform.c",
         "src/jqlex.c",
@@ -41,6 +44,7 @@ build = {
         "src/json_num.c",
         "src/loop.c",
         "src/lua/lcore.c",
+        "src/lua/ljournal.c",
         "src/lua/ljson.c",
         "src/lua/lloop.c",
         "src/lua/lmapping.c",
@@ -61,9 +65,10 @@ build = {
         "src/transport.c",
       },
       defines = { "_GNU_SOURCE" },
-      incdirs = { "src", "$(CURL_INCDIR)", "$(JQ_INCDIR)", "$(MICROHTTPD_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)" },
-      libraries = { "jq", "curl", "microhttpd", "m" },
+      incdirs = { "src", "$(CURL_INCDIR)", "$(JQ_INCDIR)", "$(MICROHTTPD_INCDIR)",
+                  "$(SQLITE_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(SQLITE_LIBDIR)" },
+      libraries = { "jq", "curl", "microhttpd", "sqlite3", "m" },
     },
     ["ocean.cache"] = "lua/ocean/cache.lua",
     ["ocean.cli"] = "lua/ocean/cli.lua",
@@ -80,6 +85,7 @@ build = {
     ["ocean.engine"] = "lua/ocean/engine.lua",
     ["ocean.http"] = "lua/ocean/http.lua",
     ["ocean"] = "lua/ocean/init.lua",
+    ["ocean.journal"] = "lua/ocean/journal.lua",
     ["ocean.json"] = "lua/ocean/json.lua",
     ["ocean.log"] = "lua/ocean/log.lua",
     ["ocean.mapping"] = "lua/ocean/mapping.lua",

@@ -10,6 +10,10 @@
  * the connection resumed, and the next access-handler call queues it with
  * libmicrohttpd. The pending dies in the completion callback.
  *
+ * Each connection also has a record in the guard (http_guard.c), kept as
+ * libmicrohttpd's socket context: the callbacks report its life to the
+ * guard, and every run starts with a guard sweep.
+ *
  * A queued pending is linked in exactly one of two lists: `ready` (not yet
  * handed out by oc_server_next) or `taken`. If libmicrohttpd ever reports
  * a queued request's connection as finished, the pending is marked dead
@@ -17,6 +21,7 @@
  */
 #include "http_server.h"
 #include "buf.h"
+#include "http_guard.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +34,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,7 +43,14 @@
 
 #define DEFAULT_MAX_BODY (1024u * 1024u)
 #define DEFAULT_TIMEOUT_S 30u
-#define LISTEN_BACKLOG 128
+/* The kernel caps it at net.core.somaxconn (4096 since Linux 5.4): a
+ * burst of connections waits there rather than being retried by its
+ * clients a second later. */
+#define LISTEN_BACKLOG 4096
+/* Descriptors left for the rest of the process (Port and third-party
+ * connections, the journal, logs) when fitting max_connections into
+ * RLIMIT_NOFILE. */
+#define FD_RESERVE 128u
 
 enum pending_state {
   PS_RECEIVING,    /* headers seen, body arriving */
@@ -52,6 +65,7 @@ typedef struct pending {
   oc_server_request_t req;       /* filled when queued */
   oc_server_t *srv;
   struct MHD_Connection *conn;   /* NULL once dead */
+  oc_guard_conn_t *gc;           /* the connection's guard record or NULL */
   char *raw_uri;                 /* as received, for the raw query */
   oc_buf_t body;
   enum pending_state state;
@@ -70,6 +84,8 @@ typedef struct plist {
 
 struct oc_server {
   struct MHD_Daemon *d;
+  oc_guard_t *guard;
+  oc_server_stats_t limits;      /* the effective limits */
   int port;
   size_t max_body;
   unsigned long next_id;
@@ -77,6 +93,13 @@ struct oc_server {
   plist_t taken;                 /* handed out, not answered */
   int wake;                      /* a connection was resumed since the last run */
 };
+
+static long long now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* {==================== pending lists ==================== */
 
@@ -235,6 +258,13 @@ static int request_build(pending_t *p, const char *url, const char *method)
 
 /* {==================== libmicrohttpd callbacks ==================== */
 
+static oc_guard_conn_t *guard_conn(struct MHD_Connection *conn)
+{
+  const union MHD_ConnectionInfo *ci =
+    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
 static enum MHD_Result queue_status(struct MHD_Connection *conn,
                                     unsigned status, const char *json)
 {
@@ -266,11 +296,15 @@ static int announced_too_large(struct MHD_Connection *conn, size_t max)
   return end != cl && (errno == ERANGE || n > max);
 }
 
+/* The request head is complete (libmicrohttpd calls the access handler
+ * only then). */
 static enum MHD_Result on_first_call(pending_t *p)
 {
   p->started = 1;
+  oc_guard_head_done(p->srv->guard, p->gc, now_ms());
   if (announced_too_large(p->conn, p->srv->max_body)) {
     p->state = PS_DONE;
+    oc_guard_busy(p->srv->guard, p->gc);
     return queue_status(p->conn, 413, TOO_LARGE_JSON);
   }
   return MHD_YES;
@@ -298,6 +332,7 @@ static enum MHD_Result on_complete(pending_t *p, const char *url,
   if (request_build(p, url, method) != 0) return MHD_NO;
   p->req.id = ++s->next_id;
   p->state = PS_QUEUED;
+  oc_guard_busy(s->guard, p->gc);
   p->taken = 0;
   plist_push(&s->ready, p);
   MHD_suspend_connection(p->conn);
@@ -333,6 +368,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
   case PS_RECEIVING: return on_complete(p, url, method);
   case PS_TOO_LARGE:
     p->state = PS_DONE;
+    oc_guard_busy(p->srv->guard, p->gc);
     return queue_status(conn, 413, TOO_LARGE_JSON);
   case PS_ANSWERED: return on_answered(p);
   case PS_DROPPED: return MHD_NO;  /* close without an answer */
@@ -348,6 +384,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
   if (!p) return NULL;
   p->srv = cls;
   p->conn = conn;
+  p->gc = guard_conn(conn);
   p->raw_uri = dupstr(uri);
   oc_buf_init(&p->body);
   if (!p->raw_uri) {
@@ -361,9 +398,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode toe)
 {
   pending_t *p = *con_cls;
-  (void)cls;
-  (void)conn;
-  (void)toe;
+  oc_server_t *s = cls;
+  /* answered and kept alive: it waits for its next request head */
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+    oc_guard_idle(s->guard, guard_conn(conn), now_ms());
   if (!p) return;
   *con_cls = NULL;
   if (p->state == PS_QUEUED) {     /* still owned by a list */
@@ -372,6 +410,34 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     return;
   }
   pending_free(p);
+}
+
+/* A connection opens or closes: its guard record is born or dies. */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+  oc_server_t *s = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *fd =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ad =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context = fd ? oc_guard_opened(s->guard, fd->connect_fd,
+      ad ? ad->client_addr : NULL,
+      ad ? (socklen_t)sizeof(struct sockaddr_storage) : 0, now_ms()) : NULL;
+  } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    oc_guard_closed(s->guard, *socket_context);
+    *socket_context = NULL;
+  }
+}
+
+/* The accept policy: the per-client limit. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
+                                 socklen_t addrlen)
+{
+  oc_server_t *s = cls;
+  return oc_guard_admit(s->guard, addr, addrlen) ? MHD_YES : MHD_NO;
 }
 
 /* }==================== */
@@ -427,6 +493,55 @@ static int socket_port(int fd)
   return -1;
 }
 
+/* The total connection limit the descriptor limit allows: the soft
+ * RLIMIT_NOFILE is raised (never above the hard one) to fit `want`
+ * connections plus FD_RESERVE; when it cannot be, the total shrinks to
+ * what fits (at least 1). */
+static unsigned fit_nofile(unsigned want)
+{
+  struct rlimit rl;
+  rlim_t need = (rlim_t)want + FD_RESERVE;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return want;
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return want;
+  if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need) {
+    rl.rlim_cur = need;
+  } else {
+    rl.rlim_cur = rl.rlim_max;
+  }
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return want;
+  if (rl.rlim_cur >= need) return want;
+  return rl.rlim_cur > FD_RESERVE + 1 ? (unsigned)(rl.rlim_cur - FD_RESERVE)
+                                      : 1u;
+}
+
+/* The effective limits of opts, and the guard that enforces them. */
+static int make_guard(oc_server_t *s, const oc_server_opts_t *opts)
+{
+  oc_server_stats_t *l = &s->limits;
+  oc_guard_opts_t go;
+  l->max_connections_requested = opts->max_connections
+    ? opts->max_connections : OC_SERVER_DEFAULT_MAX_CONNECTIONS;
+  l->max_connections = fit_nofile(l->max_connections_requested);
+  l->max_per_client = opts->max_per_client;
+  l->header_timeout_s = opts->header_timeout_s
+    ? opts->header_timeout_s : OC_SERVER_DEFAULT_HEADER_TIMEOUT_S;
+  l->body_timeout_s = opts->body_timeout_s
+    ? opts->body_timeout_s : OC_SERVER_DEFAULT_BODY_TIMEOUT_S;
+  go.max_connections = l->max_connections;
+  go.max_per_client = l->max_per_client;
+  go.header_timeout_ms = l->header_timeout_s * 1000u;
+  go.body_timeout_ms = l->body_timeout_s * 1000u;
+  s->guard = oc_guard_new(&go);
+  return s->guard ? 0 : -1;
+}
+
+static void server_free(oc_server_t *s)
+{
+  oc_guard_free(s->guard);
+  free(s);
+}
+
 oc_server_t *oc_server_start(const oc_server_opts_t *opts, char *err,
                              size_t errlen)
 {
@@ -439,15 +554,20 @@ oc_server_t *oc_server_start(const oc_server_opts_t *opts, char *err,
     snprintf(err, errlen, "invalid port %d", opts->port);
     return NULL;
   }
+  if (opts->header_timeout_s > 86400 || opts->body_timeout_s > 86400) {
+    snprintf(err, errlen, "header and body timeouts must be at most 86400 s");
+    return NULL;
+  }
   s = calloc(1, sizeof *s);
-  if (!s) {
+  if (!s || make_guard(s, opts) != 0) {
+    if (s) server_free(s);
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
   s->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
   fd = listen_socket(host, opts->port, err, errlen);
   if (fd < 0) {
-    free(s);
+    server_free(s);
     return NULL;
   }
   s->port = socket_port(fd);
@@ -456,24 +576,25 @@ oc_server_t *oc_server_start(const oc_server_opts_t *opts, char *err,
                                      (intptr_t)on_uri, s };
   mo[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
                                      (intptr_t)on_completed, s };
+  mo[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION,
+                                     (intptr_t)on_connection, s };
   mo[n++] = (struct MHD_OptionItem){
     MHD_OPTION_CONNECTION_TIMEOUT,
     opts->connection_timeout_s ? opts->connection_timeout_s
                                : DEFAULT_TIMEOUT_S, NULL };
-  if (opts->max_connections)
-    mo[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT,
-                                       opts->max_connections, NULL };
+  mo[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT,
+                                     s->limits.max_connections, NULL };
   mo[n] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
   /* From here libmicrohttpd owns fd. When it fails to start it closes fd
    * on some paths only; closing it here could close it twice (another
    * thread's descriptor), so a failed start may leak it instead. */
   s->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0,
-                          NULL, NULL, on_access, s,
+                          on_accept, s, on_access, s,
                           MHD_OPTION_ARRAY, mo, MHD_OPTION_END);
   if (!s->d) {
     snprintf(err, errlen, "libmicrohttpd failed to start on %s:%d", host,
              opts->port);
-    free(s);
+    server_free(s);
     return NULL;
   }
   return s;
@@ -502,12 +623,27 @@ void oc_server_stop(oc_server_t *s)
   drop_all(&s->taken);
   /* Closing the connections runs on_completed, which frees the rest. */
   MHD_stop_daemon(s->d);
-  free(s);
+  server_free(s);
 }
 
 int oc_server_port(const oc_server_t *s)
 {
   return s->port;
+}
+
+void oc_server_stats(const oc_server_t *s, oc_server_stats_t *out)
+{
+  oc_guard_stats_t g;
+  oc_guard_stats(s->guard, &g);
+  *out = s->limits;
+  out->open = g.open;
+  out->waiting_head = g.waiting_head;
+  out->reading_body = g.reading_body;
+  out->clients = g.clients;
+  out->header_timeouts = g.header_timeouts;
+  out->body_timeouts = g.body_timeouts;
+  out->refused_per_client = g.refused_per_client;
+  out->evicted = g.evicted;
 }
 
 /* }==================== */
@@ -521,30 +657,38 @@ int oc_server_fd(const oc_server_t *s)
   return di ? di->epoll_fd : -1;
 }
 
+/* The sooner of libmicrohttpd's timeout and the guard's next deadline. */
 long oc_server_timeout_ms(const oc_server_t *s)
 {
   MHD_UNSIGNED_LONG_LONG t;
+  long g, m = -1;
   if (s->ready.n > 0 || s->wake) return 0;
-  if (MHD_get_timeout(s->d, &t) != MHD_YES) return -1;
-  return t > (MHD_UNSIGNED_LONG_LONG)LONG_MAX ? LONG_MAX : (long)t;
+  if (MHD_get_timeout(s->d, &t) == MHD_YES)
+    m = t > (MHD_UNSIGNED_LONG_LONG)LONG_MAX ? LONG_MAX : (long)t;
+  g = oc_guard_next_ms(s->guard, now_ms());
+  return (m < 0 || (g >= 0 && g < m)) ? g : m;
 }
 
+/* The sweep comes first: libmicrohttpd's run then sees the connections it
+ * shut down end, and closes them. A run that takes the server below its
+ * limit asks for another at once: libmicrohttpd listens again only at the
+ * start of a run, so until then nothing would wake a waiting owner for
+ * the connections queued in the backlog. */
 int oc_server_run(oc_server_t *s)
 {
+  unsigned max = s->limits.max_connections;
+  int full = oc_guard_open(s->guard) >= max;
+  enum MHD_Result r;
   s->wake = 0;
-  return MHD_run(s->d) == MHD_YES ? 0 : -1;
+  oc_guard_sweep(s->guard, now_ms());
+  r = MHD_run(s->d);
+  if (full && oc_guard_open(s->guard) < max) s->wake = 1;
+  return r == MHD_YES ? 0 : -1;
 }
 
 size_t oc_server_queued(const oc_server_t *s)
 {
   return s->ready.n;
-}
-
-static long long now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int oc_server_wait(oc_server_t *s, long timeout_ms)

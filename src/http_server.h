@@ -11,6 +11,18 @@
  * refused before it is read and the connection closed; a chunked one is
  * read to its end, discarded, and refused.
  *
+ * Under load (http_guard.h): a connection must send its whole request
+ * head within header_timeout_s of connecting (or of its previous answer,
+ * kept alive) and its body within body_timeout_s after that, however
+ * slowly it trickles bytes; one client address holds at most
+ * max_per_client connections (more are refused at accept); at
+ * max_connections, the connections that have waited longest for a
+ * request head are closed to make room. The soft RLIMIT_NOFILE is raised
+ * (never above the hard one) to fit max_connections plus a reserve of
+ * descriptors for the rest of the process; when the hard limit is too low,
+ * max_connections is lowered to fit (oc_server_stats tells the effective
+ * value).
+ *
  * Waiting: oc_server_fd() is a file descriptor that becomes readable when
  * the server has work (libmicrohttpd's epoll fd), oc_server_timeout_ms()
  * the longest the caller may sleep (-1: no limit), and oc_server_run()
@@ -24,13 +36,33 @@
 
 typedef struct oc_server oc_server_t;
 
+#define OC_SERVER_DEFAULT_MAX_CONNECTIONS 4096u
+#define OC_SERVER_DEFAULT_PER_CLIENT 256u
+#define OC_SERVER_DEFAULT_HEADER_TIMEOUT_S 10u
+#define OC_SERVER_DEFAULT_BODY_TIMEOUT_S 60u
+
 typedef struct oc_server_opts {
   const char *host;              /* listen address; NULL: "127.0.0.1" */
   int port;                      /* 0: an ephemeral port */
   size_t max_body;               /* bytes; larger bodies get 413; 0: 1 MiB */
-  unsigned max_connections;      /* 0: libmicrohttpd's default */
-  unsigned connection_timeout_s; /* idle keep-alive timeout; 0: 30 s */
+  unsigned max_connections;      /* total; 0: the default (4096) */
+  unsigned max_per_client;       /* per client address; 0: no limit */
+  unsigned connection_timeout_s; /* idle timeout (no byte in either
+                                    direction); 0: 30 s */
+  unsigned header_timeout_s;     /* the whole request head; 0: 10 s */
+  unsigned body_timeout_s;       /* the whole body, after the head; 0: 60 s */
 } oc_server_opts_t;
+
+/* The effective limits and the guard's counters (http_guard.h). */
+typedef struct oc_server_stats {
+  unsigned max_connections;      /* after fitting the descriptor limit */
+  unsigned max_connections_requested;  /* before */
+  unsigned max_per_client;
+  unsigned header_timeout_s, body_timeout_s;
+  unsigned open, waiting_head, reading_body, clients;
+  unsigned long long header_timeouts, body_timeouts;
+  unsigned long long refused_per_client, evicted;
+} oc_server_stats_t;
 
 typedef struct oc_server_header {
   char *name;                    /* lower-cased */
@@ -57,6 +89,7 @@ oc_server_t *oc_server_start(const oc_server_opts_t *opts, char *err,
  * NULL. Queued requests are dropped. */
 void oc_server_stop(oc_server_t *s);
 int oc_server_port(const oc_server_t *s);
+void oc_server_stats(const oc_server_t *s, oc_server_stats_t *out);
 
 int oc_server_fd(const oc_server_t *s);
 long oc_server_timeout_ms(const oc_server_t *s);

@@ -15,6 +15,11 @@
 --   settings.upsert_batch_max_length, settings.upsert_batch_max_bytes,
 --   settings.delete_batch_max, settings.client_timeout, settings.third_party_verify_tls,
 --   settings.log_level, settings.http_port, settings.base_url,
+--   settings.http {max_connections, max_connections_per_client,
+--                  header_timeout, body_timeout}  (the server's limits; nil:
+--                  ocean.server's defaults)
+--   settings.live_events {journal_dir}  (nil: the integration folder's
+--                  .ocean/journal; see ocean.journal)
 --   settings.spec, settings.default_mapping, settings.blueprints,
 --   settings.secrets  (strings to mask: sensitive values, stripped, non-blank)
 --   settings.warnings (said at WARNING by load unless the level is ERROR:
@@ -181,6 +186,15 @@ local function parse_number(s)
   return tonumber((tostring(s):gsub("^%s+", ""):gsub("%s+$", "")))
 end
 
+-- A whole number in min..1000000 (the HTTP server's limits).
+local function parse_count(v, min)
+  local n = parse_number(v)
+  if not n or n ~= math.floor(n) or n < min or n > 1000000 then
+    return nil, ("is not a whole number between %d and 1000000"):format(min)
+  end
+  return math.tointeger and math.tointeger(n) or n
+end
+
 local parsers = {
   bool = function(v)
     local b = parse_bool(v)
@@ -192,6 +206,8 @@ local parsers = {
     if not n or n ~= math.floor(n) then return nil, "is not an integer" end
     return math.tointeger and math.tointeger(n) or n
   end,
+  count = function(v) return parse_count(v, 0) end,
+  count1 = function(v) return parse_count(v, 1) end,
   positive = function(v)
     local n = parse_number(v)
     if not n or n <= 0 then return nil, "is not a positive number" end
@@ -268,6 +284,13 @@ local SETTINGS = {
   { "base_url", "OCEAN__BASE_URL", "base_url", "url" },
   { "log_level", "APPLICATION__LOG_LEVEL", "application.log_level", "level", "INFO" },
   { "http_port", "APPLICATION__PORT", "application.port", "int", 8000 },
+  { "http.max_connections", "OCEAN__HTTP__MAX_CONNECTIONS", "http.max_connections", "count1" },
+  { "http.max_connections_per_client", "OCEAN__HTTP__MAX_CONNECTIONS_PER_CLIENT",
+    "http.max_connections_per_client", "count" },
+  { "http.header_timeout", "OCEAN__HTTP__HEADER_TIMEOUT", "http.header_timeout", "count1" },
+  { "http.body_timeout", "OCEAN__HTTP__BODY_TIMEOUT", "http.body_timeout", "count1" },
+  { "live_events.journal_dir", "OCEAN__LIVE_EVENTS__JOURNAL_DIR", "live_events.journal_dir",
+    "string" },
 }
 _M.SETTINGS = SETTINGS
 

@@ -319,8 +319,11 @@ _M.parse_time = parse_time
 
 local function start_server(ctx, o)
   local server = require "ocean.server"
+  local h = ctx.settings.http or {}
   local srv, err = server.new { host = o.host or "0.0.0.0", port = ctx.settings.http_port,
-    log = function(level, msg) log[level == "error" and "error" or "info"]("%s", msg) end }
+    max_connections = h.max_connections, max_connections_per_client = h.max_connections_per_client,
+    header_timeout = h.header_timeout, body_timeout = h.body_timeout,
+    log = function(level, msg) (log[level] or log.info)("%s", msg) end }
   if not srv then return nil, err end
   return srv
 end
@@ -330,7 +333,7 @@ local function add_routes(ctx, srv, state)
   srv:route("GET", "/integration/health", function()
     local last = state.last
     return 200, { ok = true, listener = state.listener, running = ctx.running ~= nil,
-      resyncs = state.resyncs,
+      resyncs = state.resyncs, http = srv:stats(),
       last_resync = last and { status = status_of(last), created = last.created,
         updated = last.updated, unchanged = last.unchanged, deleted = last.deleted,
         failed = last.failed } or json.null }

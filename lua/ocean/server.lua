@@ -345,6 +345,49 @@ function Server:step(timeout_ms)
   return self:process()
 end
 
+-- {==================== the connection limits ====================
+
+-- What the limits did: checked every second, reported at once and then at
+-- most every 10 s (each closed or refused connection is counted, never
+-- silent; one line per interval, not one per connection, which under
+-- attack would flood the log).
+local CHECK_EVERY_MS, REPORT_EVERY_MS = 1000, 10000
+local REPORTS = {
+  { "header_timeouts", "closed %d connection(s) that sent no whole request head within %d s (header timeout)",
+    "header_timeout" },
+  { "body_timeouts", "closed %d connection(s) whose body did not arrive within %d s (body timeout)",
+    "body_timeout" },
+  { "refused_per_client", "refused %d connection(s) from clients already holding %d (per-client limit)",
+    "max_connections_per_client" },
+  { "evicted", "closed %d connection(s) waiting for a request head to make room at %d open connections (total limit)",
+    "max_connections" },
+}
+
+-- The limits in force and the counters since the start (see new), or nil
+-- once closed.
+function Server:stats()
+  return self.c and self.c:stats()
+end
+
+-- force: report now whatever the interval (at close).
+local function report_limits(self, force)
+  local t = now_ms()
+  if t < self.next_report and not force then return end
+  local st, last, said = self.c:stats(), self.reported, false
+  for _, r in ipairs(REPORTS) do
+    local key = r[1]
+    local delta = st[key] - (last[key] or 0)
+    if delta > 0 then
+      self.log("warning", format(r[2], delta, st[r[3]]))
+      said = true
+    end
+    last[key] = st[key]
+  end
+  self.next_report = t + (said and REPORT_EVERY_MS or CHECK_EVERY_MS)
+end
+
+-- }====================
+
 -- Answer every queued request and the deferred answers that are due,
 -- without waiting (for owners that wait elsewhere, e.g. on the engine's
 -- loop with the server as an extra source). Returns the number handled.
@@ -359,6 +402,7 @@ function Server:process()
     send(self, req, self:dispatch(req))
   end
   flush_deferred(self)
+  report_limits(self)
   return n
 end
 
@@ -394,6 +438,7 @@ end
 -- Stop listening; queued and deferred requests are dropped. Idempotent.
 function Server:close()
   if self.c then
+    report_limits(self, true)
     self.c:close()
     self.c = nil
   end
@@ -407,21 +452,38 @@ end
 
 -- A server listening on opts.host (default 127.0.0.1) : opts.port
 -- (default 0: ephemeral). opts.max_body (bytes, default 1 MiB),
--- opts.max_connections, opts.connection_timeout (seconds), opts.log
--- (function(level, message)). Returns nil, err when it cannot listen.
+-- opts.log (function(level, message)), and the limits that keep it
+-- answering under load (nil: the default):
+--   max_connections             total open connections (4096; lowered to
+--                               what RLIMIT_NOFILE allows, with a warning)
+--   max_connections_per_client  per client address (256; 0: no limit)
+--   header_timeout              seconds for a whole request head (10)
+--   body_timeout                seconds for the body after it (60)
+--   connection_timeout          idle seconds, no byte either way (30)
+-- Returns nil, err when it cannot listen.
 function _M.new(opts)
   opts = opts or {}
   local host = opts.host or "127.0.0.1"
   local c, err = core.server_start{
     host = host, port = opts.port or 0, max_body = opts.max_body,
     max_connections = opts.max_connections,
+    max_connections_per_client = opts.max_connections_per_client,
     connection_timeout = opts.connection_timeout,
+    header_timeout = opts.header_timeout, body_timeout = opts.body_timeout,
   }
   if not c then return nil, err end
-  return setmetatable({
+  local self = setmetatable({
     c = c, host = host, routes = {}, before_hooks = {}, after_hooks = {},
     deferred = {}, log = opts.log or default_log,
+    reported = {}, next_report = 0,
   }, Server)
+  local st = c:stats()
+  if st.max_connections < st.max_connections_requested then
+    self.log("warning", format("serving at most %d connections, not %d: the process "
+      .. "may open too few files (RLIMIT_NOFILE; raise the hard limit, e.g. ulimit -Hn)",
+      st.max_connections, st.max_connections_requested))
+  end
+  return self
 end
 
 -- }====================

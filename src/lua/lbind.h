@@ -72,5 +72,6 @@ void oc_open_loop(lua_State *L);
 void oc_open_server(lua_State *L);
 void oc_open_port(lua_State *L);
 void oc_open_sync(lua_State *L);
+void oc_open_journal(lua_State *L);
 
 #endif

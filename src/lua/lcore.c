@@ -16,6 +16,7 @@ int luaopen_ocean_core(lua_State *L);
 #pragma weak oc_open_server
 #pragma weak oc_open_port
 #pragma weak oc_open_sync
+#pragma weak oc_open_journal
 
 int luaopen_ocean_core(lua_State *L)
 {
@@ -28,5 +29,6 @@ int luaopen_ocean_core(lua_State *L)
   if (oc_open_server) oc_open_server(L);
   if (oc_open_port) oc_open_port(L);
   if (oc_open_sync) oc_open_sync(L);
+  if (oc_open_journal) oc_open_journal(L);
   return 1;
 }
