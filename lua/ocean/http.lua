@@ -116,13 +116,13 @@ function _M.request(opts)
   if verify == nil then verify = not settings or settings.third_party_verify_tls ~= false end
   local retry = opts.retry
   if retry == nil then retry = DEFAULT_RETRY end
-  local id = loop:request {
+  local job = loop:request {
     method = method, url = url, headers = headers, body = body,
     timeout_ms = math.floor(timeout * 1000), verify_tls = verify,
     follow_redirects = opts.follow_redirects ~= false,
     retry = retry or nil,
   }
-  local r = runtime.await(loop, id)
+  local r = runtime.await(loop, job)
   if r.error and (not r.status or r.status == 0) then
     return nil, format("%s %s failed: %s", method, opts.url, r.error)
   end

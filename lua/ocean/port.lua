@@ -67,8 +67,7 @@ function _M.new(opts)
 end
 
 local function await(self, job)
-  local core_port = self.core
-  return runtime.await(self.loop, function() return core_port:result(job) end)
+  return runtime.await(self.loop, job)
 end
 
 -- Start a job with core method `name`. Its misuse errors (bad entities,

@@ -1,10 +1,11 @@
 -- ocean.runtime: the one place that knows how Lua waits for the event
 -- loop (ocean.core's Loop).
 --
---   runtime.await(loop, id_or_fn [, opts]) -> value | nil, "timeout"
---     id: a loop:request() id, waits for loop:result(id).
+--   runtime.await(loop, job_or_fn [, opts]) -> value | nil, err
+--     job: an ocean.Job (loop:request(), a Port client's or a sync
+--       session's): waits until job:done(), then returns job:result().
 --     fn: called between waits until it returns a non-nil value.
---     opts.timeout_ms: give up after this long.
+--     opts.timeout_ms: give up after this long (nil, "timeout").
 --
 -- Standalone (lua5.4, luajit): blocks in loop:wait(), at most
 -- runtime.BLOCK_MS at a time, then runs runtime.between_waits(loop) if set
@@ -21,7 +22,8 @@
 -- Signals read by the loop (loop:watch_signals()) are handed to
 -- runtime.on_events(events, loop), which by default queues them for
 -- runtime.take_events().
-local type, pcall, error, tostring = type, pcall, error, tostring
+local type, pcall, error, tostring, getmetatable =
+  type, pcall, error, tostring, getmetatable
 local min = math.min
 local os_time = os.time
 
@@ -68,13 +70,14 @@ end
 
 local now_ms = core.monotonic_ms or function() return os_time() * 1000 end
 
-local function checker(loop, what)
-  if type(what) == "number" then
-    return function() return loop:result(what) end
-  elseif type(what) == "function" then
-    return what
+local JOB_MT = core.job_mt
+
+local function checker(what)
+  if type(what) == "function" then return what end
+  if getmetatable(what) == JOB_MT then
+    return function() if what:done() then return true end end, what
   end
-  error("runtime.await: expected a request id or a function, got "
+  error("runtime.await: expected an ocean.Job or a function, got "
         .. type(what), 3)
 end
 
@@ -133,12 +136,18 @@ function _M.await(loop, what, opts)
   if type(loop) ~= "userdata" and type(loop) ~= "table" then
     error("runtime.await: expected a loop, got " .. tostring(loop), 2)
   end
-  local check = checker(loop, what)
-  local v = check()
-  if v ~= nil then return v end
-  local deadline = opts and opts.timeout_ms and now_ms() + opts.timeout_ms
-  if _M.in_nginx() then return wait_nginx(loop, check, deadline) end
-  return wait_blocking(loop, check, deadline)
+  local check, job = checker(what)
+  local v, err = check()
+  if v == nil then
+    local deadline = opts and opts.timeout_ms and now_ms() + opts.timeout_ms
+    if _M.in_nginx() then
+      v, err = wait_nginx(loop, check, deadline)
+    else
+      v, err = wait_blocking(loop, check, deadline)
+    end
+  end
+  if job and v ~= nil then return job:result() end
+  return v, err
 end
 
 return _M

@@ -10,23 +10,17 @@
 
 int luaopen_ocean_core(lua_State *L);
 
-/* Openers not linked in yet are weak (NULL) while the engine grows. */
-#pragma weak oc_open_mapping
-#pragma weak oc_open_loop
-#pragma weak oc_open_server
-#pragma weak oc_open_port
-#pragma weak oc_open_sync
-
 int luaopen_ocean_core(lua_State *L)
 {
   lua_newtable(L);
   lua_pushliteral(L, OC_VERSION);
   lua_setfield(L, -2, "version");
   oc_open_json(L);
-  if (oc_open_mapping) oc_open_mapping(L);
-  if (oc_open_loop) oc_open_loop(L);
-  if (oc_open_server) oc_open_server(L);
-  if (oc_open_port) oc_open_port(L);
-  if (oc_open_sync) oc_open_sync(L);
+  oc_open_job(L);
+  oc_open_mapping(L);
+  oc_open_loop(L);
+  oc_open_server(L);
+  oc_open_port(L);
+  oc_open_sync(L);
   return 1;
 }
