@@ -396,25 +396,6 @@ function _M.unregister(ctx, entities, opts)
   return finish(delete_owned(ctx, entities, o, opts, { created = 0, updated = 0, failed = 0 }))
 end
 
--- What a list of ready-made entities writes, as a mapping signature.
-local function signature_of(entities)
-  local sig = { title = false, icon = false, team = false,
-                properties = json.array {}, relations = json.array {} }
-  local props, rels = {}, {}
-  for _, e in ipairs(entities) do
-    if e.title ~= nil then sig.title = true end
-    if e.icon ~= nil then sig.icon = true end
-    if e.team ~= nil then sig.team = true end
-    for k in pairs(type(e.properties) == "table" and e.properties or {}) do props[k] = true end
-    for k in pairs(type(e.relations) == "table" and e.relations or {}) do rels[k] = true end
-  end
-  for k in pairs(props) do sig.properties[#sig.properties + 1] = k end
-  for k in pairs(rels) do sig.relations[#sig.relations + 1] = k end
-  table.sort(sig.properties)
-  table.sort(sig.relations)
-  return sig
-end
-
 -- Make Port's owned entities equal to `entities`: upsert what differs,
 -- delete owned entities not in the list (with the threshold and the
 -- confirmation of a full resync). An entity whose upsert failed is never
@@ -422,9 +403,7 @@ end
 function _M.sync(ctx, entities, opts)
   opts = opts or {}
   check_list(entities, "entities", 2)
-  local o, app = app_options_or_default(ctx, opts)
-  return sync.sync_entities(ctx, entities, signature_of(entities), o,
-    sync.threshold_of(ctx, app or {}), opts)
+  return sync.sync_entities(ctx, entities, app_config(ctx, opts) or {}, opts)
 end
 
 -- }====================

@@ -102,5 +102,6 @@ void oc_open_loop(lua_State *L);
 void oc_open_server(lua_State *L);
 void oc_open_port(lua_State *L);
 void oc_open_sync(lua_State *L);
+void oc_open_diff(lua_State *L);
 
 #endif
