@@ -58,12 +58,8 @@
 local ocean = require "ocean"
 local core = require "ocean.core"
 local config = require "ocean.config"
-local engine = require "ocean.engine"
 local json = require "ocean.json"
 local log = require "ocean.log"
-local mapping = require "ocean.mapping"
-local ops = require "ocean.ops"
-local router = require "ocean.router"
 local sail = require "ocean.sail"
 
 local type, tostring, pcall, pairs, ipairs, error = type, tostring, pcall, pairs, ipairs, error
@@ -231,13 +227,13 @@ local function resync_timer(premature, gen, reason)
     end
     ngx.sleep(_M.LOCK_POLL)
   end
-  local a = { gen = gen, owner = owner, claim = true }
+  local a = { gen = gen, owner = owner }
   W.active = a
   heartbeat(false, a)
   log.info("resync %d (%s) starting in worker %d", gen, reason, ngx.worker.pid())
   local ok, summary = pcall(ocean.sync_raw_all)
   W.active = nil
-  if a.run and a.run.aborted then a.reason = a.reason or abort_reason(a) end
+  if ok and summary.aborted then a.reason = a.reason or abort_reason(a) end
   release_lock(a)
   if not ok then
     log.error("resync %d failed: %s", gen, tostring(summary))
@@ -261,18 +257,13 @@ local function request_resync(reason)
 end
 _M.request_resync = request_resync
 
--- The engine's hooks, so that ctx.should_abort sees the shared state.
-local function hook_engine(ctx)
-  local base_should_abort, base_begin = ctx.should_abort, ctx.begin_run
-  function ctx.begin_run(run)
+-- The engine's abort policy: the active resync (the first resync run seen
+-- while this worker holds the lock) stops when the shared state says so;
+-- any resync stops when the worker exits.
+local function abort_policy()
+  return function(run)
     local a = W.active
-    if a and a.claim and run.event == "resync" then
-      a.claim, a.run = nil, run
-    end
-    return base_begin(run)
-  end
-  function ctx.should_abort(run)
-    local a = W.active
+    if a and run.event == "resync" and a.run == nil then a.run = run end
     if a and a.run == run then
       local why = abort_reason(a)
       if why then
@@ -285,7 +276,6 @@ local function hook_engine(ctx)
       return false
     end
     if run.event == "resync" and ngx.worker.exiting() then return true end
-    return base_should_abort(run)
   end
 end
 
@@ -321,13 +311,13 @@ end
 -- and compile each resource into the content-keyed compile cache.
 local function warm_mapping(ctx)
   local t0 = now_ms()
-  local app, err = ops.app_config(ctx)
+  local app, err = ctx:app_config()
   if not app then return nil, err end
   local t1 = now_ms()
   local n, failed = 0, 0
   for _, r in ipairs(app.resources) do
     if type(r) == "table" then
-      local ok, res, perr = pcall(mapping.parse_items, r, {},
+      local ok, res, perr = pcall(ctx.parse_items, ctx, r, {},
         { allow_env = ctx.settings.allow_env_jq })
       if ok and res then
         n = n + 1
@@ -343,7 +333,7 @@ local function warm_mapping(ctx)
 end
 
 local function on_start_hooks()
-  for _, fn in ipairs(require("ocean.sync").registry.on_start) do
+  for _, fn in ipairs(W.ctx.registry.on_start) do
     local ok, err = pcall(fn)
     if not ok then log.error("on_start hook failed: %s", tostring(err)) end
   end
@@ -440,7 +430,7 @@ function _M.init_worker()
     return nil, W.err
   end
   W.ctx = ctx
-  hook_engine(ctx)
+  ctx:set_abort_policy(abort_policy())
   ngx.timer.at(0, warm)
   local s = S.settings
   if s.scheduled_resync_interval then
@@ -458,7 +448,7 @@ function _M.exit_worker()
   local a = W.active
   if a then release_lock(a) end
   W.active, W.ready, W.ctx = nil, false, nil
-  engine.close()
+  ocean.engine():close()
 end
 
 -- }====================
@@ -532,7 +522,7 @@ function _M.handle()
     return respond(202, { ok = true, generation = gen, aborted_running = aborting,
                           pid = ngx.worker.pid() })
   end
-  local status, body, headers = router.dispatch {
+  local status, body, headers = W.ctx.router:dispatch {
     method = method, path = path, headers = ngx.req.get_headers(100),
     query = ngx.req.get_uri_args(100), raw_body = read_body(),
   }

@@ -13,14 +13,22 @@
 --
 --   router.dispatch(req) -> status, body_string, headers  (used by the
 --   runner and the OpenResty adapter; req.path is relative to /integration)
+--
+--   ocean.router is the default engine's router; router.new() makes one
+--   (each engine holds its own). Its get/post/... are plain functions
+--   (ocean.router.post(path, fn)); match and dispatch are methods.
 local json = require "ocean.json"
 local log = require "ocean.log"
 
-local type, ipairs, pairs, tostring, xpcall = type, ipairs, pairs, tostring, xpcall
+local type, ipairs, pairs, tostring, xpcall, setmetatable =
+  type, ipairs, pairs, tostring, xpcall, setmetatable
 local math_type = math.type or function(n) return n % 1 == 0 and "integer" or "float" end
 local traceback = debug.traceback
 
-local _M = { routes = {} }
+local _M = {}
+
+local Router = {}
+Router.__index = Router
 
 -- "/a/:id/*rest" -> Lua pattern + capture names
 local function compile(path)
@@ -44,23 +52,23 @@ local function compile(path)
   return lp, names
 end
 
-local function add(method)
+local function add(self, method)
   return function(path, fn)
     if type(fn) ~= "function" then
       error(("router.%s: expected a function"):format(method:lower()), 2)
     end
     local lp, names = compile(path)
-    _M.routes[#_M.routes + 1] = { method = method, path = path, lp = lp, names = names, fn = fn }
+    self.routes[#self.routes + 1] = { method = method, path = path, lp = lp, names = names, fn = fn }
     return fn
   end
 end
 
-for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE" } do
-  _M[m:lower()] = add(m)
-end
-
-function _M.reset()
-  _M.routes = {}
+function _M.new()
+  local self = setmetatable({ routes = {} }, Router)
+  for _, m in ipairs { "GET", "POST", "PUT", "PATCH", "DELETE" } do
+    self[m:lower()] = add(self, m)
+  end
+  return self
 end
 
 local INTERNAL = '{"ok":false,"error":"internal_error"}'
@@ -91,9 +99,9 @@ local function error_answer(status, code, message)
 end
 
 -- Find the route for method + path: route, params | nil, allowed methods.
-function _M.match(method, path)
+function Router:match(method, path)
   local allowed
-  for _, r in ipairs(_M.routes) do
+  for _, r in ipairs(self.routes) do
     local caps = { path:match(r.lp) }
     if caps[1] ~= nil then
       if r.method == method then
@@ -108,8 +116,8 @@ function _M.match(method, path)
   return nil, allowed
 end
 
-function _M.dispatch(req)
-  local r, params = _M.match(req.method, req.path)
+function Router:dispatch(req)
+  local r, params = self:match(req.method, req.path)
   if not r then
     if params then
       local status, body, headers = error_answer(405, "method_not_allowed",

@@ -27,11 +27,9 @@
 -- gracefully: a running resync is aborted (nothing deleted) and reported
 -- "aborted" to Port; exit 0 (ONCE: 1). A second signal exits at once.
 local config = require "ocean.config"
-local engine = require "ocean.engine"
 local json = require "ocean.json"
 local log = require "ocean.log"
 local port_mod = require "ocean.port"
-local runtime = require "ocean.runtime"
 
 local _M = {}
 
@@ -260,16 +258,15 @@ end
 -- SIGTERM/SIGINT/SIGHUP (read by the engine's loop): stop, aborting the
 -- running resync; a second one exits at once.
 local function handle_signals(ctx, state)
-  for _, ev in ipairs(runtime.take_events()) do
+  for _, ev in ipairs(ctx:take_events()) do
     if ev.type == "signal" then
       if state.stopping then
         log.warning("%s received again: exiting now", ev.name)
         os.exit(1)
       end
-      local resync = ctx.running ~= nil
+      local resync = ctx:request_abort()
       log.info("%s received: stopping%s", ev.name, resync and " (aborting the running resync)" or "")
       state.stopping = true
-      if resync then ctx.abort_requested = true end
     end
   end
 end
@@ -326,10 +323,9 @@ local function start_server(ctx, o)
 end
 
 local function add_routes(ctx, srv, state)
-  local router = require "ocean.router"
   srv:route("GET", "/integration/health", function()
     local last = state.last
-    return 200, { ok = true, listener = state.listener, running = ctx.running ~= nil,
+    return 200, { ok = true, listener = state.listener, running = ctx:running() ~= nil,
       resyncs = state.resyncs,
       last_resync = last and { status = status_of(last), created = last.created,
         updated = last.updated, unchanged = last.unchanged, deleted = last.deleted,
@@ -340,13 +336,12 @@ local function add_routes(ctx, srv, state)
       return 503, { ok = false, error = "stopping", message = "the integration is stopping" }
     end
     state.pending = true
-    local aborting = ctx.running ~= nil
-    if aborting then ctx.abort_requested = true end
+    local aborting = ctx:request_abort()
     log.info("resync requested over HTTP%s", aborting and " (aborting the running one)" or "")
     return 202, { ok = true, aborted_running = aborting }
   end)
   srv:route("*", "/integration/*rest", function(req)
-    local status, body, headers = router.dispatch {
+    local status, body, headers = ctx.router:dispatch {
       method = req.method, path = "/" .. req.params.rest, headers = req.headers,
       query = req.query, raw_body = req.body or "" }
     return { status = status, body = body, headers = headers }
@@ -395,14 +390,14 @@ local function serve(ctx, srv, state)
   local s = ctx.settings
   local listener = state.listener
   add_routes(ctx, srv, state)
-  runtime.between_waits = function()
+  ctx:set_wait_hook(function()
     handle_signals(ctx, state)
     if state.dispatching then return end       -- a route handler is waiting
     state.dispatching = true
     local ok, err = pcall(srv.process, srv)
     state.dispatching = false
     if not ok then log.error("serving requests failed: %s", tostring(err)) end
-  end
+  end)
   log.info("listening on %s (listener %s)", srv:url(), listener)
 
   local now = ctx.clock
@@ -419,7 +414,7 @@ local function serve(ctx, srv, state)
     else
       local due = math.min(next_poll, next_scheduled)
       local wait_ms = due == math.huge and 60000 or math.max(0, (due - now()) * 1000)
-      ctx.await(function()
+      ctx:await(function()
         return state.pending or state.stopping or now() >= due
       end, math.floor(wait_ms) + 1)
       if not state.stopping and now() >= next_poll then
@@ -448,7 +443,7 @@ local function run(o, settings, state)
     return 1
   end
   watch_signals(ctx)
-  runtime.between_waits = function() handle_signals(ctx, state) end
+  ctx:set_wait_hook(function() handle_signals(ctx, state) end)
   local ok, lerr = load_integration(o.path)
   if not ok then
     io.stderr:write("ocean sail: ", log.mask(lerr), "\n")
@@ -462,14 +457,14 @@ local function run(o, settings, state)
       return 1
     end
     state.server = srv
-    runtime.servers = { srv.c }
+    ctx:add_server(srv.c)
   end
   local boot, berr = _M.bootstrap(ctx, { plan = o.plan })
   if not boot then
     io.stderr:write("ocean sail: ", log.mask(berr), "\n")
     return 1
   end
-  for _, fn in ipairs(require("ocean.sync").registry.on_start) do
+  for _, fn in ipairs(ctx.registry.on_start) do
     local hok, herr = pcall(fn)
     if not hok then
       io.stderr:write("ocean sail: on_start hook failed: ", log.mask(tostring(herr)), "\n")
@@ -518,9 +513,13 @@ function _M.main(args)
     io.stderr:write("ocean sail: internal error: ", log.mask(tostring(rc)), "\n")
     rc = 1
   end
-  runtime.between_waits, runtime.servers = nil, nil
-  if state.server then state.server:close() end
-  engine.close()
+  local eng = require("ocean").engine()
+  eng:set_wait_hook(nil)
+  if state.server then
+    eng:remove_server(state.server.c)
+    state.server:close()
+  end
+  eng:close()
   io.stdout:flush()
   return rc
 end

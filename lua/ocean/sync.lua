@@ -36,31 +36,6 @@ local _M = {}
 local ABORTED = setmetatable({}, { __tostring = function() return "resync aborted" end })
 _M.ABORTED = ABORTED
 
--- {==================== registry ====================
-
-local registry = {
-  kinds = {},             -- kind -> list of functions
-  all = {},               -- functions for every kind
-  on_start = {},
-  on_resync_start = {},
-  on_resync_complete = {},
-}
-_M.registry = registry
-
-function _M.reset_registry()
-  registry.kinds, registry.all = {}, {}
-  registry.on_start, registry.on_resync_start, registry.on_resync_complete = {}, {}, {}
-end
-
-function _M.resync_functions(kind)
-  local fns = {}
-  for _, fn in ipairs(registry.kinds[kind] or {}) do fns[#fns + 1] = fn end
-  for _, fn in ipairs(registry.all) do fns[#fns + 1] = fn end
-  return fns
-end
-
--- }====================
-
 -- {==================== helpers ====================
 
 -- ISO-8601 UTC with milliseconds, as Port writes its timestamps.
@@ -69,8 +44,8 @@ local function iso_at(t)
   return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(math_floor((t - s) * 1000))
 end
 
-local function iso_now(ctx)
-  return iso_at(ctx.clock())
+local function iso_now(eng)
+  return iso_at(eng.clock())
 end
 _M.iso_now = iso_now
 
@@ -110,8 +85,8 @@ local function app_options(app)
 end
 _M.app_options = app_options
 
-local function threshold_of(ctx, app)
-  local t = ctx.settings.entity_deletion_threshold
+local function threshold_of(eng, app)
+  local t = eng.settings.entity_deletion_threshold
   if t == nil then t = app.entityDeletionThreshold end
   if t == nil or t == json.null then t = 0.9 end
   return tonumber(t) or 0.9
@@ -142,9 +117,9 @@ end
 _M.validate_app_config = validate_app_config
 
 -- Fetch the mapping from Port (fresh), or use opts.app_config.
-function _M.fetch_app_config(ctx, opts)
+function _M.fetch_app_config(eng, opts)
   if opts and opts.app_config then return opts.app_config end
-  local integ, err = ctx.port:get_integration(ctx.settings.integration.identifier)
+  local integ, err = eng.port:get_integration(eng.settings.integration.identifier)
   if not integ then
     return nil, "could not read the integration's mapping from Port: " .. tostring(err)
   end
@@ -159,11 +134,12 @@ end
 -- unchanged mapping is not compiled again (~20 ms of jq_compile each,
 -- which would block an nginx worker). One entry per resource, in order:
 -- {index=, kind=, resource=, m= | err=}.
-local function compile_resources(ctx, app)
+local function compile_resources(eng, app)
   local compiled = {}
   for i, resource in ipairs(app.resources) do
     local kind = type(resource) == "table" and resource.kind or nil
-    local ok, m, err = pcall(mapping.cached, resource, { allow_env = ctx.settings.allow_env_jq })
+    local ok, m, err = pcall(mapping.cached, resource, { allow_env = eng.settings.allow_env_jq },
+                             eng.mapping_cache)
     if not ok then m, err = nil, tostring(m) end
     compiled[i] = { index = i, kind = tostring(kind), resource = resource, m = m, err = err }
   end
@@ -223,9 +199,9 @@ _M.run_resync_fn = run_resync_fn
 local Run = {}
 Run.__index = Run
 
-local function new_run(ctx, kind_of_event, opts)
+local function new_run(eng, kind_of_event, opts)
   local r = setmetatable({
-    ctx = ctx, id = uuid(), t0 = ctx.clock(), plan = opts.plan and true or false,
+    eng = eng, id = uuid(), t0 = eng.clock(), plan = opts.plan and true or false,
     event = kind_of_event, errors = {}, kinds = {}, aborted = false,
   }, Run)
   r.started = iso_at(r.t0)
@@ -233,7 +209,7 @@ local function new_run(ctx, kind_of_event, opts)
 end
 
 function Run:check_abort()
-  if self.aborted or (self.ctx.should_abort and self.ctx.should_abort(self)) then
+  if self.aborted or (self.eng:should_abort(self)) then
     self.aborted = true
     error(ABORTED, 0)
   end
@@ -247,7 +223,7 @@ end
 -- Wait for a Job of the session; a run asked to stop raises ABORTED
 -- (before the session can take its next step).
 function Run:await(job)
-  local v = self.ctx.await(function()
+  local v = self.eng:await(function()
     self:check_abort()
     return job:done() or nil
   end)
@@ -259,13 +235,13 @@ end
 -- {==================== the session ====================
 
 local function open_session(run, o, slots, event_type)
-  local ctx = run.ctx
-  run.session = core.sync_new(ctx.core_port, {
+  local eng = run.eng
+  run.session = core.sync_new(eng.core_port, {
     slots = slots, merge = o.merge, create_missing = o.create_missing,
     delete_dependents = o.delete_dependents, plan = run.plan,
     event_type = event_type, resync_id = event_type == "resync" and run.id or nil,
-    batch_max = ctx.settings.upsert_batch_max_length,
-    batch_max_bytes = ctx.settings.upsert_batch_max_bytes,
+    batch_max = eng.settings.upsert_batch_max_length,
+    batch_max_bytes = eng.settings.upsert_batch_max_bytes,
   })
   return run.session
 end
@@ -329,7 +305,7 @@ local function kind_done(run, stats, before, t0)
   stats.updated = after.updated - before.updated
   stats.unchanged = after.unchanged - before.unchanged
   stats.failed_entities = after.failed - before.failed
-  stats.seconds = run.ctx.clock() - t0
+  stats.seconds = run.eng.clock() - t0
   local rate = stats.seconds > 0 and stats.raw / stats.seconds or 0
   log.info("kind '%s': %d batches, %d objects -> %d entities (%d filtered); created %d, "
     .. "updated %d, unchanged %d, failed %d (%.0f objects/s)%s", stats.kind, stats.batches,
@@ -341,13 +317,13 @@ end
 local function process_kind(run, c)
   local kind = c.kind
   local stats = new_kind_stats(run, kind)
-  local t0, before = run.ctx.clock(), run.session:stats()
+  local t0, before = run.eng.clock(), run.session:stats()
   if not c.m then
     run:add_error(nil, c.err)        -- the message names the kind
     stats.failed = true
     return stats
   end
-  local fns = _M.resync_functions(kind)
+  local fns = run.eng:resync_functions(kind)
   if #fns == 0 then
     run:add_error(kind, ("no resync function is registered for kind '%s'"):format(kind))
     stats.failed = true
@@ -428,18 +404,18 @@ end
 -- {==================== a guarded run ====================
 
 local function report_state(run, status, extra)
-  local ctx = run.ctx
-  if run.plan or not ctx.port then return end
-  local body = { status = status, intervalInMinuets = ctx.settings.scheduled_resync_interval or json.null,
+  local eng = run.eng
+  if run.plan or not eng.port then return end
+  local body = { status = status, intervalInMinuets = eng.settings.scheduled_resync_interval or json.null,
                  nextResync = json.null }
   if status == "running" then
     body.lastResyncStart = run.started
     body.lastResyncEnd = json.null
   else
-    body.lastResyncEnd = iso_now(ctx)
+    body.lastResyncEnd = iso_now(eng)
   end
   for k, v in pairs(extra or {}) do body[k] = v end
-  local integ, err = ctx.port:update_resync_state(ctx.settings.integration.identifier, body)
+  local integ, err = eng.port:update_resync_state(eng.settings.integration.identifier, body)
   if not integ then
     log.warning("could not report the resync state '%s' to Port: %s", status, tostring(err))
   end
@@ -482,8 +458,8 @@ end
 -- Run body(run) protected: an abort or an unexpected error is recorded,
 -- never raised; the session (run.session) is closed at the end.
 local function guarded(run, body)
-  local ctx = run.ctx
-  if ctx.begin_run then ctx.begin_run(run) end
+  local eng = run.eng
+  eng:begin_run(run)
   local ok, err = xpcall(body, function(e)
     if e == ABORTED then return e end
     return traceback(tostring(e), 2)
@@ -500,7 +476,7 @@ local function guarded(run, body)
   end
   local summary = summarize(run)
   if run.session then run.session:close() end
-  if ctx.end_run then ctx.end_run(run) end
+  eng:end_run(run)
   log.info("%s %s %s: created %d, updated %d, unchanged %d, deleted %d, failed %d%s",
     run.event, run.id, summary.ok and "completed" or (run.aborted and "aborted" or "failed"),
     summary.created, summary.updated, summary.unchanged, summary.deleted, summary.failed,
@@ -515,10 +491,10 @@ end
 -- Steps 1 and 2: the mapping, "running" and the start hooks. nil when the
 -- run cannot go on (recorded, and reported to Port).
 local function start_resync(run, opts)
-  local app, err = _M.fetch_app_config(run.ctx, opts)
+  local app, err = _M.fetch_app_config(run.eng, opts)
   if app then
     run.running_state = report_state(run, "running")
-    local ok, herr = run_hooks(registry.on_resync_start, "on_resync_start")
+    local ok, herr = run_hooks(run.eng.registry.on_resync_start, "on_resync_start")
     if ok then return app end
     err = herr
   end
@@ -528,7 +504,7 @@ end
 
 local function complete(run)
   if #run.errors == 0 then
-    local ok, err = run_hooks(registry.on_resync_complete, "on_resync_complete")
+    local ok, err = run_hooks(run.eng.registry.on_resync_complete, "on_resync_complete")
     if not ok then run:add_error(nil, err) end
   end
   report_state(run, #run.errors == 0 and "completed" or "failed")
@@ -536,19 +512,19 @@ end
 
 -- The full resync. opts: {plan=bool, app_config=table (skip the fetch)}.
 -- Returns the summary (never raises for expected failures).
-function _M.sync_raw_all(ctx, opts)
+function _M.sync_raw_all(eng, opts)
   opts = opts or {}
-  local run = new_run(ctx, "resync", opts)
+  local run = new_run(eng, "resync", opts)
   return guarded(run, function()
     log.info("resync %s started%s", run.id, run.plan and " (plan: nothing is written)" or "")
     local app = start_resync(run, opts)                            -- 1, 2
     if not app then return end
-    local compiled = compile_resources(ctx, app)                   -- 3
+    local compiled = compile_resources(eng, app)                   -- 3
     local slots = {}
     for i, c in ipairs(compiled) do slots[i] = c.m or false end
     open_session(run, app_options(app), slots, "resync")           -- 4
     for _, c in ipairs(compiled) do process_kind(run, c) end       -- 5
-    finish(run, threshold_of(ctx, app))                            -- 6
+    finish(run, threshold_of(eng, app))                            -- 6
     complete(run)
   end)
 end
@@ -577,8 +553,8 @@ local OFFER_STEP = 20
 -- sync(entities): make the owned entities equal to a ready-made list,
 -- with the same change detection, retry and deletion rules. app: the
 -- mapping (its options and threshold), or {}.
-function _M.sync_entities(ctx, entities, app, opts)
-  local run = new_run(ctx, "sync", opts)
+function _M.sync_entities(eng, entities, app, opts)
+  local run = new_run(eng, "sync", opts)
   return guarded(run, function()
     local session = open_session(run, app_options(app), { signature_of(entities) },
       opts.event_type or "http_request")
@@ -596,7 +572,7 @@ function _M.sync_entities(ctx, entities, app, opts)
       end
     end
     drain(run)
-    finish(run, threshold_of(ctx, app))
+    finish(run, threshold_of(eng, app))
   end)
 end
 
