@@ -51,7 +51,7 @@
 -- (owner "pid:generation", a TTL refreshed while the resync runs, so a
 -- crashed or killed worker can't leave it stuck) and a generation counter.
 -- A resync request increments the generation; the running resync sees it
--- at its next wait (ctx.should_abort), stops, reports "aborted" to Port
+-- at its next wait (the engine's abort policy), stops, reports "aborted" to Port
 -- (nothing is deleted) and releases the lock, which the newest request
 -- then takes; requests superseded while waiting give up. On worker exit
 -- (nginx -s reload / quit) a running resync aborts the same way.
@@ -60,7 +60,9 @@ local core = require "ocean.core"
 local config = require "ocean.config"
 local json = require "ocean.json"
 local log = require "ocean.log"
-local sail = require "ocean.sail"
+local integration = require "ocean.integration"
+local listener = require "ocean.listener"
+local router = require "ocean.router"
 
 local type, tostring, pcall, pairs, ipairs, error = type, tostring, pcall, pairs, ipairs, error
 local ngx = _G.ngx
@@ -117,13 +119,14 @@ function _M.init(opts)
   if not ok then return nil, cerr end
   ocean.reset()
   ocean.integration_config = settings.integration.config or {}
-  local lok, lerr = sail.load_integration(opts.path)
+  local lok, lerr = integration.load(opts.path)
   if not lok then return nil, log.mask(lerr) end
   S = {
     settings = settings, path = opts.path, dict_name = dict_name,
     prefix = (opts.prefix or _M.DEFAULT_PREFIX):gsub("/+$", ""),
     lock_ttl = opts.lock_ttl or _M.LOCK_TTL, lock_wait = opts.lock_wait or _M.LOCK_WAIT,
   }
+  _M.add_routes(ocean.engine().router)
   return true
 end
 
@@ -183,7 +186,7 @@ end
 -- {==================== resyncs ====================
 
 local function record_last(summary, a)
-  local status = summary.ok and "completed" or (summary.aborted and "aborted" or "failed")
+  local status = integration.status_of(summary)
   local last = {
     status = status, resync_id = summary.resync_id, generation = a.gen, pid = ngx.worker.pid(),
     created = summary.created, updated = summary.updated, unchanged = summary.unchanged,
@@ -294,7 +297,7 @@ local function bootstrap_once(ctx)
   while not d:get(key) do
     if ngx.worker.exiting() then return nil, "exiting" end
     if d:add(lock, ngx.worker.pid(), 120) then
-      local ok, err = sail.bootstrap(ctx)
+      local ok, err = integration.bootstrap(ctx)
       if ok then d:set(key, true) end
       d:delete(lock)
       if not ok then return nil, err end
@@ -333,16 +336,13 @@ local function warm_mapping(ctx)
 end
 
 local function on_start_hooks()
-  for _, fn in ipairs(W.ctx.registry.on_start) do
-    local ok, err = pcall(fn)
-    if not ok then log.error("on_start hook failed: %s", tostring(err)) end
-  end
+  local ok, err = integration.run_on_start(W.ctx)
+  if not ok then log.error("%s", err) end
 end
 
 local function resync_on_start()
   local s = S.settings
-  local listener = s.event_listener.type
-  if listener == "ONCE" or (listener == "POLLING" and s.event_listener.resync_on_start) then
+  if listener.resync_on_start(s) then
     -- once per nginx start: the shared dict outlives reloads, not restarts
     if dict():add("started:" .. s.integration.identifier, true) then
       local gen, err = request_resync("start")
@@ -389,31 +389,15 @@ local function scheduled(premature, seconds)
   if not gen then log.error("%s", err) end
 end
 
--- POLLING: a resync request newer than the last one seen triggers a resync.
+-- POLLING (ocean.listener's rule): a resync request newer than the
+-- watermark, which all workers share, triggers a resync.
 local function poll(premature, seconds)
   if premature or not W.ctx or not W.ready then return end
   if not once_per_tick("tick:poll", seconds) then return end
-  local s = W.ctx.settings
-  local r, err = W.ctx.port:get_resync_request(s.integration.identifier)
-  if r == nil then
-    log.warning("could not check Port's resync requests: %s", tostring(err))
-    return
-  end
-  local at = type(r) == "table" and r.updatedAt
-  if type(at) ~= "string" then at = nil end
-  local d = dict()
-  local key = "poll:watermark:" .. s.integration.identifier
-  local mark = d:get(key)
-  if mark == nil then
-    -- the first poll: "" when Port has no request yet, so the first one
-    -- made afterwards counts as newer
-    d:set(key, at or "")
-    if at and not s.event_listener.resync_on_start then request_resync("Port's resync request") end
-  elseif at and at > mark then
-    log.info("Port asked for a resync (%s)", at)
-    d:set(key, at)
-    request_resync("Port's resync request")
-  end
+  local key = "poll:watermark:" .. W.ctx.settings.integration.identifier
+  local mark = { get = function() return dict():get(key) end,
+                 set = function(v) dict():set(key, v) end }
+  if listener.poll(W.ctx, mark) then request_resync("Port's resync request") end
 end
 
 function _M.init_worker()
@@ -432,15 +416,10 @@ function _M.init_worker()
   W.ctx = ctx
   ctx:set_abort_policy(abort_policy())
   ngx.timer.at(0, warm)
-  local s = S.settings
-  if s.scheduled_resync_interval then
-    local seconds = s.scheduled_resync_interval * 60
-    ngx.timer.every(seconds, scheduled, seconds)
-  end
-  if s.event_listener.type == "POLLING" then
-    local seconds = s.event_listener.interval
-    ngx.timer.every(seconds, poll, seconds)
-  end
+  local every = listener.schedule_interval(S.settings)
+  if every then ngx.timer.every(every, scheduled, every) end
+  every = listener.poll_interval(S.settings)
+  if every then ngx.timer.every(every, poll, every) end
   return true
 end
 
@@ -482,6 +461,24 @@ local function health()
   return W.ctx and 200 or 503, body
 end
 
+local function error_body(code, message)
+  return { ok = false, error = code, message = message }
+end
+
+local function resync()
+  local gen, aborting = request_resync("http")
+  if not gen then return 503, error_body("resync_failed", aborting) end
+  return 202, { ok = true, generation = gen, aborted_running = aborting,
+                pid = ngx.worker.pid() }
+end
+
+-- GET /health and POST /resync, before the integration's own routes
+-- (done by init in the integration's router).
+function _M.add_routes(r)
+  r:route("GET", "/health", health, { first = true, raw_body = true })
+  r:route("POST", "/resync", resync, { first = true, raw_body = true })
+end
+
 local function read_body()
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
@@ -495,38 +492,20 @@ local function read_body()
   return body or ""
 end
 
-local function error_body(code, message)
-  return { ok = false, error = code, message = message }
-end
-
 function _M.handle()
   if not S then
     return respond(503, error_body("not_configured", "openresty.init did not run"))
   end
-  local method = ngx.req.get_method()
-  local uri = ngx.var.uri
-  local path = uri
-  if uri:sub(1, #S.prefix) == S.prefix then path = uri:sub(#S.prefix + 1) end
+  local path = ngx.var.uri
+  if path:sub(1, #S.prefix) == S.prefix then path = path:sub(#S.prefix + 1) end
   if path == "" then path = "/" end
-  if path == "/health" then
-    if method ~= "GET" then return respond(405, error_body("method_not_allowed", "use GET")) end
-    return respond(health())
-  end
-  if not W.ctx then
+  if not W.ctx and path ~= "/health" then
     return respond(503, error_body("not_ready", W.err or "the ocean engine is not running"))
   end
-  if path == "/resync" then
-    if method ~= "POST" then return respond(405, error_body("method_not_allowed", "use POST")) end
-    local gen, aborting = request_resync("http")
-    if not gen then return respond(503, error_body("resync_failed", aborting)) end
-    return respond(202, { ok = true, generation = gen, aborted_running = aborting,
-                          pid = ngx.worker.pid() })
-  end
-  local status, body, headers = W.ctx.router:dispatch {
-    method = method, path = path, headers = ngx.req.get_headers(100),
-    query = ngx.req.get_uri_args(100), raw_body = read_body(),
-  }
-  return respond(status, body, headers)
+  return respond(ocean.engine().router:dispatch(router.request {
+    method = ngx.req.get_method(), path = path, headers = ngx.req.get_headers(100),
+    query = ngx.req.get_uri_args(100), body = read_body(),
+  }))
 end
 
 -- }====================

@@ -23,13 +23,14 @@ local core = require "ocean.core"
 local json = require "ocean.json"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
+local otime = require "ocean.time"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local coroutine_create, coroutine_resume, coroutine_status =
   coroutine.create, coroutine.resume, coroutine.status
 local traceback = debug.traceback
 local table_concat = table.concat
-local math_floor = math.floor
+local iso_at = otime.iso             -- ISO-8601 UTC with ms, as Port writes
 
 local _M = {}
 
@@ -38,16 +39,9 @@ _M.ABORTED = ABORTED
 
 -- {==================== helpers ====================
 
--- ISO-8601 UTC with milliseconds, as Port writes its timestamps.
-local function iso_at(t)
-  local s = math_floor(t)
-  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(math_floor((t - s) * 1000))
-end
-
 local function iso_now(eng)
   return iso_at(eng.clock())
 end
-_M.iso_now = iso_now
 
 -- 16 random bytes from /dev/urandom; math.random only as a fallback
 -- (LuaJIT never seeds it: every process would draw the same resync ids).
