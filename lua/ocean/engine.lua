@@ -139,11 +139,13 @@ function Engine:configure(opts)
   log.add_secret(s.port.client_secret, self.secrets)
   if s.log_level then log.set_level(s.log_level) end
   disconnect(self)
-  self.loop = core.loop_new { concurrency = s.port.concurrency }
-  local good, client = port_client(self, s)
-  if not good then
+  local lerr
+  self.loop, lerr = core.loop_new { concurrency = s.port.concurrency }
+  if not self.loop then return nil, lerr end
+  local good, client, cerr = port_client(self, s)
+  if not good or not client then
     disconnect(self)
-    return nil, tostring(client)
+    return nil, tostring(good and cerr or client)
   end
   self.settings, self.port, self.core_port = s, client, client.core
   return self
@@ -169,7 +171,7 @@ end
 -- ocean.http works without one).
 function Engine:get_loop()
   if not self.loop then
-    self.loop = core.loop_new { concurrency = HTTP_ONLY_CONCURRENCY }
+    self.loop = assert(core.loop_new { concurrency = HTTP_ONLY_CONCURRENCY })
   end
   return self.loop
 end

@@ -2,7 +2,7 @@
 -- client (ocean.core port_new); each call waits through ocean.runtime, so
 -- inside nginx it yields instead of blocking.
 --
---   local port = require("ocean.port").new{
+--   local port = assert(require("ocean.port").new{
 --     base_url =, client_id =, client_secret =, integration_type =,
 --     integration_identifier =, integration_version =,
 --     loop = (an ocean.core loop to share) | concurrency = 5,
@@ -10,7 +10,8 @@
 --       its servers are served meanwhile; default ocean.runtime's),
 --     verify_tls = true, timeout_ms =, retry = {base_delay_ms=,
 --     max_total_wait_ms=, ...}, bulk_max_entities=, bulk_max_bytes=,
---     delete_batch=, list_limit=, auth_failure_ttl_ms= }
+--     delete_batch=, list_limit=, auth_failure_ttl_ms= })
+--   (nil, err when its own loop cannot be made; bad options raise)
 --
 -- Failures return nil, err: err is a table {status=, message=, code=,
 -- body=, trace_id=, method=, path=} whose tostring is the message. The
@@ -59,8 +60,9 @@ function _M.new(opts)
   local loop = opts.loop
   local own = loop == nil
   if own then
-    local ok, l = pcall(core.loop_new, { concurrency = opts.concurrency })
+    local ok, l, lerr = pcall(core.loop_new, { concurrency = opts.concurrency })
     if not ok then error("ocean.port.new: " .. tostring(l), 2) end
+    if not l then return nil, "ocean.port.new: " .. lerr end
     loop = l
   end
   local ok, p = pcall(core.port_new, loop, cfg)

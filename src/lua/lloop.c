@@ -1,7 +1,7 @@
 /*
  * lloop.c - the "ocean.Loop" userdata: Lua's face of loop.c.
  *
- *   core.loop_new{concurrency=5, max_connections=} -> loop
+ *   core.loop_new{concurrency=5, max_connections=} -> loop | nil, err
  *   loop:request{method=, url=, headers=, body=, timeout_ms=,
  *                connect_timeout_ms=, max_response_bytes=, verify_tls=true,
  *                follow_redirects=false, urgent=false,
@@ -102,8 +102,11 @@ static int l_loop_new(lua_State *L)
   u = (lloop_t *)lua_newuserdata(L, sizeof *u);
   u->loop = NULL;
   luaL_setmetatable(L, LOOP_MT);
-  if (!(u->loop = oc_loop_new(&o, err, sizeof err)))
-    return luaL_error(L, "loop_new: %s", err);
+  if (!(u->loop = oc_loop_new(&o, err, sizeof err))) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "loop_new: %s", err);
+    return 2;
+  }
   return 1;
 }
 
