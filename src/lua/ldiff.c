@@ -30,49 +30,74 @@ static int lentity_key(lua_State *L)
   return 1;
 }
 
+/* A box of n jv values, freed by its __gc: the entities stay owned while
+ * Lua calls that may raise run. */
+typedef struct jvbox {
+  size_t n;
+  jv v[1];
+} jvbox_t;
+
+static int jvbox_gc(lua_State *L)
+{
+  jvbox_t *b = lua_touserdata(L, 1);
+  size_t i;
+  for (i = 0; i < b->n; i++)
+    jv_free(b->v[i]);
+  b->n = 0;
+  return 0;
+}
+
+static jvbox_t *jvbox_new(lua_State *L, size_t n)
+{
+  jvbox_t *b = lua_newuserdata(L, sizeof(jvbox_t) + sizeof(jv) * n);
+  b->n = 0;
+  if (luaL_newmetatable(L, "ocean.diff.jvbox")) {
+    lua_pushcfunction(L, jvbox_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return b;
+}
+
+/* Push a list of n 1-based integers (v[i] + 1). */
+static void push_indexes(lua_State *L, const size_t *v, size_t n)
+{
+  size_t i;
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)v[i] + 1);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
 /* core.relation_order(entities) -> order (1-based indexes), levels,
- * cyclic */
+ * cyclic. Every buffer is a userdata: nothing leaks when a Lua call
+ * raises (memory). */
 static int lrelation_order(lua_State *L)
 {
   size_t n, i, *order, *level;
-  jv *ents;
+  jvbox_t *ents;
   int cyclic = 0, rc;
   char err[OC_ERR_SIZE];
   luaL_checktype(L, 1, LUA_TTABLE);
   n = (size_t)lua_rawlen(L, 1);
-  ents = calloc(n + 1, sizeof(jv));
-  order = calloc(n + 1, sizeof(size_t));
-  level = calloc(n + 1, sizeof(size_t));
-  if (!ents || !order || !level) {
-    free(ents);
-    free(order);
-    free(level);
-    return luaL_error(L, "out of memory");
-  }
+  ents = jvbox_new(L, n);
+  order = lua_newuserdata(L, sizeof(size_t) * (2 * n + 1));
+  level = order + n;
   for (i = 0; i < n; i++) {
     lua_rawgeti(L, 1, (lua_Integer)i + 1);
-    ents[i] = oc_to_jv(L, -1, NULL, OC_JSON_MAX_DEPTH, err, sizeof err);
+    ents->v[i] = oc_to_jv(L, -1, NULL, OC_JSON_MAX_DEPTH, err, sizeof err);
+    ents->n = i + 1;
     lua_pop(L, 1);
   }
-  rc = oc_relation_order(ents, n, order, level, &cyclic);
-  for (i = 0; i < n; i++)
-    jv_free(ents[i]);
-  free(ents);
-  if (rc) {
-    free(order);
-    free(level);
+  rc = oc_relation_order(ents->v, n, order, level, &cyclic);
+  lua_pushcfunction(L, jvbox_gc);                /* free the entities now */
+  lua_pushvalue(L, 2);
+  lua_call(L, 1, 0);
+  if (rc)
     return luaL_error(L, "out of memory");
-  }
-  lua_createtable(L, (int)n, 0);
-  lua_createtable(L, (int)n, 0);
-  for (i = 0; i < n; i++) {
-    lua_pushinteger(L, (lua_Integer)order[i] + 1);
-    lua_rawseti(L, -3, (lua_Integer)i + 1);
-    lua_pushinteger(L, (lua_Integer)level[i] + 1);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  free(order);
-  free(level);
+  push_indexes(L, order, n);
+  push_indexes(L, level, n);
   lua_pushboolean(L, cyclic);
   return 3;
 }
