@@ -1,6 +1,7 @@
 /*
  * sync_int.h - the sync session's internals, shared by sync.c (session,
- * owned index, upserts) and sync_end.c (retry, reconciliation).
+ * owned index, upserts), sync_end.c (the steps of the end: retry,
+ * reconciliation) and sync_phase.c (their order).
  */
 #ifndef OC_SYNC_INT_H
 #define OC_SYNC_INT_H
