@@ -15,9 +15,13 @@ DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd) -ljq -lm
 LUA54_CFLAGS := $(shell pkg-config --cflags lua5.4)
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit)
 
-CORE_SRC = $(wildcard src/*.c)
+# src/ has one folder per subsystem (docs/architecture.md): the engine's
+# layers, then the binding. Includes name the layer ("json/json.h"), from
+# -Isrc; scripts/check-includes keeps them to the layering.
+LAYERS   = json jq mapping net port sync
+CORE_SRC = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 BIND_SRC = $(wildcard src/lua/*.c)
-HEADERS  = $(wildcard src/*.h src/lua/*.h)
+HEADERS  = $(foreach l,$(LAYERS) lua,$(wildcard src/$(l)/*.h))
 
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
@@ -136,6 +140,7 @@ uninstall:
 
 lint:
 	luacheck --no-color lua spec bin/ocean examples
+	@scripts/check-includes
 
 # The rockspec lists every C source and Lua module of the tree (and
 # nothing else), and luarocks accepts it.

@@ -1,5 +1,5 @@
 -- ocean.mapping: parse_items, Ocean's jq entity processor, over the C
--- engine (src/mapping.c). One resource of the port app config compiles into
+-- engine (src/mapping/mapping.c). One resource of the port app config compiles into
 -- one jq program, cached here.
 --
 --   mapping.parse_items(resource, items [, {parse_all=, allow_env=} [, cache]])

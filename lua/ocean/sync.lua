@@ -1,5 +1,5 @@
 -- ocean.sync: the full resync and sync(entities), over the C sync
--- session (src/sync.h), which owns the order of the phases.
+-- session (src/sync/sync.h), which owns the order of the phases.
 --
 -- A full resync (sync_raw_all) is six steps:
 --   1. read the mapping from Port (fresh);

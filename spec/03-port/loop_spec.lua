@@ -1,4 +1,4 @@
--- The event loop and its HTTP transport (src/loop.c, src/transport.c),
+-- The event loop and its HTTP transport (src/net/loop.c, src/net/transport.c),
 -- against the Port emulator on an ephemeral loopback port.
 local core = require "ocean.core"
 local runtime = require "ocean.runtime"

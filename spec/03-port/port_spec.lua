@@ -1,4 +1,4 @@
--- The Port client (src/port.c, src/port_entities.c, lua/ocean/port.lua)
+-- The Port client (src/port/port.c, src/port/port_entities.c, lua/ocean/port.lua)
 -- against the Port emulator.
 local core = require "ocean.core"
 local json = require "ocean.json"

@@ -13,7 +13,7 @@
 #include <jv.h>
 
 #include "lcompat.h"
-#include "json.h"
+#include "json/json.h"
 
 #define OC_ARRAY_MT "ocean.json.array"
 #define OC_LUA_MAX_DEPTH 256

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "diff.h"
+#include "sync/diff.h"
 
 
 /* core.entity_key(entity) -> "bp\0id" | nil (no stable key) */

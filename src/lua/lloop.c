@@ -22,7 +22,7 @@
  * Lua) in a record its Job owns (ljob.c).
  */
 #include "lbind.h"
-#include "loop.h"
+#include "net/loop.h"
 
 #include <signal.h>
 #include <stdio.h>

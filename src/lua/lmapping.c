@@ -13,10 +13,10 @@
  *   m:signature(), m:fields(), m:kind(), m:close() (= __gc = __close)
  */
 #include "lbind.h"
-#include "jqanalyze.h"
-#include "jqform.h"
-#include "jqlex.h"
-#include "mapping.h"
+#include "jq/jqanalyze.h"
+#include "jq/jqform.h"
+#include "jq/jqlex.h"
+#include "mapping/mapping.h"
 
 #include <stdio.h>
 #include <string.h>

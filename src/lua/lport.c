@@ -28,7 +28,7 @@
  * Callbacks (C) fill a per-job record that the Job owns.
  */
 #include "lbind.h"
-#include "port.h"
+#include "port/port.h"
 
 #include <stdio.h>
 #include <stdlib.h>

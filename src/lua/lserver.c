@@ -10,7 +10,7 @@
  *   server:close()                 (idempotent; also __gc and __close)
  */
 #include "lbind.h"
-#include "http_server.h"
+#include "net/http_server.h"
 
 #include <stdio.h>
 #include <string.h>

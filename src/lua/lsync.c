@@ -32,9 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "diff.h"
-#include "mapping.h"
-#include "sync.h"
+#include "sync/diff.h"
+#include "mapping/mapping.h"
+#include "sync/sync.h"
 
 #define SYNC_MT "ocean.Sync"
 #define MAX_REPORTED 100         /* item errors kept per feed */

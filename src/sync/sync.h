@@ -51,7 +51,7 @@
 #include <jv.h>
 
 #include "diff.h"
-#include "port.h"
+#include "port/port.h"
 
 typedef struct oc_sync oc_sync_t;
 
