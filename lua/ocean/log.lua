@@ -2,13 +2,17 @@
 --
 --   log.debug/info/warning/error(fmt, ...)   string.format-style
 --   log.set_level("INFO")                    DEBUG, INFO, WARNING, ERROR
---   log.add_secret(value)                    never printed again, anywhere
---                                            (stripped; blank/short ones ignored)
+--   log.add_secret(value [, list])           never printed again, anywhere
+--                                            (stripped; blank/short ones ignored);
+--                                            list: an engine's secrets
+--   log.watch(list), log.unwatch(list)       mask what an engine's list
+--                                            holds while the engine lives
 --   log.parse_level(v), log.check_level(v, flag)  validate a level name
 --   log.set_sink(fn(level, line))            default: stderr (ngx.log in nginx)
 --   log.mask(text) -> text with every registered secret replaced by ****
 local os_date, io_stderr = os.date, io.stderr
-local ipairs, tostring, select = ipairs, tostring, select
+local ipairs, pairs, next, tostring, select, setmetatable =
+  ipairs, pairs, next, tostring, select, setmetatable
 local string_format = string.format
 
 local _M = {}
@@ -17,7 +21,10 @@ local LEVELS = { DEBUG = 10, INFO = 20, WARNING = 30, ERROR = 40 }
 _M.LEVELS = LEVELS
 
 local threshold = LEVELS.INFO
-local secrets = {}
+local secrets = {}      -- the process's own (the CLI's, before any engine)
+-- The secret lists of the live engines (each engine owns its list; this
+-- only refers to it, weakly, so a collected engine's secrets go too).
+local watched = setmetatable({}, { __mode = "k" })
 local sink
 
 local function plain_find_replace(s, needle, repl)
@@ -33,9 +40,25 @@ local function plain_find_replace(s, needle, repl)
   return table.concat(out)
 end
 
+function _M.watch(list) watched[list] = true end
+function _M.unwatch(list) watched[list] = nil end
+
+-- Every secret known: the process's and the live engines', longest first
+-- (a secret containing another is masked whole).
+local function all_secrets()
+  if next(watched) == nil then return secrets end
+  local all = {}
+  for _, s in ipairs(secrets) do all[#all + 1] = s end
+  for list in pairs(watched) do
+    for _, s in ipairs(list) do all[#all + 1] = s end
+  end
+  table.sort(all, function(a, b) return #a > #b end)
+  return all
+end
+
 function _M.mask(text)
   text = tostring(text)
-  for _, s in ipairs(secrets) do
+  for _, s in ipairs(all_secrets()) do
     text = plain_find_replace(text, s, "****")
   end
   -- whatever looks like a bearer token, even one we were never told about
@@ -47,17 +70,19 @@ end
 -- does: a token read with its trailing newline must still be masked where
 -- it is printed without it); a value that is then shorter than 4 bytes is
 -- ignored: masking it (or a blank) would garble ordinary text, and it is
--- not a secret worth the name.
-function _M.add_secret(value)
+-- not a secret worth the name. list: an engine's secrets (default: the
+-- process's own).
+function _M.add_secret(value, list)
+  list = list or secrets
   if type(value) ~= "string" then return end
   value = value:match("^%s*(.-)%s*$")
   if #value < 4 then return end
-  for _, s in ipairs(secrets) do
+  for _, s in ipairs(list) do
     if s == value then return end
   end
-  secrets[#secrets + 1] = value
+  list[#list + 1] = value
   -- longest first, so a secret containing another is masked whole
-  table.sort(secrets, function(a, b) return #a > #b end)
+  table.sort(list, function(a, b) return #a > #b end)
 end
 
 -- parse_level(value) -> "DEBUG" | "INFO" | "WARNING" | "ERROR" | nil, why.

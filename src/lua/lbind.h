@@ -9,10 +9,11 @@
 #ifndef OC_LBIND_H
 #define OC_LBIND_H
 
+#include <stdint.h>
 #include <jv.h>
 
 #include "lcompat.h"
-#include "json.h"
+#include "json/json.h"
 
 #define OC_ARRAY_MT "ocean.json.array"
 #define OC_NUMBER_MT "ocean.json.number"   /* exact numbers (ljson.c) */
@@ -65,13 +66,55 @@ struct oc_mapping *oc_check_mapping(lua_State *L, int idx);
 jv oc_mapping_lua_raw(lua_State *L, int idx, struct oc_mapping *m, char *err,
                       size_t errlen);
 
+/* {==================== ocean.Job (ljob.c) ====================
+ * The handle of every asynchronous operation: the owner (a Loop, Port or
+ * Sync userdata) creates the Job empty, hangs the record its C callbacks
+ * fill on j->rec (the Job frees it), starts the operation and marks the
+ * Job started with the operation's id. A class says how to poll, push,
+ * cancel and free. */
+#define OC_JOB_MT "ocean.Job"
+
+typedef struct oc_job oc_job_t;
+
+typedef struct oc_job_class {
+  const char *name;              /* "request", "port call", ... */
+  /* 1 when the operation is finished; called only while the owner is
+   * open, and may advance the owner's state (a session's phases). */
+  int (*poll)(oc_job_t *j);
+  /* Push the result: 1 value, or nil and a message (returns 2). May
+   * raise (memory); the record then stays with the Job. */
+  int (*push)(lua_State *L, oc_job_t *j);
+  /* Stop the pending operation: no callback touches j->rec after. */
+  void (*cancel)(oc_job_t *j);
+  int (*owner_open)(const oc_job_t *j);
+  void (*free_rec)(void *rec);
+} oc_job_class_t;
+
+struct oc_job {
+  const oc_job_class_t *cls;
+  void *owner;                   /* the owner userdata's payload */
+  void *rec;                     /* filled by the callbacks; Job-owned */
+  uint64_t id;                   /* the operation's id once started */
+  int state;
+};
+
+/* Push a new, not yet started Job of class cls whose owner is the
+ * userdata at owner_idx (kept alive by the Job). Raises on memory. */
+oc_job_t *oc_job_new(lua_State *L, const oc_job_class_t *cls, int owner_idx);
+/* The operation was submitted: the Job is pending. */
+void oc_job_start(oc_job_t *j, uint64_t id);
+
+/* }==================== */
+
 /* Openers: each adds its functions to the module table at the top. */
 void oc_open_json(lua_State *L);
+void oc_open_job(lua_State *L);
 void oc_open_mapping(lua_State *L);
 void oc_open_loop(lua_State *L);
 void oc_open_server(lua_State *L);
 void oc_open_port(lua_State *L);
 void oc_open_sync(lua_State *L);
 void oc_open_journal(lua_State *L);
+void oc_open_diff(lua_State *L);
 
 #endif

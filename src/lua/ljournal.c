@@ -30,7 +30,7 @@
  * journal failures (disk full, I/O, corrupt file) return nil, err.
  */
 #include "lbind.h"
-#include "journal.h"
+#include "live/journal.h"
 
 #include <string.h>
 #include <time.h>

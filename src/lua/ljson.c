@@ -124,31 +124,29 @@ static int keyref_cmp(const void *a, const void *b)
   return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
-/* Collect the string keys of the object at idx, sorted. The strings stay
- * anchored by the table. Returns NULL (with *n = 0) for an empty table. */
+/* Collect the string keys of the object at idx, sorted, in a userdata
+ * left on the stack (so that no raising call can leak it). The strings
+ * stay anchored by the table. NULL (with *n = 0) for an empty table. */
 static keyref_t *sorted_keys(lua_State *L, int idx, size_t *n)
 {
-  size_t cap = 16, k = 0;
-  keyref_t *keys = malloc(sizeof(keyref_t) * cap);
-  if (!keys)
-    luaL_error(L, "out of memory");
+  size_t k = 0;
+  keyref_t *keys;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
-    if (k == cap) {
-      keyref_t *nk = realloc(keys, sizeof(keyref_t) * (cap *= 2));
-      if (!nk) {
-        free(keys);
-        luaL_error(L, "out of memory");
-      }
-      keys = nk;
-    }
+    k++;
+  }
+  keys = lua_newuserdata(L, sizeof(keyref_t) * (k ? k : 1));
+  k = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
     keys[k].s = lua_tolstring(L, -1, &keys[k].n);
     k++;
   }
   qsort(keys, k, sizeof(keyref_t), keyref_cmp);
   *n = k;
-  return keys;
+  return k ? keys : NULL;
 }
 
 /* }==================== */
@@ -557,7 +555,7 @@ static int encode_table(encoder_t *e, lua_State *L, int idx)
     oc_buf_addc(&e->out, ']');
     return rc;
   }
-  keys = sorted_keys(L, idx, &nk);
+  keys = sorted_keys(L, idx, &nk);   /* pushed: popped below */
   oc_buf_addc(&e->out, '{');
   for (k = 0; k < nk && !rc; k++) {
     if (k)
@@ -572,7 +570,7 @@ static int encode_table(encoder_t *e, lua_State *L, int idx)
     e->path.n--;
     lua_pop(L, 1);
   }
-  free(keys);
+  lua_pop(L, 1);
   oc_buf_addc(&e->out, '}');
   return rc;
 }
@@ -623,6 +621,12 @@ static int encode(encoder_t *e, lua_State *L, int idx)
   return path_fail(&e->path, e->err, sizeof e->err, what);
 }
 
+static int encoder_gc(lua_State *L)
+{
+  oc_buf_free(&((encoder_t *)lua_touserdata(L, 1))->out);
+  return 0;
+}
+
 /* json_encode(value) -> text | nil, err */
 static int ljson_encode(lua_State *L)
 {
@@ -630,8 +634,13 @@ static int ljson_encode(lua_State *L)
   int rc;
   luaL_checkany(L, 1);
   lua_settop(L, 1);
-  e = lua_newuserdata(L, sizeof(encoder_t));   /* freed by the GC */
-  memset(e, 0, sizeof *e);
+  e = lua_newuserdata(L, sizeof(encoder_t));   /* freed by the GC, */
+  memset(e, 0, sizeof *e);                     /* its buffer too */
+  if (luaL_newmetatable(L, "ocean.json.encoder")) {
+    lua_pushcfunction(L, encoder_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
   rc = encode(e, L, 1);
   if (rc == 0 && e->out.oom) {
     snprintf(e->err, sizeof e->err, "out of memory");

@@ -1,17 +1,16 @@
 /*
  * lloop.c - the "ocean.Loop" userdata: Lua's face of loop.c.
  *
- *   core.loop_new{concurrency=5, max_connections=} -> loop
+ *   core.loop_new{concurrency=5, max_connections=} -> loop | nil, err
  *   loop:request{method=, url=, headers=, body=, timeout_ms=,
  *                connect_timeout_ms=, max_response_bytes=, verify_tls=true,
  *                follow_redirects=false, urgent=false,
  *                retry=true | {statuses=, max_attempts=, base_delay_ms=,
  *                  max_delay_ms=, max_total_wait_ms=, connection_errors=,
- *                  honour_retry_after=}} -> id
- *   loop:result(id) -> nil while pending | {status=, headers=, body=,
- *                error=, curl_code=, attempts=, waited_ms=, elapsed_ms=}
- *                (the result is forgotten once returned)
- *   loop:cancel(id) -> bool
+ *                  honour_retry_after=}} -> job (ocean.Job)
+ *     job:result() -> {status=, headers=, body=, error=, curl_code=,
+ *                attempts=, waited_ms=, elapsed_ms=} (a transfer that got no
+ *                answer has status 0 and error set)
  *   loop:wait(timeout_ms [, servers]) -> events | nil, n
  *   loop:next_timeout() -> ms (-1: nothing pending)
  *   loop:watch_signals([{keep_mask=}]) -> true | nil, err
@@ -19,11 +18,11 @@
  *   loop:close()              (idempotent; also __gc and __close)
  *   core.retry_delay_ms(value [, now]) -> ms | nil   (Retry-After parsing)
  *
- * Results of Lua requests are kept in C (a completion callback may not
- * touch Lua) until loop:result() takes them.
+ * A request's response is kept in C (a completion callback may not touch
+ * Lua) in a record its Job owns (ljob.c).
  */
 #include "lbind.h"
-#include "loop.h"
+#include "net/loop.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -34,16 +33,13 @@
 #define LOOP_MT "ocean.Loop"
 #define MAX_HEADERS 64
 
-typedef struct lresult {
-  struct lresult *next;
-  uint64_t id;
+typedef struct lresult {         /* a request's record (its Job owns it) */
   int done;
   oc_response_t *res;            /* NULL if pending or out of memory */
 } lresult_t;
 
 typedef struct lloop {
   oc_loop_t *loop;               /* NULL once closed */
-  lresult_t *results;
 } lloop_t;
 
 static lloop_t *to_lloop(lua_State *L, int idx)
@@ -105,10 +101,12 @@ static int l_loop_new(lua_State *L)
   }
   u = (lloop_t *)lua_newuserdata(L, sizeof *u);
   u->loop = NULL;
-  u->results = NULL;
   luaL_setmetatable(L, LOOP_MT);
-  if (!(u->loop = oc_loop_new(&o, err, sizeof err)))
-    return luaL_error(L, "loop_new: %s", err);
+  if (!(u->loop = oc_loop_new(&o, err, sizeof err))) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "loop_new: %s", err);
+    return 2;
+  }
   return 1;
 }
 
@@ -117,13 +115,7 @@ static int l_loop_close(lua_State *L)
   lloop_t *u = to_lloop(L, 1);
   oc_loop_t *loop = u->loop;
   u->loop = NULL;
-  oc_loop_free(loop);            /* cancels: no callback touches results */
-  while (u->results) {
-    lresult_t *r = u->results;
-    u->results = r->next;
-    oc_response_free(r->res);
-    free(r);
-  }
+  oc_loop_free(loop);            /* cancels: no callback touches a record */
   return 0;
 }
 
@@ -240,14 +232,16 @@ static void request_done(void *ud, oc_response_t *res)
   r->res = res;
 }
 
+static const oc_job_class_t request_job;
+
 static int l_request(lua_State *L)
 {
-  lloop_t *u = to_lloop(L, 1);
   oc_loop_t *loop = oc_check_loop(L, 1);
   reqargs_t a;
   size_t blen = 0;
   char err[OC_ERR_SIZE];
-  lresult_t *r;
+  oc_job_t *j;
+  uint64_t id;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   memset(&a, 0, sizeof a);
@@ -277,23 +271,20 @@ static int l_request(lua_State *L)
     a.req.flags |= OC_REQ_URGENT;
   read_retry(L, 2, &a);
   read_headers(L, 2, &a);
-  if (!(r = calloc(1, sizeof *r)))
+  j = oc_job_new(L, &request_job, 1);
+  if (!(j->rec = calloc(1, sizeof(lresult_t))))
     return luaL_error(L, "out of memory");
   a.req.done = request_done;
-  a.req.ud = r;
-  if (!(r->id = oc_loop_submit(loop, &a.req, err, sizeof err))) {
-    free(r);
+  a.req.ud = j->rec;
+  if (!(id = oc_loop_submit(loop, &a.req, err, sizeof err)))
     return luaL_error(L, "request: %s", err);
-  }
-  r->next = u->results;
-  u->results = r;
-  lua_pushinteger(L, (lua_Integer)r->id);
+  oc_job_start(j, id);
   return 1;
 }
 
 /* }==================== */
 
-/* {==================== results ==================== */
+/* {==================== the request's Job ==================== */
 
 static void push_headers(lua_State *L, const oc_response_t *res)
 {
@@ -334,56 +325,47 @@ static void push_response(lua_State *L, const oc_response_t *res)
   lua_setfield(L, -2, "elapsed_ms");
 }
 
-static lresult_t **find_result(lloop_t *u, uint64_t id)
+static int request_poll(oc_job_t *j)
 {
-  lresult_t **pp;
-  for (pp = &u->results; *pp; pp = &(*pp)->next)
-    if ((*pp)->id == id)
-      return pp;
-  return NULL;
+  return ((lresult_t *)j->rec)->done;
 }
 
-static int l_result(lua_State *L)
+static int request_push(lua_State *L, oc_job_t *j)
 {
-  lloop_t *u = to_lloop(L, 1);
-  uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
-  lresult_t **pp = find_result(u, id), *r;
-  if (!pp)
-    return luaL_error(L, "loop:result: unknown request id %d", (int)id);
-  r = *pp;
-  if (!r->done)
-    return 0;
-  *pp = r->next;
-  if (r->res)
+  lresult_t *r = j->rec;
+  if (r->res) {
     push_response(L, r->res);
-  else {
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, 0);
-    lua_setfield(L, -2, "status");
-    lua_pushliteral(L, "out of memory");
-    lua_setfield(L, -2, "error");
+    return 1;
   }
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "status");
+  lua_pushliteral(L, "out of memory");
+  lua_setfield(L, -2, "error");
+  return 1;
+}
+
+static void request_cancel(oc_job_t *j)
+{
+  oc_loop_cancel(((lloop_t *)j->owner)->loop, j->id);
+}
+
+static int request_owner_open(const oc_job_t *j)
+{
+  return ((const lloop_t *)j->owner)->loop != NULL;
+}
+
+static void request_free(void *rec)
+{
+  lresult_t *r = rec;
   oc_response_free(r->res);
   free(r);
-  return 1;
 }
 
-static int l_cancel(lua_State *L)
-{
-  lloop_t *u = to_lloop(L, 1);
-  oc_loop_t *loop = oc_check_loop(L, 1);
-  uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
-  lresult_t **pp = find_result(u, id), *r;
-  int ok = oc_loop_cancel(loop, id) == 0;
-  if (pp) {
-    r = *pp;
-    *pp = r->next;
-    oc_response_free(r->res);
-    free(r);
-  }
-  lua_pushboolean(L, ok);
-  return 1;
-}
+static const oc_job_class_t request_job = {
+  "request", request_poll, request_push, request_cancel, request_owner_open,
+  request_free
+};
 
 /* }==================== */
 
@@ -530,8 +512,6 @@ static int l_retry_delay(lua_State *L)
 
 static const luaL_Reg loop_methods[] = {
   {"request", l_request},
-  {"result", l_result},
-  {"cancel", l_cancel},
   {"wait", l_wait},
   {"next_timeout", l_next_timeout},
   {"watch_signals", l_watch_signals},

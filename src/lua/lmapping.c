@@ -13,15 +13,14 @@
  *   m:signature(), m:fields(), m:kind(), m:close() (= __gc = __close)
  */
 #include "lbind.h"
-#include "jqanalyze.h"
-#include "jqform.h"
-#include "jqlex.h"
-#include "mapping.h"
+#include "jq/jqanalyze.h"
+#include "jq/jqform.h"
+#include "jq/jqlex.h"
+#include "mapping/mapping.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define MAPPING_MT "ocean.Mapping"
 #define STATS_KEY "ocean.mapping.stats"
 
 typedef struct lmapping {
@@ -45,7 +44,7 @@ static unsigned long *compile_counter(lua_State *L)
 
 static lmapping_t *check_mapping(lua_State *L, int idx)
 {
-  lmapping_t *u = luaL_checkudata(L, idx, MAPPING_MT);
+  lmapping_t *u = luaL_checkudata(L, idx, OC_MAPPING_MT);
   if (!u->m)
     luaL_argerror(L, idx, "mapping is closed");
   return u;
@@ -83,7 +82,7 @@ static int lmapping_compile(lua_State *L)
   opts.compile_count = compile_counter(L);
   u = lua_newuserdata(L, sizeof *u);           /* closed until compiled */
   u->m = NULL;
-  luaL_setmetatable(L, MAPPING_MT);
+  luaL_setmetatable(L, OC_MAPPING_MT);
   res = oc_to_jv(L, 1, NULL, 64, err, sizeof err);
   if (!jv_is_valid(res)) {
     jv_free(res);
@@ -404,7 +403,7 @@ static int lmapping_kind(lua_State *L)
 
 static int lmapping_close(lua_State *L)
 {
-  lmapping_t *u = luaL_checkudata(L, 1, MAPPING_MT);
+  lmapping_t *u = luaL_checkudata(L, 1, OC_MAPPING_MT);
   oc_mapping_free(u->m);
   u->m = NULL;
   return 0;
@@ -412,7 +411,7 @@ static int lmapping_close(lua_State *L)
 
 static int lmapping_tostring(lua_State *L)
 {
-  lmapping_t *u = luaL_checkudata(L, 1, MAPPING_MT);
+  lmapping_t *u = luaL_checkudata(L, 1, OC_MAPPING_MT);
   if (u->m)
     lua_pushfstring(L, "ocean.Mapping (%s, %d fields)", oc_mapping_kind(u->m),
                     (int)oc_mapping_field_count(u->m));
@@ -486,7 +485,7 @@ static const luaL_Reg mapping_funcs[] = {
 
 void oc_open_mapping(lua_State *L)
 {
-  if (luaL_newmetatable(L, MAPPING_MT)) {
+  if (luaL_newmetatable(L, OC_MAPPING_MT)) {
     luaL_newlib(L, mapping_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, lmapping_close);     /* __gc is __close */

@@ -19,16 +19,12 @@
  *   server:respond(id, status, headers, body) -> true | nil, err
  *   server:drop(id) -> true | nil, err
  *   server:close()                 (idempotent; also __gc and __close)
- *
- * Also two clocks the server loops need: core.monotonic_ms() and
- * core.realtime_ms() (milliseconds since the epoch).
  */
 #include "lbind.h"
-#include "http_server.h"
+#include "net/http_server.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define SERVER_MT "ocean.Server"
 
@@ -324,28 +320,6 @@ static int l_tostring(lua_State *L)
 
 /* }==================== */
 
-/* {==================== clocks ==================== */
-
-static int l_monotonic_ms(lua_State *L)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0
-                    + (lua_Number)ts.tv_nsec / 1e6);
-  return 1;
-}
-
-static int l_realtime_ms(lua_State *L)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000
-                     + (lua_Integer)(ts.tv_nsec / 1000000));
-  return 1;
-}
-
-/* }==================== */
-
 static const luaL_Reg server_methods[] = {
   { "port", l_port },
   { "fd", l_fd },
@@ -367,8 +341,6 @@ static const luaL_Reg server_meta[] = {
 
 static const luaL_Reg server_funcs[] = {
   { "server_start", l_server_start },
-  { "monotonic_ms", l_monotonic_ms },
-  { "realtime_ms", l_realtime_ms },
   { NULL, NULL }
 };
 

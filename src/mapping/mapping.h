@@ -59,7 +59,7 @@
 #include <stddef.h>
 #include <jv.h>
 
-#include "json.h"
+#include "json/json.h"
 
 #define OC_MAPPING_MSG_MAX 300   /* bytes kept of any jq error message */
 

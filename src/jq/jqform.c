@@ -7,7 +7,7 @@
 #include "jqform.h"
 
 #include "jqtok.h"
-#include "json.h"
+#include "json/json.h"
 
 #include <stdlib.h>
 #include <string.h>

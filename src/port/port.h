@@ -32,9 +32,9 @@
 #include <stdint.h>
 #include <jv.h>
 
-#include "buf.h"
-#include "json.h"
-#include "loop.h"
+#include "json/buf.h"
+#include "json/json.h"
+#include "net/loop.h"
 
 typedef struct oc_port oc_port_t;
 

@@ -4,7 +4,7 @@
  */
 #include "jqtok.h"
 
-#include "json.h"
+#include "json/json.h"
 
 #include <stdlib.h>
 #include <string.h>

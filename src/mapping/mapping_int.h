@@ -18,7 +18,7 @@
 
 #include <jq.h>
 
-#include "jqform.h"
+#include "jq/jqform.h"
 #include "mapping.h"
 
 /* Program entry points. An object input runs the fast mode; an array

@@ -9,7 +9,7 @@
 #include <curl/curl.h>
 #include <signal.h>
 
-#include "buf.h"
+#include "json/buf.h"
 #include "loop.h"
 
 /* A timer in the loop's list, sorted by due time. Embedded first in its

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "json/json.h"
 
 /* {==================== small helpers ==================== */
 
@@ -204,6 +204,9 @@ void oc_sync_free(oc_sync_t *s)
   free(s->doomed);
   free(s->event_type);
   free(s->resync_id);
+  free((char *)s->fin.before);
+  oc_sync_strlist_free(&s->reasons);
+  oc_sync_strlist_free(&s->errors);
   oc_buf_free(&s->scratch);
   oc_buf_free(&s->key);
   free(s);
@@ -311,20 +314,48 @@ static void on_owned_done(void *ud, const oc_port_summary_t *sum)
 int oc_sync_list_owned(oc_sync_t *s, char *err, size_t errlen)
 {
   job_t *j;
-  if (ensure_index(s))
+  if (s->phase != OC_SYNC_SETUP) {
+    snprintf(err, errlen, "BUG: the owned entities are listed once, first");
+    return -1;
+  }
+  s->phase = OC_SYNC_FEEDING;
+  if (ensure_index(s) || !(j = oc_sync_job_new(s, JOB_LIST))) {
+    s->owned_state = -1;
+    snprintf(s->owned_err, sizeof s->owned_err, "out of memory");
     return oc_sync_oom(err, errlen);
-  if (!(j = oc_sync_job_new(s, JOB_LIST)))
-    return oc_sync_oom(err, errlen);
+  }
+  if (!s->port) {                /* plan tests: nothing owned */
+    oc_sync_job_free(j);
+    return 0;
+  }
   s->owned_state = 0;
+  s->phase = OC_SYNC_LISTING;
   j->id = oc_port_list_owned(s->port, NULL, on_owned, on_owned_done, j,
                              err, errlen);
   if (!j->id) {
     oc_sync_job_free(j);
     s->owned_state = -1;
+    s->phase = OC_SYNC_FEEDING;
     snprintf(s->owned_err, sizeof s->owned_err, "%s", err);
     return -1;
   }
   return 0;
+}
+
+void oc_sync_stop_listing(oc_sync_t *s, const char *why)
+{
+  job_t *j, *next;
+  if (s->owned_state != 0)
+    return;
+  for (j = s->jobs; j; j = next) {
+    next = j->next;
+    if (j->kind == JOB_LIST) {
+      oc_port_cancel(s->port, j->id);
+      oc_sync_job_free(j);
+    }
+  }
+  s->owned_state = -1;
+  snprintf(s->owned_err, sizeof s->owned_err, "%s", why);
 }
 
 int oc_sync_owned_state(const oc_sync_t *s, const char **err)
@@ -575,6 +606,11 @@ int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
 {
   long e = -1;
   int keyed;
+  if (s->phase >= OC_SYNC_FINISHING) {
+    jv_free(entity);
+    snprintf(err, errlen, "BUG: sync offer after the session finished");
+    return -1;
+  }
   if (ensure_index(s) || slot < 0 || (size_t)slot >= s->nslots) {
     jv_free(entity);
     snprintf(err, errlen, "BUG: sync offer to unknown slot %d", slot);

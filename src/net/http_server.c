@@ -20,8 +20,8 @@
  * and freed by whoever answers or drops it (or by oc_server_stop).
  */
 #include "http_server.h"
-#include "buf.h"
 #include "http_guard.h"
+#include "json/buf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

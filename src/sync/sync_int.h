@@ -1,6 +1,7 @@
 /*
  * sync_int.h - the sync session's internals, shared by sync.c (session,
- * owned index, upserts) and sync_end.c (retry, reconciliation).
+ * owned index, upserts), sync_end.c (the steps of the end: retry,
+ * reconciliation) and sync_phase.c (their order).
  */
 #ifndef OC_SYNC_INT_H
 #define OC_SYNC_INT_H
@@ -60,9 +61,22 @@ typedef struct job {
   struct job *prev, *next;
 } job_t;
 
+typedef struct strlist {         /* owned strings */
+  char **v;
+  size_t n;
+} strlist_t;
+
 struct oc_sync {
   oc_port_t *port;
   oc_sync_opts_t o;
+  oc_sync_phase_t phase;
+  int level, nlevels;            /* RETRYING, DELETING: the level in flight */
+  oc_sync_finish_t fin;          /* fin.before: owned copy */
+  size_t own_errors;
+  strlist_t reasons, errors;     /* why deletion was skipped; the session's
+                                    own errors */
+  int decided, skipped, retry_levels;
+  double ratio;
   char *event_type, *resync_id;
   oc_projection_t **slots;
   size_t nslots;
@@ -96,5 +110,31 @@ void oc_sync_job_free(job_t *j);
 void oc_sync_free_failure(failure_t *f);
 int oc_sync_submit(oc_sync_t *s, const char *bp, ent_t *ents, size_t n,
                    int retry, char *err, size_t errlen);
+
+/* The steps of the end (sync_end.c), in the order sync_phase.c runs them.
+ * Each submitting step returns 0 or -1 with err. */
+
+/* Move the retryable failures to the retry list in relation order:
+ * returns the number of levels (0: nothing to retry), -1 on OOM. */
+int oc_sync_retry_prepare(oc_sync_t *s, char *err, size_t errlen);
+int oc_sync_retry_level(oc_sync_t *s, int level, char *err, size_t errlen);
+/* Owned entities not produced by this run (and not failed): counted into
+ * stats.candidates. */
+size_t oc_sync_candidates(oc_sync_t *s);
+/* Re-list the owned entities bounded by `before`, confirming the
+ * candidates still there (asynchronous; oc_sync_confirm_state). */
+int oc_sync_confirm(oc_sync_t *s, const char *before, char *err,
+                    size_t errlen);
+/* 0: listing, 1: complete, -1: failed (message in *err). */
+int oc_sync_confirm_state(const oc_sync_t *s, const char **err);
+/* Protect relation targets, order the rest for deletion (sources before
+ * targets, also with delete_dependents: a target deleted first would take
+ * its dependents along and their own deletes would come back "not
+ * deleted"). Returns the number of levels, -1 on OOM. */
+int oc_sync_delete_prepare(oc_sync_t *s, char *err, size_t errlen);
+int oc_sync_delete_level(oc_sync_t *s, int level, char *err, size_t errlen);
+/* Cancel the owned listing if it still runs (-> failed, `why`). */
+void oc_sync_stop_listing(oc_sync_t *s, const char *why);
+void oc_sync_strlist_free(strlist_t *l);
 
 #endif

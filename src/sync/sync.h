@@ -22,6 +22,26 @@
  *
  * Plan mode: everything but the writes; the would-be upserts are counted
  * and their keys recorded.
+ *
+ * Phases (the session enforces their order; oc_sync_phase() names the
+ * current one):
+ *
+ *   SETUP      oc_sync_new, oc_sync_add_slot (every slot before listing)
+ *   LISTING    oc_sync_list_owned: the owned entities are read
+ *   FEEDING    the listing is over (read, or failed: then every entity is
+ *              sent); oc_sync_offer / oc_sync_flush, with oc_sync_busy as
+ *              backpressure
+ *   FINISHING  oc_sync_finish: the last batches go out and are answered
+ *   RETRYING   the retryable failures, once, relation targets first
+ *   CONFIRMING the deletion decision (the safety rules, see
+ *              oc_sync_finish) and the re-listing of the candidates
+ *   DELETING   confirmed candidates, sources before targets
+ *   DONE       oc_sync_report and the accessors say what happened
+ *
+ * Nothing advances by itself: oc_sync_step() moves to the next phase when
+ * the current one's requests are answered. The caller steps between two
+ * waits of the loop, after checking whether it must stop, so a caller
+ * that aborts (oc_sync_free) never lets a new phase's writes out.
  */
 #ifndef OC_SYNC_H
 #define OC_SYNC_H
@@ -31,7 +51,7 @@
 #include <jv.h>
 
 #include "diff.h"
-#include "port.h"
+#include "port/port.h"
 
 typedef struct oc_sync oc_sync_t;
 
@@ -61,22 +81,39 @@ typedef struct oc_sync_stats {
   size_t in_flight;              /* entities submitted, not answered */
 } oc_sync_stats_t;
 
-/* port may be NULL only in plan mode without listing (tests). NULL with
- * err on bad options or OOM. */
+typedef enum oc_sync_phase {
+  OC_SYNC_SETUP, OC_SYNC_LISTING, OC_SYNC_FEEDING, OC_SYNC_FINISHING,
+  OC_SYNC_RETRYING, OC_SYNC_CONFIRMING, OC_SYNC_DELETING, OC_SYNC_DONE
+} oc_sync_phase_t;
+
+/* port may be NULL only in plan mode (tests). NULL with err on bad
+ * options or OOM. */
 oc_sync_t *oc_sync_new(oc_port_t *port, const oc_sync_opts_t *opts,
                        char *err, size_t errlen);
 /* Cancels the session's jobs (no callbacks) and frees. NULL: no-op. */
 void oc_sync_free(oc_sync_t *s);
 
+oc_sync_phase_t oc_sync_phase(const oc_sync_t *s);
+int oc_sync_plan(const oc_sync_t *s);
+/* "setup", "listing", ... "done". */
+const char *oc_sync_phase_name(oc_sync_phase_t p);
+
+/* Advance to the next phase when the current one's requests are all
+ * answered (submitting the next phase's requests). Never blocks; call it
+ * between loop waits. Returns the phase reached. */
+oc_sync_phase_t oc_sync_step(oc_sync_t *s);
+
 /* A comparison slot for a mapping signature (oc_mapping_signature; or a
  * non-object for "compare everything"). Equal projections share a slot.
- * All slots must be added before the owned listing. -1 on OOM. */
+ * SETUP only. -1 on OOM or after SETUP. */
 int oc_sync_add_slot(oc_sync_t *s, jv signature);
 
 /* {==================== owned entities ==================== */
 
-/* Start listing the owned entities (asynchronous; progress happens in
- * oc_loop_wait). 0, or -1 with err. */
+/* SETUP -> LISTING: start reading the owned entities (asynchronous;
+ * progress happens in oc_loop_wait). Without a Port client (plan tests)
+ * the index starts empty and complete. 0, or -1 with err (the session is
+ * then FEEDING with a failed listing). */
 int oc_sync_list_owned(oc_sync_t *s, char *err, size_t errlen);
 /* Index one owned entity (borrowed) directly (tests, plan input). */
 int oc_sync_add_owned(oc_sync_t *s, jv entity);
@@ -89,8 +126,9 @@ int oc_sync_owned_state(const oc_sync_t *s, const char **err);
 
 /* Offer one mapped entity (consumed) compared through `slot`. Unchanged
  * entities cost nothing; others are queued and sent when a blueprint's
- * batch is full. Returns 0, or -1 with err (OOM, submit failure). The
- * owned listing must be complete (or failed: then everything is sent). */
+ * batch is full. Returns 0, or -1 with err (OOM, submit failure, or a
+ * session already finishing). Meant for FEEDING: while LISTING every
+ * entity counts as changed. */
 int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
                   size_t errlen);
 /* Send every partial batch now. 0 or -1 with err. */
@@ -120,40 +158,60 @@ size_t oc_sync_planned_count(const oc_sync_t *s, int which);
 const char *oc_sync_planned_key(const oc_sync_t *s, int which, size_t i,
                                 size_t *klen);
 
-/* Retry the retryable failures once, relation targets first: computes
- * the levels and returns their number (0: nothing to retry). Then call
- * oc_sync_retry_level(s, 0..n-1), letting each finish (outstanding == 0)
- * before the next. Entities that succeed leave the failure list. */
-int oc_sync_retry_prepare(oc_sync_t *s, char *err, size_t errlen);
-int oc_sync_retry_level(oc_sync_t *s, int level, char *err, size_t errlen);
-
 /* }==================== */
 
-/* {==================== reconciliation ==================== */
+/* {==================== the end: retry and reconciliation ==================== */
 
-/* Owned entities not produced by this run (and not failed): counted into
- * stats.candidates; key i via oc_sync_candidate_key. */
-size_t oc_sync_candidates(oc_sync_t *s);
+typedef struct oc_sync_finish {
+  double threshold;              /* entityDeletionThreshold: at most this
+                                    share of the owned entities is deleted;
+                                    0: never delete */
+  const char *before;            /* the run's start (ISO-8601, copied):
+                                    a candidate updated since stays; NULL:
+                                    no bound */
+  size_t errors;                 /* the caller's errors (failed resync
+                                    functions, item errors): any blocks
+                                    deletion */
+  const char *const *blocked;    /* the caller's own reasons not to delete
+                                    (copied) */
+  size_t nblocked;
+} oc_sync_finish_t;
+
+/* FEEDING (or LISTING: an unfinished listing is cancelled and counts as
+ * failed) -> FINISHING. Then, stepped: the last batches are answered; the
+ * retryable failures are retried once, level by level; deletion is
+ * decided: it is skipped (with a reason each) when there are errors
+ * (f->errors and the session's own), when the caller blocks it, when the
+ * owned entities could not be read, when the threshold is 0 or the share
+ * of candidates exceeds it; otherwise the candidates are re-listed
+ * bounded by `before` (only those still there are confirmed), relation
+ * targets of produced entities are protected, and the rest is deleted
+ * (plan: only listed). 0, or -1 with err (OOM, wrong phase). */
+int oc_sync_finish(oc_sync_t *s, const oc_sync_finish_t *f, char *err,
+                   size_t errlen);
+
+typedef struct oc_sync_report {
+  oc_sync_phase_t phase;
+  int retry_levels;              /* levels the retry went through */
+  int decided;                   /* the candidates were counted */
+  int skipped;                   /* deletion did not run (reasons say why) */
+  double ratio;                  /* candidates / owned; -1: not computed */
+  double threshold;
+  size_t nreasons;               /* why deletion was skipped */
+  size_t nerrors;                /* the session's own errors (submits that
+                                    failed during the end) */
+} oc_sync_report_t;
+void oc_sync_report(const oc_sync_t *s, oc_sync_report_t *out);
+const char *oc_sync_reason(const oc_sync_t *s, size_t i);
+const char *oc_sync_error(const oc_sync_t *s, size_t i);
+
+/* Deletion candidates (after the decision): count and key i. */
+size_t oc_sync_candidate_count(const oc_sync_t *s);
 const char *oc_sync_candidate_key(const oc_sync_t *s, size_t i,
                                   size_t *klen);
-/* List the owned entities again, bounded by `before` (ISO-8601, the run's
- * start), keeping the candidates still there: an entity updated since the
- * start (by a webhook, another writer) is not confirmed. Asynchronous.
- * With before == NULL every candidate found is confirmed. */
-int oc_sync_confirm(oc_sync_t *s, const char *before, char *err,
-                    size_t errlen);
-/* 0: listing, 1: complete, -1: failed (message in *err). */
-int oc_sync_confirm_state(const oc_sync_t *s, const char **err);
-/* Order the confirmed candidates for deletion: relation targets of
- * produced entities are protected when create_missing (as Ocean); then
- * sources before their targets, level by level (bulk per blueprint in a
- * level). Also with delete_dependents: if a target went first, Port would
- * delete its dependents itself and our own delete of them would come back
- * "not deleted". Returns the number of levels. */
-int oc_sync_delete_prepare(oc_sync_t *s, char *err, size_t errlen);
-int oc_sync_delete_level(oc_sync_t *s, int level, char *err, size_t errlen);
 /* Confirmed, unprotected candidate i and its delete outcome: 1 deleted,
- * 0 not (yet), -1 failed (message set). -1 when i is out of range. */
+ * 0 not (yet, or plan), -1 failed (message set). -1 when i is out of
+ * range. */
 size_t oc_sync_doomed_count(const oc_sync_t *s);
 int oc_sync_doomed(const oc_sync_t *s, size_t i, const char **bp,
                    const char **id, int *outcome, const char **message);

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <jv.h>
 
-#include "buf.h"
+#include "json/buf.h"
 
 /* {==================== identity ==================== */
 

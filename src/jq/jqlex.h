@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <jv.h>
 
-#include "buf.h"
+#include "json/buf.h"
 
 #define OC_JQLEX_MAX_NESTING 256
 

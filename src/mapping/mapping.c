@@ -8,9 +8,9 @@
  * an expression that does not lex or compile is OC_MAPPING_EJQ.
  */
 #include "mapping_int.h"
-#include "jqanalyze.h"
-#include "jqform.h"
-#include "jqlex.h"
+#include "jq/jqanalyze.h"
+#include "jq/jqform.h"
+#include "jq/jqlex.h"
 
 #include <stdio.h>
 #include <stdlib.h>

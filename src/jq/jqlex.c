@@ -9,7 +9,7 @@
  */
 #include "jqlex.h"
 
-#include "json.h"
+#include "json/json.h"
 
 #include <stdio.h>
 #include <string.h>
