@@ -104,6 +104,7 @@ build = {
     ["ocean.runtime"] = "lua/ocean/runtime.lua",
     ["ocean.sail"] = "lua/ocean/sail.lua",
     ["ocean.scaffold"] = "lua/ocean/scaffold.lua",
+    ["ocean.selector"] = "lua/ocean/selector.lua",
     ["ocean.server"] = "lua/ocean/server.lua",
     ["ocean.sync"] = "lua/ocean/sync.lua",
     ["ocean.time"] = "lua/ocean/time.lua",

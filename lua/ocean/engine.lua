@@ -17,7 +17,7 @@
 --   port            the Port client (ocean.port) on that loop
 --   registry        resync functions and hooks: {kinds = {[kind] = {fn}},
 --                   all = {fn}, on_start, on_resync_start,
---                   on_resync_complete}
+--                   on_resync_complete, selectors = {[kind] = fields}}
 --   router          the integration's routes (ocean.router instance)
 --   mapping_cache   compiled jq programs by resource (ocean.mapping cache)
 --   secrets         values the log masks while this engine lives
@@ -39,6 +39,7 @@ local ops = require "ocean.ops"
 local port_mod = require "ocean.port"
 local router_mod = require "ocean.router"
 local runtime = require "ocean.runtime"
+local selector = require "ocean.selector"
 local sync = require "ocean.sync"
 
 local type, error, ipairs, pcall, tostring, setmetatable, getmetatable =
@@ -55,7 +56,7 @@ local HTTP_ONLY_CONCURRENCY = 8    -- the loop of an engine without Port
 
 local function new_registry()
   return { kinds = {}, all = {}, on_start = {}, on_resync_start = {},
-           on_resync_complete = {} }
+           on_resync_complete = {}, selectors = {} }
 end
 
 -- A new engine, unconfigured unless opts say how (then as configure:
@@ -376,6 +377,17 @@ for _, name in ipairs { "on_start", "on_resync_start", "on_resync_complete" } do
     list[#list + 1] = fn
     return fn
   end
+end
+
+-- The shape of kind's custom selector fields (ocean.selector): every
+-- resync checks the mapping's resources of that kind against it.
+function Engine:selector_schema(kind, fields)
+  if type(kind) ~= "string" or kind == "" then
+    error("selector_schema: expected a kind (string) and a table of fields", 2)
+  end
+  selector.check_field_specs(fields)
+  self.registry.selectors[kind] = fields
+  return fields
 end
 
 -- The functions that produce kind: its own, then those for every kind.

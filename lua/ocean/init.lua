@@ -7,6 +7,9 @@
 --   ocean.on_resync([kind,] fn)         fn(kind, resource) returns a list, or
 --                                        yields pages; resource: the mapping's
 --                                        resource config (ocean.event too)
+--   ocean.selector_schema(kind, fields)  declare kind's custom selector
+--                                        fields (ocean.selector), checked
+--                                        whenever a resync reads the mapping
 --   ocean.event                          the running resource's event:
 --                                        resource_config, kind, resync_id...
 --   ocean.on_start(fn), ocean.on_resync_start(fn), ocean.on_resync_complete(fn)
@@ -96,6 +99,7 @@ end
 -- {==================== registration and operations ====================
 
 function _M.on_resync(kind, fn) return default:on_resync(kind, fn) end
+function _M.selector_schema(kind, fields) return default:selector_schema(kind, fields) end
 function _M.on_start(fn) return default:on_start(fn) end
 function _M.on_resync_start(fn) return default:on_resync_start(fn) end
 function _M.on_resync_complete(fn) return default:on_resync_complete(fn) end

@@ -25,6 +25,7 @@ local log = require "ocean.log"
 local mapping = require "ocean.mapping"
 local otime = require "ocean.time"
 local report = require "ocean.report"
+local selector = require "ocean.selector"
 
 local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
 local setmetatable, getmetatable = setmetatable, getmetatable
@@ -145,9 +146,13 @@ local function compile_resources(eng, app)
     local ok, m, err = pcall(mapping.cached, resource, { allow_env = eng.settings.allow_env_jq },
                              eng.mapping_cache)
     if not ok then m, err = nil, tostring(m) end
+    -- the declared selector fields (ocean.selector_schema), defaults set
+    local config, serr = deep_copy(resource), nil
+    if type(config) == "table" then config, serr = selector.check(eng.registry.selectors[kind], config) end
+    if serr then m, err = nil, ("kind '%s': %s"):format(kind, serr) end
     per_kind[kind] = (per_kind[kind] or 0) + 1
     compiled[i] = { index = i, kind = kind, resource = resource, m = m, err = err,
-                    config = deep_copy(resource) }
+                    config = config or deep_copy(resource) }
   end
   for _, c in ipairs(compiled) do c.label = report.label(c.kind, c.index, per_kind[c.kind]) end
   return compiled
