@@ -60,13 +60,15 @@ function _M.notes(cap, label)
   return setmetatable({ cap = cap or 10, label = label, counts = {}, order = {} }, Notes)
 end
 
--- Count one note of `sort` ("item errors", ...); log it (level, the line)
--- while under the cap. Returns true when it was logged.
+-- Count one note of `sort` ("item errors", ...); log it (level, the line,
+-- or a function giving it: called only then) while under the cap.
+-- Returns true when it was logged.
 function Notes:add(sort, level, line)
   local n = (self.counts[sort] or 0) + 1
   if n == 1 then self.order[#self.order + 1] = sort end
   self.counts[sort] = n
   if n > self.cap then return false end
+  if type(line) == "function" then line = line() end
   log[level]("%s", line)
   return true
 end

@@ -376,9 +376,11 @@ local function note_feed(run, c, stats, rep, batch)
   if rep.items_error_count > 0 then
     stats.items_errors = stats.items_errors + rep.items_error_count
     for _, e in ipairs(rep.items_errors) do
-      notes:add("items whose itemsToParse failed", "warning", ("%s: %s: %s; its children are "
-        .. "unknown, so deletion is held back for this resource's blueprints")
-        :format(c.label, report.where(stats.batches, batch, e.index), e.message))
+      notes:add("items whose itemsToParse failed", "warning", function()
+        return ("%s: %s: %s; its children are unknown, so deletion is held back for this "
+          .. "resource's blueprints"):format(c.label, report.where(stats.batches, batch, e.index),
+          e.message)
+      end)
     end
     notes:skip("items whose itemsToParse failed", rep.items_error_count - #rep.items_errors)
   end
