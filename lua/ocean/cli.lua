@@ -3,6 +3,7 @@
 --   ocean sail [PATH] ...        run an integration (ocean.sail)
 --   ocean new [PATH] ...         scaffold an integration (ocean.scaffold)
 --   ocean version [--short]      the version
+--   ocean port-app-config schema [PATH]  the mapping's JSON Schema (ocean.selector)
 --   ocean port-emulator ...      the bundled Port API emulator (ocean.emulator.cli)
 --   ocean help [COMMAND]         usage; `ocean COMMAND --help` is the same
 --
@@ -21,6 +22,8 @@ commands:
   new [PATH] [--name NAME] [--type TYPE] [--kind KIND] [--yes] ...
                        scaffold a new integration in PATH
   version [--short]    print the version
+  port-app-config schema [PATH]
+                       the JSON Schema of the integration's mapping
   port-emulator --listen HOST:PORT [--data FILE]
                        run the bundled Port API emulator
   help [COMMAND]       this text, or a command's
@@ -68,6 +71,7 @@ local commands = {
   ["port-emulator"] = "ocean.emulator.cli",
   ["sail"] = "ocean.sail",
   ["new"] = "ocean.scaffold",
+  ["port-app-config"] = "ocean.selector",
 }
 
 local function load_command(name)

@@ -20,6 +20,10 @@
 --                  ocean.server's defaults)
 --   settings.live_events {journal_dir}  (nil: the integration folder's
 --                  .ocean/journal; see ocean.journal)
+--   settings.log {progress_interval (s between a running kind's progress
+--                  lines, 10), item_errors (per kind and kind of problem,
+--                  the item errors logged one by one before "... and N
+--                  more", 10)}
 --   settings.spec, settings.default_mapping, settings.blueprints,
 --   settings.secrets  (strings to mask: sensitive values, stripped, non-blank)
 --   settings.warnings (said at WARNING by load unless the level is ERROR:
@@ -291,6 +295,9 @@ local SETTINGS = {
   { "http.body_timeout", "OCEAN__HTTP__BODY_TIMEOUT", "http.body_timeout", "count1" },
   { "live_events.journal_dir", "OCEAN__LIVE_EVENTS__JOURNAL_DIR", "live_events.journal_dir",
     "string" },
+  { "log.progress_interval", "OCEAN__LOG__PROGRESS_INTERVAL", "log.progress_interval",
+    "positive", 10 },
+  { "log.item_errors", "OCEAN__LOG__ITEM_ERRORS", "log.item_errors", "count", 10 },
 }
 _M.SETTINGS = SETTINGS
 

@@ -17,7 +17,7 @@
 --   port            the Port client (ocean.port) on that loop
 --   registry        resync functions and hooks: {kinds = {[kind] = {fn}},
 --                   all = {fn}, on_start, on_resync_start,
---                   on_resync_complete}
+--                   on_resync_complete, selectors = {[kind] = fields}}
 --   router          the integration's routes (ocean.router instance)
 --   mapping_cache   compiled jq programs by resource (ocean.mapping cache)
 --   secrets         values the log masks while this engine lives
@@ -34,14 +34,16 @@ local core = require "ocean.core"
 local config = require "ocean.config"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
+local netlog = require "ocean.netlog"
 local ops = require "ocean.ops"
 local port_mod = require "ocean.port"
 local router_mod = require "ocean.router"
 local runtime = require "ocean.runtime"
+local selector = require "ocean.selector"
 local sync = require "ocean.sync"
 
-local type, error, ipairs, pcall, tostring, setmetatable =
-  type, error, ipairs, pcall, tostring, setmetatable
+local type, error, ipairs, pcall, tostring, setmetatable, getmetatable =
+  type, error, ipairs, pcall, tostring, setmetatable, getmetatable
 
 local _M = {}
 
@@ -54,7 +56,7 @@ local HTTP_ONLY_CONCURRENCY = 8    -- the loop of an engine without Port
 
 local function new_registry()
   return { kinds = {}, all = {}, on_start = {}, on_resync_start = {},
-           on_resync_complete = {} }
+           on_resync_complete = {}, selectors = {} }
 end
 
 -- A new engine, unconfigured unless opts say how (then as configure:
@@ -71,8 +73,13 @@ function _M.new(opts)
     abort_requested = false,
   }, Engine)
   log.watch(self.secrets)
+  -- signals are kept for take_events(); retries and requests are logged
+  -- (ocean.netlog) as soon as the loop reports them
   self.on_events = function(events)
-    for i = 1, #events do self.events[#self.events + 1] = events[i] end
+    local base = self.settings and self.settings.port and self.settings.port.base_url
+    for i = 1, #events do
+      if not netlog.say(events[i], base) then self.events[#self.events + 1] = events[i] end
+    end
   end
   if opts then
     local ok, err = self:configure(opts)
@@ -118,7 +125,7 @@ end
 local function disconnect(self)
   if self.port then pcall(self.port.close, self.port) end
   if self.loop then pcall(self.loop.close, self.loop) end
-  self.port, self.core_port, self.loop = nil, nil, nil
+  self.port, self.core_port, self.loop, self.recording = nil, nil, nil, nil
   self.app_config_cache = nil
 end
 
@@ -142,6 +149,7 @@ function Engine:configure(opts)
   local lerr
   self.loop, lerr = core.loop_new { concurrency = s.port.concurrency }
   if not self.loop then return nil, lerr end
+  self:record_requests()
   local good, client, cerr = port_client(self, s)
   if not good or not client then
     disconnect(self)
@@ -172,8 +180,20 @@ end
 function Engine:get_loop()
   if not self.loop then
     self.loop = assert(core.loop_new { concurrency = HTTP_ONLY_CONCURRENCY })
+    self:record_requests()
   end
   return self.loop
+end
+
+-- The loop reports every retry (logged at WARNING), and at DEBUG every
+-- request (ocean.netlog); checked again before each wait, so that a log
+-- level changed later takes effect.
+function Engine:record_requests()
+  local debug = log.enabled("DEBUG")
+  if self.loop and self.recording ~= debug then
+    self.loop:record { retries = true, requests = debug }
+    self.recording = debug
+  end
 end
 
 -- ocean.http's client on this engine.
@@ -196,20 +216,69 @@ end
 -- this engine's servers and wait hook between waits. timeout_ms: nil,
 -- "timeout" after that long.
 function Engine:await(what, timeout_ms)
+  local job
   if type(what) == "function" then
     local pred = what
-    what = function() if pred() then return true end end
-  end
-  return runtime.await(self:get_loop(), what, {
+    what = function()
+      self:tick()
+      if pred() then return true end
+    end
+  elseif getmetatable(what) == core.job_mt then
+    job = what
+    what = function()
+      self:tick()
+      if job:done() then return true end
+    end
+  end                           -- anything else: runtime.await says so
+  self:record_requests()
+  local v, err = runtime.await(self:get_loop(), what, {
     timeout_ms = timeout_ms, servers = self.servers[1] and self.servers or nil,
     between_waits = self.wait_hook, on_events = self.on_events })
+  if job and v ~= nil then return job:result() end
+  return v, err
+end
+
+-- Between two waits: the running run's progress line when it is due.
+function Engine:tick()
+  local run = self.run
+  if run and run.tick then run:tick() end
 end
 
 -- fn(engine) runs after every blocking wait (the runner serves its HTTP
--- requests there); nil removes it.
+-- requests there, outside the event of the resync function that waits:
+-- ocean.event is nil for them); nil removes it.
 function Engine:set_wait_hook(fn)
-  self.wait_hook = fn and function() return fn(self) end or nil
+  self.wait_hook = fn and function()
+    local ev = self.current_event
+    self.current_event = nil
+    fn(self)
+    self.current_event = ev
+  end or nil
 end
+
+-- {==================== the current event ====================
+
+-- Ocean's event context: while the resync functions of a resource run,
+-- ocean.event gives {type = "resync", resync_id=, kind=, resource_index=,
+-- resource_config= (the resource as written in the mapping: selector,
+-- port, ...; a copy), port_app_config=}. fn(...) runs with it; returns
+-- what fn returns (an error leaves it to end_run to clear).
+local function restore(self, prev, ...)
+  self.current_event = prev
+  return ...
+end
+
+function Engine:with_event(event, fn, ...)
+  local prev = self.current_event
+  self.current_event = event
+  return restore(self, prev, fn(...))
+end
+
+function Engine:event()
+  return self.current_event
+end
+
+-- }====================
 
 -- A C server (ocean.core Server) waited on with the loop.
 function Engine:add_server(c)
@@ -243,7 +312,10 @@ function Engine:begin_run(run)
 end
 
 function Engine:end_run(run)
-  if self.run == run then self.run = nil end
+  if self.run == run then
+    self.run = nil
+    self.current_event = nil
+  end
 end
 
 function Engine:running()
@@ -307,6 +379,17 @@ for _, name in ipairs { "on_start", "on_resync_start", "on_resync_complete" } do
   end
 end
 
+-- The shape of kind's custom selector fields (ocean.selector): every
+-- resync checks the mapping's resources of that kind against it.
+function Engine:selector_schema(kind, fields)
+  if type(kind) ~= "string" or kind == "" then
+    error("selector_schema: expected a kind (string) and a table of fields", 2)
+  end
+  selector.check_field_specs(fields)
+  self.registry.selectors[kind] = fields
+  return fields
+end
+
 -- The functions that produce kind: its own, then those for every kind.
 function Engine:resync_functions(kind)
   local fns = {}
@@ -332,8 +415,14 @@ function Engine:app_config(opts)
   if c and now - c.at < APP_CONFIG_TTL then return c.app end
   local app, err = sync.fetch_app_config(self)
   if not app then return nil, err end
-  self.app_config_cache = { app = app, at = now }
+  self:set_app_config(app)
   return app
+end
+
+-- The mapping live events use for the next 60 s: every resync sets the
+-- one it read, so that a webhook after it maps as the resync did.
+function Engine:set_app_config(app)
+  self.app_config_cache = { app = app, at = self.clock() }
 end
 
 -- }====================

@@ -16,7 +16,7 @@
 -- mapping, created if missing; blueprints created when
 -- OCEAN__INITIALIZE_PORT_RESOURCES; with --plan nothing is written) ->
 -- on_start hooks -> the listener:
---   ONCE           one resync; exit 0 when it succeeded, 1 otherwise
+--   ONCE           one resync; exit status as _M.exit_status (0, 1, 3)
 --   POLLING        resync on start (OCEAN__EVENT_LISTENER__RESYNC_ON_START),
 --                  then whenever Port's resync request is newer than the
 --                  last one handled (checked every
@@ -44,7 +44,7 @@ usage: ocean sail [PATH] [--once] [--port N] [--host ADDR] [--log-level LEVEL] [
 Run the integration in PATH (default: the current directory).
 
   --once             one resync, then exit (OCEAN__EVENT_LISTENER__TYPE=ONCE);
-                     exit status 0 when it succeeded, 1 otherwise
+                     see the exit statuses below
   --plan             with --once: compute what the resync would create,
                      update and delete, and write nothing
   --port N           HTTP port for routes and webhooks (default 8000,
@@ -60,6 +60,16 @@ PATH/config.yaml.
 Unless --once, it serves GET /integration/health, POST /integration/resync
 and the integration's routes under /integration. SIGTERM or SIGINT stops it
 (a running resync is aborted and reported so); a second one exits at once.
+
+Exit status:
+  0  the resync completed and Port took every entity (--once), or the
+     listener stopped on a signal
+  1  the resync failed (a kind failed, the mapping or the owned entities'
+     listing...: nothing was deleted) or was aborted; or the start failed
+  2  usage error
+  3  the resync completed, but some entities are not in Port as the source
+     has them: Port rejected them (listed), or items whose itemsToParse
+     failed held back their blueprints' deletion
 ]]
 
 local function parse_args(args)
@@ -109,8 +119,40 @@ end
 
 -- {==================== human output ====================
 
+-- The exit status of `ocean sail --once` (README, --help): 0 the resync
+-- completed and Port took every entity; 1 it failed (a kind failed, the
+-- mapping could not be read...; nothing was deleted) or was aborted, or
+-- the start failed; 2 a usage error; 3 it completed, but some entities
+-- are not in Port as the source has them (Port rejected them, or items
+-- whose itemsToParse failed held back their blueprints' deletion).
+_M.EXIT = { completed = 0, failed = 1, aborted = 1, usage = 2, partial = 3 }
+
+function _M.exit_status(summary)
+  return _M.EXIT[summary.outcome] or (summary.ok and 0 or 1)
+end
+
+local SHOWN = 20          -- rejected entities listed one by one
+
+local function print_problems(out, s)
+  local failures = s.failures or {}
+  for i, f in ipairs(failures) do
+    if i > SHOWN then
+      out:write(("  ... and %d more rejected entities\n"):format(#failures - SHOWN))
+      break
+    end
+    out:write(("  rejected %s/%s (%s): %s%s%s\n"):format(f.blueprint, f.identifier, f.label or "?",
+      f.status == 0 and "no answer" or tostring(f.status), f.code ~= "" and (" " .. f.code) or "",
+      f.message ~= "" and (": " .. log.mask(f.message)) or ""))
+  end
+  for _, h in ipairs(s.held or {}) do
+    out:write(("  deletion held back for blueprint '%s': %s\n"):format(h.blueprint, h.why))
+  end
+end
+
 local function print_summary(s, boot)
   local out = io.stdout
+  local unknown = (s.unknown or 0) > 0
+    and (", upserted %d (created or updated: unknown)"):format(s.unknown) or ""
   if s.plan then
     local would = boot and boot.would_create or {}
     if #would > 0 then
@@ -128,17 +170,21 @@ local function print_summary(s, boot)
       out:write(("  - %s/%s\n"):format(e.blueprint, e.identifier))
     end
   else
-    out:write(("resync %s: created %d, updated %d, unchanged %d, deleted %d, failed %d\n")
-      :format(s.ok and "completed" or (s.aborted and "aborted" or "failed"),
-        s.created, s.updated, s.unchanged, s.deleted, s.failed))
+    out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d\n")
+      :format(s.outcome == "partial" and "completed with failures" or s.outcome
+        or (s.ok and "completed" or (s.aborted and "aborted" or "failed")),
+        s.created, s.updated, unknown, s.unchanged, s.deleted, s.failed))
   end
   for _, k in ipairs(s.kinds or {}) do
     out:write(("  kind %-20s %6d objects -> %6d entities: created %d, updated %d, unchanged %d\n")
       :format(k.kind, k.raw, k.entities, k.created or 0, k.updated or 0, k.unchanged or 0))
   end
+  print_problems(out, s)
   if s.deletion and s.deletion.skipped and s.deletion.candidates > 0 then
     out:write(("  deletion skipped (%d candidates): %s\n"):format(s.deletion.candidates,
       table.concat(s.deletion.reasons, "; ")))
+  elseif s.deletion and s.deletion.skipped and #s.deletion.reasons > 0 then
+    out:write(("  deletion skipped: %s\n"):format(table.concat(s.deletion.reasons, "; ")))
   end
   for _, e in ipairs(s.errors or {}) do out:write("  error: ", log.mask(e), "\n") end
   out:flush()
@@ -240,7 +286,7 @@ local function run(o, settings, state)
   if once then
     local summary = eng:sync_raw_all { plan = o.plan, app_config = boot.mapping }
     print_summary(summary, boot)
-    return summary.ok and 0 or 1
+    return _M.exit_status(summary)
   end
   serve(eng, state)
   return 0
