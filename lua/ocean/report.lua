@@ -22,6 +22,7 @@ local log = require "ocean.log"
 
 local format, concat = string.format, table.concat
 local pairs, ipairs, tostring, type, next, pcall = pairs, ipairs, tostring, type, next, pcall
+local getmetatable = getmetatable
 
 local _M = {}
 
@@ -247,6 +248,50 @@ function _M.session_end(rep, held)
 end
 
 -- }====================
+
+-- A value raised or given as an error, as text for a message: a string
+-- as is; a table with __tostring through it; another table as bounded
+-- JSON ({"code":1}; cycles and functions shown as such), never
+-- "table: 0x..."; the rest by tostring. At most RENDER_MAX bytes. (The
+-- log and `ocean sail` mask secrets in it when they print it.)
+local RENDER_MAX = 500
+local function render_table(v, seen, depth)
+  if seen[v] then return '"<cycle>"' end
+  if depth > 4 then return '"..."' end
+  seen[v] = true
+  local n, keys = #v, {}
+  for k in pairs(v) do
+    if not (type(k) == "number" and k >= 1 and k <= n and k % 1 == 0) then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  local function one(x)
+    if type(x) == "table" and x ~= json.null then return render_table(x, seen, depth + 1) end
+    if type(x) == "string" or type(x) == "number" or type(x) == "boolean" or x == json.null then
+      local ok, t = pcall(json.encode, x)
+      if ok and t then return t end
+    end
+    return json.encode("<" .. type(x) .. ">")
+  end
+  for i = 1, n do parts[#parts + 1] = one(v[i]) end
+  for _, k in ipairs(keys) do parts[#parts + 1] = json.encode(tostring(k)) .. ":" .. one(v[k]) end
+  seen[v] = nil
+  if #keys == 0 and n > 0 then return "[" .. concat(parts, ",") .. "]" end
+  return "{" .. concat(parts, ",") .. "}"
+end
+
+function _M.render(v)
+  local s
+  if type(v) == "table" and v ~= json.null then
+    local mt = getmetatable(v)
+    if type(mt) == "table" and mt.__tostring then s = tostring(v)
+    else s = render_table(v, {}, 1) end
+  else
+    s = tostring(v)
+  end
+  if #s > RENDER_MAX then s = s:sub(1, RENDER_MAX) .. "..." end
+  return s
+end
 
 -- A value in a message: "a string", "a number (5)", "nil"...
 function _M.describe(v)

@@ -119,6 +119,20 @@ end
 
 -- {==================== human output ====================
 
+-- Everything the command prints goes through one writer that masks
+-- secrets (registered ones and credentials in URLs, as the log does):
+-- identifiers, Port's messages, reasons and errors can all carry them.
+local Out = {}
+Out.__index = Out
+local function masked(f) return setmetatable({ f = f }, Out) end
+function Out:write(...)
+  local parts = { ... }
+  for i = 1, select("#", ...) do parts[i] = tostring(parts[i]) end
+  self.f:write(log.mask(table.concat(parts)))
+  return self
+end
+function Out:flush() self.f:flush() end
+
 -- The exit status of `ocean sail --once` (README, --help): 0 the resync
 -- completed and Port took every entity; 1 it failed (a kind failed, the
 -- mapping could not be read...; nothing was deleted) or was aborted, or
@@ -142,7 +156,7 @@ local function print_problems(out, s)
     end
     out:write(("  rejected %s/%s (%s): %s%s%s\n"):format(f.blueprint, f.identifier, f.label or "?",
       f.status == 0 and "no answer" or tostring(f.status), f.code ~= "" and (" " .. f.code) or "",
-      f.message ~= "" and (": " .. log.mask(f.message)) or ""))
+      f.message ~= "" and (": " .. f.message) or ""))
   end
   for _, h in ipairs(s.held or {}) do
     out:write(("  deletion held back for blueprint '%s': %s\n"):format(h.blueprint, h.why))
@@ -150,7 +164,7 @@ local function print_problems(out, s)
 end
 
 local function print_summary(s, boot)
-  local out = io.stdout
+  local out = masked(io.stdout)
   local unknown = (s.unknown or 0) > 0
     and (", upserted %d (created or updated: unknown)"):format(s.unknown) or ""
   if s.plan then
@@ -186,7 +200,7 @@ local function print_summary(s, boot)
   elseif s.deletion and s.deletion.skipped and #s.deletion.reasons > 0 then
     out:write(("  deletion skipped: %s\n"):format(table.concat(s.deletion.reasons, "; ")))
   end
-  for _, e in ipairs(s.errors or {}) do out:write("  error: ", log.mask(e), "\n") end
+  for _, e in ipairs(s.errors or {}) do out:write("  error: ", e, "\n") end
   out:flush()
 end
 _M.print_summary = print_summary
@@ -258,8 +272,10 @@ end
 
 -- }====================
 
+local stderr = masked(io.stderr)
+
 local function fail(msg)
-  io.stderr:write("ocean sail: ", log.mask(msg), "\n")
+  stderr:write("ocean sail: ", msg, "\n")
   return 1
 end
 
@@ -304,7 +320,7 @@ function _M.main(args)
   end
   local mf = io.open(o.path .. "/main.lua", "r")
   if not mf then
-    io.stderr:write("ocean sail: ", o.path, " is not an integration folder (it has no main.lua)\n")
+    stderr:write("ocean sail: ", o.path, " is not an integration folder (it has no main.lua)\n")
     return 1
   end
   mf:close()
@@ -314,7 +330,7 @@ function _M.main(args)
   if o.log_level then overrides.log_level = o.log_level end
   local settings, err = config.load { path = o.path, overrides = overrides }
   if not settings then
-    io.stderr:write("ocean sail: ", err, "\n")
+    stderr:write("ocean sail: ", err, "\n")
     return 1
   end
   local state = { stopping = false }

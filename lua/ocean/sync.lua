@@ -203,14 +203,33 @@ _M.batch_problem = batch_problem
 -- results after the status), as a batch, or nil, why. how: "returned" or
 -- "yielded". A resume that gave no value gives no batch (a generator's
 -- end, or a bare yield).
+-- The contract: one value (a list of objects: one page), or nil, err;
+-- anything beyond (a second page in the same yield, `return list, extra`)
+-- is refused whole (nothing of it is offered): a value silently dropped
+-- would read as entities gone at the source, and be deleted.
 local function take(r, how)
   if r.n < 2 then return nil end
   local v = r[2]
   if v == nil then
     if r.n >= 3 and r[3] ~= nil then
-      return nil, ("%s nil, %s"):format(how, tostring(r[3]))
+      if r.n > 3 then
+        return nil, ("%s %d values (nil, %s, ...): give nil, err or one list of objects")
+          :format(how, r.n - 1, report.render(r[3]))
+      end
+      return nil, ("%s nil, %s"):format(how, report.render(r[3]))
     end
     return nil, how .. " nil: return a list of objects ({} when there are none)"
+  end
+  if r.n > 2 then
+    local many = true
+    for i = 3, r.n do many = many and type(r[i]) == "table" and r[i] ~= json.null end
+    if how == "yielded" and many then
+      return nil, ("yielded %d pages in one yield: yield one page at a time; nothing of "
+        .. "them was synced"):format(r.n - 1)
+    end
+    return nil, ("%s %d values (%s, then %s): %s one list of objects; nothing of them was "
+      .. "synced"):format(how, r.n - 1, report.describe(v), report.describe(r[3]),
+      how == "yielded" and "yield" or "return")
   end
   local problem = batch_problem(v)
   if problem then return nil, how .. " " .. problem end
@@ -232,7 +251,7 @@ local function run_resync_fn(fn, kind, resource, deliver, fail, run)
   while true do
     run:check_abort()
     if not r[1] then
-      return nil, ("resync function for kind '%s' failed: %s"):format(kind, tostring(r[2]))
+      return nil, ("resync function for kind '%s' failed: %s"):format(kind, report.render(r[2]))
     end
     local dead = coroutine_status(co) == "dead"
     local batch, why = take(r, dead and "returned" or "yielded")
@@ -355,7 +374,9 @@ local function note_feed(run, c, stats, rep, batch)
   if rep.error_count > 0 then
     stats.errors = stats.errors + rep.error_count
     for _, e in ipairs(rep.errors) do
-      local msg = ("item %d: %s"):format(e.index, e.message)
+      -- index 0: the page itself (a JSON text that is not a list)
+      local msg = e.index > 0 and ("item %d: %s"):format(e.index, e.message)
+        or ("page %d: %s"):format(stats.batches, e.message)
       if notes:add("item errors", "error", ("kind '%s': %s"):format(c.kind, msg)) then
         run:add_error(c.kind, msg, false)
       else
@@ -540,6 +561,18 @@ local function finish(run, threshold)
   local rep = run:await(job)
   for _, e in ipairs(rep.errors) do run:add_error(nil, e) end
   run.deletion = rep.deletion
+  -- "N error(s) during the resync" names the resources that failed
+  local failed = {}
+  for _, k in ipairs(run.kinds) do
+    if k.status == "failed" then failed[#failed + 1] = k.label end
+  end
+  if #failed > 0 and rep.deletion and rep.deletion.reasons then
+    for i, why in ipairs(rep.deletion.reasons) do
+      if why:find("^%d+ error%(s%) during the resync") then
+        rep.deletion.reasons[i] = why .. " (failed: " .. report.some(failed, 5) .. ")"
+      end
+    end
+  end
   report.session_end(rep, run.held)
 end
 
@@ -588,13 +621,17 @@ local function label_failures(run, failures)
   return failures
 end
 
--- completed | partial (completed, but some entities are not in Port as
--- the source has them: Port rejected them, or items could not be
--- expanded) | failed | aborted.
+-- completed | partial (completed, but the catalog is not as the source
+-- has it: Port rejected entities, items could not be expanded, entities
+-- were dropped for want of an identifier or blueprint, or deletion was
+-- skipped (the threshold...), so stale entities stay) | failed | aborted.
 local function outcome_of(s)
   if s.aborted then return "aborted" end
   if not s.ok then return "failed" end
-  if s.failed > 0 or s.items_errors > 0 then return "partial" end
+  if s.failed > 0 or s.items_errors > 0 or (s.dropped or 0) > 0
+     or (s.deletion and s.deletion.skipped) then
+    return "partial"
+  end
   return "completed"
 end
 _M.outcome_of = outcome_of
@@ -610,7 +647,7 @@ local function summarize(run)
     created = st.created or 0, updated = st.updated or 0, unknown = st.unknown or 0,
     unchanged = st.unchanged or 0, failed = st.failed or 0,
     deleted = run.deletion and run.deletion.deleted or 0,
-    filtered = 0, items_errors = 0,
+    filtered = 0, items_errors = 0, dropped = 0,
     errors = run.errors, error_count = run.error_count, kinds = run.kinds,
     deletion = run.deletion, held = run.held[1] and run.held or nil,
     requests = { upserts = st.upsert_requests or 0, deletes = st.delete_requests or 0 },
@@ -620,6 +657,7 @@ local function summarize(run)
     read_counts(run, k)
     s.filtered = s.filtered + k.filtered
     s.items_errors = s.items_errors + k.items_errors
+    s.dropped = s.dropped + k.dropped
   end
   if session then
     s.failures = label_failures(run, session:failures())
