@@ -2,11 +2,15 @@
 -- ends, so that nothing fails silently (ocean.sync calls it; it decides
 -- nothing).
 --
---   report.label(c, count_of_kind)   how a resource is named in the log:
---                                    "kind 'team'", or "kind 'team' #2"
---                                    when the mapping has several
---                                    resources of that kind (#: its
---                                    position in the mapping's resources)
+--   report.label(kind, index, count_of_kind)  how a resource is named in
+--                                    every line about it: "kind 'team'",
+--                                    or "kind 'team' #3" when the mapping
+--                                    has several resources of that kind
+--                                    (#: its 1-based place in the
+--                                    mapping's resources, the "resource 3
+--                                    of N" of its start line)
+--   report.render(v)                 an error value as text (tables as
+--                                    bounded JSON)
 --   report.notes(cap)                per-kind capped item problems: the
 --                                    first `cap` of each sort are logged
 --                                    one by one, then one "... and N more"
@@ -215,8 +219,8 @@ function _M.misconfigured(stats)
   local parts = {}
   for path, expr in pairs(stats.misconfigured) do parts[#parts + 1] = ("%s (%s)"):format(path, expr) end
   table.sort(parts)
-  log.warning("kind '%s': fields that came out null (misconfigured?): %s", stats.kind,
-    concat(parts, ", "))
+  log.warning("%s: fields that came out null (misconfigured?): %s",
+    stats.label or ("kind '" .. tostring(stats.kind) .. "'"), concat(parts, ", "))
 end
 
 -- What the end of the session did, in the log.

@@ -190,8 +190,13 @@ local function print_summary(s, boot)
         s.created, s.updated, unknown, s.unchanged, s.deleted, s.failed))
   end
   for _, k in ipairs(s.kinds or {}) do
-    out:write(("  kind %-20s %6d objects -> %6d entities: created %d, updated %d, unchanged %d\n")
-      :format(k.kind, k.raw, k.entities, k.created or 0, k.updated or 0, k.unchanged or 0))
+    -- "book #2" when the mapping has several book resources (as the log)
+    local name = k.kind .. (type(k.label) == "string" and k.label:match("( #%d+)$") or "")
+    local failed = (k.failed_entities or 0) > 0 and (", failed %d"):format(k.failed_entities) or ""
+    local mark = k.status and k.status ~= "completed" and (" [" .. k.status .. "]") or ""
+    out:write(("  kind %-20s %6d objects -> %6d entities: created %d, updated %d, unchanged %d%s%s\n")
+      :format(name, k.raw, k.entities, k.created or 0, k.updated or 0, k.unchanged or 0, failed,
+        mark))
   end
   print_problems(out, s)
   if s.deletion and s.deletion.skipped and s.deletion.candidates > 0 then

@@ -139,22 +139,35 @@ end
 -- unchanged mapping is not compiled again (~20 ms of jq_compile each,
 -- which would block an nginx worker). One entry per resource, in order:
 -- {index=, kind=, resource=, m= | err=}.
+local function kind_of(resource)
+  return tostring(type(resource) == "table" and resource.kind or nil)
+end
+
 local function compile_resources(eng, app)
   local compiled, per_kind = {}, {}
+  for _, resource in ipairs(app.resources) do
+    local kind = kind_of(resource)
+    per_kind[kind] = (per_kind[kind] or 0) + 1
+  end
   for i, resource in ipairs(app.resources) do
-    local kind = tostring(type(resource) == "table" and resource.kind or nil)
+    local kind = kind_of(resource)
+    -- "kind 'x'", or "kind 'x' #i" (i: its place in the mapping) when the
+    -- mapping has several resources of that kind: in every line about it
+    local label = report.label(kind, i, per_kind[kind])
     local ok, m, err = pcall(mapping.cached, resource, { allow_env = eng.settings.allow_env_jq },
                              eng.mapping_cache)
     if not ok then m, err = nil, tostring(m) end
+    if err and label ~= ("kind '%s'"):format(kind) then
+      local prefix = ("kind '%s'"):format(kind)
+      if err:sub(1, #prefix) == prefix then err = label .. err:sub(#prefix + 1) end
+    end
     -- the declared selector fields (ocean.selector_schema), defaults set
     local config, serr = deep_copy(resource), nil
     if type(config) == "table" then config, serr = selector.check(eng.registry.selectors[kind], config) end
-    if serr then m, err = nil, ("kind '%s': %s"):format(kind, serr) end
-    per_kind[kind] = (per_kind[kind] or 0) + 1
-    compiled[i] = { index = i, kind = kind, resource = resource, m = m, err = err,
+    if serr then m, err = nil, ("%s: %s"):format(label, serr) end
+    compiled[i] = { index = i, kind = kind, resource = resource, m = m, err = err, label = label,
                     config = config or deep_copy(resource) }
   end
-  for _, c in ipairs(compiled) do c.label = report.label(c.kind, c.index, per_kind[c.kind]) end
   return compiled
 end
 
@@ -244,14 +257,15 @@ end
 -- `return` must not read as an empty source (whose entities would be
 -- deleted); `return {}` says "none". Returns true, or nil, err when fn
 -- raised.
-local function run_resync_fn(fn, kind, resource, deliver, fail, run)
+local function run_resync_fn(fn, kind, resource, deliver, fail, run, name)
+  name = name or ("kind '%s'"):format(kind)
   local co = coroutine_create(function(...) return fn(...) end)
   local r = pack(coroutine_resume(co, kind, resource))
   local gave = false
   while true do
     run:check_abort()
     if not r[1] then
-      return nil, ("resync function for kind '%s' failed: %s"):format(kind, report.render(r[2]))
+      return nil, ("resync function for %s failed: %s"):format(name, report.render(r[2]))
     end
     local dead = coroutine_status(co) == "dead"
     local batch, why = take(r, dead and "returned" or "yielded")
@@ -259,12 +273,12 @@ local function run_resync_fn(fn, kind, resource, deliver, fail, run)
     if batch then
       deliver(batch)
     elseif why then
-      fail(("resync function for kind '%s' %s"):format(kind, why))
+      fail(("resync function for %s %s"):format(name, why))
     end
     if dead then
       if not gave then
-        fail(("resync function for kind '%s' returned nothing and yielded no page: return a "
-          .. "list of objects ({} when there are none)"):format(kind))
+        fail(("resync function for %s returned nothing and yielded no page: return a "
+          .. "list of objects ({} when there are none)"):format(name))
       end
       return true
     end
@@ -303,9 +317,9 @@ end
 -- An error of the run (it blocks deletion): counted, kept for the
 -- summary and logged; `logged` false: counted and kept, not logged (a
 -- capped item error says it itself).
-function Run:add_error(kind, msg, logged)
+function Run:add_error(label, msg, logged)
   self.error_count = self.error_count + 1
-  self.errors[#self.errors + 1] = kind and ("kind '%s': %s"):format(kind, msg) or msg
+  self.errors[#self.errors + 1] = label and (label .. ": " .. msg) or msg
   if logged ~= false then log.error("%s", self.errors[#self.errors]) end
 end
 
@@ -377,8 +391,8 @@ local function note_feed(run, c, stats, rep, batch)
       -- index 0: the page itself (a JSON text that is not a list)
       local msg = e.index > 0 and ("item %d: %s"):format(e.index, e.message)
         or ("page %d: %s"):format(stats.batches, e.message)
-      if notes:add("item errors", "error", ("kind '%s': %s"):format(c.kind, msg)) then
-        run:add_error(c.kind, msg, false)
+      if notes:add("item errors", "error", ("%s: %s"):format(c.label, msg)) then
+        run:add_error(c.label, msg, false)
       else
         run:count_error(1)
       end
@@ -390,7 +404,7 @@ local function note_feed(run, c, stats, rep, batch)
     stats.dropped = stats.dropped + rep.dropped_count
     for _, d in ipairs(rep.dropped) do
       notes:add("dropped entities", "warning",
-        ("kind '%s': item %d dropped: %s"):format(c.kind, d.index, d.reason))
+        ("%s: item %d dropped: %s"):format(c.label, d.index, d.reason))
     end
     notes:skip("dropped entities", rep.dropped_count - #rep.dropped)
   end
@@ -509,7 +523,7 @@ local function process_kind(run, c)
   end
   local fns = run.eng:resync_functions(kind)
   if #fns == 0 then
-    run:add_error(kind, ("no resync function is registered for kind '%s'"):format(kind))
+    run:add_error(c.label, ("no resync function is registered for kind '%s'"):format(kind))
     kind_done(run, stats, "failed")
     return stats
   end
@@ -518,7 +532,7 @@ local function process_kind(run, c)
   for _, fn in ipairs(fns) do
     local ok, err = run.eng:with_event(event, run_resync_fn, fn, kind, c.config, function(batch)
       feed_batch(run, c, stats, batch)
-    end, function(why) run:add_error(nil, why) end, run)
+    end, function(why) run:add_error(nil, why) end, run, c.label)
     if not ok then run:add_error(nil, err) end
   end
   report.misconfigured(stats)
@@ -547,8 +561,8 @@ local function finish(run, threshold)
   local blocked = {}
   for _, k in ipairs(run.kinds) do
     if k.dropped > 0 then
-      blocked[#blocked + 1] = ("kind '%s': %d entities had no identifier or blueprint")
-        :format(k.kind, k.dropped)
+      blocked[#blocked + 1] = ("%s: %d entities had no identifier or blueprint")
+        :format(k.label, k.dropped)
     end
   end
   for _, why in ipairs(run.blocked_all or {}) do blocked[#blocked + 1] = why end
