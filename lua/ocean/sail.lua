@@ -172,8 +172,11 @@ local function print_summary(s, boot)
     if #would > 0 then
       out:write("plan: the bootstrap would create ", table.concat(would, ", "), "\n")
     end
-    out:write(("plan: would create %d, update %d, delete %d; %d unchanged\n")
-      :format(s.created, s.updated, s.deleted, s.unchanged))
+    -- a plan that failed says so first: its counts are not the resync's
+    local head = ({ failed = "plan failed (incomplete)", aborted = "plan aborted (incomplete)",
+                    partial = "plan completed with failures" })[s.outcome] or "plan"
+    out:write(("%s: would create %d, update %d, delete %d; %d unchanged\n")
+      :format(head, s.created, s.updated, s.deleted, s.unchanged))
     for _, e in ipairs(s.planned and s.planned.create or {}) do
       out:write(("  + %s/%s\n"):format(e.blueprint, e.identifier))
     end

@@ -709,6 +709,14 @@ local function guarded(run, body)
   if run.session then run.session:close() end
   eng:end_run(run)
   report.failures(summary.failures)
+  if run.plan then
+    -- a plan writes nothing: it says what the resync would do
+    log.info("%s %s plan %s: would create %d, update %d, delete %d; unchanged %d, failed %d%s",
+      run.event, run.id, summary.outcome == "partial" and "completed" or summary.outcome,
+      summary.created, summary.updated, summary.deleted, summary.unchanged, summary.failed,
+      summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
+    return summary
+  end
   log.info("%s %s %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d%s", run.event,
     run.id, summary.outcome == "partial" and "completed" or summary.outcome, summary.created,
     summary.updated, summary.unknown > 0 and (", upserted %d (created or updated: unknown)")

@@ -224,6 +224,33 @@ describe("the resource config", function()
       assert.are.equal("project = A", cfg.resources[1].selector.jql)
     end)
 
+  it("names a resource by its place in the mapping in every line, its errors too", function()
+    -- 'project' first: the first 'team' resource is the mapping's second
+    local project = team_resource()
+    project.kind = "project"
+    local m = mapping { project, team_resource { jql = "A" }, team_resource { jql = "B" } }
+    emu.reset()
+    local _
+    _, ocean = oh.setup(emu, { blueprints = BLUEPRINTS, mapping = m })
+    ocean.on_resync("project", function() return {} end)
+    ocean.on_resync("team", function(_, r)
+      if r.selector.jql == "B" then return nil, "B is down" end
+      return { { id = "t1", name = "T1" }, 7 }
+    end)
+    local s
+    local lines = capture("INFO", function() s = ocean.sync_raw_all() end)
+    assert.are.same({ "kind 'project'", "kind 'team' #2", "kind 'team' #3" },
+      { s.kinds[1].label, s.kinds[2].label, s.kinds[3].label })
+    assert.are.same({ "INFO kind 'team' #2 started (resource 2 of 3, selector: true)" },
+      grep(lines, "kind 'team' #2 started"))
+    assert.are.same({
+      "resync function for kind 'team' #2 returned a list whose item 2 is a number (7): expected objects",
+      "resync function for kind 'team' #3 returned nil, B is down",
+    }, { s.errors[1], s.errors[2] })
+    assert.are.equal(1, #grep(lines, "ERROR resync function for kind 'team' #3 returned nil, B is down"))
+    assert.are.equal(1, #grep(lines, "(failed: kind 'team' #2, kind 'team' #3)"))
+  end)
+
   it("is not what a webhook handled between a resync function's waits sees", function()
     emu.reset()
     local _

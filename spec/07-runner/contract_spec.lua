@@ -293,8 +293,15 @@ describe("ocean sail --once: the resync function's contract, secrets and exit st
       assert.are.equal(50, #emu.entities("ctItem"))
     end)
 
-    it("while a clean resync with deletions exits 0", function()
-      local r = run("fewer", { OCEAN__ENTITY_DELETION_THRESHOLD = "1" })
+    it("while a clean resync with deletions exits 0 (and its plan says 'would delete')", function()
+      local r = run("fewer", { OCEAN__ENTITY_DELETION_THRESHOLD = "1" }, { "--plan" })
+      assert.are.equal(0, r.rc, r.out .. r.err)
+      assert.truthy(r.out:find("^plan: would create 0, update 0, delete 40; 30 unchanged\n"), r.out)
+      assert.truthy(r.err:find("INFO    resync [%x-]+ plan completed: would create 0, update 0, "
+        .. "delete 40; unchanged 30, failed 0\n"), r.err)
+      assert.is_nil(r.err:find("deleted 40", 1, true), r.err)
+      assert.are.equal(50, #emu.entities("ctItem"))
+      r = run("fewer", { OCEAN__ENTITY_DELETION_THRESHOLD = "1" })
       assert.are.equal(0, r.rc, r.out .. r.err)
       assert.are.same(ids(emu.entities("ctItem")), (function()
         local t = {}

@@ -117,7 +117,11 @@ describe("ocean sail --once tells the truth", function()
     local r = sail.run({ "sail", dir, "--once", "--plan" }, env)
     api.faults()
     assert.are.equal(1, r.rc, r.err)
-    assert.truthy(r.out:find("^plan: would create 0, update 0, delete 0; 45 unchanged\n"), r.out)
+    assert.truthy(r.out:find("^plan failed %(incomplete%): would create 0, update 0, delete 0; 45 "
+      .. "unchanged\n"), r.out)
+    assert.truthy(r.err:find("INFO    resync [%x-]+ plan failed: would create 0, update 0, delete 0; "
+      .. "unchanged 45, failed 0 %(1 errors%)\n"), r.err)
+    assert.is_nil(r.err:find(" failed: created ", 1, true), r.err)
     assert.truthy(r.out:find("\n  error: resync function for kind 'team' returned nil, GET "
       .. api.url .. '/teams: HTTP 401 {"message":"token expired"}\n', 1, true), r.out)
   end)
