@@ -67,9 +67,11 @@ Exit status:
   1  the resync failed (a kind failed, the mapping or the owned entities'
      listing...: nothing was deleted) or was aborted; or the start failed
   2  usage error
-  3  the resync completed, but some entities are not in Port as the source
-     has them: Port rejected them (listed), or items whose itemsToParse
-     failed held back their blueprints' deletion
+  3  the resync completed, but the catalog is not as the source has it:
+     Port rejected entities (listed), items whose itemsToParse failed held
+     back their blueprints' deletion, entities had no identifier or
+     blueprint, or deletion was skipped (entityDeletionThreshold...): the
+     reason is printed
 ]]
 
 local function parse_args(args)
@@ -136,9 +138,10 @@ function Out:flush() self.f:flush() end
 -- The exit status of `ocean sail --once` (README, --help): 0 the resync
 -- completed and Port took every entity; 1 it failed (a kind failed, the
 -- mapping could not be read...; nothing was deleted) or was aborted, or
--- the start failed; 2 a usage error; 3 it completed, but some entities
--- are not in Port as the source has them (Port rejected them, or items
--- whose itemsToParse failed held back their blueprints' deletion).
+-- the start failed; 2 a usage error; 3 it completed, but the catalog is
+-- not as the source has it (Port rejected entities, items whose
+-- itemsToParse failed held back their blueprints' deletion, entities were
+-- dropped, or deletion was skipped: ocean.sync's outcome "partial").
 _M.EXIT = { completed = 0, failed = 1, aborted = 1, usage = 2, partial = 3 }
 
 function _M.exit_status(summary)
