@@ -117,6 +117,23 @@ describe("a resync function's result", function()
     { "a list with keys besides", function() return { { id = "x" }, total = 1 } end,
       "returned a table with 1 list items and the keys total: return a list of objects only" },
     { "json null", function() return json.null end, "returned null" },
+    -- beyond the contract: nothing of it is synced (the first page was
+    -- silently taken, the rest dropped, and its entities deleted)
+    { "two pages in one yield", function() coroutine.yield({ { id = "x" } }, { { id = "y" } }) end,
+      "yielded 2 pages in one yield: yield one page at a time; nothing of them was synced" },
+    { "three pages in one yield", function() coroutine.yield({}, {}, {}) end,
+      "yielded 3 pages in one yield: yield one page at a time; nothing of them was synced" },
+    { "a page and something else in one yield", function() coroutine.yield({ { id = "x" } }, 5) end,
+      "yielded 2 values (a table, then a number (5)): yield one list of objects; nothing of them "
+        .. "was synced" },
+    { "a list and an extra value", function() return { { id = "x" } }, true end,
+      "returned 2 values (a table, then a boolean (true)): return one list of objects; nothing "
+        .. "of them was synced" },
+    { "a table raised", function() error({ code = 1, list = { 1, 2 } }) end,
+      'failed: {"code":1,"list":[1,2]}' },
+    { "a table with __tostring raised", function()
+        error(setmetatable({}, { __tostring = function() return "custom error" end })) end,
+      "failed: custom error" },
   }
   for _, case in ipairs(bad) do
     it("fails the kind, naming what came back, and deletes nothing: " .. case[1], function()
@@ -163,6 +180,18 @@ describe("a resync function's result", function()
     s = ocean.sync_raw_all()
     assert.is_true(s.ok, json.encode(s.errors))
     assert.are.equal(5, s.deleted)
+  end)
+
+  it("numbers a page that is not JSON by its page, as items are numbered from 1", function()
+    start(function()
+      coroutine.yield { { id = "platform", name = "Platform" } }
+      coroutine.yield "hello"
+    end)
+    local s = ocean.sync_raw_all()
+    assert.is_false(s.ok)
+    assert.are.equal(1, #s.errors)
+    assert.truthy(s.errors[1]:find("^kind 'team': page 2: invalid JSON"), s.errors[1])
+    assert.are.equal(5, #ids())
   end)
 
   it("accepts pages of JSON texts and a JSON text page", function()

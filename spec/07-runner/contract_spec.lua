@@ -231,6 +231,9 @@ describe("ocean sail --once: the resync function's contract, secrets and exit st
             .. "invalid_identifier", 1, true), r.out)
           assert.truthy(r.out:find("\n  rejected ctItem/item4 (kind 'item'): 422 "
             .. "invalid_property_type", 1, true), r.out)
+          -- the kind's line says its failures
+          assert.truthy(r.out:find("\n  kind item %s+50 objects %->%s+50 entities: created 0, updated 0, "
+            .. "unchanged 48, failed 2\n"), r.out)
         end
       end
     end)
