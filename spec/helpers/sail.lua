@@ -39,7 +39,8 @@ function _M.free_port()
 end
 
 local function command(args, env, dir, limit, cwd)
-  local parts = { cwd and ("cd " .. q(cwd) .. " &&") or "", "env -i", "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"),
+  local parts = { cwd and ("cd " .. q(cwd) .. " &&") or "",
+                  "env -i", "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"),
                   "HOME=" .. q(os.getenv("HOME") or "/tmp") }
   -- the build the suite runs on (build/jq17: against libjq 1.7.1)
   if os.getenv("OCEAN_CORE_BUILD") then
