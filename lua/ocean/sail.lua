@@ -26,6 +26,7 @@
 -- plus a full resync every OCEAN__SCHEDULED_RESYNC_INTERVAL minutes.
 -- The HTTP server (--port, default 8000; 0: any free port, logged) serves
 -- GET /integration/health ({ok, listener, running, resyncs, last_resync}),
+-- GET /metrics (Prometheus text, when OCEAN__METRICS__ENABLED=true),
 -- POST /integration/resync (202; a running resync is aborted for the new
 -- one) and the integration's ocean.router routes under /integration,
 -- also while a resync runs (between its waits). SIGTERM/SIGINT/SIGHUP stop
@@ -35,6 +36,8 @@ local config = require "ocean.config"
 local integration = require "ocean.integration"
 local listener = require "ocean.listener"
 local log = require "ocean.log"
+local metrics = require "ocean.metrics"
+local router = require "ocean.router"
 local server = require "ocean.server"
 
 local _M = {}
@@ -66,8 +69,9 @@ OCEAN__PORT__CLIENT_SECRET, OCEAN__PORT__BASE_URL, OCEAN__INTEGRATION__IDENTIFIE
 OCEAN__INTEGRATION__CONFIG__<NAME>, OCEAN__EVENT_LISTENER__TYPE, ...) and
 PATH/config.yaml.
 
-Unless --once, it serves GET /integration/health, POST /integration/resync
-and the integration's routes under /integration. SIGTERM or SIGINT stops it
+Unless --once, it serves GET /integration/health, POST /integration/resync,
+the integration's routes under /integration and, with
+OCEAN__METRICS__ENABLED=true, Prometheus metrics at GET /metrics. SIGTERM or SIGINT stops it
 (a running resync is aborted and reported so); a second one exits at once.
 
 Exit status:
@@ -255,6 +259,17 @@ end
 
 -- {==================== serving ====================
 
+-- GET /metrics (outside /integration, where Ocean serves it) when
+-- OCEAN__METRICS__ENABLED; nil otherwise (then a 404, as any unknown path).
+local function metrics_route(eng)
+  if not eng.metrics then return nil end
+  return function(req)
+    if req.path ~= "/metrics" then return nil end
+    if req.method ~= "GET" then return router.not_found(req, { "GET" }) end
+    return router.response(200, eng.metrics.reg:render(), { ["content-type"] = metrics.CONTENT_TYPE })
+  end
+end
+
 -- The HTTP server on the engine's router, under /integration, with the
 -- listener's own routes. It listens from the start (a port in use fails
 -- before anything is written to Port); requests are answered once serve()
@@ -262,7 +277,7 @@ end
 local function start_server(eng, o, state)
   local h = eng.settings.http or {}
   local srv, err = server.new { host = o.host or "0.0.0.0", port = eng.settings.http_port,
-    router = eng.router, prefix = "/integration",
+    router = eng.router, prefix = "/integration", outside = metrics_route(eng),
     max_connections = h.max_connections, max_connections_per_client = h.max_connections_per_client,
     header_timeout = h.header_timeout, body_timeout = h.body_timeout,
     log = function(level, msg) (log[level] or log.info)("%s", msg) end }
