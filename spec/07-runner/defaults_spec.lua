@@ -185,6 +185,35 @@ describe("ocean defaults", function()
       assert.are.equal(200, (get("/blueprints/specItem")))
     end)
 
+    -- `ocean defaults clean` on a terminal (script(1) gives it one),
+    -- answering `answer`: rc, output.
+    local function on_terminal(answer)
+      local parts = { "env -i", "PATH=" .. q(os.getenv("PATH")), "HOME=" .. q(os.getenv("HOME") or "/tmp") }
+      if os.getenv("OCEAN_CORE_BUILD") then
+        parts[#parts + 1] = "OCEAN_CORE_BUILD=" .. q(os.getenv("OCEAN_CORE_BUILD"))
+      end
+      for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. q(v) end
+      parts[#parts + 1] = ("timeout 60 %s %s defaults clean %s"):format(sail.runtime(),
+        q(ehelp.root() .. "/bin/ocean"), q(dir))
+      local out = ehelp.sh(("printf '%s\\n' | script -qec %s /dev/null; echo \"rc=$?\"")
+        :format(answer, q(table.concat(parts, " "))))
+      return tonumber(out:match("rc=(%d+)%s*$")), out:gsub("\r", "")
+    end
+
+    it("asks on a terminal, and deletes nothing unless the answer is yes", function()
+      docked_and_synced()
+      local rc, out = on_terminal("n")
+      assert.are.equal(0, rc, out)
+      assert.matches("will delete blueprint 'specItem' and its 2 entities\n", out, 1, true)
+      assert.matches("Delete them? [y/N]: ", out, 1, true)
+      assert.matches("nothing deleted\n", out, 1, true)
+      assert.are.same({}, deletions())
+      rc, out = on_terminal("y")
+      assert.are.equal(0, rc, out)
+      assert.matches("deleted blueprint 'specGroup' and its 0 entities\n", out, 1, true)
+      assert.are.equal(404, (get("/blueprints/specItem")))
+    end)
+
     it("with --force deletes the blueprints and their entities, dependents first", function()
       docked_and_synced()
       local r = sail.run({ "defaults", "clean", dir, "--force" }, env)
