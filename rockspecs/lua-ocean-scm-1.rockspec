@@ -85,6 +85,7 @@ build = {
     ["ocean.emulator.search"] = "lua/ocean/emulator/search.lua",
     ["ocean.emulator.store"] = "lua/ocean/emulator/store.lua",
     ["ocean.emulator.util"] = "lua/ocean/emulator/util.lua",
+    ["ocean.defaults"] = "lua/ocean/defaults.lua",
     ["ocean.engine"] = "lua/ocean/engine.lua",
     ["ocean.http"] = "lua/ocean/http.lua",
     ["ocean"] = "lua/ocean/init.lua",

@@ -11,6 +11,7 @@
 --   settings.integration {identifier, type, version, config = {...}}
 --   settings.event_listener {type, interval, resync_on_start}
 --   settings.scheduled_resync_interval (minutes | nil), settings.initialize_port_resources,
+--   settings.metrics {enabled}  (OCEAN__METRICS__ENABLED: GET /metrics, ocean.metrics)
 --   settings.allow_env_jq, settings.entity_deletion_threshold (nil = mapping's),
 --   settings.upsert_batch_max_length, settings.upsert_batch_max_bytes,
 --   settings.delete_batch_max, settings.client_timeout, settings.third_party_verify_tls,
@@ -272,6 +273,7 @@ local SETTINGS = {
     "scheduled_resync_interval", "positive" },
   { "initialize_port_resources", "OCEAN__INITIALIZE_PORT_RESOURCES",
     "initialize_port_resources", "bool", true },
+  { "metrics.enabled", "OCEAN__METRICS__ENABLED", "metrics.enabled", "bool", false },
   { "allow_env_jq", "OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS",
     "allow_environment_variables_jq_access", "bool", false },
   { "entity_deletion_threshold", "OCEAN__ENTITY_DELETION_THRESHOLD",
