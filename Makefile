@@ -10,8 +10,8 @@ CFLAGS   ?= -O2 -g
 WARN      = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wwrite-strings -Wundef
 DEFS      = -D_GNU_SOURCE
-DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd)
-DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd) -ljq -lm
+DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd oniguruma)
+DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd oniguruma) -ljq -lm -lpthread
 LUA54_CFLAGS := $(shell pkg-config --cflags lua5.4)
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit)
 
@@ -30,8 +30,8 @@ all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
 # build/jq-1.7.1 (scripts/build-jq17); found at run time through an rpath.
 JQ17_PREFIX := $(CURDIR)/build/jq-1.7.1
 JQ17_FLAGS   = -isystem $(JQ17_PREFIX)/include
-JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd) \
-               -L$(JQ17_PREFIX)/lib -Wl,-rpath,$(JQ17_PREFIX)/lib -ljq -lm
+JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd oniguruma) \
+               -L$(JQ17_PREFIX)/lib -Wl,-rpath,$(JQ17_PREFIX)/lib -ljq -lm -lpthread
 
 jq17: build/jq17/lua5.4/ocean/core.so build/jq17/luajit/ocean/core.so
 

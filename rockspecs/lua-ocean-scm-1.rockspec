@@ -23,6 +23,7 @@ dependencies = {
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
   JQ = { header = "jq.h", library = "jq" },
+  ONIG = { header = "oniguruma.h", library = "onig" },
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
 }
 build = {
@@ -34,8 +35,11 @@ build = {
         "src/diff.c",
         "src/http_server.c",
         "src/jqanalyze.c",
+        "src/jqbudget.c",
         "src/jqform.c",
         "src/jqlex.c",
+        "src/jqlib.c",
+        "src/jqprelude.c",
         "src/jqtok.c",
         "src/json.c",
         "src/loop.c",
@@ -60,9 +64,9 @@ build = {
         "src/transport.c",
       },
       defines = { "_GNU_SOURCE" },
-      incdirs = { "src", "$(CURL_INCDIR)", "$(JQ_INCDIR)", "$(MICROHTTPD_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)" },
-      libraries = { "jq", "curl", "microhttpd", "m" },
+      incdirs = { "src", "$(CURL_INCDIR)", "$(JQ_INCDIR)", "$(MICROHTTPD_INCDIR)", "$(ONIG_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(ONIG_LIBDIR)" },
+      libraries = { "jq", "onig", "curl", "microhttpd", "m", "pthread" },
     },
     ["ocean.cli"] = "lua/ocean/cli.lua",
     ["ocean.config"] = "lua/ocean/config.lua",

@@ -135,7 +135,7 @@ static int harmless_ident(const oc_jq_tok_t *k,
     "now", "env", "builtins", "infinite", "nan", "input_line_number",
     "input_filename", "input", "inputs", NULL};
   static const char *const with_args[] = {"range", "error", "first", "last",
-    "limit", "isempty", "nth", NULL};
+    "limit", "isempty", "nth", "__oc_slice", NULL};
   int i;
   for (i = 0; plain[i]; i++)
     if (oc_jq_word_is(k, plain[i]))
@@ -357,6 +357,91 @@ static int analyze(const char *code, size_t n, int root, jv *paths)
 int oc_jq_input_paths(const char *code, size_t n, jv *paths)
 {
   return analyze(code, n, 1, paths);
+}
+
+/* }==================== */
+
+/* {==================== catches ==================== */
+
+/* Can a token end a term (so that a following `[` indexes it)? */
+static int ends_term(const oc_jq_tok_t *k)
+{
+  switch (k->kind) {
+  case T_FIELD: case T_FIELD_DYN: case T_DOT: case T_DOTIDX: case T_RECURSE:
+  case T_IDENT: case T_VAR: case T_STRING: case T_NUMBER: case T_FORMAT:
+  case T_QUESTION:
+    return 1;
+  case T_CLOSE:
+    return 1;
+  case T_KEYWORD:
+    return oc_jq_word_is(k, "end");
+  default:
+    return 0;
+  }
+}
+
+/* Interpolations of a string token: do they catch? */
+static int string_catches(const oc_jq_tok_t *k, int jq17)
+{
+  const char *q = k->s, *end = k->s + k->n, *close;
+  if (k->plain)
+    return 0;
+  while (q < end) {
+    if (*q == '\\' && q + 1 < end && q[1] == '(') {
+      close = oc_jq_skip_code(q + 2, end);
+      if (oc_jq_catches(q + 2, (size_t)(close - q - 2), jq17))
+        return 1;
+      q = close + 1;
+    } else {
+      q += *q == '\\' ? 2 : 1;
+    }
+  }
+  return 0;
+}
+
+int oc_jq_catches(const char *code, size_t n, int jq17)
+{
+  oc_jq_toks_t ts = {NULL, 0, 0};
+  size_t *open = NULL, top = 0, i;
+  unsigned char *index = NULL;       /* per '[': an index bracket */
+  int r = 0;
+  if (oc_jq_tokenize(code, n, &ts) || (ts.n && !(open = malloc(ts.n
+      * sizeof *open))) || (ts.n && !(index = calloc(ts.n, 1)))) {
+    free(ts.t);
+    free(open);
+    return 1;
+  }
+  for (i = 0; i < ts.n && !r; i++) {
+    const oc_jq_tok_t *k = &ts.t[i];
+    if (k->kind == T_ASSIGN && k->n == 3 && !memcmp(k->s, "?//", 3))
+      r = 1;
+    else if (k->kind == T_STRING || k->kind == T_FIELD_DYN)
+      r = string_catches(k, jq17);
+    else if (jq17)
+      continue;
+    else if (k->kind == T_KEYWORD && oc_jq_word_is(k, "try"))
+      r = 1;
+    else if (k->kind == T_OPEN) {
+      index[i] = k->s[0] == '[' && i > 0 && ends_term(&ts.t[i - 1]);
+      open[top++] = i;
+    } else if (k->kind == T_CLOSE) {
+      if (top == 0) {
+        r = 1;
+        break;
+      }
+      top--;
+      /* `]` remembers its `[`: is the `?` after it an index's? */
+      index[i] = k->s[0] == ']' && index[open[top]];
+    } else if (k->kind == T_QUESTION) {
+      const oc_jq_tok_t *p = i > 0 ? &ts.t[i - 1] : NULL;
+      r = !(p && (p->kind == T_FIELD || p->kind == T_FIELD_DYN
+                  || (p->kind == T_CLOSE && index[i - 1])));
+    }
+  }
+  free(ts.t);
+  free(open);
+  free(index);
+  return r;
 }
 
 /* }==================== */

@@ -21,4 +21,11 @@
  * a function applied to the input, `def`, ...): then *paths is unusable. */
 int oc_jq_input_paths(const char *code, size_t n, jv *paths);
 
+/* Whether the expression contains a construct that catches errors:
+ * `try`, `?//`, or `?` applied to an expression (not `.a?` / `.[...]?`,
+ * which only ignore their own index error). With libjq 1.6 (jq17 == 0)
+ * such a catch also stops a `break` raised after the expression produced
+ * a value; with 1.7 only `?//` does. Conservative: 1 when unsure. */
+int oc_jq_catches(const char *code, size_t n, int jq17);
+
 #endif

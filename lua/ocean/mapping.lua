@@ -2,12 +2,19 @@
 -- engine (src/mapping.c). One resource of the port app config compiles into
 -- one jq program, cached here.
 --
---   mapping.parse_items(resource, items [, {parse_all=, allow_env=}])
+--   mapping.parse_items(resource, items [, {parse_all=, allow_env=,
+--                       time_limit=, memory_limit=}])
 --     -> {passed=, failed=, errors=, dropped=, misconfigured=} | nil, err
---   mapping.compile(resource [, {allow_env=, projection=, native=}])
---     -> m | nil, err
---   mapping.cached(resource [, {allow_env=}]) -> m | nil, err  (shared, cached)
+--   mapping.compile(resource [, {allow_env=, time_limit=, memory_limit=,
+--                   projection=, native=}]) -> m | nil, err
+--   mapping.cached(resource [, {allow_env=, time_limit=, memory_limit=}])
+--     -> m | nil, err  (shared, cached)
 --     (m:parse(items, parse_all), m:signature(), m:fields(), m:close())
+--
+-- The budget of every item (docs/jq.md): time_limit in seconds, memory_limit
+-- in MiB (0 = none); when not given, OCEAN__MAPPING_TIME_LIMIT and
+-- OCEAN__MAPPING_MEMORY_LIMIT, else 5 s and 256 MiB. An item that breaks
+-- it is an item error naming the field and the limit.
 --
 -- Misuse (a resource without kind, selector.query, identifier or blueprint;
 -- items that are neither a list nor a JSON text) raises. An expression that
@@ -33,8 +40,11 @@ local by_table = setmetatable({}, { __mode = "k" })  -- resource -> entry
 local by_content = {}                                -- key -> entry
 local lru_tick, lru_count = 0, 0
 
-local OPTS = { parse_all = true, allow_env = true }
-local COMPILE_OPTS = { allow_env = true, projection = true, native = true }
+local OPTS = { parse_all = true, allow_env = true, time_limit = true,
+               memory_limit = true }
+local COMPILE_OPTS = { allow_env = true, projection = true, native = true,
+                       time_limit = true, memory_limit = true }
+local DEFAULT_TIME_LIMIT, DEFAULT_MEMORY_LIMIT = 5, 256
 
 local function check_opts(opts, level, known)
   if opts == nil then return {} end
@@ -54,6 +64,29 @@ local function env_allowed(opts)
   return getenv("OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS") == "true"
 end
 
+-- A limit from opts, else the environment, else the default; a number >= 0.
+local function limit(opts, key, env_name, default, level)
+  local v = opts[key]
+  local from = key
+  if v == nil then
+    v = getenv(env_name)
+    from = env_name
+    if v == nil or v == "" then return default end
+    v = tonumber(v)
+  end
+  if type(v) ~= "number" or v < 0 or v ~= v then
+    error(("%s must be a number >= 0 (0: no limit), got %s"):format(from, tostring(opts[key] or getenv(env_name))),
+          level + 1)
+  end
+  return v
+end
+
+-- {time_limit=, memory_limit=} for the C engine.
+local function budget(opts, level)
+  return limit(opts, "time_limit", "OCEAN__MAPPING_TIME_LIMIT", DEFAULT_TIME_LIMIT, level + 1),
+         limit(opts, "memory_limit", "OCEAN__MAPPING_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT, level + 1)
+end
+
 local function evict()
   local oldest, oldest_key
   for key, entry in pairs(by_content) do
@@ -66,16 +99,18 @@ local function evict()
 end
 
 -- The compiled mapping for resource, from the caches or compiled now.
-local function lookup(resource, allow_env, level)
+local function lookup(resource, allow_env, opts, level)
   local text, err = json_encode(resource)
   if not text then error("invalid resource: " .. err, level + 1) end
-  local key = (allow_env and "E" or "-") .. text
+  local seconds, mib = budget(opts, level + 1)
+  local key = ("%s%.17g/%.17g|"):format(allow_env and "E" or "-", seconds, mib) .. text
   local entry = by_table[resource]
   if not entry or entry.key ~= key then
     entry = by_content[key]
   end
   if not entry then
-    local m, cerr, code = mapping_compile(resource, allow_env)
+    local m, cerr, code = mapping_compile(resource, allow_env,
+                                          { time_limit = seconds, memory_limit = mib })
     if not m then
       if code == "invalid" then error(cerr, level + 1) end
       return nil, cerr
@@ -104,7 +139,7 @@ function _M.parse_items(resource, items, opts)
   if it ~= "table" and it ~= "string" then
     error("items must be a list of raw items or a JSON text, got " .. it, 2)
   end
-  local m, err = lookup(resource, env_allowed(opts), 2)
+  local m, err = lookup(resource, env_allowed(opts), opts, 2)
   if not m then return nil, err end
   return m:parse(items, opts.parse_all)
 end
@@ -116,7 +151,7 @@ end
 function _M.cached(resource, opts)
   check_resource(resource, 2)
   opts = check_opts(opts, 2)
-  return lookup(resource, env_allowed(opts), 2)
+  return lookup(resource, env_allowed(opts), opts, 2)
 end
 
 -- A compiled mapping of one's own (not cached): for callers that keep it.
@@ -126,7 +161,10 @@ end
 function _M.compile(resource, opts)
   check_resource(resource, 2)
   opts = check_opts(opts, 2, COMPILE_OPTS)
-  local m, err, code = mapping_compile(resource, env_allowed(opts), opts)
+  local seconds, mib = budget(opts, 2)
+  local m, err, code = mapping_compile(resource, env_allowed(opts), {
+    time_limit = seconds, memory_limit = mib,
+    projection = opts.projection, native = opts.native })
   if not m then
     if code == "invalid" then error(err, 2) end
     return nil, err
