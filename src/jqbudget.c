@@ -136,7 +136,7 @@ static int stop_signal_pending(void)
   if (sigpending(&p) != 0)
     return 0;
   return sigismember(&p, SIGTERM) == 1 || sigismember(&p, SIGINT) == 1
-         || sigismember(&p, SIGQUIT) == 1;
+         || sigismember(&p, SIGQUIT) == 1 || sigismember(&p, SIGHUP) == 1;
 }
 
 /* One look at the armed item (b->mu held). */
@@ -284,7 +284,6 @@ void oc_budget_unref(oc_budget_t *b)
     munmap(b->stack, b->stack_size);
   }
 #endif
-  jv_nomem_handler(NULL, NULL);         /* it may point here */
   free(b);
 }
 
@@ -363,8 +362,8 @@ void oc_budget_describe(const oc_budget_t *b, int breach, char *out,
              b->bytes >> 20);
     break;
   case OC_BREACH_SIGNAL:
-    snprintf(out, outlen, "interrupted: the process is stopping "
-             "(SIGTERM/SIGINT/SIGQUIT)");
+    snprintf(out, outlen, "was interrupted: the process is stopping "
+             "(SIGTERM, SIGINT, SIGQUIT or SIGHUP)");
     break;
   case OC_BREACH_NOMEM:
     snprintf(out, outlen, "ran out of memory");
@@ -378,9 +377,16 @@ void oc_budget_describe(const oc_budget_t *b, int breach, char *out,
 
 /* {==================== calls on the big stack ==================== */
 
+/* The budget whose call runs on this thread. libjq 1.6 as Debian builds it
+ * (the __thread variant of jv_alloc.c) calls the out-of-memory handler
+ * without its data pointer, so the handler cannot be told which budget to
+ * return to: this thread-local slot is the one piece of state outside an
+ * object, per thread, set only for the length of a call. */
+static __thread oc_budget_t *calling;
+
 static void on_nomem(void *data)
 {
-  oc_budget_t *b = data;
+  oc_budget_t *b = data ? data : calling;
   if (b && b->in_call) {
     b->status = OC_BUDGET_NOMEM;
     siglongjmp(b->nomem, 1);
@@ -395,10 +401,13 @@ void oc_budget_watch_nomem(oc_budget_t *b, jq_state *jq)
 
 static void run_fn(oc_budget_t *b)
 {
+  oc_budget_t *outer = calling;
+  calling = b;
   b->in_call = 1;
   if (sigsetjmp(b->nomem, 0) == 0)
     b->fn(b->ud);
   b->in_call = 0;
+  calling = outer;
 }
 
 #ifdef OC_BIG_STACK
@@ -461,6 +470,10 @@ static int ensure_stack(oc_budget_t *b)
 
 int oc_budget_call(oc_budget_t *b, void (*fn)(void *), void *ud)
 {
+  if (b->in_call) {
+    fn(ud);                     /* already there; an escape ends the outer */
+    return OC_BUDGET_OK;
+  }
   b->fn = fn;
   b->ud = ud;
   b->status = OC_BUDGET_OK;

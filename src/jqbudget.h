@@ -21,7 +21,7 @@
  *     calling a handler "that may longjmp to safety": inside
  *     oc_budget_call it does, and the call returns OC_BUDGET_NOMEM (the
  *     jq_state it was using must then be abandoned, never reused).
- *   - SIGINT/SIGTERM/SIGQUIT pending (blocked: `ocean sail` reads them
+ *   - SIGINT/SIGTERM/SIGQUIT/SIGHUP pending (blocked: `ocean sail` reads them
  *     through a signalfd, and the big stack runs with every signal
  *     blocked) halt the item within OC_BUDGET_POLL_MS.
  *
@@ -47,7 +47,7 @@ enum {
   OC_BREACH_NONE = 0,
   OC_BREACH_TIME,                       /* wall-clock limit */
   OC_BREACH_MEMORY,                     /* resident-set growth */
-  OC_BREACH_SIGNAL,                     /* SIGINT/SIGTERM/SIGQUIT pending */
+  OC_BREACH_SIGNAL,                     /* a stop signal is pending */
   OC_BREACH_NOMEM,                      /* malloc failed inside libjq */
   OC_BREACH_SIZE                        /* a builtin would exceed the cap */
 };
@@ -70,7 +70,8 @@ void oc_budget_unref(oc_budget_t *b);
  * on the caller's stack when no big stack could be had). Returns
  * OC_BUDGET_OK, or OC_BUDGET_NOMEM when libjq ran out of memory inside:
  * fn was cut short with a longjmp, so whatever jq_state it used is in an
- * unknown state. Not reentrant. */
+ * unknown state. A call from inside a call runs fn directly (an
+ * out-of-memory escape then ends the outer call). */
 int oc_budget_call(oc_budget_t *b, void (*fn)(void *), void *ud);
 /* Give jq's out-of-memory handler to the budget (once per jq_state). */
 void oc_budget_watch_nomem(oc_budget_t *b, jq_state *jq);

@@ -318,8 +318,9 @@ static jv repeat(oc_jqlib_t *lib, jv str, jv num)
     return jv_invalid_with_msg(jv_string("Repeat string result too long"));
   if (!(buf = malloc(total)))
     return jv_invalid_with_msg(jv_string("Repeat string result too long"));
-  for (i = 0; i < n; i++)
-    memcpy(buf + i * len, jv_string_value(str), len);
+  memcpy(buf, jv_string_value(str), len);
+  for (i = len; i < total; i *= 2)       /* double what is there */
+    memcpy(buf + i, buf, i <= total - i ? i : total - i);
   r = jv_string_sized(buf, (int)total);
   free(buf);
   return r;

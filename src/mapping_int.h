@@ -103,6 +103,8 @@ int oc_mapping_prog_compile(oc_mapping_t *m, char *err, size_t errlen);
  * call; a breach or a halt sets m->halted. */
 void oc_mapping_prog_eval(oc_mapping_t *m, size_t from, jv input,
                           int parse_all);
+/* The slot the last run was evaluating (for messages). */
+size_t oc_mapping_prog_slot(const oc_mapping_t *m);
 /* Tear the jq_state down (on the budget's stack). */
 void oc_mapping_prog_free(oc_mapping_t *m);
 void oc_mapping_slots_reset(oc_mapping_t *m);

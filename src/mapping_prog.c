@@ -560,6 +560,12 @@ static size_t chain_slot(const oc_mapping_t *m, size_t pos)
   return pos < m->nchain ? m->chain[pos] : m->nslots - 1;
 }
 
+size_t oc_mapping_prog_slot(const oc_mapping_t *m)
+{
+  return chain_slot(m, m->run.next > m->run.last ? m->run.last
+                    : m->run.next);
+}
+
 /* The slot at chain position pos raised msg (consumed; an error without a
  * message is jq 1.7's error(null)). */
 static void take_error(oc_mapping_t *m, size_t pos, jv msg)

@@ -239,7 +239,7 @@ static void evaluate_call(oc_mapping_t *m, jv input, int parse_all,
   oc_mapping_slots_reset(m);
   m->halted = 1;
   snprintf(m->halt_msg, sizeof m->halt_msg, "%s: the mapping expression "
-           "ran out of memory", m->slot[items ? m->nslots - 1 : 0].path);
+           "ran out of memory", m->slot[oc_mapping_prog_slot(m)].path);
 }
 
 /* Map one entity input (consumed). Returns -1 when the sink stops. */
