@@ -62,7 +62,6 @@ static const char *const head[] = {
   "def __oc_b_format(f): format(f);",
   "def __oc_b_split(s): split(s);",
   "def __oc_b_explode: explode;",
-  "def __oc_b_strindices(i): _strindices(i);",
   NULL
 };
 
@@ -80,6 +79,7 @@ static const char *const sandbox[] = {
   " else [4, 11, ., \"halt_error/1: number required\"] | __oc_ffi end;",
   "def halt_error: halt_error(5);",
   "def modulemeta: error(\"modulemeta is not available in mappings\");",
+  "def input_line_number: 0;",
   NULL
 };
 
@@ -151,11 +151,15 @@ static const char *const guards[] = {
   " else [4, 3, ., $f] | __oc_ffi | __oc_b_format($f) end;",
   "def split($sep): [4, 5, ., $sep] | __oc_ffi | __oc_b_split($sep);",
   "def explode: [4, 9, .] | __oc_ffi | __oc_b_explode;",
+  /* libjq 1.7.1's _strindices asserts on a non-string input */
+  "def _strindices($i): if type == \"string\" and ($i | type) == \"string\""
+  " then [4, 8, ., $i] | __oc_ffi"
+  " else [4, 11, ., \"cannot be searched, as it is not a string\"]"
+  " | __oc_ffi end;",
   "def indices($i): if type == \"array\" and ($i | type) == \"array\""
   " then .[$i] elif type == \"array\" then .[[$i]]"
-  " elif ($i | type) == \"string\" then (if type == \"string\""
-  " then [4, 8, ., $i] | __oc_ffi else __oc_b_strindices($i) end)"
-  " else .[[$i]] end;",
+  " elif type == \"string\" and ($i | type) == \"string\""
+  " then _strindices($i) else .[$i] end;",
   "def index($i): indices($i) | .[0];",
   "def rindex($i): indices($i) | .[-1:][0];",
   "def setpath(p; v): v as $v | p as $p | [4, 6, ., $p] | __oc_ffi"
@@ -180,6 +184,9 @@ static const char *const guards[] = {
 /* jq 1.7.1 builtins and behaviour that libjq 1.6 lacks. */
 static const char *const from17[] = {
   "def abs: if . < 0 then - . else . end;",
+  /* 1.6's nth(n; f) gives null when f has fewer than n + 1 outputs */
+  "def nth($n; f): if $n < 0 then error(\"nth doesn't support negative"
+  " indices\") else first(skip($n; f)) end;",
   /* 1.6's limit(0; f) emits one value */
   "def limit($n; f): if $n > 0 then label $__oc_l | foreach f as $__oc_x"
   " (0; . + 1; $__oc_x, if . >= $n then break $__oc_l else empty end)"
@@ -219,9 +226,9 @@ void oc_jq_prelude(oc_buf_t *p, int jq17)
   add_lines(p, sandbox);
   add_lines(p, regex);
   add_lines(p, guards);
+  add_lines(p, later);
   if (!jq17)
     add_lines(p, from17);
   oc_buf_printf(p, "def have_decnum: %s; def have_literal_numbers: "
                 "have_decnum;\n", has_decnum() ? "true" : "false");
-  add_lines(p, later);
 }

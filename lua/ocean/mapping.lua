@@ -172,6 +172,15 @@ function _M.compile(resource, opts)
   return m
 end
 
+-- Options for the calls above from an engine's settings (ocean.config):
+-- allow_env, time_limit, memory_limit; extra's fields are added.
+function _M.options(settings, extra)
+  local o = { allow_env = settings.allow_env_jq, time_limit = settings.mapping_time_limit,
+              memory_limit = settings.mapping_memory_limit }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
 -- The content cache: programs held and the bound (tests).
 function _M.cache_info()
   return { size = lru_count, capacity = CACHE_SIZE }

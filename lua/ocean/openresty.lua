@@ -327,8 +327,7 @@ local function warm_mapping(ctx)
   local n, failed = 0, 0
   for _, r in ipairs(app.resources) do
     if type(r) == "table" then
-      local ok, res, perr = pcall(mapping.parse_items, r, {},
-        { allow_env = ctx.settings.allow_env_jq })
+      local ok, res, perr = pcall(mapping.parse_items, r, {}, mapping.options(ctx.settings))
       if ok and res then
         n = n + 1
       else

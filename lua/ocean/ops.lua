@@ -222,7 +222,7 @@ local function map_kind(ctx, app, kind, raws, parse_all)
   out.resources = #resources
   for _, r in ipairs(resources) do
     local ok, res, err = pcall(mapping.parse_items, r, raws,
-      { parse_all = parse_all, allow_env = ctx.settings.allow_env_jq })
+      mapping.options(ctx.settings, { parse_all = parse_all }))
     if not ok then res, err = nil, tostring(res) end
     if not res then
       out.errors[#out.errors + 1] = ("kind '%s': %s"):format(kind, tostring(err))

@@ -167,7 +167,7 @@ local function compile_resources(ctx, app)
   local compiled = {}
   for i, resource in ipairs(app.resources) do
     local kind = type(resource) == "table" and resource.kind or nil
-    local ok, m, err = pcall(mapping.cached, resource, { allow_env = ctx.settings.allow_env_jq })
+    local ok, m, err = pcall(mapping.cached, resource, mapping.options(ctx.settings))
     if not ok then m, err = nil, tostring(m) end
     compiled[i] = { kind = tostring(kind), resource = resource, m = m, err = err }
   end

@@ -145,6 +145,52 @@ describe("the evaluation budget", function()
   end)
 end)
 
+describe("the budget settings", function()
+  local config = require "ocean.config"
+  local function load(env, yaml)
+    local p = assert(io.popen("mktemp -d"))
+    local dir = p:read("l")
+    p:close()
+    os.execute(("mkdir -p %q/.port"):format(dir))
+    local f = assert(io.open(dir .. "/.port/spec.yaml", "w"))
+    f:write("type: t\nversion: 1.0.0\n")
+    f:close()
+    if yaml then
+      f = assert(io.open(dir .. "/config.yaml", "w"))
+      f:write(yaml)
+      f:close()
+    end
+    env.OCEAN__PORT__CLIENT_ID, env.OCEAN__PORT__CLIENT_SECRET = "id", "secret"
+    local s, err = config.load { path = dir, env = env }
+    os.execute(("rm -rf %q"):format(dir))
+    return s, err
+  end
+
+  it("defaults to 5 s and 256 MiB per item", function()
+    local s = assert(load({}))
+    assert.are.equal(5, s.mapping_time_limit)
+    assert.are.equal(256, s.mapping_memory_limit)
+    assert.are.same({ allow_env = false, time_limit = 5, memory_limit = 256, parse_all = true },
+                    mapping.options(s, { parse_all = true }))
+  end)
+
+  it("takes OCEAN__MAPPING_TIME_LIMIT / OCEAN__MAPPING_MEMORY_LIMIT, or config.yaml; 0 is no limit", function()
+    local s = assert(load({ OCEAN__MAPPING_TIME_LIMIT = "0.5", OCEAN__MAPPING_MEMORY_LIMIT = "0" }))
+    assert.are.equal(0.5, s.mapping_time_limit)
+    assert.are.equal(0, s.mapping_memory_limit)
+    s = assert(load({}, "mappingTimeLimit: 2\nmappingMemoryLimit: 512\n"))
+    assert.are.equal(2, s.mapping_time_limit)
+    assert.are.equal(512, s.mapping_memory_limit)
+  end)
+
+  it("refuses a limit that is not a number >= 0, naming the variable", function()
+    local s, err = load({ OCEAN__MAPPING_TIME_LIMIT = "-1" })
+    assert.is_nil(s)
+    assert.matches("OCEAN__MAPPING_TIME_LIMIT", err)
+    assert.matches("is not a number >= 0 %(0: no limit%)", err)
+  end)
+end)
+
 describe("values the budget refuses", function()
   it("counts a field value larger than the memory limit when written out as null", function()
     -- small in memory (shared), 13 GB as JSON
