@@ -22,7 +22,7 @@ HEADERS  = $(wildcard src/*.h src/lua/*.h)
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
 .PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench install uninstall \
-        valgrind asan lint check-rockspec
+        valgrind asan lint check-rockspec fuzz
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
 
@@ -79,6 +79,12 @@ test-luajit: all
 bench: all
 	@scripts/run-bench
 
+# Random jq-like expressions over random JSON through the mapping engine,
+# four variants, FUZZ_SECONDS (600) in all; a crash or a hang is a finding
+# (record: bench/results/fuzz.md). Not part of `make test`.
+fuzz: all jq17
+	@OCEAN_ROOT=$(CURDIR) lua5.4 fuzz/run.lua
+
 # valgrind over the suite in both runtimes (slow; not part of `make test`).
 valgrind: all
 	@VALGRIND=1 scripts/run-tests
@@ -101,7 +107,7 @@ uninstall:
 	       $(DESTDIR)$(PREFIX)/share/lua/5.4/ocean.lua $(DESTDIR)$(PREFIX)/bin/ocean
 
 lint:
-	luacheck --no-color lua spec bin/ocean examples
+	luacheck --no-color lua spec bin/ocean examples fuzz
 
 clean:
 	rm -rf build *.o *.so

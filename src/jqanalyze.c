@@ -445,3 +445,4 @@ int oc_jq_catches(const char *code, size_t n, int jq17)
 }
 
 /* }==================== */
+

@@ -28,4 +28,5 @@ int oc_jq_input_paths(const char *code, size_t n, jv *paths);
  * a value; with 1.7 only `?//` does. Conservative: 1 when unsure. */
 int oc_jq_catches(const char *code, size_t n, int jq17);
 
+
 #endif

@@ -9,9 +9,10 @@
  * those too. The __oc_b_* aliases are libjq's builtins, bound before they
  * are replaced. `[4, fn, ...] | __oc_ffi` is a builtin in C (jqlib.h).
  *
- * Nothing here may catch an error (`try`, `?` on an expression, `?//`):
- * with libjq 1.6 it would also catch the break that ends a slot. A spec
- * runs oc_jq_catches over this text.
+ * Nothing here may catch an error (`try`, `?` on an expression, `?//`)
+ * where a later break could meet it: with libjq 1.6 it would also catch
+ * the break that ends a slot. The one catch (in path) sits inside a
+ * collection, which is over before anything downstream runs.
  *
  * Owns nothing.
  */
@@ -57,6 +58,7 @@ static const char *const head[] = {
   "def __oc_b_multiply(a; b): _multiply(a; b);",
   "def __oc_b_divide(a; b): _divide(a; b);",
   "def __oc_b_setpath(p; v): setpath(p; v);",
+  "def __oc_b_path(f): path(f);",
   "def __oc_b_tojson: tojson;",
   "def __oc_b_tostring: tostring;",
   "def __oc_b_format(f): format(f);",
@@ -124,6 +126,23 @@ static const char *const regex[] = {
   NULL
 };
 
+/* Paths, collected before they are handed on: libjq (1.6 and 1.7.1) leaks
+ * a path key when a break (first, limit, label) unwinds through a path
+ * expression that has been resumed after a `select`, as in `first(paths)`.
+ * Collected, no path expression is live when the break comes. An error
+ * raised by f comes after the paths before it, as when they stream. The
+ * catch is inside the collection: no later break can meet it. */
+static const char *const paths[] = {
+  "def path(f): [try (__oc_b_path(f) | [.]) catch [null, .]] | .[]"
+  " | if length == 1 then .[0] else error(.[1]) end;",
+  "def paths: path(..) | select(length > 0);",
+  "def paths(node_filter): path(.. | select(node_filter))"
+  " | select(length > 0);",
+  "def tostream: path(def r: (.[]?|r), .; r) as $p | getpath($p)"
+  " | reduce path(.[]?) as $q ([$p, .]; [$p + $q]);",
+  NULL
+};
+
 /* Builtins that would allocate past the memory limit, or loop, inside
  * one C call: checked (or done) in C first. setpath's replacement also
  * serves `=`, `|=` (jq 1.7.1's semantics, changed in place), pick and
@@ -184,6 +203,7 @@ static const char *const guards[] = {
 /* jq 1.7.1 builtins and behaviour that libjq 1.6 lacks. */
 static const char *const from17[] = {
   "def abs: if . < 0 then - . else . end;",
+  "def leaf_paths: paths(scalars);",
   /* 1.6's nth(n; f) gives null when f has fewer than n + 1 outputs */
   "def nth($n; f): if $n < 0 then error(\"nth doesn't support negative"
   " indices\") else first(skip($n; f)) end;",
@@ -225,6 +245,7 @@ void oc_jq_prelude(oc_buf_t *p, int jq17)
   add_lines(p, head);
   add_lines(p, sandbox);
   add_lines(p, regex);
+  add_lines(p, paths);
   add_lines(p, guards);
   add_lines(p, later);
   if (!jq17)

@@ -35,6 +35,8 @@
  *   - a halt (__oc_h): C halts the interpreter in the callback and starts
  *     the chain again after the slot. jq 1.7.1's try does not catch a
  *     break raised downstream, but `?//` does in both: such slots halt.
+ *     (libjq also leaks a path key when a break unwinds through a resumed
+ *     path expression: the prelude's path(f) hands on collected paths.)
  * A report for a slot that already reported (a catch we did not foresee)
  * also halts and restarts.
  *
@@ -509,9 +511,11 @@ int oc_mapping_prog_compile(oc_mapping_t *m, char *err, size_t errlen)
   oc_buf_t p = OC_BUF_INIT;
   int rc = OC_MAPPING_OK;
   size_t i;
-  for (i = 0; i < m->nslots; i++)
+  for (i = 0; i < m->nslots; i++) {
+    const char *c = m->slot[i].code;
     m->slot[i].halt_style = m->slot[i].form.kind == OC_JQ_COMPLEX
-      && oc_jq_catches(m->slot[i].code, strlen(m->slot[i].code), m->jq17);
+      && oc_jq_catches(c, strlen(c), m->jq17);
+  }
   add_prelude(&p, m->jq17, m->allow_env);
   oc_buf_adds(&p, WRAPPERS);
   add_defs(m, &p);

@@ -59,7 +59,7 @@ describe("the evaluation budget", function()
     assert.matches("^port%.itemsToParse: the mapping expression exceeded the (%a+) limit", r.errors[1].message)
   end)
 
-  it("stops a growing value at the memory limit", function()
+  it("stops a growing value at the memory limit #slow", function()
     for _, expr in ipairs({ "[range(1e12)]", "reduce range(1e12) as $i ([]; . + [$i])",
                             "[repeat(\"x\" * 1000)] | length" }) do
       local r = H.parse(with_field(expr), { { id = "a" } }, { time_limit = 60, memory_limit = 48 })

@@ -118,7 +118,8 @@ describe("no crash", function()
     end)
   end)
 
-  describe("deep values (recursive free, compare and print in C)", function()
+  -- #slow: minutes under valgrind, where the time limit would stop them
+  describe("deep values (recursive free, compare and print in C) #slow", function()
     cases({
       { "reduce range(1000000) as $i (null; [.]) | 1", 1 },
       { "reduce range(300000) as $i (null; {a: .}) | tojson | length > 256", true },

@@ -108,7 +108,7 @@ describe("ocean.openresty with a runaway mapping #nginx #slow", function()
     assert.are.equal(502, (nh.wait_for(done, BUDGET + 10)))
     assert.are.equal(200, (health_timed()))
     -- quit while a runaway runs: the master is gone within the budget
-    done = ng:background("POST", "/integration/webhook", slow_webhook())
+    ng:background("POST", "/integration/webhook", slow_webhook())
     ehelp.sleep(0.3)
     local t0 = nh.now()
     ng:nginx("-s quit")
