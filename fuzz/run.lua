@@ -1,6 +1,8 @@
--- fuzz/run.lua: `make fuzz`. Seeded random jq-like expressions over random
--- JSON (fuzz/gen.lua) through the mapping engine, under Lua 5.4 and LuaJIT
--- against libjq 1.6 and 1.7.1, for FUZZ_SECONDS (default 600) in all. Each
+-- fuzz/run.lua: `make fuzz`. First every builtin with every kind of input
+-- and arguments (fuzz/sweep.lua, once per libjq version), then seeded random
+-- jq-like expressions over random JSON (fuzz/gen.lua) through the mapping
+-- engine, under Lua 5.4 and LuaJIT against libjq 1.6 and 1.7.1, until
+-- FUZZ_SECONDS (default 600) have passed in all. Each
 -- stretch of cases runs in its own process (fuzz/worker.lua): a crash
 -- (death by a signal) or a hang (a stretch past its wall-clock bound; each
 -- item has a 0.3 s budget) is a finding; the crashing expression is then
@@ -31,16 +33,18 @@ end
 
 local function now() return tonumber(sh("date +%s.%N")) end
 
--- Run the worker; returns its output and its exit status (124: timeout,
--- 128 + n: signal n).
-local function worker(v, args)
+-- Run a fuzz script; returns its output and its exit status (124:
+-- timeout, 128 + n: signal n).
+local function script(v, name, args, limit)
   local env = ("LUA_PATH=%q LUA_CPATH=%q"):format(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
     ROOT .. "/" .. v.build .. "/" .. v.rt .. "/?.so;;")
-  local out = sh(("cd %q && %s timeout -k 5 %d %s fuzz/worker.lua %s 2>&1; echo \"rc=$?\""):format(
-    ROOT, env, STRETCH_LIMIT, v.rt, concat(args, " ")))
+  local out = sh(("cd %q && %s timeout -k 5 %d %s fuzz/%s.lua %s 2>&1; echo \"rc=$?\""):format(
+    ROOT, env, limit or STRETCH_LIMIT, v.rt, name, concat(args, " ")))
   local rc = tonumber(out:match("rc=(%d+)%s*$"))
   return out, rc
 end
+
+local function worker(v, args) return script(v, "worker", args) end
 
 -- The expression of a crashed group that crashes alone (or the group).
 local function isolate(v, seed, group)
@@ -58,6 +62,43 @@ local total = { stretches = 0, exprs = 0, evals = 0 }
 local per = {}
 local findings = {}
 local stretch = 0
+
+-- The sweep: libjq 1.6 under Lua 5.4, 1.7.1 under LuaJIT. A crash: the
+-- last group is gone through one expression at a time, and the sweep goes on.
+local swept = {}
+for _, v in ipairs({ VARIANTS[1], VARIANTS[4] }) do
+  local at, n = 1, 0
+  while true do
+    local out, rc = script(v, "sweep", { at }, 3600)
+    local stats = tonumber(out:match("stats (%d+) of"))
+    if rc == 0 and stats then
+      n = n + stats
+      break
+    end
+    local last = tonumber(out:match(".*at (%d+)")) or at
+    local before = #findings
+    for i = last, last + 9 do
+      local one, orc = script(v, "sweep", { i, i }, 60)
+      if orc ~= 0 then
+        local e = sh(("cd %q && SWEEP_PRINT=1 LUA_PATH=%q LUA_CPATH=%q %s fuzz/sweep.lua %d %d"):format(
+          ROOT, ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
+          ROOT .. "/" .. v.build .. "/" .. v.rt .. "/?.so;;", v.rt, i, i))
+        findings[#findings + 1] = ("- %s, sweep: exit status %s\n  expression: `%s`\n  output tail: %s")
+          :format(v.name, tostring(orc), (e:gsub("^%d+\t", ""):gsub("\n$", "")),
+                  (one:sub(-200):gsub("\n", " | ")))
+        io.stderr:write("FINDING: ", findings[#findings], "\n")
+      end
+    end
+    if #findings == before then
+      findings[#findings + 1] = ("- %s, sweep: exit status %s at expressions %d-%d, not alone: %s")
+        :format(v.name, tostring(rc), last, last + 9, (out:sub(-200):gsub("\n", " | ")))
+    end
+    n = n + (last - at) + 10
+    at = last + 10
+  end
+  swept[#swept + 1] = ("- sweep, %s: %d builtin calls"):format(v.name, n)
+  io.stderr:write(("[%4.0f s] %s\n"):format(now() - start, swept[#swept]))
+end
 while now() - start < SECONDS do
   for _, v in ipairs(VARIANTS) do
     if now() - start >= SECONDS then break end
@@ -93,6 +134,7 @@ local lines = {
    .. "%d expression-item evaluations that compiled."):format(elapsed, total.stretches, GROUPS,
     total.exprs, total.evals), "",
 }
+for _, line in ipairs(swept) do lines[#lines + 1] = line end
 for _, v in ipairs(VARIANTS) do
   local p = per[v.name]
   if p then

@@ -59,6 +59,8 @@ static const char *const head[] = {
   "def __oc_b_divide(a; b): _divide(a; b);",
   "def __oc_b_setpath(p; v): setpath(p; v);",
   "def __oc_b_path(f): path(f);",
+  "def __oc_b_strftime(f): strftime(f);",
+  "def __oc_b_strflocaltime(f): strflocaltime(f);",
   "def __oc_b_tojson: tojson;",
   "def __oc_b_tostring: tostring;",
   "def __oc_b_format(f): format(f);",
@@ -82,6 +84,15 @@ static const char *const sandbox[] = {
   "def halt_error: halt_error(5);",
   "def modulemeta: error(\"modulemeta is not available in mappings\");",
   "def input_line_number: 0;",
+  /* libjq 1.7.1 asserts on a number input with a non-string format, and
+   * strflocaltime on a number localtime refuses (nan) */
+  "def strftime($f): if ($f | type) != \"string\" and type == \"number\""
+  " then error(\"strftime/1 requires a string format\")"
+  " else __oc_b_strftime($f) end;",
+  "def strflocaltime($f): if type != \"number\" then __oc_b_strflocaltime($f)"
+  " elif ($f | type) != \"string\""
+  " then error(\"strflocaltime/1 requires a string format\")"
+  " else localtime | __oc_b_strflocaltime($f) end;",
   NULL
 };
 
