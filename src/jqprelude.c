@@ -84,15 +84,18 @@ static const char *const sandbox[] = {
   "def halt_error: halt_error(5);",
   "def modulemeta: error(\"modulemeta is not available in mappings\");",
   "def input_line_number: 0;",
-  /* libjq 1.7.1 asserts on a number input with a non-string format, and
-   * strflocaltime on a number localtime refuses (nan) */
-  "def strftime($f): if ($f | type) != \"string\" and type == \"number\""
+  /* libjq asserts on a number input with a non-string format, and on a
+   * number gmtime/localtime refuse (nan); todate & co. call strftime */
+  "def strftime($f): if type != \"number\" then __oc_b_strftime($f)"
+  " elif ($f | type) != \"string\""
   " then error(\"strftime/1 requires a string format\")"
-  " else __oc_b_strftime($f) end;",
+  " else gmtime | __oc_b_strftime($f) end;",
   "def strflocaltime($f): if type != \"number\" then __oc_b_strflocaltime($f)"
   " elif ($f | type) != \"string\""
   " then error(\"strflocaltime/1 requires a string format\")"
   " else localtime | __oc_b_strflocaltime($f) end;",
+  "def todateiso8601: strftime(\"%Y-%m-%dT%H:%M:%SZ\");",
+  "def todate: todateiso8601;",
   NULL
 };
 
