@@ -35,6 +35,18 @@
 #include <ucontext.h>
 #endif
 
+/* AddressSanitizer is told about the stack switches. */
+#if defined(OC_BIG_STACK) && defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define ASAN_START(save, bottom, size) \
+  __sanitizer_start_switch_fiber(save, bottom, size)
+#define ASAN_FINISH(save, bottom, size) \
+  __sanitizer_finish_switch_fiber(save, bottom, size)
+#else
+#define ASAN_START(save, bottom, size) ((void)0)
+#define ASAN_FINISH(save, bottom, size) ((void)0)
+#endif
+
 #ifdef __has_include
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -79,6 +91,9 @@ struct oc_budget {
   char *stack;
   size_t stack_size;
   int co_ok, co_failed;
+  void *asan_caller, *asan_co;          /* fake stacks (AddressSanitizer) */
+  const void *caller_bottom;
+  size_t caller_size;
 #ifdef OC_HAVE_VALGRIND
   unsigned vg_stack;
 #endif
@@ -421,7 +436,9 @@ static void co_entry(unsigned lo, unsigned hi)
 #endif
   for (;;) {
     oc_budget_t *b = (oc_budget_t *)p;
+    ASAN_FINISH(b->asan_co, &b->caller_bottom, &b->caller_size);
     run_fn(b);
+    ASAN_START(&b->asan_co, b->caller_bottom, b->caller_size);
     swapcontext(&b->co, &b->caller);
   }
 }
@@ -481,7 +498,10 @@ int oc_budget_call(oc_budget_t *b, void (*fn)(void *), void *ud)
   if (ensure_stack(b) == 0) {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    ASAN_START(&b->asan_caller, b->stack + b->page,
+               b->stack_size - (size_t)b->page);
     swapcontext(&b->caller, &b->co);
+    ASAN_FINISH(b->asan_caller, NULL, NULL);
     /* a long call may have recursed deep: give those pages back */
     if (elapsed_ns(&t0) > DEEP_CALL_NS)
       madvise(b->stack + b->page, b->stack_size - (size_t)b->page
