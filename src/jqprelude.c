@@ -218,6 +218,13 @@ static const char *const guards[] = {
 static const char *const from17[] = {
   "def abs: if . < 0 then - . else . end;",
   "def leaf_paths: paths(scalars);",
+  /* slices in 1.6's own definitions assert on a nan bound */
+  "def _nwise($n): def chunk: if length <= $n then ."
+  " else .[__oc_slice(0; $n)], (.[__oc_slice($n; null)] | chunk) end; chunk;",
+  "def _nwise(a; $n): a | _nwise($n);",
+  "def truncate_stream(stream): . as $depth | null | stream"
+  " | select((.[0] | length) > $depth)"
+  " | setpath([0]; .[0][__oc_slice($depth; null)]);",
   /* 1.6's nth(n; f) gives null when f has fewer than n + 1 outputs */
   "def nth($n; f): if $n < 0 then error(\"nth doesn't support negative"
   " indices\") else first(skip($n; f)) end;",
