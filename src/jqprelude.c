@@ -60,6 +60,8 @@ static const char *const head[] = {
   "def __oc_b_setpath(p; v): setpath(p; v);",
   "def __oc_b_path(f): path(f);",
   "def __oc_b_strftime(f): strftime(f);",
+  "def __oc_b_ltrimstr(x): ltrimstr(x);",
+  "def __oc_b_rtrimstr(x): rtrimstr(x);",
   "def __oc_b_strflocaltime(f): strflocaltime(f);",
   "def __oc_b_tojson: tojson;",
   "def __oc_b_tostring: tostring;",
@@ -185,6 +187,12 @@ static const char *const guards[] = {
   "def split($sep): [4, 5, ., $sep] | __oc_ffi | __oc_b_split($sep);",
   "def explode: [4, 9, .] | __oc_ffi | __oc_b_explode;",
   /* libjq 1.7.1's _strindices asserts on a non-string input */
+  /* 1.6 leaks an error on non-string inputs (fixed in 1.7.1,
+   * the same answers there) */
+  "def ltrimstr($x): if type == \"string\" and ($x | type) == \"string\""
+  " then __oc_b_ltrimstr($x) else . end;",
+  "def rtrimstr($x): if type == \"string\" and ($x | type) == \"string\""
+  " then __oc_b_rtrimstr($x) else . end;",
   "def _strindices($i): if type == \"string\" and ($i | type) == \"string\""
   " then [4, 8, ., $i] | __oc_ffi"
   " else [4, 11, ., \"cannot be searched, as it is not a string\"]"
