@@ -40,6 +40,7 @@ build = {
         "src/jqlex.c",
         "src/jqlib.c",
         "src/jqprelude.c",
+        "src/jqregex.c",
         "src/jqtok.c",
         "src/json.c",
         "src/loop.c",

@@ -3,12 +3,7 @@
  * expressions, string repetition and search, @base32d, and the size
  * checks, plus the bounded dump and the value measure.
  *
- * The regex functions reproduce jq 1.7.1's f_match (offsets and lengths
- * in code points, capture objects with their keys in jq's order, an empty
- * match advancing the search by one byte, names from Oniguruma's group
- * table) so that libjq 1.6 and 1.7.1 give the same answers; searches run
- * with Oniguruma's per-call retry limit, and a global match stops as soon
- * as the budget reports a breach. Messages are jq 1.7.1's.
+ * Messages are jq 1.7.1's. Regular expressions are in jqregex.c.
  *
  * Owns nothing beyond a call.
  */
@@ -16,13 +11,11 @@
 
 #include <limits.h>
 #include <math.h>
-#include <oniguruma.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SEARCH_RETRY_LIMIT 100000000UL  /* Oniguruma backtracking per search */
 #define TYPE_ERR_SHOWN 15               /* jq's type_error excerpt buffer */
 #define PRINT_DEPTH 257                 /* jq prints deeper values as a marker */
 
@@ -251,7 +244,7 @@ void oc_jqlib_dump_bounded(jv v, oc_buf_t *out, size_t limit)
 /* {==================== helpers ==================== */
 
 /* jq's type_error: "<kind> (<json, 14 bytes>) <msg>". bad borrowed. */
-static jv type_error(jv bad, const char *msg)
+jv oc_jqlib_type_error(jv bad, const char *msg)
 {
   oc_buf_t b = OC_BUF_INIT;
   char shown[TYPE_ERR_SHOWN];
@@ -268,7 +261,7 @@ static jv type_error(jv bad, const char *msg)
                                            shown, msg));
 }
 
-static int refuse(oc_jqlib_t *lib, size_t bytes)
+int oc_jqlib_refuse(oc_jqlib_t *lib, size_t bytes)
 {
   if (lib->mem_limit && bytes > lib->mem_limit) {
     lib->breach = OC_BREACH_SIZE;
@@ -284,7 +277,7 @@ static int utf8_len(unsigned char c)
 }
 
 /* Code points in s[0..to) (to on a sequence start or past it). */
-static long codepoints(const char *s, const char *to)
+long oc_jqlib_codepoints(const char *s, const char *to)
 {
   long n = 0;
   while (s < to) {
@@ -312,7 +305,7 @@ static jv repeat(oc_jqlib_t *lib, jv str, jv num)
   if (len == 0 || n == 0)
     return jv_string("");
   total = len > (size_t)INT_MAX / n ? (size_t)INT_MAX + 1 : len * n;
-  if (refuse(lib, total))
+  if (oc_jqlib_refuse(lib, total))
     return jv_null();
   if (total > (size_t)INT_MAX - 1)
     return jv_invalid_with_msg(jv_string("Repeat string result too long"));
@@ -336,7 +329,7 @@ static jv strindices(oc_jqlib_t *lib, jv s, jv sub)
   if (nl == 0)
     return a;
   for (p = h; (p = memmem(p, hl - (size_t)(p - h), n, nl)); p++) {
-    if (refuse(lib, ++count * 16))
+    if (oc_jqlib_refuse(lib, ++count * 16))
       break;
     a = jv_array_append(a, jv_number((double)(p - h)));
   }
@@ -368,7 +361,7 @@ static jv base32d(jv s)
     int v = b32_value((unsigned char)p[i]);
     if (v < 0) {
       oc_buf_free(&b);
-      return type_error(s, "is not valid base32 data");
+      return oc_jqlib_type_error(s, "is not valid base32 data");
     }
     acc = (acc << 5) | (unsigned long)v;
     bits += 5;
@@ -433,7 +426,7 @@ static jv trim(jv s, int op)
 static jv guard_json(oc_jqlib_t *lib, jv v)
 {
   if (lib->mem_limit)
-    refuse(lib, oc_jqlib_weigh(v, lib->mem_limit, PRINT_DEPTH, NULL));
+    oc_jqlib_refuse(lib, oc_jqlib_weigh(v, lib->mem_limit, PRINT_DEPTH, NULL));
   return jv_copy(v);
 }
 
@@ -454,7 +447,7 @@ static jv guard_format(oc_jqlib_t *lib, jv v, jv fmt)
   if (lib->mem_limit && jv_get_kind(fmt) == JV_KIND_STRING) {
     size_t w = oc_jqlib_weigh(v, lib->mem_limit, PRINT_DEPTH, NULL);
     size_t f = format_factor(jv_string_value(fmt));
-    refuse(lib, w > SIZE_MAX / f ? SIZE_MAX : w * f);
+    oc_jqlib_refuse(lib, w > SIZE_MAX / f ? SIZE_MAX : w * f);
   }
   return jv_copy(v);
 }
@@ -468,11 +461,11 @@ static jv guard_split(oc_jqlib_t *lib, jv s, jv sep)
     size_t hl = (size_t)jv_string_length_bytes(jv_copy(s));
     size_t nl = (size_t)jv_string_length_bytes(jv_copy(sep)), pieces = 1;
     if (nl == 0)
-      pieces = (size_t)codepoints(h, h + hl);
+      pieces = (size_t)oc_jqlib_codepoints(h, h + hl);
     else
       for (p = h; (p = memmem(p, hl - (size_t)(p - h), n, nl)); p += nl)
         pieces++;
-    refuse(lib, pieces * 48 + hl);
+    oc_jqlib_refuse(lib, pieces * 48 + hl);
   }
   return jv_copy(s);
 }
@@ -482,7 +475,7 @@ static jv guard_explode(oc_jqlib_t *lib, jv s)
   if (lib->mem_limit && jv_get_kind(s) == JV_KIND_STRING) {
     const char *h = jv_string_value(s);
     size_t n = (size_t)jv_string_length_bytes(jv_copy(s));
-    refuse(lib, (size_t)codepoints(h, h + n) * 16);
+    oc_jqlib_refuse(lib, (size_t)oc_jqlib_codepoints(h, h + n) * 16);
   }
   return jv_copy(s);
 }
@@ -509,7 +502,7 @@ static jv guard_setpath(oc_jqlib_t *lib, jv v, jv path)
         double extra = (d - (double)len + 1) * 16;
         grow = add_sat(grow, extra > (double)SIZE_MAX ? SIZE_MAX
                        : (size_t)extra);
-        refuse(lib, grow);
+        oc_jqlib_refuse(lib, grow);
       }
     }
     if (jv_get_kind(cur) == JV_KIND_ARRAY
@@ -564,209 +557,6 @@ static jv modify_step(oc_jqlib_t *lib, jv state, jv path, jv u)
 
 /* }==================== */
 
-/* {==================== regular expressions ==================== */
-
-typedef struct matcher {
-  oc_jqlib_t *lib;
-  regex_t *reg;
-  OnigRegion *region;
-  OnigMatchParam *param;
-  const char *s, *end;
-  size_t bytes;                         /* result size so far */
-} matcher_t;
-
-static int name_iter(const UChar *name, const UChar *name_end, int ngroups,
-                     int *groups, regex_t *reg, void *arg)
-{
-  jv *caps = arg;
-  int i;
-  (void)reg;
-  for (i = 0; i < ngroups; i++) {
-    jv cap = jv_array_get(jv_copy(*caps), groups[i] - 1);
-    if (jv_get_kind(cap) == JV_KIND_OBJECT) {
-      cap = jv_object_set(cap, jv_string("name"), jv_string_sized(
-                            (const char *)name, (int)(name_end - name)));
-      *caps = jv_array_set(*caps, groups[i] - 1, cap);
-    } else {
-      jv_free(cap);
-    }
-  }
-  return 0;
-}
-
-/* {offset, length, string} of bytes [b, e) as jq writes them. */
-static jv span(const matcher_t *m, long b, long e)
-{
-  long off = codepoints(m->s, m->s + b);
-  long len = codepoints(m->s + b, m->s + e);
-  jv o = jv_object_set(jv_object(), jv_string("offset"),
-                       jv_number((double)off));
-  o = jv_object_set(o, jv_string("length"), jv_number((double)len));
-  return jv_object_set(o, jv_string("string"),
-                       jv_string_sized(m->s + b, (int)(e - b)));
-}
-
-static jv unmatched_capture(long off, int matched)
-{
-  jv c = jv_object_set(jv_object(), jv_string("offset"),
-                       jv_number((double)off));
-  c = jv_object_set(c, jv_string("string"),
-                    matched ? jv_string("") : jv_null());
-  c = jv_object_set(c, jv_string("length"), jv_number(0));
-  return jv_object_set(c, jv_string("name"), jv_null());
-}
-
-/* The match object for the current region. */
-static jv match_object(matcher_t *m)
-{
-  OnigRegion *r = m->region;
-  jv out, caps = jv_array();
-  int i;
-  if (r->end[0] == r->beg[0]) {         /* empty match: captures empty */
-    long off = codepoints(m->s, m->s + r->beg[0]);
-    out = jv_object_set(jv_object(), jv_string("offset"),
-                        jv_number((double)off));
-    out = jv_object_set(out, jv_string("length"), jv_number(0));
-    out = jv_object_set(out, jv_string("string"), jv_string(""));
-    for (i = 1; i < r->num_regs; i++)
-      caps = jv_array_append(caps, unmatched_capture(off, 1));
-  } else {
-    out = span(m, r->beg[0], r->end[0]);
-    for (i = 1; i < r->num_regs; i++) {
-      if (r->beg[i] == r->end[i]) {
-        long off = r->beg[i] == -1 ? -1
-                   : codepoints(m->s, m->s + r->beg[i]);
-        caps = jv_array_append(caps, unmatched_capture(off, r->beg[i] != -1));
-      } else {
-        caps = jv_array_append(caps, jv_object_set(span(m, r->beg[i],
-                                                        r->end[i]),
-                                                   jv_string("name"),
-                                                   jv_null()));
-      }
-    }
-  }
-  onig_foreach_name(m->reg, name_iter, &caps);
-  return jv_object_set(out, jv_string("captures"), caps);
-}
-
-static jv regex_error(int code, OnigErrorInfo *info)
-{
-  UChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
-  onig_error_code_to_str(msg, code, info);
-  return jv_invalid_with_msg(jv_string_fmt("Regex failure: %s",
-                                           (const char *)msg));
-}
-
-/* Flags -> options (g sets *global); a message for a bad flag. */
-static jv flags(jv mods, OnigOptionType *opt, int *global)
-{
-  const char *p;
-  *opt = ONIG_OPTION_CAPTURE_GROUP;
-  *global = 0;
-  if (jv_get_kind(mods) == JV_KIND_NULL)
-    return jv_true();
-  if (jv_get_kind(mods) != JV_KIND_STRING)
-    return type_error(mods, "is not a string");
-  for (p = jv_string_value(mods); *p; p++) {
-    switch (*p) {
-    case 'g': *global = 1; break;
-    case 'i': *opt |= ONIG_OPTION_IGNORECASE; break;
-    case 'x': *opt |= ONIG_OPTION_EXTEND; break;
-    case 'm': *opt |= ONIG_OPTION_MULTILINE; break;
-    case 's': *opt |= ONIG_OPTION_SINGLELINE; break;
-    case 'p': *opt |= ONIG_OPTION_MULTILINE | ONIG_OPTION_SINGLELINE; break;
-    case 'l': *opt |= ONIG_OPTION_FIND_LONGEST; break;
-    case 'n': *opt |= ONIG_OPTION_FIND_NOT_EMPTY; break;
-    default:
-      return jv_invalid_with_msg(jv_string_fmt("%s is not a valid modifier "
-                                               "string",
-                                               jv_string_value(mods)));
-    }
-  }
-  return jv_true();
-}
-
-/* The search loop: every match (global) or the first. */
-static jv search(matcher_t *m, int global, int test)
-{
-  const UChar *start = (const UChar *)m->s, *end = (const UChar *)m->end;
-  jv result = test ? jv_false() : jv_array();
-  do {
-    int rc = onig_search_with_param(m->reg, (const UChar *)m->s, end, start,
-                                    end, m->region, ONIG_OPTION_NONE,
-                                    m->param);
-    if (rc == ONIG_MISMATCH)
-      break;
-    if (rc < 0) {
-      jv_free(result);
-      return regex_error(rc, NULL);
-    }
-    if (test) {
-      jv_free(result);
-      return jv_true();
-    }
-    m->bytes += 200 + (size_t)(m->region->end[0] - m->region->beg[0])
-                + (size_t)m->region->num_regs * 120;
-    if (refuse(m->lib, m->bytes)
-        || (m->lib->budget && oc_budget_breach(m->lib->budget))) {
-      jv_free(result);
-      return jv_null();
-    }
-    result = jv_array_append(result, match_object(m));
-    if (m->region->end[0] == m->region->beg[0])
-      start = (const UChar *)m->s + m->region->end[0] + 1;
-    else
-      start = (const UChar *)m->s + m->region->end[0];
-    onig_region_free(m->region, 0);
-  } while (global && start <= end);
-  return result;
-}
-
-/* jq 1.7.1's _match_impl(re; flags; test) on input. */
-static jv match(oc_jqlib_t *lib, jv input, jv re, jv mods, jv testmode)
-{
-  matcher_t m;
-  OnigOptionType opt;
-  OnigErrorInfo info;
-  int global, rc;
-  jv r;
-  if (jv_get_kind(input) != JV_KIND_STRING)
-    return type_error(input, "cannot be matched, as it is not a string");
-  if (jv_get_kind(re) != JV_KIND_STRING)
-    return type_error(re, "is not a string");
-  r = flags(mods, &opt, &global);
-  if (!jv_is_valid(r))
-    return r;
-  memset(&m, 0, sizeof m);
-  m.lib = lib;
-  m.s = jv_string_value(input);
-  m.end = m.s + jv_string_length_bytes(jv_copy(input));
-  rc = onig_new(&m.reg, (const UChar *)jv_string_value(re),
-                (const UChar *)jv_string_value(re)
-                + jv_string_length_bytes(jv_copy(re)), opt,
-                ONIG_ENCODING_UTF8, ONIG_SYNTAX_PERL_NG, &info);
-  if (rc != ONIG_NORMAL)
-    return regex_error(rc, &info);
-  m.region = onig_region_new();
-  m.param = onig_new_match_param();
-  if (!m.region || !m.param) {
-    r = jv_invalid_with_msg(jv_string("Regex failure: out of memory"));
-  } else {
-    onig_initialize_match_param(m.param);
-    onig_set_retry_limit_in_search_of_match_param(m.param,
-                                                  SEARCH_RETRY_LIMIT);
-    r = search(&m, global, jv_get_kind(testmode) == JV_KIND_TRUE);
-  }
-  if (m.param)
-    onig_free_match_param(m.param);
-  if (m.region)
-    onig_region_free(m.region, 1);
-  onig_free(m.reg);
-  return r;
-}
-
-/* }==================== */
-
 jv oc_jqlib_call(oc_jqlib_t *lib, jv req)
 {
   jv a[5], r;
@@ -787,7 +577,7 @@ jv oc_jqlib_call(oc_jqlib_t *lib, jv req)
     break;
   case OC_FN_BASE32D:
     r = jv_get_kind(a[1]) == JV_KIND_STRING ? base32d(a[1])
-        : type_error(a[1], "cannot be base32-decoded, as it is not a "
+        : oc_jqlib_type_error(a[1], "cannot be base32-decoded, as it is not a "
                      "string");
     break;
   case OC_FN_GUARD_SPLIT:
@@ -797,7 +587,7 @@ jv oc_jqlib_call(oc_jqlib_t *lib, jv req)
     r = guard_setpath(lib, a[1], a[2]);
     break;
   case OC_FN_MATCH:
-    r = match(lib, a[1], a[2], a[3], a[4]);
+    r = oc_jqlib_match(lib, a[1], a[2], a[3], a[4]);
     break;
   case OC_FN_STRINDICES:
     r = strindices(lib, a[1], a[2]);
@@ -816,7 +606,7 @@ jv oc_jqlib_call(oc_jqlib_t *lib, jv req)
     a[1] = jv_null();                   /* consumed: changed in place */
     break;
   case OC_FN_TYPE_ERROR:
-    r = type_error(a[1], jv_get_kind(a[2]) == JV_KIND_STRING
+    r = oc_jqlib_type_error(a[1], jv_get_kind(a[2]) == JV_KIND_STRING
                    ? jv_string_value(a[2]) : "is not valid");
     break;
   default:

@@ -61,4 +61,13 @@ void oc_jqlib_dump_bounded(jv v, oc_buf_t *out, size_t limit);
  * the depth passes depth_limit. v is borrowed. */
 size_t oc_jqlib_weigh(jv v, size_t limit, int depth_limit, int *too_deep);
 
+/* For jqregex.c: jq 1.7.1's _match_impl(re; flags; test) on input (all
+ * borrowed); jq's "<kind> (<v>) msg" error (bad borrowed); whether bytes
+ * pass the memory limit (then lib->breach is set); code points in
+ * s[0..to). */
+jv oc_jqlib_match(oc_jqlib_t *lib, jv input, jv re, jv mods, jv testmode);
+jv oc_jqlib_type_error(jv bad, const char *msg);
+int oc_jqlib_refuse(oc_jqlib_t *lib, size_t bytes);
+long oc_jqlib_codepoints(const char *s, const char *to);
+
 #endif

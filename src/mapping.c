@@ -402,7 +402,7 @@ static int rewrite_slots(builder_t *b)
   return 0;
 }
 
-/* Which slots run natively, which in jq (and in what order in the fast
+/* Which slots run natively, which in jq (and in what order in the
  * output), which part of raw items is read, the template as nodes. */
 static int analyze_slots(builder_t *b)
 {
