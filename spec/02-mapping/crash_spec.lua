@@ -109,7 +109,7 @@ describe("no crash", function()
       -- libjq 1.7.1: string repetition loops in C for huge counts
       { "\"\" * 1e10", "" },
     })
-    it("bounds catastrophic regex backtracking with an error", function()
+    it("bounds catastrophic regex backtracking with an error #slow", function()
       for _, re in ipairs({ "^(a|a)+$", "^(a+)+$" }) do
         local v, mis = eval("(\"a\" * 30 + \"!\") | try test(\"" .. re .. "\") catch .")
         assert.is_false(mis)
