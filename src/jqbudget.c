@@ -3,8 +3,10 @@
  * of jq evaluation (see jqbudget.h for why each exists).
  *
  * Threads: the caller's thread runs jq (on the big stack when there is
- * one); the watchdog thread sleeps on a condition variable while nothing
- * is armed and polls every OC_BUDGET_POLL_MS while an item is. Everything
+ * one); the watchdog thread polls every OC_BUDGET_POLL_MS while items
+ * come (armed, or armed since its last poll but one of LINGER_POLLS) and
+ * sleeps on a condition variable when they stop: arming then wakes it,
+ * while items flow it costs the caller no system call. Everything
  * they share is under b->mu; jq_halt is only ever called with it held and
  * only on a state that jq_halted() says is running, which is what keeps
  * libjq's assert(!halted) quiet. A halt can be lost when the watchdog
@@ -62,12 +64,13 @@
 #define STACK_MIN ((size_t)16 << 20)
 #define STACK_KEEP ((size_t)1 << 20)    /* kept resident after deep use */
 #define DEEP_CALL_NS 2000000L           /* a call this long may have gone deep */
+#define LINGER_POLLS 10                 /* polls without an item, then sleep */
 
 struct oc_budget {
   int refs;
   pthread_mutex_t mu;
   pthread_cond_t cv;                    /* wakes the watchdog */
-  pid_t owner;                          /* process the thread runs in */
+  unsigned long forks;                  /* fork_count when last armed */
   int thread_on, thread_failed, stop, idle;
   int stopping;                         /* a stop signal was seen pending */
   pthread_t thread;
@@ -195,18 +198,24 @@ static void deadline_in(struct timespec *t, long ms)
 static void *watchdog(void *arg)
 {
   oc_budget_t *b = arg;
-  unsigned long seen = 0;
+  unsigned long seen = 0, last = 0;
   size_t base = 0;
+  int quiet = 0;
   struct timespec t;
   pthread_mutex_lock(&b->mu);
   while (!b->stop) {
-    if (!b->armed) {
+    if (b->armed) {
+      inspect(b, &seen, &base);
+    } else if (b->gen != last) {
+      last = b->gen;             /* items are coming: stay awake */
+      quiet = 0;
+    } else if (++quiet > LINGER_POLLS) {
       b->idle = 1;
       pthread_cond_wait(&b->cv, &b->mu);
       b->idle = 0;
+      quiet = 0;
       continue;
     }
-    inspect(b, &seen, &base);
     deadline_in(&t, OC_BUDGET_POLL_MS);
     pthread_cond_timedwait(&b->cv, &b->mu, &t);
   }
@@ -237,11 +246,26 @@ static void start_thread(oc_budget_t *b)
   pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+/* Forks of the process, counted in the child (pthread_atfork; glibc
+ * unregisters the handler when the module is unloaded). */
+static unsigned long fork_count;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+  fork_count++;
+}
+
+static void count_forks(void)
+{
+  pthread_atfork(NULL, NULL, on_fork_child);
+}
+
 /* In a child forked while a watchdog ran: no thread, and the mutex may
  * have been held by it at the fork. */
-static void after_fork(oc_budget_t *b, pid_t pid)
+static void after_fork(oc_budget_t *b)
 {
-  b->owner = pid;
+  b->forks = fork_count;
   b->thread_on = b->thread_failed = 0;
   b->idle = b->armed = 0;
   b->target = NULL;
@@ -258,7 +282,8 @@ oc_budget_t *oc_budget_new(void)
   if (!b)
     return NULL;
   b->refs = 1;
-  b->owner = getpid();
+  pthread_once(&fork_once, count_forks);
+  b->forks = fork_count;
   b->seconds = OC_BUDGET_DEFAULT_SECONDS;
   b->bytes = OC_BUDGET_DEFAULT_BYTES;
   b->page = sysconf(_SC_PAGESIZE);
@@ -280,7 +305,7 @@ void oc_budget_unref(oc_budget_t *b)
 {
   if (!b || --b->refs > 0)
     return;
-  if (b->thread_on && b->owner == getpid()) {
+  if (b->thread_on && b->forks == fork_count) {
     pthread_mutex_lock(&b->mu);
     b->stop = 1;
     pthread_cond_signal(&b->cv);
@@ -309,9 +334,8 @@ void oc_budget_unref(oc_budget_t *b)
 void oc_budget_arm(oc_budget_t *b, jq_state *jq, double seconds,
                    size_t bytes)
 {
-  pid_t pid = getpid();
-  if (pid != b->owner)
-    after_fork(b, pid);
+  if (b->forks != fork_count)
+    after_fork(b);
   pthread_mutex_lock(&b->mu);
   if (!b->thread_on && !b->thread_failed && (seconds > 0 || bytes))
     start_thread(b);

@@ -49,7 +49,7 @@ static int has_decnum(void)
 /* libjq's builtins under names of our own, and the messages to C. */
 static const char *const head[] = {
   "def __oc_send: debug;",
-  "def __oc_ffi: debug | input;",
+  "def __oc_ffi: {f: .} | debug | input;",
   "def __oc_n: .;",                  /* jqlex.c: not a constant */
   /* x[a:b] (jqlex.c): nan bounds as jq 1.7.1 (0 and the length) */
   "def __oc_slice(a; b): a as $a | b as $b"
@@ -79,9 +79,9 @@ static const char *const sandbox[] = {
   "def stderr: .;",
   "def input: error(\"input is not available in mappings\");",
   "def inputs: empty;",
-  "def halt: [3, 0, null] | __oc_send | empty;",
+  "def halt: {h: [0, null]} | __oc_send | empty;",
   "def halt_error($code): if ($code | type) == \"number\""
-  " then [3, $code, .] | __oc_send | empty"
+  " then {h: [$code, .]} | __oc_send | empty"
   " else [4, 11, ., \"halt_error/1: number required\"] | __oc_ffi end;",
   "def halt_error: halt_error(5);",
   "def modulemeta: error(\"modulemeta is not available in mappings\");",
@@ -159,6 +159,16 @@ static const char *const paths[] = {
   NULL
 };
 
+/* string / string is split: checked like split/1 (only in programs that
+ * may divide by something else than a number literal) */
+static const char *const divide[] = {
+  "def _divide(a; b): b as $b | a as $a"
+  " | if ($a | type) == \"string\" and ($b | type) == \"string\""
+  " then [4, 5, $a, $b] | __oc_ffi | __oc_b_divide(.; $b)"
+  " else __oc_b_divide($a; $b) end;",
+  NULL
+};
+
 /* Builtins that would allocate past the memory limit, or loop, inside
  * one C call: checked (or done) in C first. setpath's replacement also
  * serves `=`, `|=` (jq 1.7.1's semantics, changed in place), pick and
@@ -172,10 +182,6 @@ static const char *const guards[] = {
   " elif ($a | type) == \"number\" and ($b | type) == \"string\""
   " then [4, 1, $b, $a] | __oc_ffi"
   " else __oc_b_multiply($a; $b) end;",
-  "def _divide(a; b): b as $b | a as $a"
-  " | if ($a | type) == \"string\" and ($b | type) == \"string\""
-  " then [4, 5, $a, $b] | __oc_ffi | __oc_b_divide(.; $b)"
-  " else __oc_b_divide($a; $b) end;",
   "def tojson: [4, 2, .] | __oc_ffi | __oc_b_tojson;",
   "def tostring: if type == \"string\" then ."
   " else [4, 2, .] | __oc_ffi | __oc_b_tostring end;",
@@ -269,12 +275,14 @@ static void add_lines(oc_buf_t *p, const char *const *lines)
   }
 }
 
-void oc_jq_prelude(oc_buf_t *p, int jq17)
+void oc_jq_prelude(oc_buf_t *p, int jq17, int guard_divide)
 {
   add_lines(p, head);
   add_lines(p, sandbox);
   add_lines(p, regex);
   add_lines(p, paths);
+  if (guard_divide)
+    add_lines(p, divide);
   add_lines(p, guards);
   add_lines(p, later);
   if (!jq17)

@@ -13,8 +13,9 @@
 
 /* Append the prelude for libjq 1.7+ (jq17) or 1.6 to p: definitions
  * only, each line ending in ';' or '\n', no catch constructs (see
- * oc_jq_catches) so that a slot's break is never swallowed by them. */
-void oc_jq_prelude(oc_buf_t *p, int jq17);
+ * oc_jq_catches) so that a slot's break is never swallowed by them.
+ * guard_divide: with the guard of `/` (jqanalyze.h oc_jq_may_split). */
+void oc_jq_prelude(oc_buf_t *p, int jq17, int guard_divide);
 
 /* Whether the libjq the module runs with is 1.7 or later. */
 int oc_jq_is_17(void);

@@ -28,6 +28,7 @@ typedef struct oc_slot {
   char *code;                    /* rewritten for libjq */
   int line0, line1;              /* its lines in the program text */
   oc_jq_form_t form;             /* kind OC_JQ_COMPLEX: runs in jq */
+  int single;                    /* at most one output: no break needed */
   int halt_style;                /* its first output stops the run (below) */
 } oc_slot_t;
 
@@ -55,6 +56,7 @@ struct oc_mapping {
   jq_state *jq;                  /* NULL after an out-of-memory escape */
   oc_keycache_t *kc;
   int max_depth, allow_env, jq17;
+  int guard_divide, path_wrap;   /* program text options (mapping_prog.c) */
   unsigned long *compile_count;
   oc_budget_t *budget;           /* may be NULL: no limits, own stack */
   double time_limit;             /* seconds; 0: none */

@@ -7,34 +7,40 @@
  * def; a chain of defs evaluates them in order and hands each slot's
  * first output to C through libjq's debug callback as it comes:
  *
- *   def __oc_send: debug;   def __oc_ffi: debug | input;  (C, see below)
+ *   def __oc_send: debug;   def __oc_ffi: {f: .} | debug | input;
  *   <prelude: jqprelude.c>  [def env: {}; {} as $ENV |]
- *   def __oc_w($k; f): label $__oc_o | (f | [0,$k,.] | __oc_send
- *                      | break $__oc_o), ([1,$k] | __oc_send | empty);
- *   def __oc_h($k; f): (f | [2,$k,.] | __oc_send | empty),
- *                      ([1,$k] | __oc_send | empty);
  *   def __oc_3: (
  *   <user expression>
  *   );
- *   def __oc_c0: __oc_w(3; __oc_3), __oc_c1;  ...  def __oc_cN: [9] | ...;
- *   path(.[. as [$__oc_f, $__oc_in] | $__oc_in | if $__oc_f == 0 then
- *          __oc_c0 elif ... end])
+ *   def __oc_cN: -1 | __oc_send | empty;
+ *   def __oc_c1: ([__oc_4] | __oc_send | empty), __oc_c2;    # single
+ *   def __oc_c0: (label $__oc_o | (__oc_3 | {"3": .} | __oc_send
+ *                 | break $__oc_o), (3 | __oc_send | empty)), __oc_c1;
+ *   if type == "object" then . as $__oc_in
+ *     | path(.__oc | .[$__oc_in | __oc_c0])             # from the start
+ *   else . as [$__oc_f, $__oc_in] | path(.[0] | .[$__oc_in |
+ *     if $__oc_f == 1 then __oc_c1 elif ... end]) end   # from position f
  *
- * Every slot reports exactly once per run: [0,k,v] (its first output),
- * [1,k] (no output), or it raises, which ends the run (C then knows the
- * slot: the one after the last report, and runs the chain again from the
- * next). Nothing a slot does can change another slot's value: the
- * question "first output of each expression" never backtracks across
- * slots, so a field with no output cannot make an earlier generator
- * produce again (the old `as`-binding shape lost entities that way).
+ * Every slot reports exactly once per run: its outputs collected (a
+ * single slot), {"k": v} (its first output), k (no output), or it
+ * raises, which ends the run (C then knows the slot: the one after the
+ * last report, and runs the chain again from the next). Nothing a slot
+ * does can change another slot's value: the question "first output of
+ * each expression" never backtracks across slots, so a field with no
+ * output cannot make an earlier generator produce again (the old
+ * `as`-binding shape lost entities that way).
  *
  * How a slot stops after its first output:
- *   - `break` (__oc_w). libjq 1.6's `try` (and `?`, `?//`) also catches
+ *   - it has at most one (jqanalyze.h oc_jq_single: `.a | tostring`,
+ *     `{a: .x}`, `[.[] | .y]`, `map(...)`...): its outputs are collected,
+ *     the cheapest shape (no label, one message). Most mappings are so.
+ *   - `break`. libjq 1.6's `try` (and `?`, `?//`) also catches
  *     errors raised after its body produced a value, our break included;
  *     in 1.6, slots whose code can catch (jqanalyze.h oc_jq_catches) use
- *   - a halt (__oc_h): C halts the interpreter in the callback and starts
- *     the chain again after the slot. jq 1.7.1's try does not catch a
- *     break raised downstream, but `?//` does in both: such slots halt.
+ *   - a halt (the same link without the label): C halts the interpreter
+ *     in the callback and starts the chain again after the slot. jq
+ *     1.7.1's try does not catch a break raised downstream, but `?//`
+ *     does in both: such slots halt.
  *     (libjq also leaks a path key when a break unwinds through a resumed
  *     path expression: the prelude's path(f) hands on collected paths.)
  * A report for a slot that already reported (a catch we did not foresee)
@@ -43,15 +49,23 @@
  * Halting leaves the jq stack as it was, and the next jq_start walks it
  * back; libjq 1.6 asserts there (stack_restore: path_len == 0) when the
  * stack holds fork points saved inside a path(...) expression that has
- * ended, e.g. `first(path(..))`. The whole program runs inside path(.[X])
- * as an index subexpression: jq->path is then always an array (ours or a
- * user's), the assert's other branch, and no path is tracked for our
- * code. libjq 1.7.1 fixed the assert.
+ * ended, e.g. `first(path(..))` halted downstream. The prelude's path,
+ * paths, tostream, _modify and _assign collect their paths, so no path
+ * expression of the user's is live past its end; libjq 1.6's own
+ * builtins that still run its raw path(...) (map_values, INDEX, ...), and
+ * names we do not know, make the program run inside path(.x | .[X]) as an
+ * index subexpression (jqanalyze.h oc_jq_path_free): jq->path is then
+ * always an array (ours or a user's), the assert's other branch, and no
+ * path is tracked for our code. Ours has one key, not none: libjq
+ * allocates a new empty array whenever it restores a fork to an empty
+ * path, and a program forks at every step. That wrapper costs every fork
+ * a little (~3 % of the bench), hence only when needed. libjq 1.7.1 fixed
+ * the assert.
  *
- * C builtins (__oc_ffi): a request [4, fn, ...] goes to the debug callback
- * and `input` returns the answer (jqlib.h). halt/halt_error send [3, code,
- * msg]: libjq's own halt is never used (only one caller of jq_halt, the
- * budget, so its assert(!halted) cannot fire).
+ * C builtins (__oc_ffi): a request {f: [4, fn, ...]} goes to the debug
+ * callback and `input` returns the answer (jqlib.h). halt/halt_error send
+ * {h: [code, msg]}: libjq's own halt is never used (only one caller of
+ * jq_halt, the budget, so its assert(!halted) cannot fire).
  *
  * Each user expression sits on lines of its own (a trailing # comment
  * cannot swallow the wrapper), inside parentheses (its own defs parse),
@@ -69,21 +83,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Messages the program sends (first element). */
-enum {
-  MSG_VALUE = 0,                 /* [0, k, v]: slot k's first output */
-  MSG_NONE = 1,                  /* [1, k]: slot k has no output */
-  MSG_VALUE_HALT = 2,            /* [2, k, v]: the same, then halt */
-  MSG_HALT = 3,                  /* [3, code, msg]: halt/halt_error */
-  MSG_FFI = 4,                   /* [4, fn, ...]: a C builtin (jqlib.h) */
-  MSG_END = 9                    /* [9]: the chain is done */
-};
-
-#define WRAPPERS \
-  "def __oc_w($k; f): label $__oc_o | (f | [0, $k, .] | __oc_send" \
-  " | break $__oc_o), ([1, $k] | __oc_send | empty);\n" \
-  "def __oc_h($k; f): (f | [2, $k, .] | __oc_send | empty)," \
-  " ([1, $k] | __oc_send | empty);\n"
+/* Messages the program sends, told apart by their type (cheap to build:
+ * the interpreter spends ~50 ns an opcode, and a chain runs per item):
+ *   [v...]           a single slot's outputs (the slot expected next)
+ *   {"k": v}         slot k's first output (k: the slot number)
+ *   k                slot k has no output (a number >= 0)
+ *   -1               the chain is done
+ *   {"h": [code, msg]}    halt / halt_error
+ *   {"f": [4, fn, ...]}   a C builtin (jqlib.h); `input` takes the answer */
+#define MSG_END (-1)
 
 /* {==================== messages ==================== */
 
@@ -140,9 +148,10 @@ static int count_lines(const oc_buf_t *b)
   return n;
 }
 
-static void add_prelude(oc_buf_t *p, int jq17, int allow_env)
+static void add_prelude(oc_buf_t *p, const oc_mapping_t *m)
 {
-  oc_jq_prelude(p, jq17);
+  int allow_env = m->allow_env;
+  oc_jq_prelude(p, m->jq17, m->guard_divide);
   if (!allow_env)
     oc_buf_adds(p, "def env: {}; {} as $ENV |\n");
 }
@@ -162,20 +171,32 @@ static void add_defs(oc_mapping_t *m, oc_buf_t *p)
   }
 }
 
+/* def __oc_c<name>: <slot's first output or none>, __oc_c<next>; */
 static void add_link(oc_buf_t *p, const char *name, const oc_slot_t *s,
                      size_t slot, const char *next)
 {
-  oc_buf_printf(p, "def __oc_c%s: __oc_%c(%zu; __oc_%zu), __oc_c%s;\n",
-                name, s->halt_style ? 'h' : 'w', slot, slot, next);
+  if (s->single)
+    oc_buf_printf(p, "def __oc_c%s: ([__oc_%zu] | __oc_send | empty), "
+                  "__oc_c%s;\n", name, slot, next);
+  else if (s->halt_style)
+    oc_buf_printf(p, "def __oc_c%s: (__oc_%zu | {\"%zu\": .} | __oc_send"
+                  " | empty), (%zu | __oc_send | empty), __oc_c%s;\n", name,
+                  slot, slot, slot, next);
+  else
+    oc_buf_printf(p, "def __oc_c%s: (label $__oc_o | (__oc_%zu | {\"%zu\":"
+                  " .} | __oc_send | break $__oc_o), (%zu | __oc_send |"
+                  " empty)), __oc_c%s;\n", name, slot, slot, slot, next);
 }
 
 /* The chain defs (last first: jq binds names lexically) and the entry
- * point. */
+ * point: an object is an item to map from the start; [f, item] starts
+ * at chain position f (a restart, or the itemsToParse run). */
 static void add_main(oc_mapping_t *m, oc_buf_t *p)
 {
   size_t i, items = m->nslots - 1;
   char name[32], next[32];
-  oc_buf_printf(p, "def __oc_c%zu: [%d] | __oc_send | empty;\n", m->nchain,
+  int wrap;
+  oc_buf_printf(p, "def __oc_c%zu: %d | __oc_send | empty;\n", m->nchain,
                 MSG_END);
   for (i = m->nchain; i-- > 0;) {
     snprintf(name, sizeof name, "%zu", i);
@@ -188,11 +209,17 @@ static void add_main(oc_mapping_t *m, oc_buf_t *p)
   } else {
     oc_buf_printf(p, "def __oc_ci: __oc_c%zu;\n", m->nchain);
   }
-  oc_buf_adds(p, "path(.[. as [$__oc_f, $__oc_in] | $__oc_in | ");
-  for (i = 0; i < m->nchain; i++)
-    oc_buf_printf(p, "%sif $__oc_f == %zu then __oc_c%zu\n", i ? "el" : "",
-                  i, i);
-  oc_buf_adds(p, m->nchain ? "else __oc_ci end])\n" : "__oc_ci])\n");
+  /* libjq 1.6: inside path(...) (the file's header) */
+  wrap = m->path_wrap;
+  oc_buf_printf(p, "if type == \"object\" then . as $__oc_in | %s\n"
+                "else . as [$__oc_f, $__oc_in] | %s", wrap
+                ? "__oc_b_path(.__oc | .[$__oc_in | __oc_c0])"
+                : "__oc_c0", wrap ? "__oc_b_path(.[0] | .[$__oc_in | "
+                : "$__oc_in | ");
+  for (i = 1; i < m->nchain; i++)
+    oc_buf_printf(p, "if $__oc_f == %zu then __oc_c%zu el", i, i);
+  oc_buf_printf(p, "if $__oc_f == -1 then __oc_ci else __oc_c0 end%s end\n",
+                wrap ? "])" : "");
 }
 
 /* }==================== */
@@ -280,40 +307,53 @@ static void gate(oc_mapping_t *m)
   halt_run(m, OC_BREACH_NONE);
 }
 
-/* [op, k, v?] for chain position run.next. */
-static void take_report(oc_mapping_t *m, int op, jv msg)
+/* Slot k reported: its first output (value valid) or none. */
+static void take_report(oc_mapping_t *m, size_t k, jv value)
 {
-  jv jk = jv_array_get(jv_copy(msg), 1);
-  size_t k = jv_get_kind(jk) == JV_KIND_NUMBER ? (size_t)jv_number_value(jk)
-             : (size_t)-1;
   size_t want = m->run.next < m->nchain ? m->chain[m->run.next]
                 : m->nslots - 1;
-  jv_free(jk);
   if (m->run.next > m->run.last || k != want) {
     /* a slot reporting twice: a catch in it took our break (libjq 1.6) */
+    jv_free(value);
     m->run.restart = 1;
     halt_run(m, OC_BREACH_NONE);
     return;
   }
-  if (op != MSG_NONE) {
-    m->val[k] = jv_array_get(jv_copy(msg), 2);
+  if (jv_is_valid(value)) {
+    m->val[k] = value;
     m->state[k] = OC_SLOT_VALUE;
+    if (m->slot[k].halt_style) {
+      m->run.restart = 1;
+      halt_run(m, OC_BREACH_NONE);
+    }
   }
   m->run.next++;
-  if (op == MSG_VALUE_HALT) {
-    m->run.restart = 1;
-    halt_run(m, OC_BREACH_NONE);
-  }
   if (k == 0 && m->slot[0].form.kind == OC_JQ_COMPLEX && !m->run.stop
       && m->run.last < m->nchain)
     gate(m);
 }
 
+/* A single slot's outputs, collected: the one expected next. */
+static void take_collected(oc_mapping_t *m, jv outs)
+{
+  size_t k = m->run.next < m->nchain ? m->chain[m->run.next]
+             : m->nslots - 1;
+  if (m->run.next > m->run.last || !m->slot[k].single) {
+    jv_free(outs);
+    m->run.restart = 1;
+    halt_run(m, OC_BREACH_NONE);
+    return;
+  }
+  take_report(m, k, jv_array_length(jv_copy(outs)) > 0
+              ? jv_array_get(jv_copy(outs), 0) : jv_invalid());
+  jv_free(outs);
+}
+
 /* halt / halt_error: the item fails with the message. */
 static void take_halt(oc_mapping_t *m, jv msg)
 {
-  jv code = jv_array_get(jv_copy(msg), 1), text = jv_array_get(jv_copy(msg),
-                                                                2);
+  jv code = jv_array_get(jv_copy(msg), 0), text = jv_array_get(jv_copy(msg),
+                                                                1);
   char t[OC_MAPPING_MSG_MAX + 8] = "", full[OC_MAPPING_MSG_MAX + 96];
   int c = jv_get_kind(code) == JV_KIND_NUMBER ? (int)jv_number_value(code)
           : 0;
@@ -327,31 +367,42 @@ static void take_halt(oc_mapping_t *m, jv msg)
   jv_free(text);
 }
 
+static size_t slot_number(jv n)
+{
+  double d = jv_number_value(n);
+  return d >= 0 && d < 1e9 ? (size_t)d : (size_t)-1;
+}
+
 /* Everything the program sends comes here (the user's `debug` is a
  * prelude def that does not reach libjq's). */
 static void on_jq_debug(void *ud, jv msg)
 {
   oc_mapping_t *m = ud;
-  jv op = jv_get_kind(msg) == JV_KIND_ARRAY ? jv_array_get(jv_copy(msg), 0)
-          : jv_invalid();
-  int o = jv_get_kind(op) == JV_KIND_NUMBER ? (int)jv_number_value(op) : -1;
-  jv_free(op);
-  switch (o) {
-  case MSG_VALUE: case MSG_NONE: case MSG_VALUE_HALT:
-    take_report(m, o, msg);
-    break;
-  case MSG_HALT:
-    take_halt(m, msg);
-    break;
-  case MSG_FFI:
-    jv_free(m->run.ffi);
-    m->run.ffi = msg;
+  jv_kind k = jv_get_kind(msg);
+  if (k == JV_KIND_NUMBER) {
+    if (jv_number_value(msg) == MSG_END)
+      m->run.end = 1;
+    else
+      take_report(m, slot_number(msg), jv_invalid());
+  } else if (k == JV_KIND_ARRAY) {
+    take_collected(m, msg);
     return;
-  case MSG_END:
-    m->run.end = 1;
-    break;
-  default:
-    break;
+  } else if (k == JV_KIND_OBJECT) {
+    int it = jv_object_iter(msg);
+    if (jv_object_iter_valid(msg, it)) {
+      jv key = jv_object_iter_key(msg, it), v = jv_object_iter_value(msg, it);
+      const char *s = jv_string_value(key);
+      if (s[0] == 'f') {
+        jv_free(m->run.ffi);
+        m->run.ffi = v;
+      } else if (s[0] == 'h') {
+        take_halt(m, v);
+        jv_free(v);
+      } else {
+        take_report(m, (size_t)strtoul(s, NULL, 10), v);
+      }
+      jv_free(key);
+    }
   }
   jv_free(msg);
 }
@@ -475,7 +526,7 @@ static int explain(oc_mapping_t *m, char *err, size_t errlen)
   {
     oc_buf_t p = OC_BUF_INIT;
     jq_state *jq = new_state(m);
-    add_prelude(&p, m->jq17, m->allow_env);
+    add_prelude(&p, m);
     oc_buf_adds(&p, s->code);
     oc_buf_addc(&p, '\n');
     if (jq && !p.oom && compile_text(m, &jq, oc_buf_cstr(&p)) == -1
@@ -513,11 +564,16 @@ int oc_mapping_prog_compile(oc_mapping_t *m, char *err, size_t errlen)
   size_t i;
   for (i = 0; i < m->nslots; i++) {
     const char *c = m->slot[i].code;
-    m->slot[i].halt_style = m->slot[i].form.kind == OC_JQ_COMPLEX
+    int jq = m->slot[i].form.kind == OC_JQ_COMPLEX;
+    if (jq && !m->guard_divide)
+      m->guard_divide = oc_jq_may_split(c, strlen(c));
+    if (jq && !m->jq17 && !m->path_wrap)
+      m->path_wrap = !oc_jq_path_free(c, strlen(c));
+    m->slot[i].single = jq && oc_jq_single(c, strlen(c));
+    m->slot[i].halt_style = jq && !m->slot[i].single
       && oc_jq_catches(c, strlen(c), m->jq17);
   }
-  add_prelude(&p, m->jq17, m->allow_env);
-  oc_buf_adds(&p, WRAPPERS);
+  add_prelude(&p, m);
   add_defs(m, &p);
   add_main(m, &p);
   if (p.oom || !(m->text = oc_buf_steal(&p, NULL))
@@ -598,15 +654,19 @@ static void take_breach(oc_mapping_t *m, size_t pos, int breach)
  * or (size_t)-1 when the item is decided. */
 static size_t run_once(oc_mapping_t *m, size_t pos, jv input)
 {
-  jv pair = jv_array_append(jv_array_append(jv_array_sized(2),
-                                            jv_number((double)pos)),
-                            jv_copy(input)), r;
+  jv start, r;
   int breach;
+  if (pos == 0 && m->nchain && jv_get_kind(input) == JV_KIND_OBJECT)
+    start = jv_copy(input);                     /* the common case */
+  else
+    start = jv_array_append(jv_array_append(jv_array_sized(2),
+                            jv_number(pos == m->nchain ? -1
+                                      : (double)pos)), jv_copy(input));
   m->run.next = pos;
   m->run.end = m->run.restart = 0;
   jv_free(m->run.ffi);
   m->run.ffi = jv_invalid();
-  jq_start(m->jq, pair, 0);
+  jq_start(m->jq, start, 0);
   r = jq_next(m->jq);
   breach = m->budget ? oc_budget_breach(m->budget) : 0;
   if (breach) {

@@ -7,6 +7,8 @@
  * big) freed inside oc_budget_call, on the budget's stack: libjq frees
  * values recursively, and the sink (Lua) must not run there. What comes
  * back to the caller's stack is at most OC_MAPPING_MAX_VALUE_DEPTH deep.
+ * An item no jq slot looks at is evaluated where the caller is: native
+ * forms only take parts of the input, whose depth the parsers bound.
  *
  * Owns nothing beyond a call; per-item scratch lives in the mapping.
  */
@@ -165,8 +167,9 @@ static void check_values(oc_mapping_t *m)
   for (i = 0; i < m->nslots; i++) {
     int deep = 0;
     size_t size;
-    if (m->state[i] != OC_SLOT_VALUE && m->state[i] != OC_SLOT_ERROR)
-      continue;
+    if ((m->state[i] != OC_SLOT_VALUE && m->state[i] != OC_SLOT_ERROR)
+        || m->slot[i].form.kind != OC_JQ_COMPLEX)
+      continue;                  /* native values are parts of the input */
     size = oc_jqlib_weigh(m->val[i], limit, OC_MAPPING_MAX_VALUE_DEPTH,
                           &deep);
     if (!deep && size <= limit)
@@ -228,8 +231,9 @@ static void evaluate_call(oc_mapping_t *m, jv input, int parse_all,
   c.parse_all = parse_all;
   c.items = items;
   m->halted = 0;
-  if (!m->budget) {
-    evaluate(&c);
+  if (!m->budget || !(items ? m->slot[m->nslots - 1].form.kind
+                      == OC_JQ_COMPLEX : m->nchain > 0)) {
+    evaluate(&c);                /* no jq: nothing to budget */
     return;
   }
   if (oc_budget_call(m->budget, evaluate, &c) == OC_BUDGET_OK)

@@ -45,7 +45,22 @@ describe("no crash", function()
       { "getpath([\"a\", \"c\"]) | first(path(.[]))", { 0 } },
       { "[limit(2; paths)] | length", 2 },
       { "(path(.a.c[]) | tostring), 1", "[\"a\",\"c\",0]" },
+      { "try (.a | map_values(error)) catch \"caught\"", "caught" },
+      { "[.settings | map_values(tonumber?)] | length", 1 },
+      { "first(.a.c | map_values(. + 1) | .[])", 2 },
     })
+    -- builtins of libjq 1.6 that run its own _modify (map_values, INDEX,
+    -- with_entries): an error raised in the update unwinds paths the
+    -- program must still be inside path(...) for
+    for _, expr in ipairs({ ".settings | map_values(error)",
+                            "INDEX(.a.c[]; error)",
+                            ".settings | with_entries(error)",
+                            "[.name] | map_values(tonumber)" }) do
+      it(expr .. " -> a field error", function()
+        local v, bad = eval(expr)
+        assert.are.same({ H.null, true }, { v, bad })
+      end)
+    end
     it("halts inside a path expression and still frees the stack", function()
       -- the watchdog stops the item while libjq's stack holds forks saved
       -- during path(...): the next item's reset walks them
