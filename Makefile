@@ -10,19 +10,24 @@ CFLAGS   ?= -O2 -g
 WARN      = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wwrite-strings -Wundef
 DEFS      = -D_GNU_SOURCE
-DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd oniguruma)
-DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd oniguruma) -ljq -lm -lpthread
+DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd sqlite3 oniguruma)
+DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd sqlite3 oniguruma) -ljq -lm -lpthread
 LUA54_CFLAGS := $(shell pkg-config --cflags lua5.4)
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit)
 
-CORE_SRC = $(wildcard src/*.c)
+# src/ has one folder per subsystem (docs/architecture.md): the engine's
+# layers, then the binding. Includes name the layer ("json/json.h"), from
+# -Isrc; scripts/check-includes keeps them to the layering.
+LAYERS   = json jq mapping net port sync live
+CORE_SRC = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 BIND_SRC = $(wildcard src/lua/*.c)
-HEADERS  = $(wildcard src/*.h src/lua/*.h)
+HEADERS  = $(foreach l,$(LAYERS) lua,$(wildcard src/$(l)/*.h))
 
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
-.PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench install uninstall \
-        valgrind asan lint check-rockspec fuzz
+.PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench bench-cjson \
+        bench-journal install uninstall \
+        valgrind asan gc-stress lint check-rockspec fuzz
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
 
@@ -30,7 +35,7 @@ all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
 # build/jq-1.7.1 (scripts/build-jq17); found at run time through an rpath.
 JQ17_PREFIX := $(CURDIR)/build/jq-1.7.1
 JQ17_FLAGS   = -isystem $(JQ17_PREFIX)/include
-JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd oniguruma) \
+JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd sqlite3 oniguruma) \
                -L$(JQ17_PREFIX)/lib -Wl,-rpath,$(JQ17_PREFIX)/lib -ljq -lm -lpthread
 
 jq17: build/jq17/lua5.4/ocean/core.so build/jq17/luajit/ocean/core.so
@@ -85,9 +90,75 @@ bench: all
 fuzz: all jq17
 	@OCEAN_ROOT=$(CURDIR) lua5.4 fuzz/run.lua
 
+# cJSON (Debian's libcjson-dev) against the engine's scanner on every path
+# that reads JSON (bench/cjson.lua); results in bench/results/cjson.txt.
+bench-cjson: all build/bench/lua5.4/cjson_bench.so build/bench/luajit/cjson_bench.so
+	@scripts/run-bench cjson
+
+build/bench/lua5.4/cjson_bench.so: bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(LUA54_CFLAGS) $(DEPS_CFLAGS) \
+	  bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) -o $@ $(DEPS_LIBS) -lcjson
+
+build/bench/luajit/cjson_bench.so: bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(LUAJIT_CFLAGS) $(DEPS_CFLAGS) \
+	  bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) -o $@ $(DEPS_LIBS) -lcjson
+
+# The live-event journal's append latency on this machine's disk
+# (bench/journal.c), BENCH_REPEAT runs (default 3: a shared disk's
+# latency drifts); results in bench/results/journal.txt.
+build/bench-journal: bench/journal.c src/live/journal.c src/live/journal.h Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -Isrc bench/journal.c src/live/journal.c -o $@ \
+	  $(shell pkg-config --cflags --libs sqlite3)
+
+bench-journal: build/bench-journal
+	@mkdir -p bench/results
+	@{ echo "# lua-ocean journal benchmark, $$(date -u +%Y-%m-%dT%H:%MZ)"; \
+	   for i in $$(seq $${BENCH_REPEAT:-3}); do \
+	     echo; echo "# run $$i: $$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $$(nproc) CPUs," \
+	        "load $$(cut -d' ' -f1-3 /proc/loadavg); $$(df -T $${BENCH_DIR:-/tmp} | awk 'NR==2 {print $$2}') at $${BENCH_DIR:-/tmp}"; \
+	     build/bench-journal $${BENCH_COUNT:-2000} $${BENCH_BODY:-1024} $${BENCH_DIR:-/tmp}; \
+	   done; } | tee bench/results/journal.txt
+
 # valgrind over the suite in both runtimes (slow; not part of `make test`).
 valgrind: all
 	@VALGRIND=1 scripts/run-tests
+
+# AddressSanitizer + UBSan: the module built instrumented into build/asan
+# and the core and mapping specs run under both runtimes with libasan
+# preloaded (the interpreters are not instrumented). Leaks are reported
+# (libjq's own in jv_parse are suppressed: scripts/lsan.supp).
+ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined
+ASAN_SPECS ?= spec/01-core spec/02-mapping
+
+build/asan/lua5.4/ocean/core.so: $(CORE_SRC) $(BIND_SRC) $(HEADERS) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(LUA54_CFLAGS) \
+	  $(DEPS_CFLAGS) $(CORE_SRC) $(BIND_SRC) -o $@ $(DEPS_LIBS)
+
+build/asan/luajit/ocean/core.so: $(CORE_SRC) $(BIND_SRC) $(HEADERS) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) $(WARN) $(DEFS) -fPIC -shared -Isrc $(LUAJIT_CFLAGS) \
+	  $(DEPS_CFLAGS) $(CORE_SRC) $(BIND_SRC) -o $@ $(DEPS_LIBS)
+
+build/asan/keep.so: scripts/asan-keep.c
+	@mkdir -p $(@D)
+	$(CC) -O2 $(WARN) -fPIC -shared $< -o $@
+
+asan: build/asan/lua5.4/ocean/core.so build/asan/luajit/ocean/core.so build/asan/keep.so
+	@ASAN=1 SPEC="$(ASAN_SPECS)" scripts/run-tests lua5.4-asan luajit-asan
+
+# The core specs with the garbage collector running all the time (Lua
+# 5.4: generational, minor collections at 1 % growth; LuaJIT: pause 0, a
+# new cycle as soon as one ends), as luv's CI does: a binding that holds a
+# value it does not anchor fails here.
+GC_STRESS_SPECS ?= spec/01-core spec/02-mapping spec/03-port
+
+gc-stress: all
+	@GC_STRESS=1 SPEC="$(GC_STRESS_SPECS)" scripts/run-tests lua5.4 luajit
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/lua/5.4/ocean \
@@ -108,6 +179,13 @@ uninstall:
 
 lint:
 	luacheck --no-color lua spec bin/ocean examples fuzz
+	@scripts/check-includes
+
+# The rockspec lists every C source and Lua module of the tree (and
+# nothing else), and luarocks accepts it.
+check-rockspec:
+	@scripts/check-rockspec
+	@luarocks lint rockspecs/lua-ocean-scm-1.rockspec
 
 clean:
 	rm -rf build *.o *.so

@@ -16,9 +16,25 @@
 --   settings.upsert_batch_max_length, settings.upsert_batch_max_bytes,
 --   settings.delete_batch_max, settings.client_timeout, settings.third_party_verify_tls,
 --   settings.log_level, settings.http_port, settings.base_url,
---   settings.spec, settings.default_mapping, settings.blueprints, settings.secrets
+--   settings.http {max_connections, max_connections_per_client,
+--                  header_timeout, body_timeout}  (the server's limits; nil:
+--                  ocean.server's defaults)
+--   settings.live_events {journal_dir}  (nil: the integration folder's
+--                  .ocean/journal; see ocean.journal)
+--   settings.log {progress_interval (s between a running kind's progress
+--                  lines, 10), item_errors (per kind and kind of problem,
+--                  the item errors logged one by one before "... and N
+--                  more", 10)}
+--   settings.spec, settings.default_mapping, settings.blueprints,
+--   settings.secrets  (strings to mask: sensitive values, stripped, non-blank)
+--   settings.warnings (said at WARNING by load unless the level is ERROR:
+--                      undeclared OCEAN__INTEGRATION__CONFIG__* names and
+--                      config.yaml integration.config keys, with the
+--                      closest declared name)
+--   config.decamelize(name) -> humps.decamelize(name) (see below)
 local yaml = require "ocean.yaml"
 local json = require "ocean.json"
+local log = require "ocean.log"
 
 local pairs, ipairs, type, tostring, tonumber = pairs, ipairs, type, tostring, tonumber
 
@@ -28,13 +44,78 @@ local LISTENERS = {
   POLLING = true, ONCE = true, WEBHOOKS_ONLY = true, WEBHOOK = true,
 }
 
--- camelCase / kebab-case -> snake_case (Ocean's key conversion)
-local function snake(name)
-  name = name:gsub("%-", "_")
-  name = name:gsub("(%l)(%u)", "%1_%2"):gsub("(%u)(%u%l)", "%1_%2")
-  return name:lower()
+-- {==================== key names (humps.decamelize) ====================
+
+-- Ocean converts setting names with pyhumps 3.8.0's `decamelize` (the
+-- version its lock file pins), and so must we: a spec.yaml configuration
+-- `bitbucketIsVersion8Point7OrOlder` is read from
+-- OCEAN__INTEGRATION__CONFIG__BITBUCKET_IS_VERSION8_POINT7_OR_OLDER and
+-- exposed as `bitbucket_is_version8_point7_or_older`. The steps are
+-- humps' own, on ASCII (bytes above 127 are left as they are):
+--   1. whitespace is removed; a name that is then all upper case (at least
+--      one A-Z, no a-z) or all digits is returned as given ("ID" stays "ID");
+--   2. acronyms are title-cased: each maximal run of [A-Z0-9] loses its
+--      last character unless it ends the name, and what is left becomes
+--      "Xxx" ("HTTPServer" -> "HttpServer", "userID" -> "userId");
+--   3. the name is split before each upper-case letter (a run of - and _
+--      in front of it goes with it) and joined with "_", in lower case.
+-- So digits never start a word: "version8Point" -> "version8_point",
+-- "S3Bucket" -> "s3_bucket"; hyphens are kept ("x-api-key").
+
+local function title_run(run)
+  return (run:gsub("(%a)(%a*)", function(a, b) return a:upper() .. b:lower() end))
 end
-_M.snake = snake
+
+local function fix_abbreviations(s)
+  local out, pos, n = {}, 1, #s
+  while true do
+    local a, b = s:find("[A-Z0-9]+", pos)
+    if not a then break end
+    out[#out + 1] = s:sub(pos, a - 1)
+    if b == n then
+      out[#out + 1] = title_run(s:sub(a, b))
+    elseif b > a then
+      out[#out + 1] = title_run(s:sub(a, b - 1)) .. s:sub(b, b)
+    else
+      out[#out + 1] = s:sub(a, b)
+    end
+    pos = b + 1
+  end
+  out[#out + 1] = s:sub(pos)
+  return table.concat(out)
+end
+
+local function separate_words(s)
+  local words, pos, n = {}, 1, #s
+  while pos <= n do
+    local a, b = s:find("[_%-]*[A-Z]", pos)
+    if not a then
+      words[#words + 1] = s:sub(pos)
+      break
+    end
+    words[#words + 1] = s:sub(pos, a - 1)
+    local nxt = s:find("[A-Z]", b + 1) or n + 1
+    words[#words + 1] = s:sub(a, nxt - 1)
+    pos = nxt
+  end
+  local kept = {}
+  for _, w in ipairs(words) do
+    if w ~= "" then kept[#kept + 1] = w end
+  end
+  return table.concat(kept, "_")
+end
+
+-- decamelize(name) -> name as humps.decamelize gives it (see above).
+local function decamelize(name)
+  local s = tostring(name):gsub("%s+", "")
+  if (s:find("[A-Z]") and not s:find("[a-z]")) or s:match("^%d+$") then
+    return name
+  end
+  return (separate_words(fix_abbreviations(s)):lower())
+end
+_M.decamelize = decamelize
+
+-- }====================
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -50,7 +131,8 @@ local function file_exists(path)
   return false
 end
 
--- Substitute "{{ from env NAME }}" in every string of a config.yaml tree.
+-- Substitute "{{ from env NAME }}" in every string of a config.yaml tree
+-- (keys are left alone: see normalize_keys).
 local function substitute(v, getenv)
   if type(v) == "string" then
     local name = v:match("^%s*{{%s*from%s+env%s+([%w_]+)%s*}}%s*$")
@@ -62,17 +144,36 @@ local function substitute(v, getenv)
     return (v:gsub("{{%s*from%s+env%s+([%w_]+)%s*}}", function(n)
       return getenv(n) or ""
     end))
-  elseif type(v) == "table" and not json.is_array(v) and v ~= json.null then
-    local out = {}
-    for k, x in pairs(v) do out[snake(k)] = substitute(x, getenv) end
-    return out
   elseif json.is_array(v) then
     local out = json.array {}
     for i, x in ipairs(v) do out[i] = substitute(x, getenv) end
     return out
+  elseif type(v) == "table" and v ~= json.null then
+    local out = {}
+    for k, x in pairs(v) do out[k] = substitute(x, getenv) end
+    return out
   end
   if v == json.null then return nil end
   return v
+end
+
+-- config.yaml's keys as Ocean reads them: decamelized at every level of
+-- its settings model, but under integration.config only the setting
+-- names are; their values (an object-typed setting's keys, e.g. GitLab's
+-- tokenMapping whose keys are tokens) stay verbatim.
+local function normalize_keys(t, path)
+  if type(t) ~= "table" or json.is_array(t) or t == json.null then return t end
+  local out = {}
+  for k, v in pairs(t) do
+    local nk = type(k) == "string" and decamelize(k) or k
+    local sub = path and (path .. "." .. tostring(nk)) or tostring(nk)
+    if path == "integration.config" then
+      out[nk] = v
+    else
+      out[nk] = normalize_keys(v, sub)
+    end
+  end
+  return out
 end
 
 -- {==================== value parsing ====================
@@ -90,6 +191,15 @@ local function parse_number(s)
   return tonumber((tostring(s):gsub("^%s+", ""):gsub("%s+$", "")))
 end
 
+-- A whole number in min..1000000 (the HTTP server's limits).
+local function parse_count(v, min)
+  local n = parse_number(v)
+  if not n or n ~= math.floor(n) or n < min or n > 1000000 then
+    return nil, ("is not a whole number between %d and 1000000"):format(min)
+  end
+  return math.tointeger and math.tointeger(n) or n
+end
+
 local parsers = {
   bool = function(v)
     local b = parse_bool(v)
@@ -101,6 +211,8 @@ local parsers = {
     if not n or n ~= math.floor(n) then return nil, "is not an integer" end
     return math.tointeger and math.tointeger(n) or n
   end,
+  count = function(v) return parse_count(v, 0) end,
+  count1 = function(v) return parse_count(v, 1) end,
   positive = function(v)
     local n = parse_number(v)
     if not n or n <= 0 then return nil, "is not a positive number" end
@@ -138,13 +250,7 @@ local parsers = {
     return t
   end,
   level = function(v)
-    local t = tostring(v):upper()
-    if t == "WARN" then t = "WARNING" end
-    if t == "CRITICAL" then t = "ERROR" end
-    if not ({ DEBUG = 1, INFO = 1, WARNING = 1, ERROR = 1 })[t] then
-      return nil, "is not a log level (use DEBUG, INFO, WARNING or ERROR)"
-    end
-    return t
+    return log.parse_level(v)
   end,
 }
 
@@ -191,6 +297,16 @@ local SETTINGS = {
   { "base_url", "OCEAN__BASE_URL", "base_url", "url" },
   { "log_level", "APPLICATION__LOG_LEVEL", "application.log_level", "level", "INFO" },
   { "http_port", "APPLICATION__PORT", "application.port", "int", 8000 },
+  { "http.max_connections", "OCEAN__HTTP__MAX_CONNECTIONS", "http.max_connections", "count1" },
+  { "http.max_connections_per_client", "OCEAN__HTTP__MAX_CONNECTIONS_PER_CLIENT",
+    "http.max_connections_per_client", "count" },
+  { "http.header_timeout", "OCEAN__HTTP__HEADER_TIMEOUT", "http.header_timeout", "count1" },
+  { "http.body_timeout", "OCEAN__HTTP__BODY_TIMEOUT", "http.body_timeout", "count1" },
+  { "live_events.journal_dir", "OCEAN__LIVE_EVENTS__JOURNAL_DIR", "live_events.journal_dir",
+    "string" },
+  { "log.progress_interval", "OCEAN__LOG__PROGRESS_INTERVAL", "log.progress_interval",
+    "positive", 10 },
+  { "log.item_errors", "OCEAN__LOG__ITEM_ERRORS", "log.item_errors", "count", 10 },
 }
 _M.SETTINGS = SETTINGS
 
@@ -218,16 +334,153 @@ local function make_getenv(env)
   return os.getenv
 end
 
+-- {==================== the integration's own settings ====================
+
+local CONFIG_PREFIX = "OCEAN__INTEGRATION__CONFIG__"
+local CONFIG_TYPES = { string = true, integer = true, number = true, boolean = true,
+                       object = true, array = true, url = true }
+
+-- A sensitive value as the strings to mask: a string stripped of
+-- surrounding whitespace (Ocean strips before masking; a blank one masks
+-- nothing), numbers as text, and every key and string inside an object or
+-- array (a tokenMapping's keys are tokens).
+local function secret_strings(v, out)
+  if type(v) == "string" then
+    local s = v:match("^%s*(.-)%s*$")
+    if s ~= "" then out[#out + 1] = s end
+  elseif type(v) == "number" then
+    out[#out + 1] = tostring(v)
+  elseif type(v) == "table" and v ~= json.null then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(x, y) return tostring(x) < tostring(y) end)
+    for _, k in ipairs(keys) do
+      if type(k) == "string" then secret_strings(k, out) end
+      secret_strings(v[k], out)
+    end
+  end
+  return out
+end
+
+-- Restricted Damerau-Levenshtein distance (a transposition costs 1).
+local function edit_distance(a, b)
+  local prev2, prev = nil, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if prev2 and i > 1 and j > 1 and a:byte(i) == b:byte(j - 1)
+         and a:byte(i - 1) == b:byte(j) then
+        d = math.min(d, prev2[j - 2] + 1)
+      end
+      cur[j] = d
+    end
+    prev2, prev = prev, cur
+  end
+  return prev[#b]
+end
+_M.edit_distance = edit_distance
+
+-- The known name closest to `name` (case-insensitive), when it is close
+-- enough to be a typo: at most 2 edits, or a third of the name's length.
+local function closest(name, known)
+  local best, best_d
+  local lname = name:lower()
+  for _, k in ipairs(known) do
+    local d = edit_distance(lname, k:lower())
+    if d <= math.max(2, math.floor(#k / 3)) and (not best_d or d < best_d
+       or (d == best_d and k < best)) then
+      best, best_d = k, d
+    end
+  end
+  return best
+end
+_M.closest = closest
+
+-- One warning for a setting given but not declared in .port/spec.yaml.
+local function unknown_setting(given, known, as_name, where)
+  local suggestion = closest(given, known)
+  local msg = ("unknown integration setting %s%s: .port/spec.yaml declares no such configuration")
+    :format(as_name(given), where)
+  if suggestion then
+    return msg .. ("; did you mean %s?"):format(as_name(suggestion))
+  elseif #known > 0 then
+    local names = {}
+    for i = 1, math.min(#known, 8) do names[i] = as_name(known[i]) end
+    return msg .. (" (it declares %s%s)"):format(table.concat(names, ", "),
+      #known > 8 and ", ..." or "")
+  end
+  return msg .. " (it declares none)"
+end
+
+-- One configuration's value, typed as the spec says. Returns the value |
+-- nil, err (the message names env_name).
+local function typed(c, v, env_name)
+  local t = c.type or "string"
+  if t == "boolean" then
+    local b = parse_bool(v)
+    if b == nil then return nil, ("invalid %s: %q is not a boolean"):format(env_name, tostring(v)) end
+    return b
+  elseif t == "integer" or t == "number" then
+    local n = parse_number(v)
+    if not n then return nil, ("invalid %s: %q is not a number"):format(env_name, tostring(v)) end
+    if t == "integer" then
+      if n ~= math.floor(n) then
+        return nil, ("invalid %s: %q is not an integer"):format(env_name, tostring(v))
+      end
+      n = math.tointeger and math.tointeger(n) or n
+    end
+    return n
+  elseif t == "object" or t == "array" then
+    if type(v) == "string" then
+      local d, err = json.decode(v)
+      if d == nil then return nil, ("invalid %s: expected JSON (%s)"):format(env_name, err) end
+      v = d
+    end
+    local is_arr = json.is_array(v) or (type(v) == "table" and next(v) == nil and t == "array")
+    if type(v) ~= "table" or v == json.null or (t == "array") ~= is_arr then
+      return nil, ("invalid %s: expected a JSON %s"):format(env_name, t)
+    end
+    if t == "array" and not json.is_array(v) then v = json.array(v) end
+    return v
+  elseif t == "url" then
+    if type(v) ~= "string" then return nil, ("invalid %s: not a URL"):format(env_name) end
+    if v ~= "/" then v = v:gsub("/+$", "") end        -- as Ocean's NoTrailingSlashUrl
+    if not v:match("^%a[%w+.-]*://[^/%s]") then
+      return nil, ("invalid %s: %q is not a URL"):format(env_name, v)
+    end
+    return v
+  end
+  if type(v) == "table" then return nil, ("invalid %s: expected a string"):format(env_name) end
+  return tostring(v)
+end
+
 -- The spec's `configurations` -> integration.config, typed and checked.
+-- Returns config, secrets, warnings | nil, err.
 local function integration_config(spec, yaml_cfg, overrides, getenv, env_names)
-  local out, secrets = {}, {}
-  local declared = {}
+  local out, secrets, warnings = {}, {}, {}
+  local declared, known = {}, {}
   local yaml_vals = get_path(yaml_cfg, "integration.config") or {}
   local over_vals = get_path(overrides, "integration.config") or {}
-  for _, c in ipairs(spec.configurations or {}) do
-    local name = snake(c.name)
+  local confs = spec.configurations or {}
+  if type(confs) ~= "table" or (next(confs) ~= nil and not json.is_array(confs)) then
+    return nil, ".port/spec.yaml: `configurations` must be a list"
+  end
+  for i, c in ipairs(confs) do
+    if type(c) ~= "table" or type(c.name) ~= "string" or c.name == "" then
+      return nil, (".port/spec.yaml: configurations[%d] needs a `name`"):format(i)
+    end
+    local ctype = c.type == nil and "string" or c.type
+    if not CONFIG_TYPES[ctype] then
+      return nil, (".port/spec.yaml: configuration '%s' has unknown type '%s'"
+        .. " (use string, integer, boolean, object, array or url)"):format(c.name, tostring(ctype))
+    end
+    local name = decamelize(c.name)
     declared[name] = true
-    local env_name = "OCEAN__INTEGRATION__CONFIG__" .. name:upper()
+    known[#known + 1] = name
+    local env_name = CONFIG_PREFIX .. name:upper()
     local v = over_vals[name]
     if v == nil then v = over_vals[c.name] end
     if v == nil then v = getenv(env_name) end
@@ -238,65 +491,63 @@ local function integration_config(spec, yaml_cfg, overrides, getenv, env_names)
         :format(c.name, env_name, c.name)
     end
     if v ~= nil then
-      local t = c.type or "string"
-      if t == "boolean" then
-        local b = parse_bool(v)
-        if b == nil then
-          return nil, ("invalid %s: %q is not a boolean"):format(env_name, tostring(v))
-        end
-        v = b
-      elseif t == "integer" or t == "number" then
-        local n = parse_number(v)
-        if not n then
-          return nil, ("invalid %s: %q is not a number"):format(env_name, tostring(v))
-        end
-        v = n
-      elseif (t == "object" or t == "array") and type(v) == "string" then
-        local d, err = json.decode(v)
-        if d == nil then
-          return nil, ("invalid %s: expected JSON (%s)"):format(env_name, err)
-        end
-        v = d
-      elseif t == "url" and type(v) == "string" and not v:match("^%a[%w+.-]*://") then
-        return nil, ("invalid %s: %q is not a URL"):format(env_name, v)
-      end
-      if c.sensitive and type(v) == "string" then secrets[#secrets + 1] = v end
-      out[name] = v
+      local tv, err = typed(c, v, env_name)
+      if tv == nil then return nil, err end
+      if c.sensitive then secret_strings(tv, secrets) end
+      out[name] = tv
     end
   end
-  -- Values given without a spec entry are passed through too (Ocean
-  -- allows extra config); environment variables need no declaration.
+  table.sort(known)
+  -- Values given without a spec entry are passed through (as before), but
+  -- said: most often they are a typo of a declared name.
   for _, n in ipairs(env_names) do
-    local name = n:match("^OCEAN__INTEGRATION__CONFIG__(.+)$")
-    if name and not declared[name:lower()] then
+    local name = n:sub(#CONFIG_PREFIX + 1)
+    if not declared[name:lower()] then
+      local upper_known = {}
+      for i, k in ipairs(known) do upper_known[i] = k:upper() end
+      warnings[#warnings + 1] = unknown_setting(name, upper_known,
+        function(x) return CONFIG_PREFIX .. x end, "")
       out[name:lower()] = getenv(n)
     end
   end
-  for k, v in pairs(yaml_vals) do
-    if out[k] == nil and not declared[k] then out[k] = v end
+  local yaml_names = {}
+  for k in pairs(yaml_vals) do yaml_names[#yaml_names + 1] = tostring(k) end
+  table.sort(yaml_names)
+  for _, k in ipairs(yaml_names) do
+    if not declared[k] then
+      warnings[#warnings + 1] = unknown_setting(k, known, function(x)
+        return x end, " in config.yaml's integration.config")
+      if out[k] == nil then out[k] = yaml_vals[k] end
+    end
   end
   for k, v in pairs(over_vals) do
-    local sk = snake(k)
+    local sk = decamelize(k)
     if out[sk] == nil and not declared[sk] then out[sk] = v end
   end
-  return out, secrets
+  return out, secrets, warnings
 end
 
--- Names of the OCEAN__INTEGRATION__CONFIG__* variables in an env table.
--- (With os.getenv the environment can't be listed: settings must then be
--- declared in .port/spec.yaml, as Ocean requires.)
+-- Names of the OCEAN__INTEGRATION__CONFIG__* variables: those of an env
+-- table, or of the process's environment (/proc/self/environ: os.getenv
+-- can't list it; elsewhere the list is empty and typos go unreported).
 local function env_config_names(env)
   local names = {}
-  if type(env) == "table" then
-    for k in pairs(env) do
-      if type(k) == "string" and k:find("^OCEAN__INTEGRATION__CONFIG__") then
-        names[#names + 1] = k
-      end
+  local function consider(k)
+    if type(k) == "string" and k:sub(1, #CONFIG_PREFIX) == CONFIG_PREFIX and #k > #CONFIG_PREFIX then
+      names[#names + 1] = k
     end
+  end
+  if type(env) == "table" then
+    for k in pairs(env) do consider(k) end
+  elseif env == nil then
+    local text = read_file("/proc/self/environ") or ""
+    for entry in text:gmatch("[^%z]+") do consider(entry:match("^([^=]*)=")) end
   end
   table.sort(names)
   return names
 end
+
+-- }====================
 
 local function load_spec(path)
   local file = path .. "/.port/spec.yaml"
@@ -323,7 +574,7 @@ function _M.load(opts)
   if file_exists(cfg_file) then
     local raw, yerr = yaml.load_file(cfg_file)
     if raw == nil then return nil, yerr end
-    if type(raw) == "table" then yaml_cfg = substitute(raw, getenv) or {} end
+    if type(raw) == "table" then yaml_cfg = normalize_keys(substitute(raw, getenv) or {}) end
   end
 
   for _, s in ipairs(SETTINGS) do
@@ -355,13 +606,18 @@ function _M.load(opts)
   settings.integration.version = settings.integration.version
     or (type(spec.version) == "string" and spec.version) or "0.1.0"
 
-  local icfg, secrets = integration_config(spec, yaml_cfg, overrides, getenv,
+  local icfg, secrets, warnings = integration_config(spec, yaml_cfg, overrides, getenv,
     env_config_names(opts.env))
   if not icfg then return nil, secrets end
   settings.integration.config = icfg
   settings.secrets = secrets
   if settings.port.client_secret then
-    table.insert(settings.secrets, settings.port.client_secret)
+    secret_strings(settings.port.client_secret, settings.secrets)
+  end
+  -- Said now, before anything else can fail on the setting's absence.
+  settings.warnings = warnings
+  if log.LEVELS[settings.log_level] <= log.LEVELS.WARNING then
+    for _, w in ipairs(warnings) do log.warning("%s", w) end
   end
 
   local mapping_file = path .. "/.port/resources/port-app-config.yml"

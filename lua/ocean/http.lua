@@ -4,7 +4,7 @@
 -- blocked.
 --
 --   http.request{method=, url=, query=, headers=, body=, json=, timeout=,
---                retry=, verify_tls=, follow_redirects=}
+--                retry=, verify_tls=, follow_redirects=, exact_numbers=}
 --     -> res | nil, err
 --     res = {status=, ok=(2xx), headers={lower-case}, body=, json=fn,
 --            attempts=, url=}
@@ -13,10 +13,15 @@
 --     loop (statuses, max_attempts, base_delay_ms, max_total_wait_ms...);
 --     by default 429, 408, 502, 503, 504 and connection errors are retried
 --     honouring Retry-After: 4 sends at most, at most 60 s of waiting.
+--     exact_numbers: res:json() keeps numbers a Lua number cannot hold
+--     exactly (12345678901234567890) as exact numbers (json.decode).
 --   http.get/post/put/patch/delete(url [, opts]) -> res | nil, err
 --   http.get_json(url [, opts]) -> decoded body | nil, err (non-2xx is err)
 --   http.paginate(url [, opts]) -> iterator of pages (decoded JSON bodies,
---     or opts.items(body, res); nil counts as an empty page); next page
+--     or opts.items(body, res); nil counts as an empty page; with
+--     opts.text the body's JSON text itself, which the engine maps with
+--     every number exactly as written: for APIs whose body is the list,
+--     no opts.items then); next page
 --     from opts.next(body, res, url) (a URL, or a table of request options
 --     to change, or nil to stop), else the Link header's rel="next";
 --     relative URLs are resolved against the page's. The other opts are
@@ -24,9 +29,11 @@
 --     URLs carry their own). An HTTP failure raises (the resync function
 --     fails, and nothing is deleted). Fits the generator style:
 --       for page in ocean.http.paginate(url) do coroutine.yield(page) end
-local core = require "ocean.core"
+--
+-- These functions run on the default engine (require("ocean").engine());
+-- http.new(engine) gives the same functions on another engine (its loop,
+-- its settings: OCEAN__CLIENT_TIMEOUT, third-party TLS verification).
 local json = require "ocean.json"
-local runtime = require "ocean.runtime"
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local setmetatable = setmetatable
@@ -34,16 +41,7 @@ local format = string.format
 
 local _M = {}
 
-local own_loop
-
--- The engine's loop when there is an engine, else one of our own.
-local function loop_and_settings()
-  local engine = package.loaded["ocean.engine"]
-  local ctx = engine and engine.current()
-  if ctx then return ctx.loop, ctx.settings end
-  if not own_loop then own_loop = core.loop_new { concurrency = 8 } end
-  return own_loop, nil
-end
+local EXACT = { exact_numbers = true }
 
 local function escape(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c)
@@ -75,7 +73,7 @@ Response.__index = Response
 
 function Response:json()
   if self._json == nil then
-    local v, err = json.decode(self.body or "")
+    local v, err = json.decode(self.body or "", self._exact)
     if v == nil then return nil, "response is not JSON: " .. err end
     self._json = v
   end
@@ -88,12 +86,15 @@ local DEFAULT_RETRY = {
   connection_errors = true, honour_retry_after = true,
 }
 
-function _M.request(opts)
+local Client = {}
+Client.__index = Client
+
+local function request(eng, opts)
   if type(opts) ~= "table" then error("http.request: expected a table", 2) end
   if type(opts.url) ~= "string" or not opts.url:match("^https?://") then
     error("http.request: url must be an http(s) URL, got " .. tostring(opts.url), 2)
   end
-  local loop, settings = loop_and_settings()
+  local settings = eng.settings
   local url = opts.url
   if opts.query then
     local q = encode_query(opts.query)
@@ -116,31 +117,36 @@ function _M.request(opts)
   if verify == nil then verify = not settings or settings.third_party_verify_tls ~= false end
   local retry = opts.retry
   if retry == nil then retry = DEFAULT_RETRY end
-  local id = loop:request {
+  local job = eng:get_loop():request {
     method = method, url = url, headers = headers, body = body,
     timeout_ms = math.floor(timeout * 1000), verify_tls = verify,
     follow_redirects = opts.follow_redirects ~= false,
     retry = retry or nil,
   }
-  local r = runtime.await(loop, id)
+  local r = eng:await(job)
   if r.error and (not r.status or r.status == 0) then
     return nil, format("%s %s failed: %s", method, opts.url, r.error)
   end
   return setmetatable({
     status = r.status, ok = r.status >= 200 and r.status < 300,
     headers = r.headers or {}, body = r.body or "", attempts = r.attempts,
-    url = url,
+    url = url, _exact = opts.exact_numbers and EXACT or nil,
   }, Response)
 end
 
-for _, m in ipairs { "get", "post", "put", "patch", "delete" } do
-  _M[m] = function(url, opts)
-    local o = {}
-    for k, v in pairs(opts or {}) do o[k] = v end
-    o.method = m:upper()
-    o.url = url
-    return _M.request(o)
+-- Every request function, bound to engine eng.
+local function bind(c, eng)
+  function c.request(opts) return request(eng, opts) end
+  for _, m in ipairs { "get", "post", "put", "patch", "delete" } do
+    c[m] = function(url, opts)
+      local o = {}
+      for k, v in pairs(opts or {}) do o[k] = v end
+      o.method = m:upper()
+      o.url = url
+      return request(eng, o)
+    end
   end
+  return c
 end
 
 local function status_error(res, method, url)
@@ -148,8 +154,8 @@ local function status_error(res, method, url)
   return format("%s %s: HTTP %d %s", method, url, res.status, snippet)
 end
 
-function _M.get_json(url, opts)
-  local res, err = _M.get(url, opts)
+function Client:get_json(url, opts)
+  local res, err = self.get(url, opts)
   if not res then return nil, err end
   if not res.ok then return nil, status_error(res, "GET", url) end
   return res:json()
@@ -190,26 +196,33 @@ local function copy(t)
   return c
 end
 
-function _M.paginate(url, opts)
+function Client:paginate(url, opts)
   if type(url) ~= "string" then error("http.paginate: expected a URL", 2) end
   opts = opts or {}
   if opts.next ~= nil and type(opts.next) ~= "function" then
     error("http.paginate: opts.next must be a function", 2)
   end
+  if opts.text and opts.items then
+    error("http.paginate: text pages are whole bodies (no opts.items)", 2)
+  end
+  local request_fn = self.request
   local next_req = { url = url }
   for k, v in pairs(opts) do
-    if k ~= "next" and k ~= "items" then next_req[k] = v end
+    if k ~= "next" and k ~= "items" and k ~= "text" then next_req[k] = v end
   end
   return function()
     if not next_req then return nil end
     local req = next_req
     next_req = nil
-    local res, err = _M.request(req)
+    local res, err = request_fn(req)
     if not res then error(err, 2) end
     local method = req.method or "GET"
     if not res.ok then error(status_error(res, method, res.url), 2) end
-    local body, jerr = res:json()
-    if body == nil then error(format("%s %s: %s", method, res.url, jerr), 2) end
+    local body, jerr
+    if not opts.text or opts.next then
+      body, jerr = res:json()
+      if body == nil then error(format("%s %s: %s", method, res.url, jerr), 2) end
+    end
     local nxt
     if opts.next then
       nxt = opts.next(body, res, res.url)
@@ -233,8 +246,26 @@ function _M.paginate(url, opts)
       if items == nil then items = json.array {} end   -- nil would end the for loop
       return items
     end
+    if opts.text then return res.body end
     return body
   end
+end
+
+-- ocean.http's functions on engine eng.
+function _M.new(eng)
+  local c = bind(setmetatable({}, Client), eng)
+  function c.get_json(url, opts) return Client.get_json(c, url, opts) end
+  function c.paginate(url, opts) return Client.paginate(c, url, opts) end
+  return c
+end
+
+-- The module's own functions: the default engine's client.
+local function default_client()
+  return require("ocean").engine():http()
+end
+for _, name in ipairs { "request", "get", "post", "put", "patch", "delete",
+                        "get_json", "paginate" } do
+  _M[name] = function(...) return default_client()[name](...) end
 end
 
 return _M

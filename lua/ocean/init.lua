@@ -1,7 +1,17 @@
--- ocean: the public API of lua-ocean, named as in Port's Ocean.
+-- ocean: the public API of lua-ocean, named as in Port's Ocean. Every
+-- function runs on the default engine (ocean.engine), the one piece of
+-- state this facade keeps; ocean.engine() gives it, and
+-- require("ocean.engine").new() makes others.
 --
 --   ocean.init{...}                     configure (settings, or config.load options)
---   ocean.on_resync([kind,] fn)         fn(kind) returns a list, or yields pages
+--   ocean.on_resync([kind,] fn)         fn(kind, resource) returns a list, or
+--                                        yields pages; resource: the mapping's
+--                                        resource config (ocean.event too)
+--   ocean.selector_schema(kind, fields)  declare kind's custom selector
+--                                        fields (ocean.selector), checked
+--                                        whenever a resync reads the mapping
+--   ocean.event                          the running resource's event:
+--                                        resource_config, kind, resync_id...
 --   ocean.on_start(fn), ocean.on_resync_start(fn), ocean.on_resync_complete(fn)
 --   ocean.sync_raw_all([{plan=}])       full resync -> summary
 --   ocean.update_raw_diff(kind, {before=, after=} [, opts])
@@ -12,27 +22,46 @@
 --   ocean.router.post/get/put/delete(path, fn)
 --   ocean.http, ocean.json, ocean.null, ocean.log, ocean.port (client constructor)
 --   ocean.integration_config             the integration's own settings
+--   ocean.reset()                        a new default engine (no
+--                                        registrations, routes or caches),
+--                                        with the same settings
 local json = require "ocean.json"
 local log = require "ocean.log"
 local engine = require "ocean.engine"
-local sync = require "ocean.sync"
-local ops = require "ocean.ops"
-local mapping = require "ocean.mapping"
-
-local type, error = type, error
 
 local _M = {
   _VERSION = require("ocean.core").version,
   json = json,
   null = json.null,
   log = log,
-  parse_items = mapping.parse_items,
   integration_config = {},
 }
 
--- Modules loaded on first use (ocean.http, ocean.router, ocean.port).
-local lazy = { http = "ocean.http", router = "ocean.router", port = "ocean.port" }
+local default = engine.new()
+
+function _M.engine()
+  return default
+end
+
+-- ocean.event: Ocean's event context, read through the default engine.
+-- While a resource's resync functions run (and whatever they call:
+-- generators, helpers, ocean.cache), ocean.event.resource_config is that
+-- resource as written in the mapping (resource_config.selector holds its
+-- custom selector fields), with .kind, .resource_index, .resync_id,
+-- .port_app_config and .type = "resync"; outside one, every field is nil.
+_M.event = setmetatable({}, {
+  __index = function(_, k)
+    local ev = default:event()
+    return ev and ev[k]
+  end,
+  __newindex = function() error("ocean.event is read-only", 2) end,
+})
+
+-- ocean.router is the default engine's; ocean.http and ocean.port are
+-- modules loaded on first use.
+local lazy = { http = "ocean.http", port = "ocean.port" }
 setmetatable(_M, { __index = function(t, k)
+  if k == "router" then return default.router end
   local name = lazy[k]
   if name then
     local m = require(name)
@@ -44,94 +73,49 @@ end })
 -- {==================== configuration ====================
 
 function _M.init(opts)
-  local ctx, err = engine.init(opts)
-  if not ctx then return nil, err end
-  _M.integration_config = ctx.settings.integration.config or {}
-  return ctx
+  local eng, err = default:configure(opts)
+  if not eng then return nil, err end
+  _M.integration_config = eng.settings.integration.config or {}
+  return eng
 end
 
+-- The default engine, configured (from the OCEAN__* environment if
+-- nothing configured it yet).
 function _M.context()
-  return engine.get()
+  return default:ensure_configured(1)
 end
 
--- }====================
-
--- {==================== registration ====================
-
-local function check_fn(fn, what)
-  if type(fn) ~= "function" then
-    error(what .. ": expected a function, got " .. type(fn), 3)
-  end
-end
-
-function _M.on_resync(kind, fn)
-  if fn == nil and type(kind) == "function" then
-    table.insert(sync.registry.all, kind)
-    return kind
-  end
-  if type(kind) ~= "string" or kind == "" then
-    error("on_resync: expected a kind (string) and a function", 2)
-  end
-  check_fn(fn, "on_resync")
-  local list = sync.registry.kinds[kind] or {}
-  list[#list + 1] = fn
-  sync.registry.kinds[kind] = list
-  return fn
-end
-
-local function hook(name)
-  return function(fn)
-    check_fn(fn, name)
-    table.insert(sync.registry[name], fn)
-    return fn
-  end
-end
-_M.on_start = hook("on_start")
-_M.on_resync_start = hook("on_resync_start")
-_M.on_resync_complete = hook("on_resync_complete")
-
--- Forget every registration (tests, reloading an integration).
+-- Forget every registration (tests, reloading an integration): a new
+-- default engine, configured like the old one, which is closed.
 function _M.reset()
-  sync.reset_registry()
-  local r = rawget(_M, "router")
-  if r and r.reset then r.reset() end
+  local old = default
+  default = engine.new()
+  if old:configured() then assert(default:configure { settings = old.settings }) end
+  old:close()
 end
 
 -- }====================
 
--- {==================== operations ====================
+-- {==================== registration and operations ====================
 
-function _M.sync_raw_all(opts)
-  return sync.sync_raw_all(engine.get(), opts)
+function _M.on_resync(kind, fn) return default:on_resync(kind, fn) end
+function _M.selector_schema(kind, fields) return default:selector_schema(kind, fields) end
+function _M.on_start(fn) return default:on_start(fn) end
+function _M.on_resync_start(fn) return default:on_resync_start(fn) end
+function _M.on_resync_complete(fn) return default:on_resync_complete(fn) end
+
+function _M.parse_items(resource, items, opts)
+  return default:parse_items(resource, items, opts)
 end
 
-function _M.register_raw(kind, raw, opts)
-  return ops.register_raw(engine.get(), kind, raw, opts)
-end
-
-function _M.unregister_raw(kind, raw, opts)
-  return ops.unregister_raw(engine.get(), kind, raw, opts)
-end
-
-function _M.update_raw_diff(kind, diff, opts)
-  return ops.update_raw_diff(engine.get(), kind, diff, opts)
-end
-
-function _M.update_diff(diff, opts)
-  return ops.update_diff(engine.get(), diff, opts)
-end
-
-function _M.register(entities, opts)
-  return ops.register(engine.get(), entities, opts)
-end
-
-function _M.unregister(entities, opts)
-  return ops.unregister(engine.get(), entities, opts)
-end
-
-function _M.sync(entities, opts)
-  return ops.sync(engine.get(), entities, opts)
-end
+function _M.sync_raw_all(opts) return default:sync_raw_all(opts) end
+function _M.register_raw(kind, raw, opts) return default:register_raw(kind, raw, opts) end
+function _M.unregister_raw(kind, raw, opts) return default:unregister_raw(kind, raw, opts) end
+function _M.update_raw_diff(kind, diff, opts) return default:update_raw_diff(kind, diff, opts) end
+function _M.update_diff(diff, opts) return default:update_diff(diff, opts) end
+function _M.register(entities, opts) return default:register(entities, opts) end
+function _M.unregister(entities, opts) return default:unregister(entities, opts) end
+function _M.sync(entities, opts) return default:sync(entities, opts) end
 
 -- }====================
 

@@ -2,11 +2,17 @@
 --
 --   log.debug/info/warning/error(fmt, ...)   string.format-style
 --   log.set_level("INFO")                    DEBUG, INFO, WARNING, ERROR
---   log.add_secret(value)                    never printed again, anywhere
+--   log.add_secret(value [, list])           never printed again, anywhere
+--                                            (stripped; blank/short ones ignored);
+--                                            list: an engine's secrets
+--   log.watch(list), log.unwatch(list)       mask what an engine's list
+--                                            holds while the engine lives
+--   log.parse_level(v), log.check_level(v, flag)  validate a level name
 --   log.set_sink(fn(level, line))            default: stderr (ngx.log in nginx)
 --   log.mask(text) -> text with every registered secret replaced by ****
 local os_date, io_stderr = os.date, io.stderr
-local ipairs, tostring, select = ipairs, tostring, select
+local ipairs, pairs, next, tostring, select, setmetatable =
+  ipairs, pairs, next, tostring, select, setmetatable
 local string_format = string.format
 
 local _M = {}
@@ -15,7 +21,10 @@ local LEVELS = { DEBUG = 10, INFO = 20, WARNING = 30, ERROR = 40 }
 _M.LEVELS = LEVELS
 
 local threshold = LEVELS.INFO
-local secrets = {}
+local secrets = {}      -- the process's own (the CLI's, before any engine)
+-- The secret lists of the live engines (each engine owns its list; this
+-- only refers to it, weakly, so a collected engine's secrets go too).
+local watched = setmetatable({}, { __mode = "k" })
 local sink
 
 local function plain_find_replace(s, needle, repl)
@@ -31,9 +40,25 @@ local function plain_find_replace(s, needle, repl)
   return table.concat(out)
 end
 
+function _M.watch(list) watched[list] = true end
+function _M.unwatch(list) watched[list] = nil end
+
+-- Every secret known: the process's and the live engines', longest first
+-- (a secret containing another is masked whole).
+local function all_secrets()
+  if next(watched) == nil then return secrets end
+  local all = {}
+  for _, s in ipairs(secrets) do all[#all + 1] = s end
+  for list in pairs(watched) do
+    for _, s in ipairs(list) do all[#all + 1] = s end
+  end
+  table.sort(all, function(a, b) return #a > #b end)
+  return all
+end
+
 function _M.mask(text)
   text = tostring(text)
-  for _, s in ipairs(secrets) do
+  for _, s in ipairs(all_secrets()) do
     text = plain_find_replace(text, s, "****")
   end
   -- whatever looks like a bearer token, even one we were never told about
@@ -41,25 +66,52 @@ function _M.mask(text)
   return text
 end
 
--- Register a secret. Values shorter than 4 bytes are ignored: masking
--- them would garble ordinary text, and they are not secrets worth the name.
-function _M.add_secret(value)
-  if type(value) ~= "string" or #value < 4 then return end
-  for _, s in ipairs(secrets) do
+-- Register a secret. Surrounding whitespace is stripped first (as Ocean
+-- does: a token read with its trailing newline must still be masked where
+-- it is printed without it); a value that is then shorter than 4 bytes is
+-- ignored: masking it (or a blank) would garble ordinary text, and it is
+-- not a secret worth the name. list: an engine's secrets (default: the
+-- process's own).
+function _M.add_secret(value, list)
+  list = list or secrets
+  if type(value) ~= "string" then return end
+  value = value:match("^%s*(.-)%s*$")
+  if #value < 4 then return end
+  for _, s in ipairs(list) do
     if s == value then return end
   end
-  secrets[#secrets + 1] = value
+  list[#list + 1] = value
   -- longest first, so a secret containing another is masked whole
-  table.sort(secrets, function(a, b) return #a > #b end)
+  table.sort(list, function(a, b) return #a > #b end)
+end
+
+-- parse_level(value) -> "DEBUG" | "INFO" | "WARNING" | "ERROR" | nil, why.
+-- Case-insensitive; Ocean's WARN and CRITICAL are WARNING and ERROR.
+function _M.parse_level(value)
+  local t = tostring(value):upper()
+  if t == "WARN" then t = "WARNING" end
+  if t == "CRITICAL" then t = "ERROR" end
+  if not LEVELS[t] then
+    return nil, "is not a log level (use DEBUG, INFO, WARNING or ERROR)"
+  end
+  return t
+end
+
+-- check_level(value, flag) -> level | nil, err naming the flag, for a
+-- command line: "--log-level: 'LOUD' is not a log level (use ...)".
+function _M.check_level(value, flag)
+  local t, why = _M.parse_level(value)
+  if not t then return nil, ("%s: '%s' %s"):format(flag or "--log-level", tostring(value), why) end
+  return t
 end
 
 function _M.set_level(name)
-  local n = LEVELS[tostring(name):upper()]
-  if not n then
+  local t = _M.parse_level(name)
+  if not t then
     return nil, ("unknown log level '%s' (use DEBUG, INFO, WARNING or ERROR)")
       :format(tostring(name))
   end
-  threshold = n
+  threshold = LEVELS[t]
   return true
 end
 

@@ -1,15 +1,21 @@
 -- ocean.mapping: parse_items, Ocean's jq entity processor, over the C
--- engine (src/mapping.c). One resource of the port app config compiles into
+-- engine (src/mapping/mapping.c). One resource of the port app config compiles into
 -- one jq program, cached here.
 --
---   mapping.parse_items(resource, items [, {parse_all=, allow_env=,
---                       time_limit=, memory_limit=}])
+--   mapping.parse_items(resource, items [, {parse_all=, allow_env=, exact_numbers=,
+--                       time_limit=, memory_limit=} [, cache]])
 --     -> {passed=, failed=, errors=, dropped=, misconfigured=} | nil, err
+--     (exact_numbers: numbers a Lua number cannot hold come out as exact
+--     numbers, see ocean.json)
 --   mapping.compile(resource [, {allow_env=, time_limit=, memory_limit=,
 --                   projection=, native=}]) -> m | nil, err
---   mapping.cached(resource [, {allow_env=, time_limit=, memory_limit=}])
---     -> m | nil, err  (shared, cached)
---     (m:parse(items, parse_all), m:signature(), m:fields(), m:close())
+--   mapping.cached(resource [, {allow_env=, time_limit=, memory_limit=} [, cache]])
+--     -> m | nil, err
+--     (m:parse(items, parse_all, exact_numbers), m:signature(), m:fields(), m:close())
+--   mapping.new_cache() -> cache (cache:info(), cache:clear()); each engine
+--     holds one (ocean.parse_items uses the default engine's). Without a
+--     cache, parse_items compiles for this call only.
+--   mapping.options(settings [, extra]) -> opts from an engine's settings
 --
 -- The budget of every item (docs/jq.md): time_limit in seconds, memory_limit
 -- in MiB (0 = none); when not given, OCEAN__MAPPING_TIME_LIMIT and
@@ -36,12 +42,19 @@ local _M = {}
 
 local CACHE_SIZE = 64
 
-local by_table = setmetatable({}, { __mode = "k" })  -- resource -> entry
-local by_content = {}                                -- key -> entry
-local lru_tick, lru_count = 0, 0
+local Cache = {}
+Cache.__index = Cache
 
-local OPTS = { parse_all = true, allow_env = true, time_limit = true,
-               memory_limit = true }
+function _M.new_cache()
+  return setmetatable({
+    by_table = setmetatable({}, { __mode = "k" }),  -- resource -> entry
+    by_content = {},                                -- key -> entry
+    tick = 0, count = 0,
+  }, Cache)
+end
+
+local OPTS = { parse_all = true, allow_env = true, exact_numbers = true,
+               time_limit = true, memory_limit = true }
 local COMPILE_OPTS = { allow_env = true, projection = true, native = true,
                        time_limit = true, memory_limit = true }
 local DEFAULT_TIME_LIMIT, DEFAULT_MEMORY_LIMIT = 5, 256
@@ -87,42 +100,47 @@ local function budget(opts, level)
          limit(opts, "memory_limit", "OCEAN__MAPPING_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT, level + 1)
 end
 
-local function evict()
+local function evict(c)
   local oldest, oldest_key
-  for key, entry in pairs(by_content) do
+  for key, entry in pairs(c.by_content) do
     if not oldest or entry.tick < oldest.tick then
       oldest, oldest_key = entry, key
     end
   end
-  by_content[oldest_key] = nil
-  lru_count = lru_count - 1
+  c.by_content[oldest_key] = nil
+  c.count = c.count - 1
 end
 
--- The compiled mapping for resource, from the caches or compiled now.
-local function lookup(resource, allow_env, opts, level)
+local function compile_now(resource, allow_env, seconds, mib, level)
+  local m, cerr, code = mapping_compile(resource, allow_env,
+                                        { time_limit = seconds, memory_limit = mib })
+  if not m and code == "invalid" then error(cerr, level + 1) end
+  return m, cerr
+end
+
+-- The compiled mapping for resource, from cache c or compiled now (and
+-- kept there; without c, compiled for the caller alone).
+local function lookup(c, resource, allow_env, opts, level)
+  local seconds, mib = budget(opts, level + 1)
+  if not c then return compile_now(resource, allow_env, seconds, mib, level + 1) end
   local text, err = json_encode(resource)
   if not text then error("invalid resource: " .. err, level + 1) end
-  local seconds, mib = budget(opts, level + 1)
   local key = ("%s%.17g/%.17g|"):format(allow_env and "E" or "-", seconds, mib) .. text
-  local entry = by_table[resource]
+  local entry = c.by_table[resource]
   if not entry or entry.key ~= key then
-    entry = by_content[key]
+    entry = c.by_content[key]
   end
   if not entry then
-    local m, cerr, code = mapping_compile(resource, allow_env,
-                                          { time_limit = seconds, memory_limit = mib })
-    if not m then
-      if code == "invalid" then error(cerr, level + 1) end
-      return nil, cerr
-    end
+    local m, cerr = compile_now(resource, allow_env, seconds, mib, level + 1)
+    if not m then return nil, cerr end
     entry = { key = key, m = m, tick = 0 }
-    if lru_count >= CACHE_SIZE then evict() end
-    by_content[key] = entry
-    lru_count = lru_count + 1
+    if c.count >= CACHE_SIZE then evict(c) end
+    c.by_content[key] = entry
+    c.count = c.count + 1
   end
-  lru_tick = lru_tick + 1
-  entry.tick = lru_tick
-  by_table[resource] = entry
+  c.tick = c.tick + 1
+  entry.tick = c.tick
+  c.by_table[resource] = entry
   return entry.m
 end
 
@@ -132,26 +150,28 @@ local function check_resource(resource, level)
   end
 end
 
-function _M.parse_items(resource, items, opts)
+function _M.parse_items(resource, items, opts, cache)
   check_resource(resource, 2)
   opts = check_opts(opts, 2)
   local it = type(items)
   if it ~= "table" and it ~= "string" then
     error("items must be a list of raw items or a JSON text, got " .. it, 2)
   end
-  local m, err = lookup(resource, env_allowed(opts), opts, 2)
+  local m, err = lookup(cache, resource, env_allowed(opts), opts, 2)
   if not m then return nil, err end
-  return m:parse(items, opts.parse_all)
+  local res, perr = m:parse(items, opts.parse_all, opts.exact_numbers)
+  if not cache then m:close() end
+  return res, perr
 end
 
 -- The program parse_items would use, from the content cache (compiled
 -- now if missing): for callers that only hold it while they use it (a
 -- resync), so that repeated resyncs and live events share one compile.
 -- opts: allow_env.
-function _M.cached(resource, opts)
+function _M.cached(resource, opts, cache)
   check_resource(resource, 2)
   opts = check_opts(opts, 2)
-  return lookup(resource, env_allowed(opts), opts, 2)
+  return lookup(cache, resource, env_allowed(opts), opts, 2)
 end
 
 -- A compiled mapping of one's own (not cached): for callers that keep it.
@@ -182,14 +202,14 @@ function _M.options(settings, extra)
 end
 
 -- The content cache: programs held and the bound (tests).
-function _M.cache_info()
-  return { size = lru_count, capacity = CACHE_SIZE }
+function Cache:info()
+  return { size = self.count, capacity = CACHE_SIZE }
 end
 
 -- Drop every cached program (tests; configuration reloads).
-function _M.clear_cache()
-  for k in pairs(by_table) do by_table[k] = nil end
-  by_content, lru_count = {}, 0
+function Cache:clear()
+  for k in pairs(self.by_table) do self.by_table[k] = nil end
+  self.by_content, self.count = {}, 0
 end
 
 return _M

@@ -51,20 +51,19 @@
 -- (owner "pid:generation", a TTL refreshed while the resync runs, so a
 -- crashed or killed worker can't leave it stuck) and a generation counter.
 -- A resync request increments the generation; the running resync sees it
--- at its next wait (ctx.should_abort), stops, reports "aborted" to Port
+-- at its next wait (the engine's abort policy), stops, reports "aborted" to Port
 -- (nothing is deleted) and releases the lock, which the newest request
 -- then takes; requests superseded while waiting give up. On worker exit
 -- (nginx -s reload / quit) a running resync aborts the same way.
 local ocean = require "ocean"
 local core = require "ocean.core"
 local config = require "ocean.config"
-local engine = require "ocean.engine"
 local json = require "ocean.json"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
-local ops = require "ocean.ops"
+local integration = require "ocean.integration"
+local listener = require "ocean.listener"
 local router = require "ocean.router"
-local sail = require "ocean.sail"
 
 local type, tostring, pcall, pairs, ipairs, error = type, tostring, pcall, pairs, ipairs, error
 local ngx = _G.ngx
@@ -121,13 +120,14 @@ function _M.init(opts)
   if not ok then return nil, cerr end
   ocean.reset()
   ocean.integration_config = settings.integration.config or {}
-  local lok, lerr = sail.load_integration(opts.path)
+  local lok, lerr = integration.load(opts.path)
   if not lok then return nil, log.mask(lerr) end
   S = {
     settings = settings, path = opts.path, dict_name = dict_name,
     prefix = (opts.prefix or _M.DEFAULT_PREFIX):gsub("/+$", ""),
     lock_ttl = opts.lock_ttl or _M.LOCK_TTL, lock_wait = opts.lock_wait or _M.LOCK_WAIT,
   }
+  _M.add_routes(ocean.engine().router)
   return true
 end
 
@@ -187,7 +187,7 @@ end
 -- {==================== resyncs ====================
 
 local function record_last(summary, a)
-  local status = summary.ok and "completed" or (summary.aborted and "aborted" or "failed")
+  local status = integration.status_of(summary)
   local last = {
     status = status, resync_id = summary.resync_id, generation = a.gen, pid = ngx.worker.pid(),
     created = summary.created, updated = summary.updated, unchanged = summary.unchanged,
@@ -231,13 +231,13 @@ local function resync_timer(premature, gen, reason)
     end
     ngx.sleep(_M.LOCK_POLL)
   end
-  local a = { gen = gen, owner = owner, claim = true }
+  local a = { gen = gen, owner = owner }
   W.active = a
   heartbeat(false, a)
   log.info("resync %d (%s) starting in worker %d", gen, reason, ngx.worker.pid())
   local ok, summary = pcall(ocean.sync_raw_all)
   W.active = nil
-  if a.run and a.run.aborted then a.reason = a.reason or abort_reason(a) end
+  if ok and summary.aborted then a.reason = a.reason or abort_reason(a) end
   release_lock(a)
   if not ok then
     log.error("resync %d failed: %s", gen, tostring(summary))
@@ -261,18 +261,13 @@ local function request_resync(reason)
 end
 _M.request_resync = request_resync
 
--- The engine's hooks, so that ctx.should_abort sees the shared state.
-local function hook_engine(ctx)
-  local base_should_abort, base_begin = ctx.should_abort, ctx.begin_run
-  function ctx.begin_run(run)
+-- The engine's abort policy: the active resync (the first resync run seen
+-- while this worker holds the lock) stops when the shared state says so;
+-- any resync stops when the worker exits.
+local function abort_policy()
+  return function(run)
     local a = W.active
-    if a and a.claim and run.event == "resync" then
-      a.claim, a.run = nil, run
-    end
-    return base_begin(run)
-  end
-  function ctx.should_abort(run)
-    local a = W.active
+    if a and run.event == "resync" and a.run == nil then a.run = run end
     if a and a.run == run then
       local why = abort_reason(a)
       if why then
@@ -285,7 +280,6 @@ local function hook_engine(ctx)
       return false
     end
     if run.event == "resync" and ngx.worker.exiting() then return true end
-    return base_should_abort(run)
   end
 end
 
@@ -304,7 +298,7 @@ local function bootstrap_once(ctx)
   while not d:get(key) do
     if ngx.worker.exiting() then return nil, "exiting" end
     if d:add(lock, ngx.worker.pid(), 120) then
-      local ok, err = sail.bootstrap(ctx)
+      local ok, err = integration.bootstrap(ctx)
       if ok then d:set(key, true) end
       d:delete(lock)
       if not ok then return nil, err end
@@ -321,13 +315,13 @@ end
 -- and compile each resource into the content-keyed compile cache.
 local function warm_mapping(ctx)
   local t0 = now_ms()
-  local app, err = ops.app_config(ctx)
+  local app, err = ctx:app_config()
   if not app then return nil, err end
   local t1 = now_ms()
   local n, failed = 0, 0
   for _, r in ipairs(app.resources) do
     if type(r) == "table" then
-      local ok, res, perr = pcall(mapping.parse_items, r, {}, mapping.options(ctx.settings))
+      local ok, res, perr = pcall(ctx.parse_items, ctx, r, {}, mapping.options(ctx.settings))
       if ok and res then
         n = n + 1
       else
@@ -342,16 +336,13 @@ local function warm_mapping(ctx)
 end
 
 local function on_start_hooks()
-  for _, fn in ipairs(require("ocean.sync").registry.on_start) do
-    local ok, err = pcall(fn)
-    if not ok then log.error("on_start hook failed: %s", tostring(err)) end
-  end
+  local ok, err = integration.run_on_start(W.ctx)
+  if not ok then log.error("%s", err) end
 end
 
 local function resync_on_start()
   local s = S.settings
-  local listener = s.event_listener.type
-  if listener == "ONCE" or (listener == "POLLING" and s.event_listener.resync_on_start) then
+  if listener.resync_on_start(s) then
     -- once per nginx start: the shared dict outlives reloads, not restarts
     if dict():add("started:" .. s.integration.identifier, true) then
       local gen, err = request_resync("start")
@@ -398,31 +389,15 @@ local function scheduled(premature, seconds)
   if not gen then log.error("%s", err) end
 end
 
--- POLLING: a resync request newer than the last one seen triggers a resync.
+-- POLLING (ocean.listener's rule): a resync request newer than the
+-- watermark, which all workers share, triggers a resync.
 local function poll(premature, seconds)
   if premature or not W.ctx or not W.ready then return end
   if not once_per_tick("tick:poll", seconds) then return end
-  local s = W.ctx.settings
-  local r, err = W.ctx.port:get_resync_request(s.integration.identifier)
-  if r == nil then
-    log.warning("could not check Port's resync requests: %s", tostring(err))
-    return
-  end
-  local at = type(r) == "table" and r.updatedAt
-  if type(at) ~= "string" then at = nil end
-  local d = dict()
-  local key = "poll:watermark:" .. s.integration.identifier
-  local mark = d:get(key)
-  if mark == nil then
-    -- the first poll: "" when Port has no request yet, so the first one
-    -- made afterwards counts as newer
-    d:set(key, at or "")
-    if at and not s.event_listener.resync_on_start then request_resync("Port's resync request") end
-  elseif at and at > mark then
-    log.info("Port asked for a resync (%s)", at)
-    d:set(key, at)
-    request_resync("Port's resync request")
-  end
+  local key = "poll:watermark:" .. W.ctx.settings.integration.identifier
+  local mark = { get = function() return dict():get(key) end,
+                 set = function(v) dict():set(key, v) end }
+  if listener.poll(W.ctx, mark) then request_resync("Port's resync request") end
 end
 
 function _M.init_worker()
@@ -439,17 +414,12 @@ function _M.init_worker()
     return nil, W.err
   end
   W.ctx = ctx
-  hook_engine(ctx)
+  ctx:set_abort_policy(abort_policy())
   ngx.timer.at(0, warm)
-  local s = S.settings
-  if s.scheduled_resync_interval then
-    local seconds = s.scheduled_resync_interval * 60
-    ngx.timer.every(seconds, scheduled, seconds)
-  end
-  if s.event_listener.type == "POLLING" then
-    local seconds = s.event_listener.interval
-    ngx.timer.every(seconds, poll, seconds)
-  end
+  local every = listener.schedule_interval(S.settings)
+  if every then ngx.timer.every(every, scheduled, every) end
+  every = listener.poll_interval(S.settings)
+  if every then ngx.timer.every(every, poll, every) end
   return true
 end
 
@@ -457,7 +427,7 @@ function _M.exit_worker()
   local a = W.active
   if a then release_lock(a) end
   W.active, W.ready, W.ctx = nil, false, nil
-  engine.close()
+  ocean.engine():close()
 end
 
 -- }====================
@@ -491,6 +461,24 @@ local function health()
   return W.ctx and 200 or 503, body
 end
 
+local function error_body(code, message)
+  return { ok = false, error = code, message = message }
+end
+
+local function resync()
+  local gen, aborting = request_resync("http")
+  if not gen then return 503, error_body("resync_failed", aborting) end
+  return 202, { ok = true, generation = gen, aborted_running = aborting,
+                pid = ngx.worker.pid() }
+end
+
+-- GET /health and POST /resync, before the integration's own routes
+-- (done by init in the integration's router).
+function _M.add_routes(r)
+  r:route("GET", "/health", health, { first = true, raw_body = true })
+  r:route("POST", "/resync", resync, { first = true, raw_body = true })
+end
+
 local function read_body()
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
@@ -504,38 +492,20 @@ local function read_body()
   return body or ""
 end
 
-local function error_body(code, message)
-  return { ok = false, error = code, message = message }
-end
-
 function _M.handle()
   if not S then
     return respond(503, error_body("not_configured", "openresty.init did not run"))
   end
-  local method = ngx.req.get_method()
-  local uri = ngx.var.uri
-  local path = uri
-  if uri:sub(1, #S.prefix) == S.prefix then path = uri:sub(#S.prefix + 1) end
+  local path = ngx.var.uri
+  if path:sub(1, #S.prefix) == S.prefix then path = path:sub(#S.prefix + 1) end
   if path == "" then path = "/" end
-  if path == "/health" then
-    if method ~= "GET" then return respond(405, error_body("method_not_allowed", "use GET")) end
-    return respond(health())
-  end
-  if not W.ctx then
+  if not W.ctx and path ~= "/health" then
     return respond(503, error_body("not_ready", W.err or "the ocean engine is not running"))
   end
-  if path == "/resync" then
-    if method ~= "POST" then return respond(405, error_body("method_not_allowed", "use POST")) end
-    local gen, aborting = request_resync("http")
-    if not gen then return respond(503, error_body("resync_failed", aborting)) end
-    return respond(202, { ok = true, generation = gen, aborted_running = aborting,
-                          pid = ngx.worker.pid() })
-  end
-  local status, body, headers = router.dispatch {
-    method = method, path = path, headers = ngx.req.get_headers(100),
-    query = ngx.req.get_uri_args(100), raw_body = read_body(),
-  }
-  return respond(status, body, headers)
+  return respond(ocean.engine().router:dispatch(router.request {
+    method = ngx.req.get_method(), path = path, headers = ngx.req.get_headers(100),
+    query = ngx.req.get_uri_args(100), body = read_body(),
+  }))
 end
 
 -- }====================

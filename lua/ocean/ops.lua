@@ -1,6 +1,6 @@
 -- ocean.ops: the live-event operations of the seed — register_raw,
 -- unregister_raw, update_raw_diff, register, unregister, update_diff —
--- and sync(entities).
+-- and sync(entities), on an engine (ocean.engine).
 --
 -- Safety, beyond Ocean: nothing is deleted that this integration does not
 -- own at Port (one search per 50 entities checks ownership first, also
@@ -9,6 +9,10 @@
 -- makes anything else a deletion candidate. Upserts go relation targets
 -- first, deletions sources first, each level in bulk requests.
 -- Every operation takes opts.plan: compute and report, write nothing.
+--
+-- Each returns a report: {ok=, created=, updated=, failed=, deleted=,
+-- not_owned=, delete_failed=, errors={...}, ...}; misuse (not a list)
+-- raises.
 local core = require "ocean.core"
 local json = require "ocean.json"
 local log = require "ocean.log"
@@ -20,7 +24,20 @@ local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local _M = {}
 
 local SEARCH_CHUNK = 50
-local APP_CONFIG_TTL = 60          -- seconds, as Ocean's cache
+
+-- {==================== an operation ====================
+
+-- What every step of one operation needs: the engine, the call's options
+-- (plan, event type) and the mapping's options (merge, create_missing,
+-- delete_dependents).
+local function new_op(eng, opts, app)
+  opts = opts or {}
+  return { eng = eng, port = eng.port, plan = opts.plan,
+           event = { type = opts.event_type or "http_request" },
+           o = sync.app_options(app or {}) }
+end
+
+-- }====================
 
 -- {==================== helpers ====================
 
@@ -32,29 +49,12 @@ local function is_search_identifier(e)
   return type(e.identifier) == "table" and e.identifier ~= json.null
 end
 
--- The mapping, cached for 60 s (live events don't refetch every time).
-local function app_config(ctx, opts)
-  if opts and opts.app_config then return opts.app_config end
-  local now = ctx.clock()
-  local c = ctx.app_config_cache
-  if c and now - c.at < APP_CONFIG_TTL then return c.app end
-  local app, err = sync.fetch_app_config(ctx, {})
-  if not app then return nil, err end
-  ctx.app_config_cache = { app = app, at = now }
-  return app
-end
-_M.app_config = app_config
-
 local function resources_of(app, kind)
   local out = {}
   for _, r in ipairs(app.resources) do
     if type(r) == "table" and r.kind == kind then out[#out + 1] = r end
   end
   return out
-end
-
-local function event_of(opts)
-  return { type = (opts and opts.event_type) or "http_request" }
 end
 
 -- Split entities into relation levels (targets first) grouped by
@@ -82,54 +82,51 @@ local function levels_of(entities, reverse)
   return out
 end
 
+-- Each blueprint's list of each level, in order.
+local function each_bulk(levels, fn)
+  for _, L in ipairs(levels) do
+    for _, bp in ipairs(L.order) do fn(bp, L.by_bp[bp]) end
+  end
+end
+
 -- Upsert entities (relation targets first). Returns a report:
 -- {created=, updated=, failed=, entities = {ok entities}, failures = {...}}
-local function upsert_all(ctx, entities, o, opts)
+local function upsert_all(op, entities)
   local rep = { created = 0, updated = 0, failed = 0, entities = {}, failures = {}, requests = 0 }
-  if opts.plan then
+  if op.plan then
     rep.planned = {}
     for _, e in ipairs(entities) do rep.planned[#rep.planned + 1] = e end
     return rep
   end
-  for _, L in ipairs(levels_of(entities)) do
-    for _, bp in ipairs(L.order) do
-      local list = L.by_bp[bp]
-      local res, err = ctx.port:upsert_entities(bp, list, {
-        merge = o.merge, create_missing_related_entities = o.create_missing,
-        event = event_of(opts) })
-      if not res then
-        for _, e in ipairs(list) do
-          rep.failed = rep.failed + 1
-          rep.failures[#rep.failures + 1] = { blueprint = bp, identifier = e.identifier,
-                                              message = tostring(err) }
-        end
+  local o = op.o
+  each_bulk(levels_of(entities), function(bp, list)
+    -- a bulk call always reports per entity (docs/errors.md)
+    local res = op.port:upsert_entities(bp, list, {
+      merge = o.merge, create_missing_related_entities = o.create_missing,
+      event_type = op.event.type })
+    rep.requests = rep.requests + (res.requests or 0)
+    for i, r in ipairs(res.results) do
+      local e = list[i]
+      if r.ok then
+        if r.created then rep.created = rep.created + 1 else rep.updated = rep.updated + 1 end
+        rep.entities[#rep.entities + 1] = e
       else
-        rep.requests = rep.requests + (res.requests or 0)
-        for i, r in ipairs(res.results) do
-          local e = list[i]
-          if r.ok then
-            if r.created then rep.created = rep.created + 1 else rep.updated = rep.updated + 1 end
-            rep.entities[#rep.entities + 1] = e
-          else
-            rep.failed = rep.failed + 1
-            rep.failures[#rep.failures + 1] = { blueprint = bp, identifier = e.identifier,
-              status = r.status, message = r.message or r.error }
-          end
-        end
+        rep.failed = rep.failed + 1
+        rep.failures[#rep.failures + 1] = { blueprint = bp, identifier = e.identifier,
+          status = r.status, message = r.message or r.error }
       end
     end
-  end
+  end)
   for _, f in ipairs(rep.failures) do
     log.warning("upsert of %s/%s failed: %s", f.blueprint, tostring(f.identifier), tostring(f.message))
   end
   return rep
 end
-_M.upsert_all = upsert_all
 
 -- The subset of entities (with stable keys) that this integration owns at
 -- Port: search by identifier and blueprint, 50 at a time; the Port client
 -- adds the ownership rules. Returns set key -> Port entity, or nil, err.
-local function owned_subset(ctx, entities)
+local function owned_subset(op, entities)
   local owned = {}
   local keyed = {}
   for _, e in ipairs(entities) do
@@ -143,7 +140,7 @@ local function owned_subset(ctx, entities)
         { property = "$identifier", operator = "=", value = tostring(e.identifier) },
         { property = "$blueprint", operator = "=", value = e.blueprint } } }
     end
-    local found, err = ctx.port:search({ combinator = "and", rules = json.array {
+    local found, err = op.port:search({ combinator = "and", rules = json.array {
       { combinator = "or", rules = groups } } }, { "identifier", "blueprint", "relations" })
     if not found then return nil, err end
     for _, pe in ipairs(found) do
@@ -153,28 +150,16 @@ local function owned_subset(ctx, entities)
   end
   return owned
 end
-_M.owned_subset = owned_subset
 
--- Delete entities this integration owns (sources first). Entities it
--- doesn't own, and search identifiers, are skipped with a log line.
-local function delete_owned(ctx, entities, o, opts, rep)
-  rep.deleted = rep.deleted or 0
-  rep.not_owned = rep.not_owned or 0
-  rep.delete_failed = rep.delete_failed or 0
-  if #entities == 0 then return rep end
-  local owned, err = owned_subset(ctx, entities)
-  if not owned then
-    rep.errors = rep.errors or {}
-    rep.errors[#rep.errors + 1] = "could not check ownership before deleting: " .. tostring(err)
-    log.warning("not deleting %d entities: %s", #entities, rep.errors[#rep.errors])
-    return rep
-  end
+-- Port's copies of the entities this integration owns (their relations
+-- order the deletes); the others are counted and logged.
+local function doomed_of(entities, owned, rep)
   local doomed, seen = {}, {}
   for _, e in ipairs(entities) do
     local k = not is_search_identifier(e) and key_of(e)
     if k and owned[k] and not seen[k] then
       seen[k] = true
-      doomed[#doomed + 1] = owned[k]     -- Port's copy: its relations order deletes
+      doomed[#doomed + 1] = owned[k]
     elseif not (k and seen[k]) then
       rep.not_owned = rep.not_owned + 1
       log.info("not deleting %s/%s: this integration does not own it at Port",
@@ -182,47 +167,56 @@ local function delete_owned(ctx, entities, o, opts, rep)
           or tostring(e.identifier))
     end
   end
-  if opts.plan then
+  return doomed
+end
+
+-- Delete entities this integration owns (sources first). Entities it
+-- doesn't own, and search identifiers, are skipped with a log line.
+local function delete_owned(op, entities, rep)
+  rep.deleted = rep.deleted or 0
+  rep.not_owned = rep.not_owned or 0
+  rep.delete_failed = rep.delete_failed or 0
+  if #entities == 0 then return rep end
+  local owned, err = owned_subset(op, entities)
+  if not owned then
+    rep.errors = rep.errors or {}
+    rep.errors[#rep.errors + 1] = "could not check ownership before deleting: " .. tostring(err)
+    log.warning("not deleting %d entities: %s", #entities, rep.errors[#rep.errors])
+    return rep
+  end
+  local doomed = doomed_of(entities, owned, rep)
+  if op.plan then
     rep.planned_delete = doomed
     return rep
   end
   -- sources before targets, also with delete_dependents: a target deleted
   -- first would take its dependents along and their own deletes would
   -- come back "not deleted"
-  local levels = levels_of(doomed, true)
-  for _, L in ipairs(levels) do
-    for _, bp in ipairs(L.order) do
-      local ids = {}
-      for _, e in ipairs(L.by_bp[bp]) do ids[#ids + 1] = tostring(e.identifier) end
-      local res, derr = ctx.port:delete_entities(bp, ids, {
-        delete_dependents = o.delete_dependents, event = event_of(opts) })
-      if not res then
-        rep.delete_failed = rep.delete_failed + #ids
-        log.warning("could not delete %d %s entities: %s", #ids, bp, tostring(derr))
+  each_bulk(levels_of(doomed, true), function(bp, list)
+    local ids = {}
+    for _, e in ipairs(list) do ids[#ids + 1] = tostring(e.identifier) end
+    local res = op.port:delete_entities(bp, ids, {
+      delete_dependents = op.o.delete_dependents, event_type = op.event.type })
+    for i, r in ipairs(res.results) do
+      if r.deleted then rep.deleted = rep.deleted + 1
       else
-        for i, r in ipairs(res.results) do
-          if r.deleted then rep.deleted = rep.deleted + 1
-          else
-            rep.delete_failed = rep.delete_failed + 1
-            log.warning("could not delete %s/%s: %s", bp, ids[i], tostring(r.message or "not deleted"))
-          end
-        end
+        rep.delete_failed = rep.delete_failed + 1
+        log.warning("could not delete %s/%s: %s", bp, ids[i], tostring(r.message or "not deleted"))
       end
     end
-  end
+  end)
   return rep
 end
-_M.delete_owned = delete_owned
 
 -- Map raw items with every resource of a kind. Returns
 -- {passed = {...}, failed = {...}, errors = {...}} (errors as strings).
-local function map_kind(ctx, app, kind, raws, parse_all)
+local function map_kind(op, app, kind, raws, parse_all)
   local out = { passed = {}, failed = {}, errors = {}, resources = 0 }
   local resources = resources_of(app, kind)
   out.resources = #resources
   for _, r in ipairs(resources) do
-    local ok, res, err = pcall(mapping.parse_items, r, raws,
-      mapping.options(ctx.settings, { parse_all = parse_all }))
+    local ok, res, err = pcall(op.eng.parse_items, op.eng, r, raws,
+      mapping.options(op.eng.settings, { parse_all = parse_all, exact_numbers = true }))
     if not ok then res, err = nil, tostring(res) end
     if not res then
       out.errors[#out.errors + 1] = ("kind '%s': %s"):format(kind, tostring(err))
@@ -265,27 +259,27 @@ end
 
 -- {==================== raw operations ====================
 
+-- The operation and the raw items mapped with every resource of the
+-- kind; nil, err when the mapping can't be read.
+local function map_raw(eng, kind, raw, opts, parse_all)
+  local raws = as_list(raw)
+  check_list(raws, "raw items", 3)
+  local app, err = eng:app_config(opts)
+  if not app then return nil, err end
+  local op = new_op(eng, opts, app)
+  return op, map_kind(op, app, kind, raws, parse_all)
+end
+
 -- Map and upsert; entities that now fail the selector are deleted if this
 -- integration owns them (as Ocean). Errors: upserts of what passed still
 -- happen, deletion does not.
--- The mapping's options and the raw items mapped with every resource of
--- the kind; nil, err when the mapping can't be read.
-local function map_raw(ctx, kind, raw, opts, parse_all)
-  local raws = as_list(raw)
-  check_list(raws, "raw items", 3)
-  local app, err = app_config(ctx, opts)
-  if not app then return nil, err end
-  return sync.app_options(app), map_kind(ctx, app, kind, raws, parse_all)
-end
-
-function _M.register_raw(ctx, kind, raw, opts)
-  opts = opts or {}
-  local o, m = map_raw(ctx, kind, raw, opts, true)
-  if not o then return finish({}, { m }) end
+function _M.register_raw(eng, kind, raw, opts)
+  local op, m = map_raw(eng, kind, raw, opts, true)
+  if not op then return finish({}, { m }) end
   if m.resources == 0 then
     log.warning("register_raw: no resource of kind '%s' in the mapping", tostring(kind))
   end
-  local rep = upsert_all(ctx, m.passed, o, opts)
+  local rep = upsert_all(op, m.passed)
   if #m.errors == 0 then
     local upserted = {}
     for _, e in ipairs(m.passed) do
@@ -297,7 +291,7 @@ function _M.register_raw(ctx, kind, raw, opts)
       local k = key_of(e)
       if k and not upserted[k] then gone[#gone + 1] = e end
     end
-    delete_owned(ctx, gone, o, opts, rep)
+    delete_owned(op, gone, rep)
   else
     log.warning("register_raw: %d error(s), not deleting entities that fail the selector", #m.errors)
   end
@@ -305,19 +299,18 @@ function _M.register_raw(ctx, kind, raw, opts)
 end
 
 -- Map and delete (only what this integration owns).
-function _M.unregister_raw(ctx, kind, raw, opts)
-  opts = opts or {}
-  local o, m = map_raw(ctx, kind, raw, opts, false)
-  if not o then return finish({}, { m }) end
+function _M.unregister_raw(eng, kind, raw, opts)
+  local op, m = map_raw(eng, kind, raw, opts, false)
+  if not op then return finish({}, { m }) end
   local rep = { created = 0, updated = 0, failed = 0 }
-  delete_owned(ctx, m.passed, o, opts, rep)
+  delete_owned(op, m.passed, rep)
   return finish(rep, m.errors)
 end
 
 -- Apply the difference between two entity lists: upsert what is new or
 -- changed in `after`, delete (if owned) what `before` had and `after`
 -- doesn't. Nothing outside the two lists is touched.
-local function apply_diff(ctx, before, after, o, opts, errors)
+local function apply_diff(op, before, after, errors)
   local before_by = {}
   for _, e in ipairs(before) do
     local k = key_of(e)
@@ -332,7 +325,7 @@ local function apply_diff(ctx, before, after, o, opts, errors)
       changed[#changed + 1] = e
     end
   end
-  local rep = upsert_all(ctx, changed, o, opts)
+  local rep = upsert_all(op, changed)
   rep.unchanged = #after - #changed
   local gone = {}
   for k, e in pairs(before_by) do
@@ -340,91 +333,66 @@ local function apply_diff(ctx, before, after, o, opts, errors)
   end
   table.sort(gone, function(a, b) return key_of(a) < key_of(b) end)
   if #errors == 0 then
-    delete_owned(ctx, gone, o, opts, rep)
+    delete_owned(op, gone, rep)
   elseif #gone > 0 then
     log.warning("update: %d error(s), not deleting %d entities", #errors, #gone)
   end
   return finish(rep, errors)
 end
 
-function _M.update_raw_diff(ctx, kind, diff, opts)
-  opts = opts or {}
-  if type(diff) ~= "table" then error("update_raw_diff: expected {before=, after=}", 2) end
+local function check_diff(diff, name)
+  if type(diff) ~= "table" then error(name .. ": expected {before=, after=}", 3) end
   local before, after = diff.before or {}, diff.after or {}
-  check_list(before, "before", 2)
-  check_list(after, "after", 2)
-  local app, err = app_config(ctx, opts)
+  check_list(before, "before", 3)
+  check_list(after, "after", 3)
+  return before, after
+end
+
+function _M.update_raw_diff(eng, kind, diff, opts)
+  local before, after = check_diff(diff, "update_raw_diff")
+  local app, err = eng:app_config(opts)
   if not app then return finish({}, { err }) end
-  local o = sync.app_options(app)
-  local mb = map_kind(ctx, app, kind, before, false)
-  local ma = map_kind(ctx, app, kind, after, false)
+  local op = new_op(eng, opts, app)
+  local mb = map_kind(op, app, kind, before, false)
+  local ma = map_kind(op, app, kind, after, false)
   local errors = {}
   for _, e in ipairs(mb.errors) do errors[#errors + 1] = e end
   for _, e in ipairs(ma.errors) do errors[#errors + 1] = e end
-  return apply_diff(ctx, mb.passed, ma.passed, o, opts, errors)
+  return apply_diff(op, mb.passed, ma.passed, errors)
 end
 
 -- }====================
 
 -- {==================== entity operations ====================
 
-local function app_options_or_default(ctx, opts)
-  local app = app_config(ctx, opts)
-  return sync.app_options(app or {}), app
+-- The operation with the mapping's options, or Ocean's defaults when the
+-- mapping can't be read (ready-made entities need no mapping).
+local function entity_op(eng, opts)
+  return new_op(eng, opts, (eng:app_config(opts)))
 end
 
-function _M.update_diff(ctx, diff, opts)
-  opts = opts or {}
-  if type(diff) ~= "table" then error("update_diff: expected {before=, after=}", 2) end
-  check_list(diff.before or {}, "before", 2)
-  check_list(diff.after or {}, "after", 2)
-  local o = app_options_or_default(ctx, opts)
-  return apply_diff(ctx, diff.before or {}, diff.after or {}, o, opts, {})
+function _M.update_diff(eng, diff, opts)
+  local before, after = check_diff(diff, "update_diff")
+  return apply_diff(entity_op(eng, opts), before, after, {})
 end
 
-function _M.register(ctx, entities, opts)
-  opts = opts or {}
+function _M.register(eng, entities, opts)
   check_list(entities, "entities", 2)
-  local o = app_options_or_default(ctx, opts)
-  return finish(upsert_all(ctx, entities, o, opts))
+  return finish(upsert_all(entity_op(eng, opts), entities))
 end
 
-function _M.unregister(ctx, entities, opts)
-  opts = opts or {}
+function _M.unregister(eng, entities, opts)
   check_list(entities, "entities", 2)
-  local o = app_options_or_default(ctx, opts)
-  return finish(delete_owned(ctx, entities, o, opts, { created = 0, updated = 0, failed = 0 }))
-end
-
--- What a list of ready-made entities writes, as a mapping signature.
-local function signature_of(entities)
-  local sig = { title = false, icon = false, team = false,
-                properties = json.array {}, relations = json.array {} }
-  local props, rels = {}, {}
-  for _, e in ipairs(entities) do
-    if e.title ~= nil then sig.title = true end
-    if e.icon ~= nil then sig.icon = true end
-    if e.team ~= nil then sig.team = true end
-    for k in pairs(type(e.properties) == "table" and e.properties or {}) do props[k] = true end
-    for k in pairs(type(e.relations) == "table" and e.relations or {}) do rels[k] = true end
-  end
-  for k in pairs(props) do sig.properties[#sig.properties + 1] = k end
-  for k in pairs(rels) do sig.relations[#sig.relations + 1] = k end
-  table.sort(sig.properties)
-  table.sort(sig.relations)
-  return sig
+  return finish(delete_owned(entity_op(eng, opts), entities, { created = 0, updated = 0, failed = 0 }))
 end
 
 -- Make Port's owned entities equal to `entities`: upsert what differs,
 -- delete owned entities not in the list (with the threshold and the
 -- confirmation of a full resync). An entity whose upsert failed is never
 -- a deletion candidate.
-function _M.sync(ctx, entities, opts)
-  opts = opts or {}
+function _M.sync(eng, entities, opts)
   check_list(entities, "entities", 2)
-  local o, app = app_options_or_default(ctx, opts)
-  return sync.sync_entities(ctx, entities, signature_of(entities), o,
-    sync.threshold_of(ctx, app or {}), opts)
+  return sync.sync_entities(eng, entities, eng:app_config(opts) or {}, opts or {})
 end
 
 -- }====================

@@ -2,17 +2,23 @@
 -- client (ocean.core port_new); each call waits through ocean.runtime, so
 -- inside nginx it yields instead of blocking.
 --
---   local port = require("ocean.port").new{
+--   local port = assert(require("ocean.port").new{
 --     base_url =, client_id =, client_secret =, integration_type =,
 --     integration_identifier =, integration_version =,
 --     loop = (an ocean.core loop to share) | concurrency = 5,
+--     await = function(job) (how to wait: an engine's await, so that
+--       its servers are served meanwhile; default ocean.runtime's),
 --     verify_tls = true, timeout_ms =, retry = {base_delay_ms=,
 --     max_total_wait_ms=, ...}, bulk_max_entities=, bulk_max_bytes=,
---     delete_batch=, list_limit=, auth_failure_ttl_ms= }
+--     delete_batch=, list_limit=, auth_failure_ttl_ms= })
+--   (nil, err when its own loop cannot be made; bad options raise)
 --
 -- Failures return nil, err: err is a table {status=, message=, code=,
--- body=, trace_id=, method=, path=} whose tostring is the message. Misuse
--- (wrong argument types, missing configuration) raises.
+-- body=, trace_id=, method=, path=} whose tostring is the message. The
+-- bulk calls (upsert_entities, delete_entities) always return their
+-- report, whose per-entity results carry the failures (and report.error
+-- the request's, if any). Misuse (wrong argument types, missing
+-- configuration) raises. See docs/errors.md.
 --
 -- Entity options (opts): upsert, merge, create_missing_related_entities,
 -- validation_only (upserts), delete_dependents (deletes; default true as
@@ -54,8 +60,9 @@ function _M.new(opts)
   local loop = opts.loop
   local own = loop == nil
   if own then
-    local ok, l = pcall(core.loop_new, { concurrency = opts.concurrency })
+    local ok, l, lerr = pcall(core.loop_new, { concurrency = opts.concurrency })
     if not ok then error("ocean.port.new: " .. tostring(l), 2) end
+    if not l then return nil, "ocean.port.new: " .. lerr end
     loop = l
   end
   local ok, p = pcall(core.port_new, loop, cfg)
@@ -63,12 +70,17 @@ function _M.new(opts)
     if own then loop:close() end
     error("ocean.port.new: " .. tostring(p), 2)
   end
-  return setmetatable({ loop = loop, core = p, own_loop = own }, Port)
+  return setmetatable({ loop = loop, core = p, own_loop = own, await = opts.await }, Port)
 end
 
+-- The job's result, or a result carrying the error when the job could
+-- not finish (the client was closed while it waited).
 local function await(self, job)
-  local core_port = self.core
-  return runtime.await(self.loop, function() return core_port:result(job) end)
+  local r, why
+  if self.await then r, why = self.await(job) else r, why = runtime.await(self.loop, job) end
+  if r then return r end
+  return { status = 0, results = {}, error = setmetatable({ status = 0,
+    message = "Port call " .. tostring(why) .. " (the client was closed)" }, core.port_error_mt) }
 end
 
 -- Start a job with core method `name`. Its misuse errors (bad entities,
@@ -84,6 +96,15 @@ end
 
 local function run(self, name, ...)
   return await(self, start(self, name, ...))
+end
+
+-- A bulk report with one result per item, also when the job never
+-- finished (each item then failed with the job's error).
+local function bulk(r, n)
+  for i = #r.results + 1, n do
+    r.results[i] = { ok = false, status = 0, message = tostring(r.error) }
+  end
+  return r
 end
 
 -- A JSON call: body, status | nil, err.
@@ -182,10 +203,10 @@ function Port:upsert_entities(bp, entities, opts)
   check_id(bp, "upsert_entities", 2)
   check_table(entities, "upsert_entities", 2)
   local o = opts or {}
-  return run(self, "upsert", bp, entities, {
+  return bulk(run(self, "upsert", bp, entities, {
     upsert = o.upsert, merge = o.merge,
     create_missing_related_entities = o.create_missing_related_entities,
-    validation_only = o.validation_only, event = event_of(o) })
+    validation_only = o.validation_only, event = event_of(o) }), #entities)
 end
 
 local function upsert_query(o)
@@ -220,8 +241,8 @@ function Port:delete_entities(bp, ids, opts)
   local o = opts or {}
   local dd = o.delete_dependents
   if dd == nil then dd = true end
-  return run(self, "delete", bp, ids, {
-    delete_dependents = dd, event = event_of(o) })
+  return bulk(run(self, "delete", bp, ids, {
+    delete_dependents = dd, event = event_of(o) }), #ids)
 end
 
 -- Single delete: true; false, err when Port has no such entity (404);

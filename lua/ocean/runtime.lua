@@ -1,14 +1,19 @@
 -- ocean.runtime: the one place that knows how Lua waits for the event
 -- loop (ocean.core's Loop).
 --
---   runtime.await(loop, id_or_fn [, opts]) -> value | nil, "timeout"
---     id: a loop:request() id, waits for loop:result(id).
+--   runtime.await(loop, job_or_fn [, opts]) -> value | nil, err
+--     job: an ocean.Job (loop:request(), a Port client's or a sync
+--       session's): waits until job:done(), then returns job:result().
 --     fn: called between waits until it returns a non-nil value.
---     opts.timeout_ms: give up after this long.
+--     opts.timeout_ms: give up after this long (nil, "timeout").
+--     opts.servers: C servers (ocean.core Server) waited on with the loop;
+--     opts.between_waits(): run after each blocking wait (the runner
+--     serves its HTTP requests there); opts.on_events(events): the
+--     signals the loop read (loop:watch_signals()).
+--   An engine (ocean.engine) passes its own: engine:await(job_or_fn).
 --
 -- Standalone (lua5.4, luajit): blocks in loop:wait(), at most
--- runtime.BLOCK_MS at a time, then runs runtime.between_waits(loop) if set
--- (the framework dispatches queued webhook requests there).
+-- runtime.BLOCK_MS at a time, then runs opts.between_waits if given.
 --
 -- Inside nginx (a yieldable phase: rewrite, access, content, timer, ...):
 -- loop:wait(0) never blocks; between two, ngx.sleep() yields the worker
@@ -17,11 +22,9 @@
 -- timer (a retry) is due sooner. In a phase that cannot yield (init,
 -- init_worker, set, log...) it falls back to blocking waits. Once the
 -- worker is exiting, a wait that goes on EXIT_GRACE_MS longer raises.
---
--- Signals read by the loop (loop:watch_signals()) are handed to
--- runtime.on_events(events, loop), which by default queues them for
--- runtime.take_events().
-local type, pcall, error, tostring = type, pcall, error, tostring
+-- This module keeps no state but the time the worker started exiting.
+local type, pcall, error, tostring, getmetatable =
+  type, pcall, error, tostring, getmetatable
 local min = math.min
 local os_time = os.time
 
@@ -32,8 +35,6 @@ local _M = {
   STEP_MIN_MS = 1,
   STEP_MAX_MS = 20,
   EXIT_GRACE_MS = 10000,
-  between_waits = nil,     -- function(loop)
-  servers = nil,           -- list of ocean.Server waited on with the loop
 }
 
 local YIELDABLE = {
@@ -41,19 +42,6 @@ local YIELDABLE = {
   timer = true, ssl_cert = true, ssl_session_fetch = true,
   ssl_client_hello = true, preread = true,
 }
-
-local queued_events = {}
-
-function _M.on_events(events)
-  for i = 1, #events do queued_events[#queued_events + 1] = events[i] end
-end
-
--- The events received so far (and forget them).
-function _M.take_events()
-  local e = queued_events
-  queued_events = {}
-  return e
-end
 
 -- true when running in an nginx phase where ngx.sleep may yield.
 function _M.in_nginx()
@@ -68,13 +56,14 @@ end
 
 local now_ms = core.monotonic_ms or function() return os_time() * 1000 end
 
-local function checker(loop, what)
-  if type(what) == "number" then
-    return function() return loop:result(what) end
-  elseif type(what) == "function" then
-    return what
+local JOB_MT = core.job_mt
+
+local function checker(what)
+  if type(what) == "function" then return what end
+  if getmetatable(what) == JOB_MT then
+    return function() if what:done() then return true end end, what
   end
-  error("runtime.await: expected a request id or a function, got "
+  error("runtime.await: expected an ocean.Job or a function, got "
         .. type(what), 3)
 end
 
@@ -93,13 +82,15 @@ local function check_exit(ngx)
   end
 end
 
-local function wait_nginx(loop, check, deadline)
+local NO_OPTS = {}
+
+local function wait_nginx(loop, check, deadline, o)
   local ngx = _G.ngx
   local step = _M.STEP_MIN_MS
   while true do
     check_exit(ngx)
     local events, n = loop:wait(0)
-    if events then _M.on_events(events, loop) end
+    if events and o.on_events then o.on_events(events) end
     local v = check()
     if v ~= nil then return v end
     if deadline and now_ms() >= deadline then return nil, "timeout" end
@@ -113,16 +104,16 @@ local function wait_nginx(loop, check, deadline)
   end
 end
 
-local function wait_blocking(loop, check, deadline)
+local function wait_blocking(loop, check, deadline, o)
   while true do
     local t = _M.BLOCK_MS
     if deadline then
       t = min(t, deadline - now_ms())
       if t < 0 then t = 0 end
     end
-    local events = loop:wait(t, _M.servers)
-    if events then _M.on_events(events, loop) end
-    if _M.between_waits then _M.between_waits(loop) end
+    local events = loop:wait(t, o.servers)
+    if events and o.on_events then o.on_events(events) end
+    if o.between_waits then o.between_waits() end
     local v = check()
     if v ~= nil then return v end
     if deadline and now_ms() >= deadline then return nil, "timeout" end
@@ -133,12 +124,19 @@ function _M.await(loop, what, opts)
   if type(loop) ~= "userdata" and type(loop) ~= "table" then
     error("runtime.await: expected a loop, got " .. tostring(loop), 2)
   end
-  local check = checker(loop, what)
-  local v = check()
-  if v ~= nil then return v end
-  local deadline = opts and opts.timeout_ms and now_ms() + opts.timeout_ms
-  if _M.in_nginx() then return wait_nginx(loop, check, deadline) end
-  return wait_blocking(loop, check, deadline)
+  local check, job = checker(what)
+  local v, err = check()
+  if v == nil then
+    opts = opts or NO_OPTS
+    local deadline = opts.timeout_ms and now_ms() + opts.timeout_ms
+    if _M.in_nginx() then
+      v, err = wait_nginx(loop, check, deadline, opts)
+    else
+      v, err = wait_blocking(loop, check, deadline, opts)
+    end
+  end
+  if job and v ~= nil then return job:result() end
+  return v, err
 end
 
 return _M

@@ -1,4 +1,4 @@
--- What the compiler learns from an expression (src/jqanalyze.c): the input
+-- What the compiler learns from an expression (src/jq/jqanalyze.c): the input
 -- paths it reads (raw items are parsed/converted only there) and whether
 -- the engine evaluates it itself. Both must be invisible: every case is
 -- also run against plain jq on whole items.

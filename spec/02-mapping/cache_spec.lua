@@ -16,7 +16,7 @@ local function wide(n)
 end
 
 describe("compiled mappings", function()
-  before_each(function() mapping.clear_cache() end)
+  before_each(function() H.ocean.reset() end)    -- a new engine: an empty cache
 
   it("compiles a resource once, whatever its number of fields", function()
     for _, n in ipairs({ 1, 20, 60 }) do
@@ -56,7 +56,7 @@ describe("compiled mappings", function()
       kept[i] = H.resource(H.with({ title = '"' .. i .. '"' }))
       H.parse(kept[i], {})
     end
-    local info = mapping.cache_info()
+    local info = H.ocean.engine().mapping_cache:info()
     assert.are.equal(64, info.capacity)
     assert.are.equal(64, info.size)
   end)

@@ -541,11 +541,12 @@ describe("parse_items", function()
       local r = parse(resource(with()), '{"id": "a"}\n{"id": "b"}\n{"id": \n')
       assert.are.equal(2, #r.passed)
       assert.are.same({ { index = 3, message =
-        "invalid JSON at line 2, column 1: value expected (at end of input)" } }, r.errors)
+        "invalid JSON at line 4, column 1: value expected (at end of input)" } }, r.errors)
       r = parse(resource(with()), '[{"id": "a"}, 5] [1]')
       assert.are.same({ { index = 2, message = "raw item is a number, expected an object" },
                         { index = 3, message =
-        "invalid JSON at line 1, column 18: unexpected data after the JSON array" } }, r.errors)
+        "invalid JSON at line 1, column 18: unexpected data after the JSON array (near '[1]')" } },
+                      r.errors)
     end)
 
     it("accepts an empty list and an empty text", function()

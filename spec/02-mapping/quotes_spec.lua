@@ -1,5 +1,5 @@
 -- Single-quoted string literals (Ocean's convention) through a real
--- lexer (src/jqlex.c) instead of Ocean's regular expressions.
+-- lexer (src/jq/jqlex.c) instead of Ocean's regular expressions.
 local H = dofile("spec/02-mapping/helper.lua")
 local core = require "ocean.core"
 

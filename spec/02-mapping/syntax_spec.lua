@@ -1,4 +1,4 @@
--- jq 1.7's syntax on libjq 1.6: the lexer (src/jqlex.c) rewrites it into
+-- jq 1.7's syntax on libjq 1.6: the lexer (src/jq/jqlex.c) rewrites it into
 -- 1.6 syntax with the same meaning, touching nothing inside strings and
 -- comments, and keywords used as keys or fields stay what they are.
 local H = dofile("spec/02-mapping/helper.lua")

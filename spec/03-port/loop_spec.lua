@@ -1,4 +1,4 @@
--- The event loop and its HTTP transport (src/loop.c, src/transport.c),
+-- The event loop and its HTTP transport (src/net/loop.c, src/net/transport.c),
 -- against the Port emulator on an ephemeral loopback port.
 local core = require "ocean.core"
 local runtime = require "ocean.runtime"
@@ -113,12 +113,11 @@ describe("loop", function()
 
     it("forgets a cancelled transfer", function()
       emu.faults{ { path = "^/v1/c", delay_ms = 200 } }
-      local id = loop:request{ url = emu.url .. "/v1/c" }
+      local job = loop:request{ url = emu.url .. "/v1/c" }
       loop:wait(20)
-      assert.is_true(loop:cancel(id))
-      assert.is_false(loop:cancel(id))
-      assert.has_error(function() loop:result(id) end,
-                       "loop:result: unknown request id " .. id)
+      assert.is_true(job:cancel())
+      assert.is_false(job:cancel())
+      assert.are.same({ nil, "cancelled" }, { job:result() })
       assert.are.equal(0, loop:stats().active)
     end)
 
@@ -256,7 +255,7 @@ describe("loop", function()
       local b = loop:request{ url = emu.url .. "/v1/w2" }
       local rb = runtime.await(loop, b)
       assert.are.equal(401, rb.status)
-      assert.is_nil(loop:result(a))              -- still waiting to retry
+      assert.is_nil((a:result()))                -- still waiting to retry
       assert.are.equal(2, runtime.await(loop, a).attempts)
       local order = {}
       for _, e in ipairs(emu.requests()) do order[#order + 1] = e.path end
@@ -274,7 +273,7 @@ describe("loop", function()
 
     it("serves an in-process server while transfers run", function()
       local srv = assert(core.server_start{ host = "127.0.0.1", port = 0 })
-      local id = loop:request{ url = "http://127.0.0.1:" .. srv:port() .. "/hook",
+      local job = loop:request{ url = "http://127.0.0.1:" .. srv:port() .. "/hook",
                                method = "POST", body = "ping" }
       local res
       for _ = 1, 200 do
@@ -285,7 +284,7 @@ describe("loop", function()
           assert.are.equal("ping", req.body)
           srv:respond(req.id, 201, { ["x-served"] = "yes" }, "pong")
         end
-        res = loop:result(id)
+        res = job:done() and job:result()
         if res then break end
       end
       srv:close()

@@ -1,4 +1,4 @@
--- The Port client (src/port.c, src/port_entities.c, lua/ocean/port.lua)
+-- The Port client (src/port/port.c, src/port/port_entities.c, lua/ocean/port.lua)
 -- against the Port emulator.
 local core = require "ocean.core"
 local json = require "ocean.json"
@@ -142,9 +142,7 @@ describe("Port client", function()
         jobs[i] = p.core:call{ method = "GET", path = "/blueprints/service" }
       end
       for i = 1, 8 do
-        local r = require("ocean.runtime").await(p.loop, function()
-          return p.core:result(jobs[i])
-        end)
+        local r = require("ocean.runtime").await(p.loop, jobs[i])
         assert.are.equal(200, r.status)
       end
       assert.are.equal(1, count(log(), "POST", "^/v1/auth/access_token$"))

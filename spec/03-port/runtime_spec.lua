@@ -44,18 +44,17 @@ describe("runtime.await", function()
     loop:close()
   end)
 
-  it("waits for a transfer id", function()
+  it("waits for a transfer's job", function()
     local r = runtime.await(loop, loop:request{ url = emu.url .. "/_emulator/health" })
     assert.are.equal(200, r.status)
   end)
 
   it("waits until a predicate gives a value", function()
-    local id = loop:request{ url = emu.url .. "/_emulator/health" }
+    local job = loop:request{ url = emu.url .. "/_emulator/health" }
     local n = 0
     local v = runtime.await(loop, function()
       n = n + 1
-      local r = loop:result(id)
-      return r and r.status
+      return job:done() and job:result().status or nil
     end)
     assert.are.equal(200, v)
     assert.is_true(n >= 2)
@@ -63,10 +62,9 @@ describe("runtime.await", function()
 
   it("gives up after timeout_ms", function()
     emu.faults{ { path = "^/v1/slow", delay_ms = 500 } }
-    local id = loop:request{ url = emu.url .. "/v1/slow" }
+    local job = loop:request{ url = emu.url .. "/v1/slow" }
     local t0 = core.monotonic_ms()
-    local v, err = runtime.await(loop, function() return loop:result(id) end,
-                                 { timeout_ms = 100 })
+    local v, err = runtime.await(loop, job, { timeout_ms = 100 })
     assert.is_nil(v)
     assert.are.equal("timeout", err)
     assert.is_true(core.monotonic_ms() - t0 < 400)

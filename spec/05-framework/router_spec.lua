@@ -2,20 +2,20 @@
 -- and the OpenResty adapter serve them under /integration).
 local json = require "ocean.json"
 local log = require "ocean.log"
-local router = require "ocean.router"
+local routermod = require "ocean.router"
 
 describe("ocean.router", function()
-  local logged
+  local logged, router
 
   before_each(function()
-    router.reset()
+    router = routermod.new()
     logged = {}
     log.set_sink(function(level, line) logged[#logged + 1] = level .. " " .. line end)
   end)
   after_each(function() log.set_sink(nil) end)
 
   local function dispatch(method, path, body, headers)
-    local status, text, h = router.dispatch { method = method, path = path,
+    local status, text, h = router:dispatch { method = method, path = path,
       raw_body = body, headers = headers or {}, query = {} }
     local v = text ~= "" and json.decode(text) or nil
     return status, v == nil and text or v, h

@@ -137,7 +137,7 @@ describe("sync_raw_all edge cases", function()
           page[i] = { id = "svc-" .. n, name = "S" .. n, stars = n, team = "team-0" }
         end
         coroutine.yield(page)
-        local run = ocean.context().running
+        local run = ocean.context():running()
         in_flight_at_resume[p] = run.session:stats().in_flight
       end
     end)

@@ -9,16 +9,21 @@
 #ifndef OC_LBIND_H
 #define OC_LBIND_H
 
+#include <stdint.h>
 #include <jv.h>
 
 #include "lcompat.h"
-#include "json.h"
+#include "json/json.h"
 
 #define OC_ARRAY_MT "ocean.json.array"
+#define OC_NUMBER_MT "ocean.json.number"   /* exact numbers (ljson.c) */
 #define OC_LUA_MAX_DEPTH 256
 
 /* Push the Lua form of v (borrowed). Raises only on memory errors. */
 void oc_push_jv(lua_State *L, jv v);
+/* The same; exact: a number a Lua number cannot hold exactly (a literal
+ * jq kept, see json_num.c) becomes an exact number (OC_NUMBER_MT). */
+void oc_push_jv_ex(lua_State *L, jv v, int exact);
 /* Push ocean.null. */
 void oc_push_null(lua_State *L);
 int oc_is_null(lua_State *L, int idx);
@@ -27,6 +32,14 @@ int oc_is_null(lua_State *L, int idx);
  * and writes "<what> at $.path" into err. kc may be NULL. */
 jv oc_to_jv(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
             char *err, size_t errlen);
+/* The same for a value `depth` levels inside the one max_depth bounds
+ * (a member of a raw item converted piecewise). */
+jv oc_to_jv_at(lua_State *L, int idx, oc_keycache_t *kc, int max_depth,
+               int depth, char *err, size_t errlen);
+
+/* The JSON text of the exact number at idx (and its length in *n), or
+ * NULL when idx holds something else. */
+const char *oc_exact_number(lua_State *L, int idx, size_t *n);
 
 /* Set the array metatable on the table at the top of the stack. */
 void oc_set_array_mt(lua_State *L);
@@ -53,12 +66,55 @@ struct oc_mapping *oc_check_mapping(lua_State *L, int idx);
 jv oc_mapping_lua_raw(lua_State *L, int idx, struct oc_mapping *m, char *err,
                       size_t errlen);
 
+/* {==================== ocean.Job (ljob.c) ====================
+ * The handle of every asynchronous operation: the owner (a Loop, Port or
+ * Sync userdata) creates the Job empty, hangs the record its C callbacks
+ * fill on j->rec (the Job frees it), starts the operation and marks the
+ * Job started with the operation's id. A class says how to poll, push,
+ * cancel and free. */
+#define OC_JOB_MT "ocean.Job"
+
+typedef struct oc_job oc_job_t;
+
+typedef struct oc_job_class {
+  const char *name;              /* "request", "port call", ... */
+  /* 1 when the operation is finished; called only while the owner is
+   * open, and may advance the owner's state (a session's phases). */
+  int (*poll)(oc_job_t *j);
+  /* Push the result: 1 value, or nil and a message (returns 2). May
+   * raise (memory); the record then stays with the Job. */
+  int (*push)(lua_State *L, oc_job_t *j);
+  /* Stop the pending operation: no callback touches j->rec after. */
+  void (*cancel)(oc_job_t *j);
+  int (*owner_open)(const oc_job_t *j);
+  void (*free_rec)(void *rec);
+} oc_job_class_t;
+
+struct oc_job {
+  const oc_job_class_t *cls;
+  void *owner;                   /* the owner userdata's payload */
+  void *rec;                     /* filled by the callbacks; Job-owned */
+  uint64_t id;                   /* the operation's id once started */
+  int state;
+};
+
+/* Push a new, not yet started Job of class cls whose owner is the
+ * userdata at owner_idx (kept alive by the Job). Raises on memory. */
+oc_job_t *oc_job_new(lua_State *L, const oc_job_class_t *cls, int owner_idx);
+/* The operation was submitted: the Job is pending. */
+void oc_job_start(oc_job_t *j, uint64_t id);
+
+/* }==================== */
+
 /* Openers: each adds its functions to the module table at the top. */
 void oc_open_json(lua_State *L);
+void oc_open_job(lua_State *L);
 void oc_open_mapping(lua_State *L);
 void oc_open_loop(lua_State *L);
 void oc_open_server(lua_State *L);
 void oc_open_port(lua_State *L);
 void oc_open_sync(lua_State *L);
+void oc_open_journal(lua_State *L);
+void oc_open_diff(lua_State *L);
 
 #endif

@@ -1,29 +1,30 @@
 /*
  * lloop.c - the "ocean.Loop" userdata: Lua's face of loop.c.
  *
- *   core.loop_new{concurrency=5, max_connections=} -> loop
+ *   core.loop_new{concurrency=5, max_connections=} -> loop | nil, err
  *   loop:request{method=, url=, headers=, body=, timeout_ms=,
  *                connect_timeout_ms=, max_response_bytes=, verify_tls=true,
  *                follow_redirects=false, urgent=false,
  *                retry=true | {statuses=, max_attempts=, base_delay_ms=,
  *                  max_delay_ms=, max_total_wait_ms=, connection_errors=,
- *                  honour_retry_after=}} -> id
- *   loop:result(id) -> nil while pending | {status=, headers=, body=,
- *                error=, curl_code=, attempts=, waited_ms=, elapsed_ms=}
- *                (the result is forgotten once returned)
- *   loop:cancel(id) -> bool
+ *                  honour_retry_after=}} -> job (ocean.Job)
+ *     job:result() -> {status=, headers=, body=, error=, curl_code=,
+ *                attempts=, waited_ms=, elapsed_ms=} (a transfer that got no
+ *                answer has status 0 and error set)
  *   loop:wait(timeout_ms [, servers]) -> events | nil, n
+ *     events: signals read, and (loop:record) retries and requests
+ *   loop:record{retries=bool, requests=bool}
  *   loop:next_timeout() -> ms (-1: nothing pending)
  *   loop:watch_signals([{keep_mask=}]) -> true | nil, err
  *   loop:set_concurrency(n)   loop:stats() -> {...}
  *   loop:close()              (idempotent; also __gc and __close)
  *   core.retry_delay_ms(value [, now]) -> ms | nil   (Retry-After parsing)
  *
- * Results of Lua requests are kept in C (a completion callback may not
- * touch Lua) until loop:result() takes them.
+ * A request's response is kept in C (a completion callback may not touch
+ * Lua) in a record its Job owns (ljob.c).
  */
 #include "lbind.h"
-#include "loop.h"
+#include "net/loop.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -34,16 +35,13 @@
 #define LOOP_MT "ocean.Loop"
 #define MAX_HEADERS 64
 
-typedef struct lresult {
-  struct lresult *next;
-  uint64_t id;
+typedef struct lresult {         /* a request's record (its Job owns it) */
   int done;
   oc_response_t *res;            /* NULL if pending or out of memory */
 } lresult_t;
 
 typedef struct lloop {
   oc_loop_t *loop;               /* NULL once closed */
-  lresult_t *results;
 } lloop_t;
 
 static lloop_t *to_lloop(lua_State *L, int idx)
@@ -105,10 +103,12 @@ static int l_loop_new(lua_State *L)
   }
   u = (lloop_t *)lua_newuserdata(L, sizeof *u);
   u->loop = NULL;
-  u->results = NULL;
   luaL_setmetatable(L, LOOP_MT);
-  if (!(u->loop = oc_loop_new(&o, err, sizeof err)))
-    return luaL_error(L, "loop_new: %s", err);
+  if (!(u->loop = oc_loop_new(&o, err, sizeof err))) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "loop_new: %s", err);
+    return 2;
+  }
   return 1;
 }
 
@@ -117,13 +117,7 @@ static int l_loop_close(lua_State *L)
   lloop_t *u = to_lloop(L, 1);
   oc_loop_t *loop = u->loop;
   u->loop = NULL;
-  oc_loop_free(loop);            /* cancels: no callback touches results */
-  while (u->results) {
-    lresult_t *r = u->results;
-    u->results = r->next;
-    oc_response_free(r->res);
-    free(r);
-  }
+  oc_loop_free(loop);            /* cancels: no callback touches a record */
   return 0;
 }
 
@@ -240,14 +234,16 @@ static void request_done(void *ud, oc_response_t *res)
   r->res = res;
 }
 
+static const oc_job_class_t request_job;
+
 static int l_request(lua_State *L)
 {
-  lloop_t *u = to_lloop(L, 1);
   oc_loop_t *loop = oc_check_loop(L, 1);
   reqargs_t a;
   size_t blen = 0;
   char err[OC_ERR_SIZE];
-  lresult_t *r;
+  oc_job_t *j;
+  uint64_t id;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   memset(&a, 0, sizeof a);
@@ -277,23 +273,20 @@ static int l_request(lua_State *L)
     a.req.flags |= OC_REQ_URGENT;
   read_retry(L, 2, &a);
   read_headers(L, 2, &a);
-  if (!(r = calloc(1, sizeof *r)))
+  j = oc_job_new(L, &request_job, 1);
+  if (!(j->rec = calloc(1, sizeof(lresult_t))))
     return luaL_error(L, "out of memory");
   a.req.done = request_done;
-  a.req.ud = r;
-  if (!(r->id = oc_loop_submit(loop, &a.req, err, sizeof err))) {
-    free(r);
+  a.req.ud = j->rec;
+  if (!(id = oc_loop_submit(loop, &a.req, err, sizeof err)))
     return luaL_error(L, "request: %s", err);
-  }
-  r->next = u->results;
-  u->results = r;
-  lua_pushinteger(L, (lua_Integer)r->id);
+  oc_job_start(j, id);
   return 1;
 }
 
 /* }==================== */
 
-/* {==================== results ==================== */
+/* {==================== the request's Job ==================== */
 
 static void push_headers(lua_State *L, const oc_response_t *res)
 {
@@ -334,56 +327,47 @@ static void push_response(lua_State *L, const oc_response_t *res)
   lua_setfield(L, -2, "elapsed_ms");
 }
 
-static lresult_t **find_result(lloop_t *u, uint64_t id)
+static int request_poll(oc_job_t *j)
 {
-  lresult_t **pp;
-  for (pp = &u->results; *pp; pp = &(*pp)->next)
-    if ((*pp)->id == id)
-      return pp;
-  return NULL;
+  return ((lresult_t *)j->rec)->done;
 }
 
-static int l_result(lua_State *L)
+static int request_push(lua_State *L, oc_job_t *j)
 {
-  lloop_t *u = to_lloop(L, 1);
-  uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
-  lresult_t **pp = find_result(u, id), *r;
-  if (!pp)
-    return luaL_error(L, "loop:result: unknown request id %d", (int)id);
-  r = *pp;
-  if (!r->done)
-    return 0;
-  *pp = r->next;
-  if (r->res)
+  lresult_t *r = j->rec;
+  if (r->res) {
     push_response(L, r->res);
-  else {
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, 0);
-    lua_setfield(L, -2, "status");
-    lua_pushliteral(L, "out of memory");
-    lua_setfield(L, -2, "error");
+    return 1;
   }
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "status");
+  lua_pushliteral(L, "out of memory");
+  lua_setfield(L, -2, "error");
+  return 1;
+}
+
+static void request_cancel(oc_job_t *j)
+{
+  oc_loop_cancel(((lloop_t *)j->owner)->loop, j->id);
+}
+
+static int request_owner_open(const oc_job_t *j)
+{
+  return ((const lloop_t *)j->owner)->loop != NULL;
+}
+
+static void request_free(void *rec)
+{
+  lresult_t *r = rec;
   oc_response_free(r->res);
   free(r);
-  return 1;
 }
 
-static int l_cancel(lua_State *L)
-{
-  lloop_t *u = to_lloop(L, 1);
-  oc_loop_t *loop = oc_check_loop(L, 1);
-  uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
-  lresult_t **pp = find_result(u, id), *r;
-  int ok = oc_loop_cancel(loop, id) == 0;
-  if (pp) {
-    r = *pp;
-    *pp = r->next;
-    oc_response_free(r->res);
-    free(r);
-  }
-  lua_pushboolean(L, ok);
-  return 1;
-}
+static const oc_job_class_t request_job = {
+  "request", request_poll, request_push, request_cancel, request_owner_open,
+  request_free
+};
 
 /* }==================== */
 
@@ -420,19 +404,60 @@ static oc_server_t **read_servers(lua_State *L, int idx, size_t *n)
   return v;
 }
 
+static void set_int(lua_State *L, const char *k, lua_Integer v);
+
+/* One request event (see oc_loop_event_t) as a table; e->url is freed. */
+static void push_net_event(lua_State *L, oc_loop_event_t *e)
+{
+  lua_createtable(L, 0, 11);
+  lua_pushstring(L, e->type == OC_LOOP_EV_RETRY ? "retry" : "request");
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, e->method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, e->url ? e->url : "?");
+  lua_setfield(L, -2, "url");
+  oc_loop_event_clear(e);
+  set_int(L, "status", e->status);
+  if (e->error[0]) {
+    lua_pushstring(L, e->error);
+    lua_setfield(L, -2, "error");
+  }
+  set_int(L, "attempt", e->attempt);
+  set_int(L, "max_attempts", e->max_attempts);
+  set_int(L, "delay_ms", e->delay_ms);
+  set_int(L, "waited_ms", e->waited_ms);
+  set_int(L, "elapsed_ms", e->elapsed_ms);
+  lua_pushboolean(L, e->gave_up);
+  lua_setfield(L, -2, "gave_up");
+}
+
+/* The events list (created on first use) gets ev at the end. */
+static void add_event(lua_State *L, int *k)
+{
+  if (!*k) {
+    lua_newtable(L);
+    lua_insert(L, -2);
+  }
+  lua_rawseti(L, -2, ++*k);
+}
+
+/* loop:wait(ms [, servers]) -> events | nil, n: events are the signals
+ * read ({type="signal", signal=, name=}), then, when oc_loop_record is on
+ * (loop:record), the retries and requests ({type="retry"|"request",
+ * method=, url=, status=, error=, attempt=, max_attempts=, delay_ms=,
+ * waited_ms=, elapsed_ms=, gave_up=}) and {type="dropped", count=}. */
 static int l_wait(lua_State *L)
 {
   oc_loop_t *loop = oc_check_loop(L, 1);
   lua_Number t = luaL_optnumber(L, 2, -1);
-  size_t n;
+  size_t n, lost;
   oc_server_t **servers = read_servers(L, 3, &n);
   int events = oc_loop_wait(loop, t < 0 ? -1 : (long)t, servers, n);
   int s, k = 0;
+  oc_loop_event_t e;
   if (events < 0)
     return luaL_error(L, "loop:wait: out of memory");
   while ((s = oc_loop_take_signal(loop))) {
-    if (!k)
-      lua_newtable(L);
     lua_createtable(L, 0, 3);
     lua_pushliteral(L, "signal");
     lua_setfield(L, -2, "type");
@@ -440,7 +465,18 @@ static int l_wait(lua_State *L)
     lua_setfield(L, -2, "signal");
     lua_pushstring(L, signal_name(s));
     lua_setfield(L, -2, "name");
-    lua_rawseti(L, -2, ++k);
+    add_event(L, &k);
+  }
+  while (oc_loop_take_event(loop, &e)) {
+    push_net_event(L, &e);
+    add_event(L, &k);
+  }
+  if ((lost = oc_loop_events_dropped(loop))) {
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "dropped");
+    lua_setfield(L, -2, "type");
+    set_int(L, "count", (lua_Integer)lost);
+    add_event(L, &k);
   }
   if (!k)
     lua_pushnil(L);
@@ -528,10 +564,24 @@ static int l_retry_delay(lua_State *L)
 
 /* }==================== */
 
+/* loop:record{retries = bool, requests = bool}: what loop:wait reports
+ * (see l_wait); both false by default. */
+static int l_record(lua_State *L)
+{
+  oc_loop_t *loop = oc_check_loop(L, 1);
+  int retries, requests;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "retries");
+  retries = lua_toboolean(L, -1);
+  lua_getfield(L, 2, "requests");
+  requests = lua_toboolean(L, -1);
+  oc_loop_record(loop, retries, requests);
+  return 0;
+}
+
 static const luaL_Reg loop_methods[] = {
   {"request", l_request},
-  {"result", l_result},
-  {"cancel", l_cancel},
+  {"record", l_record},
   {"wait", l_wait},
   {"next_timeout", l_next_timeout},
   {"watch_signals", l_watch_signals},

@@ -1,5 +1,5 @@
 /*
- * lmapping.c - the binding of src/mapping.c: compiled resources as
+ * lmapping.c - the binding of src/mapping/mapping.c: compiled resources as
  * `ocean.Mapping` userdata, and parse turning raw items (Lua tables, JSON
  * texts, or one JSON array / NDJSON text) into the parse_items result.
  *
@@ -10,20 +10,19 @@
  *             "jq" (an expression does not compile), "nomem"
  *   core.mapping_stats() -> {compiles = n}   (jq_compile calls, this state)
  *   core.mapping_analyze(expr) -> {code=, form=, paths=}   (for tests)
- *   m:parse(items, parse_all) -> {passed, failed, errors, dropped,
+ *   m:parse(items, parse_all, exact) -> {passed, failed, errors, dropped,
  *                                 misconfigured}
  *   m:signature(), m:fields(), m:kind(), m:close() (= __gc = __close)
  */
 #include "lbind.h"
-#include "jqanalyze.h"
-#include "jqform.h"
-#include "jqlex.h"
-#include "mapping.h"
+#include "jq/jqanalyze.h"
+#include "jq/jqform.h"
+#include "jq/jqlex.h"
+#include "mapping/mapping.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define MAPPING_MT "ocean.Mapping"
 #define STATS_KEY "ocean.mapping.stats"
 #define BUDGET_MT "ocean.MappingBudget"
 #define BUDGET_KEY "ocean.mapping.budget"
@@ -95,7 +94,7 @@ static double opt_number(lua_State *L, int idx, const char *name, double dflt)
 
 static lmapping_t *check_mapping(lua_State *L, int idx)
 {
-  lmapping_t *u = luaL_checkudata(L, idx, MAPPING_MT);
+  lmapping_t *u = luaL_checkudata(L, idx, OC_MAPPING_MT);
   if (!u->m)
     luaL_argerror(L, idx, "mapping is closed");
   return u;
@@ -141,7 +140,7 @@ static int lmapping_compile(lua_State *L)
   }
   u = lua_newuserdata(L, sizeof *u);           /* closed until compiled */
   u->m = NULL;
-  luaL_setmetatable(L, MAPPING_MT);
+  luaL_setmetatable(L, OC_MAPPING_MT);
   res = oc_to_jv(L, 1, NULL, 64, err, sizeof err);
   if (!jv_is_valid(res)) {
     jv_free(res);
@@ -171,6 +170,7 @@ typedef struct run_ctx {
   lua_Integer n[4];
   lua_Integer index;             /* 1-based position of the raw item */
   int parse_all;
+  int exact;                     /* exact numbers (ljson.c) in entities */
   oc_mapping_sink_t sink;
 } run_ctx_t;
 
@@ -178,18 +178,19 @@ enum { L_PASSED, L_FAILED, L_ERRORS, L_DROPPED };
 
 /* The entity as Lua tables, straight from the template and the values
  * (no jv objects are built for it). */
-static void push_node(lua_State *L, const oc_tnode_t *t, const jv *value)
+static void push_node(lua_State *L, const oc_tnode_t *t, const jv *value,
+                      int exact)
 {
   size_t i;
   luaL_checkstack(L, 4, "entity nested too deeply");
   switch (t->kind) {
   case OC_T_VALUE:
-    oc_push_jv(L, value[t->slot]);
+    oc_push_jv_ex(L, value[t->slot], exact);
     return;
   case OC_T_ARRAY:
     lua_createtable(L, (int)t->n, 0);
     for (i = 0; i < t->n; i++) {
-      push_node(L, &t->child[i], value);
+      push_node(L, &t->child[i], value, exact);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     oc_set_array_mt(L);
@@ -198,7 +199,7 @@ static void push_node(lua_State *L, const oc_tnode_t *t, const jv *value)
     lua_createtable(L, 0, (int)t->n);
     for (i = 0; i < t->n; i++) {
       lua_pushlstring(L, t->child[i].key, t->child[i].keylen);
-      push_node(L, &t->child[i], value);
+      push_node(L, &t->child[i], value, exact);
       lua_rawset(L, -3);
     }
   }
@@ -208,7 +209,7 @@ static int on_entity(void *ud, const oc_mapping_view_t *view, int passed)
 {
   run_ctx_t *c = ud;
   int which = passed ? L_PASSED : L_FAILED;
-  push_node(c->L, view->entity, view->value);
+  push_node(c->L, view->entity, view->value, c->exact);
   lua_rawseti(c->L, c->list[which], ++c->n[which]);
   return 0;
 }
@@ -275,17 +276,21 @@ static void prefix_path(char *err, size_t errlen, const char *key,
   snprintf(err, errlen, "%s", tmp);
 }
 
-/* The raw Lua value at idx as a jv, converting only the part of it the
- * mapping reads (tree; NULL: all of it). */
+/* The raw Lua value at idx, `depth` levels inside the raw item, as a jv,
+ * converting only the part of it the mapping reads (tree; NULL: all of
+ * it). The item nests at most the mapping's max_depth levels, as in text. */
 static jv project_lua(lua_State *L, int idx, const oc_keytree_t *tree,
-                      oc_mapping_t *m, char *err, size_t errlen)
+                      oc_mapping_t *m, int depth, char *err, size_t errlen)
 {
   jv out;
   size_t i;
   idx = lua_absindex(L, idx);
   if (!tree || lua_type(L, idx) != LUA_TTABLE || is_lua_array(L, idx))
-    return oc_to_jv(L, idx, oc_mapping_keycache(m), oc_mapping_max_depth(m),
-                    err, errlen);
+    return oc_to_jv_at(L, idx, oc_mapping_keycache(m),
+                       oc_mapping_max_depth(m), depth, err, errlen);
+  if (depth >= oc_mapping_max_depth(m))
+    return oc_to_jv_at(L, idx, NULL, oc_mapping_max_depth(m), depth, err,
+                       errlen);      /* fails with the bound's message */
   luaL_checkstack(L, 4, "raw item nested too deeply");
   out = jv_object();
   for (i = 0; i < tree->n; i++) {
@@ -297,7 +302,7 @@ static jv project_lua(lua_State *L, int idx, const oc_keytree_t *tree,
       lua_pop(L, 1);
       continue;
     }
-    v = project_lua(L, -1, e->sub, m, err, errlen);
+    v = project_lua(L, -1, e->sub, m, depth + 1, err, errlen);
     lua_pop(L, 1);
     if (!jv_is_valid(v)) {
       jv_free(out);
@@ -332,7 +337,7 @@ static void parse_list(run_ctx_t *c, int idx)
       const char *s = lua_tolstring(L, -1, &len);
       raw = oc_mapping_parse_item(c->m, s, len, err, sizeof err);
     } else {
-      raw = project_lua(L, -1, oc_mapping_keytree(c->m), c->m, err,
+      raw = project_lua(L, -1, oc_mapping_keytree(c->m), c->m, 0, err,
                         sizeof err);
     }
     lua_pop(L, 1);
@@ -348,7 +353,7 @@ static void parse_list(run_ctx_t *c, int idx)
 jv oc_mapping_lua_raw(lua_State *L, int idx, oc_mapping_t *m, char *err,
                       size_t errlen)
 {
-  return project_lua(L, idx, oc_mapping_keytree(m), m, err, errlen);
+  return project_lua(L, idx, oc_mapping_keytree(m), m, 0, err, errlen);
 }
 
 static void parse_text(run_ctx_t *c, int idx)
@@ -377,7 +382,7 @@ static void push_misconfigured(lua_State *L, oc_mapping_t *m,
   }
 }
 
-/* m:parse(items, parse_all) -> result */
+/* m:parse(items, parse_all, exact) -> result */
 static int lmapping_parse(lua_State *L)
 {
   static const char *const names[] = {"passed", "failed", "errors",
@@ -392,11 +397,12 @@ static int lmapping_parse(lua_State *L)
   c.L = L;
   c.m = u->m;
   c.parse_all = lua_toboolean(L, 3);
+  c.exact = lua_toboolean(L, 4);
   c.sink.entity_view = on_entity;
   c.sink.error = on_error;
   c.sink.dropped = on_dropped;
   c.sink.ud = &c;
-  lua_settop(L, 3);
+  lua_settop(L, 4);
   /* flags live in a userdata: freed by the GC even if Lua raises */
   flags = lua_newuserdata(L, oc_mapping_field_count(u->m) + 1);
   memset(flags, 0, oc_mapping_field_count(u->m) + 1);
@@ -455,7 +461,7 @@ static int lmapping_kind(lua_State *L)
 
 static int lmapping_close(lua_State *L)
 {
-  lmapping_t *u = luaL_checkudata(L, 1, MAPPING_MT);
+  lmapping_t *u = luaL_checkudata(L, 1, OC_MAPPING_MT);
   oc_mapping_free(u->m);
   u->m = NULL;
   return 0;
@@ -463,7 +469,7 @@ static int lmapping_close(lua_State *L)
 
 static int lmapping_tostring(lua_State *L)
 {
-  lmapping_t *u = luaL_checkudata(L, 1, MAPPING_MT);
+  lmapping_t *u = luaL_checkudata(L, 1, OC_MAPPING_MT);
   if (u->m)
     lua_pushfstring(L, "ocean.Mapping (%s, %d fields)", oc_mapping_kind(u->m),
                     (int)oc_mapping_field_count(u->m));
@@ -537,7 +543,7 @@ static const luaL_Reg mapping_funcs[] = {
 
 void oc_open_mapping(lua_State *L)
 {
-  if (luaL_newmetatable(L, MAPPING_MT)) {
+  if (luaL_newmetatable(L, OC_MAPPING_MT)) {
     luaL_newlib(L, mapping_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, lmapping_close);     /* __gc is __close */

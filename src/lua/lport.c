@@ -13,8 +13,7 @@
  *   port:delete(bp, ids, {delete_dependents=, event=})          -> job
  *   port:list_owned{before=}                                    -> job
  *   port:token()                                                -> job
- *   port:result(job) -> nil while pending, else the result (forgotten
- *     once returned):
+ *   Each returns an ocean.Job (ljob.c); job:result() once done:
  *       call/search  {status=, body=}            | {status=, error=}
  *       upsert       {results={{ok=, created=, identifier=, status=,
  *                      error=, message=, unresolved=}...}, requests=,
@@ -24,12 +23,12 @@
  *       token        {token=} | {error=}
  *     error: {status=, message=, code=, body=, trace_id=, method=, path=}
  *     with __tostring = message (metatable "ocean.PortError").
- *   port:cancel(job)  port:stats()  port:close() (also __gc, __close)
+ *   port:stats()  port:close() (also __gc, __close: cancels every job)
  *
- * Callbacks (C) fill a per-job record; Lua reads it with result().
+ * Callbacks (C) fill a per-job record that the Job owns.
  */
 #include "lbind.h"
-#include "port.h"
+#include "port/port.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,9 +46,7 @@ typedef struct eres {              /* one entity's or id's outcome */
   char *identifier, *code, *message;
 } eres_t;
 
-typedef struct ljob {
-  struct ljob *next;
-  uint64_t id;
+typedef struct ljob {             /* a job's record (its Job owns it) */
   int kind, done, status;
   jv body;                         /* call: answer; list: array */
   char *token;
@@ -61,7 +58,6 @@ typedef struct ljob {
 
 typedef struct lport {
   oc_port_t *port;                 /* NULL once closed */
-  ljob_t *jobs;
 } lport_t;
 
 static lport_t *to_lport(lua_State *L, int idx)
@@ -91,8 +87,9 @@ static char *dupstr(const char *s)
 
 /* {==================== job records ==================== */
 
-static void ljob_free(ljob_t *j)
+static void ljob_free(void *rec)
 {
+  ljob_t *j = rec;
   size_t i;
   jv_free(j->body);
   if (j->token) {
@@ -109,10 +106,13 @@ static void ljob_free(ljob_t *j)
   free(j);
 }
 
-/* A job record, owned by the Port userdata from the start (so that an
- * error raised while the job is being set up loses nothing). */
-static ljob_t *ljob_new(lua_State *L, lport_t *u, int kind, size_t nres)
+static const oc_job_class_t port_job;
+
+/* Push a new Job with its record (the Job owns it from here on, so that
+ * an error raised while the job is set up loses nothing). */
+static ljob_t *ljob_new(lua_State *L, int kind, size_t nres)
 {
+  oc_job_t *job = oc_job_new(L, &port_job, 1);
   ljob_t *j = calloc(1, sizeof *j);
   if (j && nres && !(j->res = calloc(nres, sizeof *j->res))) {
     free(j);
@@ -123,25 +123,18 @@ static ljob_t *ljob_new(lua_State *L, lport_t *u, int kind, size_t nres)
   j->kind = kind;
   j->nres = nres;
   j->body = kind == J_LIST ? jv_array() : jv_null();
-  j->next = u->jobs;             /* id 0 until started */
-  u->jobs = j;
+  job->rec = j;
   return j;
 }
 
-/* Register the job, or raise with the submit error. */
-static int ljob_started(lua_State *L, lport_t *u, ljob_t *j, uint64_t id,
-                        const char *what, const char *err)
+/* Start the Job at the top of the stack, or raise with the submit error
+ * (the Job, not started, frees its record when collected). */
+static int ljob_started(lua_State *L, uint64_t id, const char *what,
+                        const char *err)
 {
-  ljob_t **pp;
-  if (!id) {
-    for (pp = &u->jobs; *pp != j; pp = &(*pp)->next)
-      ;
-    *pp = j->next;
-    ljob_free(j);
+  if (!id)
     return luaL_error(L, "%s: %s", what, err);
-  }
-  j->id = id;
-  lua_pushinteger(L, (lua_Integer)id);
+  oc_job_start((oc_job_t *)lua_touserdata(L, -1), id);
   return 1;
 }
 
@@ -350,7 +343,6 @@ static int l_port_new(lua_State *L)
   read_cfg(L, 2, &c, &r);
   u = (lport_t *)lua_newuserdata(L, sizeof *u);
   u->port = NULL;
-  u->jobs = NULL;
   luaL_setmetatable(L, PORT_MT);
   lua_createtable(L, 1, 0);      /* keeps the loop alive */
   lua_pushvalue(L, 1);
@@ -367,11 +359,6 @@ static int l_port_close(lua_State *L)
   oc_port_t *p = u->port;
   u->port = NULL;
   oc_port_free(p);               /* no callback runs after this */
-  while (u->jobs) {
-    ljob_t *j = u->jobs;
-    u->jobs = j->next;
-    ljob_free(j);
-  }
   return 0;
 }
 
@@ -417,7 +404,6 @@ static void read_query(lua_State *L, int t, const char **kv)
 
 static int l_call(lua_State *L)
 {
-  lport_t *u = to_lport(L, 1);
   oc_port_t *P = oc_check_port(L, 1);
   oc_port_call_t c;
   oc_port_event_t ev;
@@ -442,14 +428,13 @@ static int l_call(lua_State *L)
   read_event(L, 2, &ev);
   if (ev.type || ev.resync_id)
     c.event = &ev;
-  j = ljob_new(L, u, J_CALL, 0);
-  return ljob_started(L, u, j, oc_port_call(P, &c, on_call, j, err,
+  j = ljob_new(L, J_CALL, 0);
+  return ljob_started(L, oc_port_call(P, &c, on_call, j, err,
                                             sizeof err), "port:call", err);
 }
 
 static int l_search(lua_State *L)
 {
-  lport_t *u = to_lport(L, 1);
   oc_port_t *P = oc_check_port(L, 1);
   const char *inc[MAX_INCLUDE + 1], *q;
   size_t n, i, k = 0;
@@ -471,8 +456,8 @@ static int l_search(lua_State *L)
   }
   inc[k] = NULL;
   q = json_arg(L, 2, &n, "port:search query");
-  j = ljob_new(L, u, J_CALL, 0);
-  return ljob_started(L, u, j, oc_port_search(P, q, n, k ? inc : NULL,
+  j = ljob_new(L, J_CALL, 0);
+  return ljob_started(L, oc_port_search(P, q, n, k ? inc : NULL,
                                               on_call, j, err, sizeof err),
                       "port:search", err);
 }
@@ -518,7 +503,6 @@ static void read_upsert_opts(lua_State *L, int t, oc_port_upsert_opts_t *o)
 
 static int l_upsert(lua_State *L)
 {
-  lport_t *u = to_lport(L, 1);
   oc_port_t *P = oc_check_port(L, 1);
   const char *bp = luaL_checkstring(L, 2);
   oc_port_upsert_opts_t o;
@@ -534,7 +518,7 @@ static int l_upsert(lua_State *L)
   lua_settop(L, 4);
   read_upsert_opts(L, 4, &o);
   n = (size_t)lua_rawlen(L, 3);
-  j = ljob_new(L, u, J_UPSERT, n);
+  j = ljob_new(L, J_UPSERT, n);  /* 5 */
   /* scratch arrays in one userdata, collected with the call's frame */
   off = (size_t *)lua_newuserdata(L, (n ? n : 1) * (2 * sizeof(size_t)
                                                     + sizeof(char *)));
@@ -550,12 +534,12 @@ static int l_upsert(lua_State *L)
   id = oc_port_upsert(P, bp, texts, len, n, &o, on_entity, on_done, j, err,
                       sizeof err);
   oc_buf_free(&all);
-  return ljob_started(L, u, j, id, "port:upsert", err);
+  lua_pushvalue(L, 5);
+  return ljob_started(L, id, "port:upsert", err);
 }
 
 static int l_delete(lua_State *L)
 {
-  lport_t *u = to_lport(L, 1);
   oc_port_t *P = oc_check_port(L, 1);
   const char *bp = luaL_checkstring(L, 2);
   oc_port_delete_opts_t o;
@@ -578,15 +562,14 @@ static int l_delete(lua_State *L)
     ids[i] = lua_tostring(L, -1);              /* anchored by the table */
     lua_pop(L, 1);
   }
-  j = ljob_new(L, u, J_DELETE, n);
-  return ljob_started(L, u, j, oc_port_delete(P, bp, ids, n, &o, on_id,
+  j = ljob_new(L, J_DELETE, n);
+  return ljob_started(L, oc_port_delete(P, bp, ids, n, &o, on_id,
                                               on_done, j, err, sizeof err),
                       "port:delete", err);
 }
 
 static int l_list_owned(lua_State *L)
 {
-  lport_t *u = to_lport(L, 1);
   oc_port_t *P = oc_check_port(L, 1);
   const char *before = NULL;
   char err[OC_ERR_SIZE];
@@ -595,8 +578,8 @@ static int l_list_owned(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     before = opt_str(L, 2, "before");
   }
-  j = ljob_new(L, u, J_LIST, 0);
-  return ljob_started(L, u, j, oc_port_list_owned(P, before, on_listed,
+  j = ljob_new(L, J_LIST, 0);
+  return ljob_started(L, oc_port_list_owned(P, before, on_listed,
                                                   on_done, j, err,
                                                   sizeof err),
                       "port:list_owned", err);
@@ -604,11 +587,10 @@ static int l_list_owned(lua_State *L)
 
 static int l_token(lua_State *L)
 {
-  lport_t *u = to_lport(L, 1);
   oc_port_t *P = oc_check_port(L, 1);
   char err[OC_ERR_SIZE];
-  ljob_t *j = ljob_new(L, u, J_TOKEN, 0);
-  return ljob_started(L, u, j, oc_port_token(P, on_token, j, err,
+  ljob_t *j = ljob_new(L, J_TOKEN, 0);
+  return ljob_started(L, oc_port_token(P, on_token, j, err,
                                              sizeof err),
                       "port:token", err);
 }
@@ -701,40 +683,31 @@ static void push_result(lua_State *L, const ljob_t *j)
   }
 }
 
-static int l_result(lua_State *L)
+static int port_job_poll(oc_job_t *job)
 {
-  lport_t *u = to_lport(L, 1);
-  uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
-  ljob_t **pp, *j;
-  for (pp = &u->jobs; *pp && (*pp)->id != id; pp = &(*pp)->next)
-    ;
-  if (!*pp)
-    return luaL_error(L, "port:result: unknown job %d", (int)id);
-  if (!(*pp)->done)
-    return 0;
-  j = *pp;
-  push_result(L, j);             /* may raise (memory): j stays listed */
-  *pp = j->next;
-  ljob_free(j);
+  return ((ljob_t *)job->rec)->done;
+}
+
+static int port_job_push(lua_State *L, oc_job_t *job)
+{
+  push_result(L, job->rec);
   return 1;
 }
 
-static int l_cancel(lua_State *L)
+static void port_job_cancel(oc_job_t *job)
 {
-  lport_t *u = to_lport(L, 1);
-  uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
-  ljob_t **pp, *j;
-  int ok = u->port && oc_port_cancel(u->port, id) == 0;
-  for (pp = &u->jobs; *pp && (*pp)->id != id; pp = &(*pp)->next)
-    ;
-  if (*pp && (ok || (*pp)->done)) {
-    j = *pp;
-    *pp = j->next;
-    ljob_free(j);
-  }
-  lua_pushboolean(L, ok);
-  return 1;
+  oc_port_cancel(((lport_t *)job->owner)->port, job->id);
 }
+
+static int port_job_owner_open(const oc_job_t *job)
+{
+  return ((const lport_t *)job->owner)->port != NULL;
+}
+
+static const oc_job_class_t port_job = {
+  "port", port_job_poll, port_job_push, port_job_cancel, port_job_owner_open,
+  ljob_free
+};
 
 static int l_stats(lua_State *L)
 {
@@ -772,8 +745,6 @@ static const luaL_Reg port_methods[] = {
   {"delete", l_delete},
   {"list_owned", l_list_owned},
   {"token", l_token},
-  {"result", l_result},
-  {"cancel", l_cancel},
   {"stats", l_stats},
   {"close", l_port_close},
   {NULL, NULL}

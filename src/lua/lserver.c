@@ -2,22 +2,29 @@
  * lserver.c - the "ocean.Server" userdata: Lua's face of http_server.c.
  *
  *   core.server_start{host=, port=, max_body=, max_connections=,
- *                     connection_timeout=} -> server | nil, err
+ *                     max_connections_per_client=, connection_timeout=,
+ *                     header_timeout=, body_timeout=} -> server | nil, err
+ *     (timeouts in seconds; limits and defaults in http_server.h:
+ *     4096 connections, 256 per client (0: no limit), 10 s for the
+ *     request head, 60 s for the body, 30 s idle)
  *   server:port()  server:fd()  server:wait(timeout_ms) -> queued
+ *   server:stats() -> {max_connections=, max_connections_requested=,
+ *     max_connections_per_client=,
+ *     header_timeout=, body_timeout=, connections=, waiting_head=,
+ *     reading_body=, clients=, header_timeouts=, body_timeouts=,
+ *     refused_per_client=, evicted=}   (effective limits: max_connections
+ *     is lowered from the requested one when RLIMIT_NOFILE is too low;
+ *     counters since the start)
  *   server:next() -> {id=, method=, path=, query=, headers=, body=, remote=}
  *   server:respond(id, status, headers, body) -> true | nil, err
  *   server:drop(id) -> true | nil, err
  *   server:close()                 (idempotent; also __gc and __close)
- *
- * Also two clocks the server loops need: core.monotonic_ms() and
- * core.realtime_ms() (milliseconds since the epoch).
  */
 #include "lbind.h"
-#include "http_server.h"
+#include "net/http_server.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define SERVER_MT "ocean.Server"
 
@@ -78,10 +85,17 @@ static int l_server_start(lua_State *L)
   o.port = (int)opt_int_field(L, 1, "port", 0, 0, 65535);
   o.max_body = (size_t)opt_int_field(L, 1, "max_body", 1024 * 1024, 1,
                                      0x7fffffff);
-  o.max_connections = (unsigned)opt_int_field(L, 1, "max_connections", 0, 0,
-                                              100000);
+  o.max_connections = (unsigned)opt_int_field(
+    L, 1, "max_connections", OC_SERVER_DEFAULT_MAX_CONNECTIONS, 1, 1000000);
+  o.max_per_client = (unsigned)opt_int_field(
+    L, 1, "max_connections_per_client", OC_SERVER_DEFAULT_PER_CLIENT, 0,
+    1000000);
   o.connection_timeout_s = (unsigned)opt_int_field(
     L, 1, "connection_timeout", 0, 0, 86400);
+  o.header_timeout_s = (unsigned)opt_int_field(
+    L, 1, "header_timeout", OC_SERVER_DEFAULT_HEADER_TIMEOUT_S, 1, 86400);
+  o.body_timeout_s = (unsigned)opt_int_field(
+    L, 1, "body_timeout", OC_SERVER_DEFAULT_BODY_TIMEOUT_S, 1, 86400);
   u = (lserver_t *)lua_newuserdata(L, sizeof *u);
   u->s = NULL;                   /* closed until the server exists */
   luaL_setmetatable(L, SERVER_MT);
@@ -107,6 +121,33 @@ static int l_port(lua_State *L)
 static int l_fd(lua_State *L)
 {
   lua_pushinteger(L, oc_server_fd(oc_check_server(L, 1)));
+  return 1;
+}
+
+static void set_count(lua_State *L, const char *name, unsigned long long v)
+{
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, name);
+}
+
+static int l_stats(lua_State *L)
+{
+  oc_server_stats_t st;
+  oc_server_stats(oc_check_server(L, 1), &st);
+  lua_createtable(L, 0, 13);
+  set_count(L, "max_connections", st.max_connections);
+  set_count(L, "max_connections_requested", st.max_connections_requested);
+  set_count(L, "max_connections_per_client", st.max_per_client);
+  set_count(L, "header_timeout", st.header_timeout_s);
+  set_count(L, "body_timeout", st.body_timeout_s);
+  set_count(L, "connections", st.open);
+  set_count(L, "waiting_head", st.waiting_head);
+  set_count(L, "reading_body", st.reading_body);
+  set_count(L, "clients", st.clients);
+  set_count(L, "header_timeouts", st.header_timeouts);
+  set_count(L, "body_timeouts", st.body_timeouts);
+  set_count(L, "refused_per_client", st.refused_per_client);
+  set_count(L, "evicted", st.evicted);
   return 1;
 }
 
@@ -279,32 +320,11 @@ static int l_tostring(lua_State *L)
 
 /* }==================== */
 
-/* {==================== clocks ==================== */
-
-static int l_monotonic_ms(lua_State *L)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0
-                    + (lua_Number)ts.tv_nsec / 1e6);
-  return 1;
-}
-
-static int l_realtime_ms(lua_State *L)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000
-                     + (lua_Integer)(ts.tv_nsec / 1000000));
-  return 1;
-}
-
-/* }==================== */
-
 static const luaL_Reg server_methods[] = {
   { "port", l_port },
   { "fd", l_fd },
   { "wait", l_wait },
+  { "stats", l_stats },
   { "next", l_next },
   { "respond", l_respond },
   { "drop", l_drop },
@@ -321,8 +341,6 @@ static const luaL_Reg server_meta[] = {
 
 static const luaL_Reg server_funcs[] = {
   { "server_start", l_server_start },
-  { "monotonic_ms", l_monotonic_ms },
-  { "realtime_ms", l_realtime_ms },
   { NULL, NULL }
 };
 

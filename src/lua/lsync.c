@@ -1,26 +1,50 @@
 /*
- * lsync.c - Lua binding of the sync session (sync.h) and of the diff
- * helpers (diff.h): core.sync_new, core.entity_key, core.relation_order.
+ * lsync.c - Lua binding of the sync session (sync.h): core.sync_new.
  *
- * The session userdata keeps its Port client (and so the loop) alive
- * through its user value.
+ *   core.sync_new(port | nil, {slots = {m | signature, ...}, merge=,
+ *     create_missing=, delete_dependents=, plan=, event_type=, resync_id=,
+ *     batch_max=, batch_max_bytes=, max_pending=}) -> session
+ *       slots: one per resource (an ocean.Mapping, or a signature table
+ *       for ready-made entities); the owned listing starts at once
+ *   session:state()        -> "listing" | "feeding" | "finishing" |
+ *                             "retrying" | "confirming" | "deleting" | "done"
+ *   session:ready()        -> Job (true): the session takes entities (the
+ *                             listing is over, fewer than max_pending in
+ *                             flight)
+ *   session:feed(i, items) -> report | nil, err   (maps with slot i)
+ *   session:offer(i, entity) -> true | nil, err
+ *   session:drain()        -> Job (true): every batch sent and answered
+ *                             | nil, err
+ *   session:finish{threshold=, before=, errors=, blocked={...},
+ *                  held={...}} -> Job (the report) | nil, err
+ *   session:report(), session:stats(), session:tag_stats(i),
+ *   session:failures() ({blueprint=, identifier=, status=, code=,
+ *     message=, retryable=, tag= (the resource i it came from)}),
+ *   session:planned(), session:close() (also __gc, __close)
+ *
+ * The order of the phases lives in sync.c/sync_phase.c; the Jobs only
+ * step the session when polled (ljob.c), so a caller that stops waiting
+ * (an abort) never lets a new phase start. The session userdata keeps
+ * its Port client (and so the loop) and its mappings alive through its
+ * user value {port = , [i] = mapping}.
  */
 #include "lbind.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
-#include "diff.h"
-#include "mapping.h"
-#include "sync.h"
+#include "sync/diff.h"
+#include "mapping/mapping.h"
+#include "sync/sync.h"
 
 #define SYNC_MT "ocean.Sync"
 #define MAX_REPORTED 100         /* item errors kept per feed */
 
 typedef struct lsync {
   oc_sync_t *s;
+  int nslots;
+  int *slots;                    /* resource i (0-based) -> session slot */
 } lsync_t;
 
 static lsync_t *check_open(lua_State *L)
@@ -29,6 +53,15 @@ static lsync_t *check_open(lua_State *L)
   if (!u->s)
     luaL_error(L, "sync session is closed");
   return u;
+}
+
+/* The session slot of resource argument idx (1-based). */
+static int check_slot(lua_State *L, lsync_t *u, int idx)
+{
+  lua_Integer i = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, i >= 1 && i <= u->nslots && u->slots[i - 1] >= 0, idx,
+                "no such slot");
+  return u->slots[i - 1];
 }
 
 static void opt_int(lua_State *L, int t, const char *k, int *out)
@@ -47,35 +80,95 @@ static void opt_size(lua_State *L, int t, const char *k, size_t *out)
   lua_pop(L, 1);
 }
 
-/* core.sync_new(port | nil, opts) -> session */
+/* The signature of slot entry idx: a Mapping's, a table, or nil. */
+static jv slot_signature(lua_State *L, int idx, char *err, size_t errlen)
+{
+  if (luaL_testudata(L, idx, OC_MAPPING_MT))
+    return oc_mapping_signature(oc_check_mapping(L, idx));
+  if (lua_istable(L, idx))
+    return oc_to_jv(L, idx, NULL, 8, err, errlen);
+  return jv_null();
+}
+
+/* Add the slots of opts.slots (at t); the mappings go to the user value
+ * (at uv). An entry false has no slot (a resource that did not compile). */
+static void add_slots(lua_State *L, lsync_t *u, int t, int uv)
+{
+  int i, n;
+  char err[OC_ERR_SIZE];
+  lua_getfield(L, t, "slots");
+  n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+  if (n > 0 && !(u->slots = malloc(sizeof(int) * (size_t)n)))
+    luaL_error(L, "out of memory");
+  for (i = 1; i <= n; i++) {
+    jv sig;
+    lua_rawgeti(L, -1, i);
+    u->nslots = i;
+    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+      u->slots[i - 1] = -1;
+      lua_pop(L, 1);
+      continue;
+    }
+    sig = slot_signature(L, lua_gettop(L), err, sizeof err);
+    if (!jv_is_valid(sig)) {
+      jv_free(sig);
+      luaL_error(L, "sync_new: slot %d: %s", i, err);
+    }
+    u->slots[i - 1] = oc_sync_add_slot(u->s, sig);
+    jv_free(sig);
+    if (u->slots[i - 1] < 0)
+      luaL_error(L, "out of memory");
+    lua_rawseti(L, uv, i);       /* keeps the mapping alive */
+  }
+  lua_pop(L, 1);
+}
+
+static void read_opts(lua_State *L, oc_sync_opts_t *o)
+{
+  memset(o, 0, sizeof *o);
+  o->merge = o->create_missing = o->delete_dependents = 1;
+  opt_int(L, 2, "merge", &o->merge);
+  opt_int(L, 2, "create_missing", &o->create_missing);
+  opt_int(L, 2, "delete_dependents", &o->delete_dependents);
+  opt_int(L, 2, "plan", &o->plan);
+  opt_size(L, 2, "batch_max", &o->batch_max);
+  opt_size(L, 2, "batch_max_bytes", &o->batch_max_bytes);
+  opt_size(L, 2, "max_pending", &o->max_pending);
+  lua_getfield(L, 2, "event_type");
+  o->event_type = lua_tostring(L, -1);   /* copied by oc_sync_new */
+  lua_getfield(L, 2, "resync_id");
+  o->resync_id = lua_tostring(L, -1);
+}
+
 static int lsync_new(lua_State *L)
 {
   oc_sync_opts_t o;
   oc_port_t *port = lua_isnil(L, 1) ? NULL : oc_check_port(L, 1);
   char err[OC_ERR_SIZE];
   lsync_t *u;
-  memset(&o, 0, sizeof o);
-  o.merge = o.create_missing = o.delete_dependents = 1;
+  int uv;
   luaL_checktype(L, 2, LUA_TTABLE);
-  opt_int(L, 2, "merge", &o.merge);
-  opt_int(L, 2, "create_missing", &o.create_missing);
-  opt_int(L, 2, "delete_dependents", &o.delete_dependents);
-  opt_int(L, 2, "plan", &o.plan);
-  opt_size(L, 2, "batch_max", &o.batch_max);
-  opt_size(L, 2, "batch_max_bytes", &o.batch_max_bytes);
-  opt_size(L, 2, "max_pending", &o.max_pending);
-  lua_getfield(L, 2, "event_type");
-  o.event_type = lua_tostring(L, -1);
-  lua_getfield(L, 2, "resync_id");
-  o.resync_id = lua_tostring(L, -1);
-  u = lua_newuserdata(L, sizeof *u);
+  lua_settop(L, 2);
+  read_opts(L, &o);
+  u = lua_newuserdata(L, sizeof *u);   /* 5 */
   u->s = NULL;
+  u->nslots = 0;
+  u->slots = NULL;
   luaL_setmetatable(L, SYNC_MT);
+  lua_newtable(L);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "port");          /* keeps the client alive */
+  lua_pushvalue(L, -1);
+  oc_setuservalue(L, 5);
+  uv = lua_gettop(L);
   u->s = oc_sync_new(port, &o, err, sizeof err);   /* copies the strings */
   if (!u->s)
     return luaL_error(L, "sync session: %s", err);
-  lua_pushvalue(L, 1);                             /* keep the client */
-  oc_setuservalue(L, -2);
+  add_slots(L, u, 2, uv);
+  /* a listing that cannot start leaves the session feeding, with the
+   * failure as the owned state: deletion is then skipped with it */
+  oc_sync_list_owned(u->s, err, sizeof err);
+  lua_pushvalue(L, 5);
   return 1;
 }
 
@@ -84,33 +177,10 @@ static int lsync_close(lua_State *L)
   lsync_t *u = luaL_checkudata(L, 1, SYNC_MT);
   oc_sync_free(u->s);
   u->s = NULL;
+  free(u->slots);
+  u->slots = NULL;
+  u->nslots = 0;
   return 0;
-}
-
-/* session:add_slot(mapping | signature | nil) -> slot (1-based) */
-static int lsync_add_slot(lua_State *L)
-{
-  lsync_t *u = check_open(L);
-  jv sig;
-  int slot;
-  char err[OC_ERR_SIZE];
-  if (luaL_testudata(L, 2, OC_MAPPING_MT))
-    sig = oc_mapping_signature(oc_check_mapping(L, 2));
-  else if (lua_istable(L, 2))
-    sig = oc_to_jv(L, 2, NULL, 8, err, sizeof err);
-  else
-    sig = jv_null();
-  if (!jv_is_valid(sig)) {
-    jv_free(sig);
-    return luaL_argerror(L, 2, err);
-  }
-  slot = oc_sync_add_slot(u->s, sig);
-  jv_free(sig);
-  if (slot < 0)
-    return luaL_error(L, "sync session: cannot add a comparison slot after "
-                      "the owned entities were indexed (or out of memory)");
-  lua_pushinteger(L, slot + 1);
-  return 1;
 }
 
 static int push_fail(lua_State *L, const char *err)
@@ -120,47 +190,10 @@ static int push_fail(lua_State *L, const char *err)
   return 2;
 }
 
-static int lsync_list_owned(lua_State *L)
+static int lsync_state(lua_State *L)
 {
-  char err[OC_ERR_SIZE];
-  if (oc_sync_list_owned(check_open(L)->s, err, sizeof err))
-    return push_fail(L, err);
-  lua_pushboolean(L, 1);
+  lua_pushstring(L, oc_sync_phase_name(oc_sync_phase(check_open(L)->s)));
   return 1;
-}
-
-static int lsync_add_owned(lua_State *L)
-{
-  lsync_t *u = check_open(L);
-  char err[OC_ERR_SIZE];
-  jv e = oc_to_jv(L, 2, NULL, OC_JSON_MAX_DEPTH, err, sizeof err);
-  int rc;
-  if (!jv_is_valid(e)) {
-    jv_free(e);
-    return luaL_argerror(L, 2, err);
-  }
-  rc = oc_sync_add_owned(u->s, e);
-  jv_free(e);
-  if (rc)
-    return luaL_error(L, "out of memory");
-  return 0;
-}
-
-static int push_state(lua_State *L, int st, const char *err)
-{
-  lua_pushstring(L, st == 0 ? "pending" : st > 0 ? "ready" : "failed");
-  if (st < 0) {
-    lua_pushstring(L, err);
-    return 2;
-  }
-  return 1;
-}
-
-static int lsync_owned_state(lua_State *L)
-{
-  const char *err;
-  int st = oc_sync_owned_state(check_open(L)->s, &err);
-  return push_state(L, st, err);
 }
 
 /* {==================== feed ==================== */
@@ -169,8 +202,8 @@ typedef struct feed {
   lua_State *L;
   oc_sync_t *s;
   oc_mapping_t *m;
-  int slot, errors_t, dropped_t;
-  size_t index, nerrors, ndropped, entities, filtered;
+  int slot, errors_t, dropped_t, items_t;
+  size_t index, nerrors, ndropped, nitems, entities, filtered;
   int failed;                    /* an offer failed: err */
   char err[OC_ERR_SIZE];
 } feed_t;
@@ -218,6 +251,17 @@ static void feed_dropped(void *ud, const char *reason)
   add_report(f, f->dropped_t, &f->ndropped, "reason", reason);
 }
 
+static void feed_filtered(void *ud)
+{
+  ((feed_t *)ud)->filtered++;
+}
+
+static void feed_items_error(void *ud, const char *msg)
+{
+  feed_t *f = ud;
+  add_report(f, f->items_t, &f->nitems, "message", msg);
+}
+
 /* Map and offer one raw item at stack index idx (table or JSON text). */
 static void feed_one(feed_t *f, const oc_mapping_sink_t *sink, int idx)
 {
@@ -252,97 +296,135 @@ static int feed_each_json(jv value, size_t index, void *ud)
   return c->f->failed ? -1 : 0;
 }
 
-/* session:feed(mapping, slot, items) -> report
- * items: a list of raw objects (tables or JSON texts), or one JSON text
- * (an array or NDJSON). report = {items=, entities=, filtered=,
+/* Push the report of a finished feed (errors at 7, dropped at 8, items
+ * errors at 9). */
+static void push_feed_report(lua_State *L, feed_t *f, const unsigned char *mis,
+                             size_t nf)
+{
+  size_t i;
+  lua_createtable(L, 0, 11);
+  lua_pushvalue(L, f->items_t);
+  lua_setfield(L, -2, "items_errors");
+  lua_pushinteger(L, (lua_Integer)f->nitems);
+  lua_setfield(L, -2, "items_error_count");
+  lua_pushinteger(L, (lua_Integer)f->index);
+  lua_setfield(L, -2, "items");
+  lua_pushinteger(L, (lua_Integer)f->entities);
+  lua_setfield(L, -2, "entities");
+  lua_pushinteger(L, (lua_Integer)f->filtered);
+  lua_setfield(L, -2, "filtered");
+  lua_pushvalue(L, f->errors_t);
+  lua_setfield(L, -2, "errors");
+  lua_pushinteger(L, (lua_Integer)f->nerrors);
+  lua_setfield(L, -2, "error_count");
+  lua_pushvalue(L, f->dropped_t);
+  lua_setfield(L, -2, "dropped");
+  lua_pushinteger(L, (lua_Integer)f->ndropped);
+  lua_setfield(L, -2, "dropped_count");
+  lua_newtable(L);
+  for (i = 0; i < nf; i++)
+    if (mis[i]) {
+      lua_pushstring(L, oc_mapping_field_expr(f->m, i));
+      lua_setfield(L, -2, oc_mapping_field_path(f->m, i));
+    }
+  lua_setfield(L, -2, "misconfigured");
+}
+
+/* Map the items at idx (a list, or one JSON text) and offer them. */
+static void feed_items(lua_State *L, feed_t *f, const oc_mapping_sink_t *sink,
+                       int idx)
+{
+  size_t i, n;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *text = lua_tolstring(L, idx, &n);
+    char err[OC_ERR_SIZE];
+    each_ctx_t c = { f, sink };
+    if (oc_mapping_each_json(f->m, text, n, feed_each_json, &c, err,
+                             sizeof err) && !f->failed) {
+      f->index = 0;
+      feed_error(f, err);
+    }
+    return;
+  }
+  luaL_checktype(L, idx, LUA_TTABLE);
+  n = (size_t)lua_rawlen(L, idx);
+  for (i = 1; i <= n && !f->failed; i++) {
+    f->index = i;
+    lua_rawgeti(L, idx, (lua_Integer)i);
+    feed_one(f, sink, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  f->index = n;
+}
+
+/* session:feed(i, items) -> report | nil, err
+ * Maps items with the mapping of slot i and offers the entities (tagged
+ * i: session:tag_stats(i), failures' `tag`). items: a list of raw objects
+ * (tables or JSON texts), or one JSON text (an array or NDJSON). report =
+ * {items=, entities=, filtered= (inputs the selector refused),
  * errors={{index=, message=}}, error_count=, dropped={{index=, reason=}},
- * dropped_count=, misconfigured={[path]=expr}}. Raises when an upsert
- * could not be submitted (out of memory, closed client). */
+ * dropped_count=, items_errors={{index=, message=}} (itemsToParse gave
+ * neither an array nor null: that raw item's children are unknown),
+ * items_error_count=, misconfigured={[path]=expr}} (at most 100 entries
+ * per list; the counts are complete). nil, err when an upsert could not
+ * be submitted (out of memory, closed client). */
 static int lsync_feed(lua_State *L)
 {
   lsync_t *u = check_open(L);
   feed_t f;
   oc_mapping_sink_t sink;
-  size_t nf, i;
+  size_t nf;
   unsigned char *mis;
   memset(&f, 0, sizeof f);
   f.L = L;
   f.s = u->s;
-  f.m = oc_check_mapping(L, 2);
-  f.slot = (int)luaL_checkinteger(L, 3) - 1;
-  lua_settop(L, 4);
+  f.slot = check_slot(L, u, 2);
+  lua_settop(L, 3);
+  oc_getuservalue(L, 1);                     /* 4 */
+  lua_rawgeti(L, 4, lua_tointeger(L, 2));    /* 5: the slot's mapping */
+  if (!luaL_testudata(L, 5, OC_MAPPING_MT))
+    return luaL_argerror(L, 2, "the slot has no mapping (offer entities)");
+  f.m = oc_check_mapping(L, 5);
   nf = oc_mapping_field_count(f.m);
-  mis = lua_newuserdata(L, nf + 1);          /* 5: freed by the GC */
+  mis = lua_newuserdata(L, nf + 1);          /* 6: freed by the GC */
   memset(mis, 0, nf + 1);
-  lua_newtable(L);                           /* 6: errors */
-  f.errors_t = 6;
-  lua_newtable(L);                           /* 7: dropped */
-  f.dropped_t = 7;
+  lua_newtable(L);                           /* 7: errors */
+  f.errors_t = 7;
+  lua_newtable(L);                           /* 8: dropped */
+  f.dropped_t = 8;
+  lua_newtable(L);                           /* 9: items errors */
+  f.items_t = 9;
+  if (oc_sync_set_tag(u->s, (int)lua_tointeger(L, 2)))
+    return luaL_error(L, "out of memory");
   memset(&sink, 0, sizeof sink);
   sink.entity = feed_entity;
   sink.error = feed_error;
   sink.dropped = feed_dropped;
+  sink.filtered = feed_filtered;
+  sink.items_error = feed_items_error;
   sink.misconfigured = mis;
   sink.ud = &f;
-  if (lua_type(L, 4) == LUA_TSTRING) {
-    size_t n;
-    const char *s = lua_tolstring(L, 4, &n);
-    char err[OC_ERR_SIZE];
-    each_ctx_t c = { &f, &sink };
-    if (oc_mapping_each_json(f.m, s, n, feed_each_json, &c, err, sizeof err)
-        && !f.failed) {
-      f.index = 0;
-      feed_error(&f, err);
-    }
-  } else {
-    size_t n;
-    luaL_checktype(L, 4, LUA_TTABLE);
-    n = (size_t)lua_rawlen(L, 4);
-    for (i = 1; i <= n && !f.failed; i++) {
-      f.index = i;
-      lua_rawgeti(L, 4, (lua_Integer)i);
-      feed_one(&f, &sink, lua_gettop(L));
-      lua_pop(L, 1);
-    }
-    f.index = n;
-  }
+  feed_items(L, &f, &sink, 3);
   if (f.failed)
-    return luaL_error(L, "sync: %s", f.err);
-  lua_createtable(L, 0, 9);
-  lua_pushinteger(L, (lua_Integer)f.index);
-  lua_setfield(L, -2, "items");
-  lua_pushinteger(L, (lua_Integer)f.entities);
-  lua_setfield(L, -2, "entities");
-  lua_pushinteger(L, (lua_Integer)f.filtered);
-  lua_setfield(L, -2, "filtered");
-  lua_pushvalue(L, 6);
-  lua_setfield(L, -2, "errors");
-  lua_pushinteger(L, (lua_Integer)f.nerrors);
-  lua_setfield(L, -2, "error_count");
-  lua_pushvalue(L, 7);
-  lua_setfield(L, -2, "dropped");
-  lua_pushinteger(L, (lua_Integer)f.ndropped);
-  lua_setfield(L, -2, "dropped_count");
-  lua_newtable(L);
-  for (i = 0; i < nf; i++)
-    if (mis[i]) {
-      lua_pushstring(L, oc_mapping_field_expr(f.m, i));
-      lua_setfield(L, -2, oc_mapping_field_path(f.m, i));
-    }
-  lua_setfield(L, -2, "misconfigured");
+    return push_fail(L, f.err);
+  push_feed_report(L, &f, mis, nf);
   return 1;
 }
 
-/* session:offer(slot, entity) -> true | nil, err (ready-made entities) */
+/* session:offer(i, entity) -> true | nil, err (ready-made entities) */
 static int lsync_offer(lua_State *L)
 {
   lsync_t *u = check_open(L);
-  int slot = (int)luaL_checkinteger(L, 2) - 1;
+  int slot = check_slot(L, u, 2);
   char err[OC_ERR_SIZE];
   jv e = oc_to_jv(L, 3, NULL, OC_JSON_MAX_DEPTH, err, sizeof err);
   if (!jv_is_valid(e)) {
     jv_free(e);
     return luaL_argerror(L, 3, err);
+  }
+  if (oc_sync_set_tag(u->s, (int)lua_tointeger(L, 2))) {
+    jv_free(e);
+    return luaL_error(L, "out of memory");
   }
   if (oc_sync_offer(u->s, slot, e, err, sizeof err))
     return push_fail(L, err);
@@ -352,29 +434,142 @@ static int lsync_offer(lua_State *L)
 
 /* }==================== */
 
-static int lsync_flush(lua_State *L)
+/* {==================== the session's Jobs ==================== */
+
+enum { WAIT_READY, WAIT_DRAINED, WAIT_DONE };
+
+typedef struct swait {           /* a session Job's record */
+  int what;
+} swait_t;
+
+static oc_sync_t *job_session(const oc_job_t *j)
+{
+  return ((const lsync_t *)j->owner)->s;
+}
+
+static int swait_poll(oc_job_t *j)
+{
+  oc_sync_t *s = job_session(j);
+  oc_sync_phase_t p = oc_sync_step(s);
+  switch (((swait_t *)j->rec)->what) {
+  case WAIT_READY:
+    return p >= OC_SYNC_FEEDING && !oc_sync_busy(s);
+  case WAIT_DRAINED:
+    return oc_sync_outstanding(s) == 0;
+  default:
+    return p == OC_SYNC_DONE;
+  }
+}
+
+static void push_report(lua_State *L, oc_sync_t *s);
+
+static int swait_push(lua_State *L, oc_job_t *j)
+{
+  if (((swait_t *)j->rec)->what == WAIT_DONE)
+    push_report(L, job_session(j));
+  else
+    lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Nothing runs for the Job itself: the session's requests stop with
+ * session:close(). */
+static void swait_cancel(oc_job_t *j)
+{
+  (void)j;
+}
+
+static int swait_owner_open(const oc_job_t *j)
+{
+  return job_session(j) != NULL;
+}
+
+static const oc_job_class_t session_job = {
+  "sync session", swait_poll, swait_push, swait_cancel, swait_owner_open,
+  free
+};
+
+/* Push a started Job waiting for `what` of the session at 1. */
+static int push_wait(lua_State *L, int what)
+{
+  oc_job_t *j = oc_job_new(L, &session_job, 1);
+  swait_t *w = malloc(sizeof *w);
+  if (!w)
+    return luaL_error(L, "out of memory");
+  w->what = what;
+  j->rec = w;
+  oc_job_start(j, 0);
+  return 1;
+}
+
+static int lsync_ready(lua_State *L)
+{
+  check_open(L);
+  return push_wait(L, WAIT_READY);
+}
+
+/* session:drain() -> Job | nil, err: sends every partial batch; the Job
+ * is done once every request is answered. */
+static int lsync_drain(lua_State *L)
 {
   char err[OC_ERR_SIZE];
   if (oc_sync_flush(check_open(L)->s, err, sizeof err))
     return push_fail(L, err);
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_wait(L, WAIT_DRAINED);
 }
 
-static int lsync_busy(lua_State *L)
+/* The strings of the list at t.k, anchored by that list (left on the
+ * stack), in an array anchored there too. */
+static const char *const *opt_strings(lua_State *L, int t, const char *k,
+                                      size_t *n)
 {
-  lua_pushboolean(L, oc_sync_busy(check_open(L)->s));
-  return 1;
+  const char **v;
+  size_t i;
+  lua_getfield(L, t, k);
+  *n = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : 0;
+  v = lua_newuserdata(L, sizeof(char *) * (*n + 1));
+  for (i = 0; i < *n; i++) {
+    lua_rawgeti(L, -2, (lua_Integer)i + 1);
+    v[i] = luaL_checkstring(L, -1);            /* anchored by the list */
+    lua_pop(L, 1);
+  }
+  return v;
 }
 
-static int lsync_outstanding(lua_State *L)
+/* session:finish{threshold=, before=, errors=, blocked={...},
+ *   held={blueprint...}} -> Job (its result: the report) | nil, err
+ * held: blueprints whose owned entities must not be deleted (sync.h). */
+static int lsync_finish(lua_State *L)
 {
-  lua_pushinteger(L, (lua_Integer)oc_sync_outstanding(check_open(L)->s));
-  return 1;
+  lsync_t *u = check_open(L);
+  oc_sync_finish_t f;
+  char err[OC_ERR_SIZE];
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  memset(&f, 0, sizeof f);
+  lua_getfield(L, 2, "threshold");
+  f.threshold = luaL_optnumber(L, -1, 0.9);
+  lua_getfield(L, 2, "before");
+  f.before = luaL_optstring(L, -1, NULL);
+  lua_getfield(L, 2, "errors");
+  f.errors = (size_t)luaL_optinteger(L, -1, 0);
+  f.blocked = opt_strings(L, 2, "blocked", &f.nblocked);
+  f.held = opt_strings(L, 2, "held", &f.nheld);
+  if (oc_sync_finish(u->s, &f, err, sizeof err))
+    return push_fail(L, err);
+  lua_settop(L, 1);
+  return push_wait(L, WAIT_DONE);
 }
 
-#define STAT(name) \
-  (lua_pushinteger(L, (lua_Integer)st.name), lua_setfield(L, -2, #name))
+/* }==================== */
+
+#define STAT(name) set_count(L, #name, st.name)
+
+static void set_count(lua_State *L, const char *k, size_t v)
+{
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
 
 static int lsync_stats(lua_State *L)
 {
@@ -386,6 +581,21 @@ static int lsync_stats(lua_State *L)
   STAT(retried); STAT(retry_ok); STAT(upsert_requests); STAT(entities_sent);
   STAT(candidates); STAT(confirmed); STAT(protected_targets); STAT(deleted);
   STAT(delete_failed); STAT(delete_requests); STAT(in_flight);
+  STAT(unknown); STAT(held);
+  return 1;
+}
+
+/* session:tag_stats(i) -> {produced=, created=, updated=, unknown=,
+ * unchanged=, failed=}: what was fed or offered as resource i. */
+static int lsync_tag_stats(lua_State *L)
+{
+  oc_sync_tag_stats_t st;
+  lua_Integer i = luaL_checkinteger(L, 2);
+  oc_sync_tag_stats(check_open(L)->s, i < 0 || i > 65535 ? -1 : (int)i,
+                    &st);
+  lua_createtable(L, 0, 6);
+  STAT(produced); STAT(created); STAT(updated); STAT(unknown);
+  STAT(unchanged); STAT(failed);
   return 1;
 }
 
@@ -410,6 +620,8 @@ static int lsync_failures(lua_State *L)
     lua_setfield(L, -2, "message");
     lua_pushboolean(L, f.retryable);
     lua_setfield(L, -2, "retryable");
+    lua_pushinteger(L, f.tag);
+    lua_setfield(L, -2, "tag");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 1;
@@ -447,92 +659,44 @@ static int lsync_planned(lua_State *L)
   return 1;
 }
 
-static int lsync_retry_prepare(lua_State *L)
+/* {==================== the report ==================== */
+
+static void push_strings(lua_State *L, const oc_sync_t *s, size_t n,
+                         const char *(*get)(const oc_sync_t *, size_t))
 {
-  char err[OC_ERR_SIZE];
-  int n = oc_sync_retry_prepare(check_open(L)->s, err, sizeof err);
-  if (n < 0)
-    return push_fail(L, err);
-  lua_pushinteger(L, n);
-  return 1;
+  size_t i;
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    lua_pushstring(L, get(s, i));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
 }
 
-static int lsync_retry_level(lua_State *L)
+/* The candidates as {{blueprint=, identifier=}...}. */
+static void push_candidates(lua_State *L, const oc_sync_t *s)
 {
-  lsync_t *u = check_open(L);
-  char err[OC_ERR_SIZE];
-  if (oc_sync_retry_level(u->s, (int)luaL_checkinteger(L, 2) - 1, err,
-                          sizeof err))
-    return push_fail(L, err);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* session:candidates([limit]) -> count, {{blueprint=, identifier=}...} */
-static int lsync_candidates(lua_State *L)
-{
-  lsync_t *u = check_open(L);
-  size_t n = oc_sync_candidates(u->s), i;
-  size_t limit = (size_t)luaL_optinteger(L, 2, (lua_Integer)n);
-  lua_pushinteger(L, (lua_Integer)n);
-  lua_createtable(L, (int)(n < limit ? n : limit), 0);
-  for (i = 0; i < n && i < limit; i++) {
+  size_t i, n = oc_sync_candidate_count(s);
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
     size_t kl;
-    const char *k = oc_sync_candidate_key(u->s, i, &kl);
+    const char *k = oc_sync_candidate_key(s, i, &kl);
     push_key(L, k, kl);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  return 2;
 }
 
-static int lsync_confirm(lua_State *L)
+/* The doomed entities ({blueprint=, identifier=, outcome=, message=});
+ * only_failed: just those whose delete failed. */
+static void push_doomed(lua_State *L, const oc_sync_t *s, int only_failed)
 {
-  lsync_t *u = check_open(L);
-  char err[OC_ERR_SIZE];
-  if (oc_sync_confirm(u->s, luaL_optstring(L, 2, NULL), err, sizeof err))
-    return push_fail(L, err);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int lsync_confirm_state(lua_State *L)
-{
-  const char *err;
-  int st = oc_sync_confirm_state(check_open(L)->s, &err);
-  return push_state(L, st, err);
-}
-
-static int lsync_delete_prepare(lua_State *L)
-{
-  char err[OC_ERR_SIZE];
-  int n = oc_sync_delete_prepare(check_open(L)->s, err, sizeof err);
-  if (n < 0)
-    return push_fail(L, err);
-  lua_pushinteger(L, n);
-  return 1;
-}
-
-static int lsync_delete_level(lua_State *L)
-{
-  lsync_t *u = check_open(L);
-  char err[OC_ERR_SIZE];
-  if (oc_sync_delete_level(u->s, (int)luaL_checkinteger(L, 2) - 1, err,
-                           sizeof err))
-    return push_fail(L, err);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* session:doomed() -> {{blueprint=, identifier=, outcome=, message=}...} */
-static int lsync_doomed(lua_State *L)
-{
-  lsync_t *u = check_open(L);
-  size_t i, n = oc_sync_doomed_count(u->s);
-  lua_createtable(L, (int)n, 0);
+  size_t i, k = 0, n = oc_sync_doomed_count(s);
+  lua_createtable(L, only_failed ? 0 : (int)n, 0);
   for (i = 0; i < n; i++) {
     const char *bp, *id, *msg;
     int outcome;
-    oc_sync_doomed(u->s, i, &bp, &id, &outcome, &msg);
+    oc_sync_doomed(s, i, &bp, &id, &outcome, &msg);
+    if (only_failed && outcome >= 0)
+      continue;
     lua_createtable(L, 0, 4);
     lua_pushstring(L, bp);
     lua_setfield(L, -2, "blueprint");
@@ -545,138 +709,95 @@ static int lsync_doomed(lua_State *L)
       lua_pushstring(L, msg);
       lua_setfield(L, -2, "message");
     }
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    lua_rawseti(L, -2, (lua_Integer)++k);
   }
-  return 1;
 }
 
-/* {==================== diff helpers ==================== */
-
-/* core.entity_key(entity) -> "bp\0id" | nil (no stable key) */
-static int lentity_key(lua_State *L)
+/* {candidates=, owned=, held= (when some were), threshold=, deleted=, skipped=, reasons=, ratio=,
+ *  would_delete= (plan, skipped), planned= (plan, decided)} */
+static void push_deletion(lua_State *L, const oc_sync_t *s,
+                          const oc_sync_report_t *r,
+                          const oc_sync_stats_t *st, int plan)
 {
-  char err[OC_ERR_SIZE];
-  jv e = oc_to_jv(L, 1, NULL, OC_JSON_MAX_DEPTH, err, sizeof err);
-  oc_buf_t b = OC_BUF_INIT;
-  if (jv_is_valid(e) && oc_entity_key(e, &b) == 0)
-    lua_pushlstring(L, b.p, b.n);
-  else
-    lua_pushnil(L);
-  jv_free(e);
-  oc_buf_free(&b);
-  return 1;
+  int planned = plan && r->phase == OC_SYNC_DONE && r->decided
+                && !r->skipped && st->candidates > 0;
+  lua_createtable(L, 0, 9);
+  set_count(L, "candidates", st->candidates);
+  set_count(L, "owned", st->owned);
+  if (st->held)
+    set_count(L, "held", st->held);
+  lua_pushnumber(L, r->threshold);
+  lua_setfield(L, -2, "threshold");
+  set_count(L, "deleted", planned ? oc_sync_doomed_count(s) : st->deleted);
+  lua_pushboolean(L, r->skipped);
+  lua_setfield(L, -2, "skipped");
+  push_strings(L, s, r->nreasons, oc_sync_reason);
+  lua_setfield(L, -2, "reasons");
+  if (r->ratio >= 0) {
+    lua_pushnumber(L, r->ratio);
+    lua_setfield(L, -2, "ratio");
+  }
+  if (plan && r->skipped && st->candidates > 0) {
+    push_candidates(L, s);
+    lua_setfield(L, -2, "would_delete");
+  }
+  if (planned) {
+    push_doomed(L, s, 0);
+    lua_setfield(L, -2, "planned");
+  }
 }
 
-/* core.relation_order(entities) -> order (1-based indexes), levels,
- * cyclic */
-static int lrelation_order(lua_State *L)
+/* {state=, retried=, retry_ok=, retry_levels=, confirmed=,
+ *  protected_targets=, errors={...}, failed_deletes={...}, deletion={...}} */
+static void push_report(lua_State *L, oc_sync_t *s)
 {
-  size_t n, i, *order, *level;
-  jv *ents;
-  int cyclic = 0, rc;
-  char err[OC_ERR_SIZE];
-  luaL_checktype(L, 1, LUA_TTABLE);
-  n = (size_t)lua_rawlen(L, 1);
-  ents = calloc(n + 1, sizeof(jv));
-  order = calloc(n + 1, sizeof(size_t));
-  level = calloc(n + 1, sizeof(size_t));
-  if (!ents || !order || !level) {
-    free(ents);
-    free(order);
-    free(level);
-    return luaL_error(L, "out of memory");
-  }
-  for (i = 0; i < n; i++) {
-    lua_rawgeti(L, 1, (lua_Integer)i + 1);
-    ents[i] = oc_to_jv(L, -1, NULL, OC_JSON_MAX_DEPTH, err, sizeof err);
-    lua_pop(L, 1);
-  }
-  rc = oc_relation_order(ents, n, order, level, &cyclic);
-  for (i = 0; i < n; i++)
-    jv_free(ents[i]);
-  free(ents);
-  if (rc) {
-    free(order);
-    free(level);
-    return luaL_error(L, "out of memory");
-  }
-  lua_createtable(L, (int)n, 0);
-  lua_createtable(L, (int)n, 0);
-  for (i = 0; i < n; i++) {
-    lua_pushinteger(L, (lua_Integer)order[i] + 1);
-    lua_rawseti(L, -3, (lua_Integer)i + 1);
-    lua_pushinteger(L, (lua_Integer)level[i] + 1);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  free(order);
-  free(level);
-  lua_pushboolean(L, cyclic);
-  return 3;
+  oc_sync_report_t r;
+  oc_sync_stats_t st;
+  oc_sync_report(s, &r);
+  oc_sync_stats(s, &st);
+  lua_createtable(L, 0, 9);
+  lua_pushstring(L, oc_sync_phase_name(r.phase));
+  lua_setfield(L, -2, "state");
+  set_count(L, "retried", st.retried);
+  set_count(L, "retry_ok", st.retry_ok);
+  set_count(L, "retry_levels", (size_t)r.retry_levels);
+  set_count(L, "confirmed", st.confirmed);
+  set_count(L, "protected_targets", st.protected_targets);
+  push_strings(L, s, r.nerrors, oc_sync_error);
+  lua_setfield(L, -2, "errors");
+  push_doomed(L, s, 1);
+  lua_setfield(L, -2, "failed_deletes");
+  push_deletion(L, s, &r, &st, oc_sync_plan(s));
+  lua_setfield(L, -2, "deletion");
 }
 
-/* core.content_hash(entity [, signature]) -> hex string (tests, tools) */
-static int lcontent_hash(lua_State *L)
+static int lsync_report(lua_State *L)
 {
-  char err[OC_ERR_SIZE], hex[17];
-  jv e = oc_to_jv(L, 1, NULL, OC_JSON_MAX_DEPTH, err, sizeof err);
-  jv sig = lua_istable(L, 2) ? oc_to_jv(L, 2, NULL, 8, err, sizeof err)
-                             : jv_null();
-  oc_projection_t *p = oc_projection_new(sig, !lua_istable(L, 2));
-  oc_buf_t b = OC_BUF_INIT;
-  uint64_t h = 0;
-  if (p && jv_is_valid(e))
-    h = oc_projection_hash(p, e, &b);
-  oc_projection_free(p);
-  oc_buf_free(&b);
-  jv_free(e);
-  jv_free(sig);
-  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
-  lua_pushstring(L, hex);
-  return 1;
-}
-
-/* core.now() -> wall-clock seconds (fractional), for timestamps */
-static int lnow(lua_State *L)
-{
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+  push_report(L, check_open(L)->s);
   return 1;
 }
 
 /* }==================== */
 
+
 static const luaL_Reg sync_methods[] = {
-  {"add_slot", lsync_add_slot},
-  {"list_owned", lsync_list_owned},
-  {"add_owned", lsync_add_owned},
-  {"owned_state", lsync_owned_state},
+  {"state", lsync_state},
+  {"ready", lsync_ready},
   {"feed", lsync_feed},
   {"offer", lsync_offer},
-  {"flush", lsync_flush},
-  {"busy", lsync_busy},
-  {"outstanding", lsync_outstanding},
+  {"drain", lsync_drain},
+  {"finish", lsync_finish},
+  {"report", lsync_report},
   {"stats", lsync_stats},
+  {"tag_stats", lsync_tag_stats},
   {"failures", lsync_failures},
   {"planned", lsync_planned},
-  {"retry_prepare", lsync_retry_prepare},
-  {"retry_level", lsync_retry_level},
-  {"candidates", lsync_candidates},
-  {"confirm", lsync_confirm},
-  {"confirm_state", lsync_confirm_state},
-  {"delete_prepare", lsync_delete_prepare},
-  {"delete_level", lsync_delete_level},
-  {"doomed", lsync_doomed},
   {"close", lsync_close},
   {NULL, NULL}
 };
 
 static const luaL_Reg sync_funcs[] = {
   {"sync_new", lsync_new},
-  {"entity_key", lentity_key},
-  {"relation_order", lrelation_order},
-  {"content_hash", lcontent_hash},
-  {"now", lnow},
   {NULL, NULL}
 };
 

@@ -46,7 +46,7 @@ local function requests(emu, req)
     local copy = util.copy(entry)
     copy._body = nil
     if bodies and entry._body then
-      copy.body = json.decode(entry._body) or entry._body
+      copy.body = util.decode(entry._body) or entry._body
     end
     out[i] = copy
   end

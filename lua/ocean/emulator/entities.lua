@@ -39,7 +39,7 @@ _M.fail = fail
 -- {==================== identifiers ====================
 
 local function shown(id)
-  if type(id) == "string" or type(id) == "number" then return tostring(id) end
+  if type(id) == "string" or util.json_type(id) == "number" then return tostring(id) end
   return "unknown"
 end
 
@@ -108,17 +108,69 @@ local function check_meta(raw, id)
   if raw.icon ~= nil and raw.icon ~= null and type(raw.icon) ~= "string" then
     return fail(422, "invalid_icon", "icon must be a string", id)
   end
-  local team = raw.team
-  if team ~= nil and team ~= null and type(team) ~= "string" then
-    local ok = is_array(team) or (type(team) == "table" and next(team) == nil)
-    for _, t in ipairs(ok and team or {}) do
-      if type(t) ~= "string" then ok = false end
-    end
-    if not ok then
-      return fail(422, "invalid_team", "team must be a string or a list of strings", id)
+  return nil
+end
+
+-- Port's teams are entities of its system blueprint `_team` (users and
+-- teams as blueprints); a team search query is resolved there, as a
+-- search relation is in its target blueprint.
+local TEAM_BLUEPRINT = "_team"
+_M.TEAM_BLUEPRINT = TEAM_BLUEPRINT
+
+local function is_query(v)
+  return is_object(v) and v.rules ~= nil
+end
+
+-- The identifiers of the teams a search query matches (at least one).
+local function team_query(ctx, q, id)
+  local found, err = search.run(ctx.store, q, { blueprint = TEAM_BLUEPRINT })
+  if not found then
+    return nil, fail(422, "invalid_search_query", "team: " .. err, id)
+  end
+  if #found == 0 then
+    return nil, fail(404, "not_found", "no team matches the team search query", id)
+  end
+  local ids = {}
+  for i, e in ipairs(found) do ids[i] = e.identifier end
+  return ids
+end
+
+-- An entity's `team` as Port stores it: a string or a list of strings as
+-- given; a search query `{combinator, rules}` (alone or as an element of
+-- the list) becomes the identifiers of the `_team` entities it matches,
+-- in the list (each team once, in order). Returns the value (nil: not
+-- sent) | nil, failure.
+local function resolve_team(ctx, team, id)
+  if team == nil or team == null or type(team) == "string" then return team end
+  local bad = fail(422, "invalid_team",
+    "team must be a string, a list of strings or a search query", id)
+  if is_query(team) then
+    local ids, err = team_query(ctx, team, id)
+    if not ids then return nil, err end
+    return util.array(ids)
+  end
+  if not is_array(team) and not (type(team) == "table" and next(team) == nil) then
+    return nil, bad
+  end
+  local out, seen = {}, {}
+  local function add(t)
+    if not seen[t] then
+      seen[t] = true
+      out[#out + 1] = t
     end
   end
-  return nil
+  for _, t in ipairs(team) do
+    if type(t) == "string" then
+      add(t)
+    elseif is_query(t) then
+      local ids, err = team_query(ctx, t, id)
+      if not ids then return nil, err end
+      for _, x in ipairs(ids) do add(x) end
+    else
+      return nil, bad
+    end
+  end
+  return util.array(out)
 end
 
 -- }====================
@@ -211,7 +263,7 @@ end
 
 -- {==================== building and writing ====================
 
-local function build(ctx, raw, id, props, rels, existing)
+local function build(ctx, raw, id, props, rels, existing, team)
   local e
   if existing and ctx.merge then
     e = { title = existing.title, icon = existing.icon, team = existing.team,
@@ -223,9 +275,10 @@ local function build(ctx, raw, id, props, rels, existing)
     e = { properties = props, relations = rels }
   end
   e.identifier, e.blueprint = id, ctx.blueprint
-  for _, f in ipairs({ "title", "icon", "team" }) do
+  for _, f in ipairs({ "title", "icon" }) do
     if raw[f] ~= nil then e[f] = raw[f] end
   end
+  if raw.team ~= nil then e.team = team end
   return e
 end
 
@@ -287,6 +340,8 @@ function _M.upsert(ctx, raw, index)
   end
   local merr = check_meta(raw, id)
   if merr then return failed(merr) end
+  local team, terr = resolve_team(ctx, raw.team, id)
+  if terr then return failed(terr) end
   local props, perr = check_properties(ctx, raw.properties, id)
   if not props then return failed(perr) end
   ctx.missing = {}
@@ -297,7 +352,7 @@ function _M.upsert(ctx, raw, index)
     return failed(fail(409, "entity_exists", format(
       "entity '%s' already exists (upsert=false)", id), id))
   end
-  local e = build(ctx, raw, id, props, rels, existing)
+  local e = build(ctx, raw, id, props, rels, existing, team)
   local rqerr = check_required(ctx, e)
   if rqerr then return failed(rqerr) end
   if not ctx.validation_only then

@@ -8,7 +8,9 @@
 --
 -- Options: host, port, data (persistence file), client_id, client_secret,
 -- token_ttl (seconds), page_limit (datasource-entities page size cap),
--- max_body (bytes), quiet (no access log), out (access log stream).
+-- max_body (bytes), quiet (no access log), out (access log stream), and
+-- the server's limits (ocean.server.new: max_connections,
+-- max_connections_per_client, header_timeout, body_timeout).
 --
 -- Every request gets an x-trace-id header. /v1 requests pass the fault
 -- rules, then need a valid bearer token (but the token call itself), and
@@ -232,7 +234,8 @@ function _M.new(opts)
     return nil, err
   end
   local srv, serr = server.new{ host = o.host, port = o.port, max_body = o.max_body,
-                                log = o.log }
+    max_connections = o.max_connections, max_connections_per_client = o.max_connections_per_client,
+    header_timeout = o.header_timeout, body_timeout = o.body_timeout, log = o.log }
   if not srv then
     store:close()
     return nil, serr

@@ -45,7 +45,15 @@ end
 
 -- {==================== operators ====================
 
+-- An exact number (json.number: beyond what a Lua number holds).
+local function exact(v)
+  return type(v) == "userdata" and json.is_number(v)
+end
+
 local function scalar_eq(a, b)
+  if exact(a) or exact(b) then
+    return json.is_number(a) and json.is_number(b) and json.equal(a, b)
+  end
   if type(a) == "table" or type(b) == "table" then
     return type(a) == "table" and type(b) == "table" and json.equal(a, b)
   end
@@ -92,9 +100,27 @@ local function is_empty(v)
   return v == nil or v == "" or (type(v) == "table" and next(v) == nil)
 end
 
-local function cmp_ok(v, r)
+-- Two numbers (exact ones compared by decimal value) or two strings.
+local function cmp_args(v, r)
+  if exact(v) or exact(r) then
+    if not (json.is_number(v) and json.is_number(r)) then return false end
+    if type(v) == "number" then v = json.number(json.encode(v)) end
+    if type(r) == "number" then r = json.number(json.encode(r)) end
+    return true, v, r
+  end
   return (type(v) == "number" and type(r) == "number")
-      or (type(v) == "string" and type(r) == "string")
+      or (type(v) == "string" and type(r) == "string"), v, r
+end
+
+local function compare(op)
+  return function(v, r)
+    local ok, a, b = cmp_args(v, r)
+    if not ok then return false end
+    if op == ">" then return a > b end
+    if op == ">=" then return a >= b end
+    if op == "<" then return a < b end
+    return a <= b
+  end
 end
 
 local OPS = {
@@ -124,10 +150,10 @@ local OPS = {
   end,
   ["isEmpty"] = function(v) return is_empty(v) end,
   ["isNotEmpty"] = function(v) return not is_empty(v) end,
-  [">"] = function(v, r) return cmp_ok(v, r) and v > r end,
-  [">="] = function(v, r) return cmp_ok(v, r) and v >= r end,
-  ["<"] = function(v, r) return cmp_ok(v, r) and v < r end,
-  ["<="] = function(v, r) return cmp_ok(v, r) and v <= r end,
+  [">"] = compare(">"),
+  [">="] = compare(">="),
+  ["<"] = compare("<"),
+  ["<="] = compare("<="),
 }
 
 -- The type each operator needs for `value` ("list", "string" or nil).

@@ -369,7 +369,7 @@ local function read_file(path)
 end
 
 local function load_snapshot(self, text)
-  local snap, err = json.decode(text)
+  local snap, err = util.decode(text)
   if snap == nil then return nil, "not an emulator data file: " .. err end
   if type(snap) ~= "table" or snap.format ~= FORMAT then
     return nil, 'not an emulator data file (no "format": "' .. FORMAT .. '")'
@@ -390,7 +390,7 @@ end
 local function replay(self, text)
   local n = 0
   for line in text:gmatch("[^\n]+") do
-    local rec = json.decode(line)
+    local rec = util.decode(line)
     if type(rec) ~= "table" then break end
     apply(self, rec)
     n = n + 1

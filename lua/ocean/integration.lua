@@ -1,0 +1,160 @@
+-- ocean.integration: an Ocean integration folder and its place in Port,
+-- as both runners (`ocean sail`, ocean.openresty) start one.
+--
+--   integration.load(path) -> true | nil, err
+--     runs PATH/main.lua (with PATH on package.path for its own modules);
+--     its registrations (ocean.on_resync, ocean.router, hooks) go to the
+--     default engine
+--   integration.bootstrap(engine [, {plan=}]) -> {integration=, mapping=,
+--     would_create={...}} | nil, err
+--     Ocean's bootstrap: the integration record (created with the default
+--     mapping when missing; its version and type kept current) and, with
+--     OCEAN__INITIALIZE_PORT_RESOURCES, the blueprints of
+--     .port/resources/blueprints.json. plan: read only; an integration
+--     that does not exist yet plans with the default mapping (out.mapping)
+--   integration.create_blueprints(engine, blueprints [, plan])
+--     -> {blueprint...} created (or to create) | nil, err
+--   integration.run_on_start(engine) -> true | nil, err   (on_start hooks)
+--   integration.status_of(summary) -> "completed" | "aborted" | "failed"
+local json = require "ocean.json"
+local log = require "ocean.log"
+local port_mod = require "ocean.port"
+
+local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
+
+local _M = {}
+
+function _M.load(path)
+  local main = path .. "/main.lua"
+  local f = io.open(main, "r")
+  if not f then return nil, "no main.lua in " .. path end
+  f:close()
+  package.path = path .. "/?.lua;" .. path .. "/?/init.lua;" .. package.path
+  local chunk, err = loadfile(main)
+  if not chunk then return nil, err end
+  local ok, lerr = xpcall(chunk, debug.traceback)
+  if not ok then return nil, "main.lua failed: " .. tostring(lerr) end
+  return true
+end
+
+-- A missing integration: created with the default mapping (plan: only
+-- said). Returns the integration record (nil in plan) | nil, err.
+local function create_integration(eng, out, plan)
+  local s = eng.settings
+  local id = s.integration.identifier
+  local mapping = s.default_mapping or { resources = json.array {} }
+  if plan then
+    log.info("integration '%s' does not exist in Port: the plan uses the default mapping", id)
+    out.mapping = mapping
+    out.would_create[#out.would_create + 1] = "integration " .. id
+    return nil
+  end
+  log.info("integration '%s' does not exist in Port: creating it", id)
+  local integ, err = eng.port:create_integration {
+    installationId = id, installationAppType = s.integration.type,
+    version = s.integration.version, config = mapping,
+  }
+  if not integ then return nil, "cannot create the integration in Port: " .. tostring(err) end
+  return integ
+end
+
+-- The record's version and type as this integration's (a warning if not).
+local function keep_current(eng, integ)
+  local s = eng.settings
+  if integ.version == s.integration.version and integ.installationAppType == s.integration.type then
+    return
+  end
+  local _, perr = eng.port:patch_integration(s.integration.identifier,
+    { version = s.integration.version, installationAppType = s.integration.type })
+  if perr then log.warning("could not update the integration's version in Port: %s", tostring(perr)) end
+end
+
+-- OCEAN__INITIALIZE_PORT_RESOURCES: the blueprints, once per integration.
+local function initialize_resources(eng, integ, out, plan)
+  local s = eng.settings
+  if not s.initialize_port_resources or (integ and integ.arePortResourcesInitialized == true) then
+    return true
+  end
+  local created, berr = _M.create_blueprints(eng, s.blueprints or {}, plan)
+  if not created then return nil, berr end
+  for _, bp in ipairs(created) do
+    out.would_create[#out.would_create + 1] = "blueprint " .. tostring(bp.identifier)
+  end
+  if not plan then
+    local _, perr = eng.port:patch_integration(s.integration.identifier,
+      { arePortResourcesInitialized = true })
+    if perr then log.warning("could not mark the integration's resources initialized: %s", tostring(perr)) end
+  end
+  return true
+end
+
+function _M.bootstrap(eng, opts)
+  local plan = opts and opts.plan
+  local out = { would_create = {} }
+  local integ, err = eng.port:get_integration(eng.settings.integration.identifier)
+  if not integ then
+    if type(err) ~= "table" or err.status ~= 404 then
+      return nil, "cannot read the integration from Port: " .. tostring(err)
+    end
+    integ, err = create_integration(eng, out, plan)
+    if err then return nil, err end
+  elseif not plan then
+    keep_current(eng, integ)
+  end
+  out.integration = integ
+  local ok, ierr = initialize_resources(eng, integ, out, plan)
+  if not ok then return nil, ierr end
+  return out
+end
+
+-- Blueprints that don't exist yet: first without relations (their targets
+-- may not exist yet), then with them (as Ocean does).
+function _M.create_blueprints(eng, blueprints, plan)
+  local created = {}
+  for _, bp in ipairs(blueprints) do
+    local id = tostring(bp.identifier)
+    local existing, gerr = eng.port:get_blueprint(id)
+    if not existing then
+      if type(gerr) ~= "table" or gerr.status ~= 404 then
+        return nil, ("cannot read blueprint '%s' from Port: %s"):format(id, tostring(gerr))
+      end
+      if not plan then
+        local bare = {}
+        for k, v in pairs(bp) do if k ~= "relations" then bare[k] = v end end
+        local ok, err = eng.port:create_blueprint(bare)
+        if not ok then
+          return nil, ("cannot create blueprint '%s': %s"):format(id, tostring(err))
+        end
+        log.info("created blueprint '%s'", id)
+      end
+      created[#created + 1] = bp
+    end
+  end
+  if plan then return created end
+  for _, bp in ipairs(created) do
+    if type(bp.relations) == "table" and next(bp.relations) then
+      local body, err = eng.port:call { method = "PATCH",
+        path = "/blueprints/" .. port_mod.escape(bp.identifier),
+        body = { relations = bp.relations } }
+      if body == nil then
+        return nil, ("cannot add the relations of blueprint '%s': %s"):format(bp.identifier, tostring(err))
+      end
+    end
+  end
+  return created
+end
+
+function _M.run_on_start(eng)
+  for _, fn in ipairs(eng.registry.on_start) do
+    local ok, err = pcall(fn)
+    if not ok then return nil, "on_start hook failed: " .. tostring(err) end
+  end
+  return true
+end
+
+function _M.status_of(summary)
+  if summary.ok then return "completed" end
+  return summary.aborted and "aborted" or "failed"
+end
+
+return _M

@@ -1,0 +1,498 @@
+-- The live-event journal (ocean.journal: src/live/journal.c on SQLite): append,
+-- claim, done, fail and the dead letters, reopening, one handle per file,
+-- clear errors for unusable paths and damaged files, and durability: every
+-- append acknowledged before a SIGKILL is there after it.
+local journal = require "ocean.journal"
+local ehelp = require "spec.helpers.emulator"
+local sail = require "spec.helpers.sail"
+
+local q, read_file, sh = ehelp.shell_quote, ehelp.read_file, ehelp.sh
+
+local function ids_of(list)
+  local out = {}
+  for i, r in ipairs(list) do out[i] = r.id end
+  return out
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+describe("ocean.journal", function()
+  local dir, j
+
+  before_each(function() dir = ehelp.tmpdir() end)
+
+  after_each(function()
+    if j then j:close() end
+    j = nil
+    os.execute("rm -rf " .. q(dir))
+  end)
+
+  local function open(name, opts)
+    local jj, err, code = journal.open(dir .. "/" .. (name or "j.sqlite3"), opts)
+    assert(jj, err)
+    assert.is_nil(code)
+    return jj
+  end
+
+  describe("append and claim", function()
+    it("keeps path, headers, body and time exactly, and hands events out oldest first", function()
+      j = open()
+      local body = "\0\1\255 binary {\"a\":1}\r\n" .. ("x"):rep(100000)
+      local id1 = assert(j:append { path = "/integration/webhook", body = body,
+        headers = { ["content-type"] = "application/json", ["x-hub-signature"] = "sha256=ab",
+                    ["x-count"] = 7, ["x-empty"] = "" }, received_at = 1700000000.25 })
+      local id2 = assert(j:append { path = "/b" })
+      local id3 = assert(j:append { path = "/c", body = "" })
+      assert.is_true(id1 >= 1 and id2 > id1 and id3 > id2)
+      local got = assert(j:claim(2))
+      assert.are.same({ id1, id2 }, ids_of(got))
+      assert.are.same({ id = id1, path = "/integration/webhook", body = body,
+        headers = { ["content-type"] = "application/json", ["x-hub-signature"] = "sha256=ab",
+                    ["x-count"] = "7", ["x-empty"] = "" },
+        received_at = 1700000000.25, attempts = 1, claimed = true }, got[1])
+      assert.are.same({ {}, "", 1 }, { got[2].headers, got[2].body, got[2].attempts })
+      -- claimed events are not handed out again while leased
+      assert.are.same({ id3 }, ids_of(assert(j:claim(10))))
+      assert.are.same({}, assert(j:claim(10)))
+      assert.are.same({}, assert(j:claim(0)))
+    end)
+
+    it("appends a batch in one transaction, ids in order", function()
+      j = open()
+      local first = j:append { path = "/0" }
+      local ids = assert(j:append_batch { { path = "/1", body = "a" }, { path = "/2", headers = { h = "v" } },
+                                          { path = "/3", received_at = 5 } })
+      assert.are.same({ first + 1, first + 2, first + 3 }, ids)
+      local list = j:pending()
+      assert.are.same({ "/0", "/1", "/2", "/3" }, { list[1].path, list[2].path, list[3].path, list[4].path })
+      assert.are.same({ "a", "v", 5 }, { list[2].body, list[3].headers.h, list[4].received_at })
+      assert.are.same({}, j:append_batch {})
+      assert.are.equal(4, j:stats().appended)
+      assert.has_error(function() j:append_batch { { path = "/ok" }, "no" } end,
+        "append_batch: record 2 is not a table")
+      assert.has_error(function() j:append_batch { { path = "/ok" }, { body = "x" } } end,
+        "append: 'path' must be a string")
+      assert.are.equal(4, #j:pending())    -- a refused batch wrote nothing
+    end)
+
+    it("stamps received_at with the current time when not given", function()
+      j = open()
+      local before = os.time()
+      assert(j:append { path = "/x" })
+      local r = assert(j:pending())[1]
+      assert.is_true(r.received_at >= before - 1 and r.received_at <= os.time() + 1)
+    end)
+
+    it("removes done events, one or many in one call, and says which existed", function()
+      j = open()
+      local a = j:append { path = "/a" }
+      local b = j:append { path = "/b" }
+      local c = j:append { path = "/c" }
+      assert.is_true(j:done(a))
+      assert.is_false(j:done(a))
+      assert.are.equal(1, j:done { b, 999999 })
+      assert.are.same({ c }, ids_of(assert(j:pending())))
+      assert.are.equal(0, j:done {})
+    end)
+
+    it("hands a claimed event out again when its lease ends, counting the attempt", function()
+      j = open(nil, { lease = 0.2 })
+      local id = j:append { path = "/a" }
+      assert.are.equal(1, j:claim(1)[1].attempts)
+      assert.are.same({}, j:claim(1))
+      ehelp.sleep(0.3)
+      local again = j:claim(1)
+      assert.are.same({ { id, 2 } }, { { again[1].id, again[1].attempts } })
+    end)
+  end)
+
+  describe("failures and the dead letters", function()
+    it("keeps a failed event pending until max_attempts, then dead with its last error", function()
+      j = open(nil, { max_attempts = 3 })
+      local id = j:append { path = "/a" }
+      local keep = j:append { path = "/b" }
+      for attempt = 1, 2 do
+        local r = j:claim(1)[1]
+        assert.are.same({ id, attempt }, { r.id, r.attempts })
+        assert.are.equal("pending", j:fail(id, "Port said 503 (" .. attempt .. ")"))
+        assert.are.equal("Port said 503 (" .. attempt .. ")", j:pending()[1].last_error)
+      end
+      assert.are.equal(id, j:claim(1)[1].id)
+      assert.are.equal("dead", j:fail(id, "Port said 422"))
+      assert.are.same({ keep }, ids_of(j:pending()))
+      local dead = j:dead()
+      assert.are.same({ { id, 3, "Port said 422", false } },
+        { { dead[1].id, dead[1].attempts, dead[1].last_error, dead[1].claimed } })
+      assert.are.same({ keep }, ids_of(j:claim(5)))
+      local st = j:stats()
+      assert.are.same({ 1, 1, 1, 3, 1 }, { st.pending, st.claimed, st.dead, st.failed, st.dead_lettered })
+    end)
+
+    it("counts a failure without a claim as an attempt, and knows no unknown or dead event", function()
+      j = open(nil, { max_attempts = 2 })
+      local id = j:append { path = "/a" }
+      assert.are.equal("pending", j:fail(id, "bad signature"))
+      assert.are.equal(1, j:pending()[1].attempts)
+      assert.are.equal("dead", j:fail(id, "bad signature"))
+      assert.is_false(j:fail(id, "again"))
+      assert.is_false(j:fail(424242, "nobody"))
+    end)
+
+    it("requeues a dead letter with its attempts reset, and finishes one with done", function()
+      j = open(nil, { max_attempts = 1 })
+      local a = j:append { path = "/a" }
+      local b = j:append { path = "/b" }
+      j:claim(2)
+      assert.are.equal("dead", j:fail(a, "x"))
+      assert.are.equal("dead", j:fail(b, "y"))
+      assert.is_true(j:requeue(a))
+      assert.is_false(j:requeue(a))
+      assert.is_false(j:requeue(777))
+      local r = j:claim(5)
+      assert.are.same({ { a, 1 } }, { { r[1].id, r[1].attempts } })
+      assert.is_true(j:done(b))
+      assert.are.same({}, j:dead())
+    end)
+
+    it("moves an event claimed max_attempts times and never finished to the dead letters", function()
+      local path = dir .. "/poison.sqlite3"
+      for _ = 1, 2 do                 -- the process dies applying it, twice
+        local jj = assert(journal.open(path, { max_attempts = 2 }))
+        if #jj:pending() == 0 then jj:append { path = "/poison" } end
+        assert.are.equal(1, #jj:claim(1))
+        jj:close()                    -- its claim is released at the next open
+      end
+      j = assert(journal.open(path, { max_attempts = 2 }))
+      assert.are.same({}, j:claim(1))
+      local dead = j:dead()
+      assert.are.equal(1, #dead)
+      assert.matches("abandoned: claimed 2 times and never done or failed", dead[1].last_error, 1, true)
+    end)
+  end)
+
+  describe("listing and counts", function()
+    it("lists pending events oldest first with their claims, up to a limit", function()
+      j = open()
+      local a = j:append { path = "/a" }
+      local b = j:append { path = "/b" }
+      local c = j:append { path = "/c" }
+      j:claim(1)
+      local list = j:pending()
+      assert.are.same({ a, b, c }, ids_of(list))
+      assert.are.same({ true, false, false }, { list[1].claimed, list[2].claimed, list[3].claimed })
+      assert.are.same({ a, b }, ids_of(j:pending(2)))
+    end)
+
+    it("counts pending, claimed and dead events, the oldest one's age, and this handle's calls", function()
+      j = open(nil, { max_attempts = 1 })
+      local st = j:stats()
+      assert.are.same({ pending = 0, claimed = 0, dead = 0, oldest_age = 0, appended = 0, done = 0,
+                        failed = 0, dead_lettered = 0 }, st)
+      local old = j:append { path = "/old", received_at = os.time() - 100 }
+      j:append { path = "/new" }
+      local x = j:append { path = "/x" }
+      j:claim(1)
+      j:claim(1)
+      j:fail(old, "gone")
+      j:done(x)
+      st = j:stats()
+      assert.are.same({ 1, 1, 1, 3, 1, 1, 1 }, { st.pending, st.claimed, st.dead, st.appended,
+                                                   st.done, st.failed, st.dead_lettered })
+      assert.is_true(st.oldest_age >= 0 and st.oldest_age < 5, "age " .. st.oldest_age)
+    end)
+  end)
+
+  describe("reopening", function()
+    it("finds its events, releases the claims of the previous handle, and never reuses an id", function()
+      local path = dir .. "/re.sqlite3"
+      local jj = assert(journal.open(path))
+      local a = jj:append { path = "/a", headers = { h = "1" }, body = "A" }
+      local b = jj:append { path = "/b" }
+      jj:claim(1)
+      assert.is_true(jj:done(b))            -- the newest is gone
+      jj:close()
+      jj:close()                            -- idempotent
+      assert.has_error(function() jj:append { path = "/x" } end, "attempt to use a closed journal")
+      j = assert(journal.open(path))
+      local r = j:claim(5)
+      assert.are.same({ { a, "/a", "A", "1", 2 } },
+        { { r[1].id, r[1].path, r[1].body, r[1].headers.h, r[1].attempts } })
+      assert.is_true(j:append { path = "/c" } > b)
+    end)
+
+    it("is held by one handle: a second open is refused as busy until the first closes", function()
+      j = open("one.sqlite3")
+      local again, err, code = journal.open(dir .. "/one.sqlite3")
+      assert.is_nil(again)
+      assert.are.equal("busy", code)
+      assert.are.equal("journal " .. dir .. "/one.sqlite3 is in use by another process or handle"
+        .. " (reading it: database is locked)", err)
+      j:close()
+      j = open("one.sqlite3")
+    end)
+
+    it("is closed by the garbage collector and by a to-be-closed variable", function()
+      local path = dir .. "/gc.sqlite3"
+      do
+        local jj = assert(journal.open(path))
+        jj:append { path = "/a" }
+        jj = nil -- luacheck: ignore 311
+      end
+      collectgarbage()
+      collectgarbage()
+      j = assert(journal.open(path))
+      assert.are.equal(1, #j:pending())
+      assert.matches("^ocean.Journal %(.*gc.sqlite3%)$", tostring(j))
+      assert.are.equal(path, j:path())
+    end)
+  end)
+
+  describe("errors", function()
+    it("says a garbage file is not a journal database", function()
+      write(dir .. "/garbage", ("not sqlite "):rep(1000))
+      local jj, err, code = journal.open(dir .. "/garbage")
+      assert.is_nil(jj)
+      assert.are.same({ "corrupt", "journal " .. dir .. "/garbage is not a SQLite database (or is corrupt)"
+        .. " (reading it: file is not a database)" }, { code, err })
+    end)
+
+    it("finds damaged pages at open, names the file and says what to do", function()
+      local path = dir .. "/hurt.sqlite3"
+      local jj = assert(journal.open(path))
+      for _ = 1, 200 do jj:append { path = "/x", body = ("b"):rep(500) } end
+      jj:close()
+      local f = assert(io.open(path, "r+b"))
+      local size = f:seek("end")
+      for off = 4096 * 3, size - 1, 4096 do
+        f:seek("set", off + 100)
+        f:write(("\255"):rep(300))
+      end
+      f:close()
+      local err, code
+      jj, err, code = journal.open(path)
+      assert.is_nil(jj)
+      assert.are.equal("corrupt", code)
+      assert.matches("^journal " .. dir:gsub("%p", "%%%0") .. "/hurt.sqlite3 is corrupt %(quick_check: .+%);"
+        .. " move it aside to start a new one$", err)
+      -- without the check, the damage shows where it is read
+      j = assert(journal.open(path, { check = false }))
+      local none, lerr = j:pending()
+      assert.is_nil(none)
+      assert.matches("is corrupt (listing: database disk image is malformed)", lerr, 1, true)
+    end)
+
+    it("refuses to write into a SQLite database that is not a journal, or a newer one", function()
+      local other = dir .. "/other.db"
+      assert.are.equal("", sh("sqlite3 " .. q(other) .. " 'CREATE TABLE t(x); INSERT INTO t VALUES (1);' 2>&1"))
+      local jj, err, code = journal.open(other)
+      assert.is_nil(jj)
+      assert.are.same({ "not_journal", "journal " .. other .. " is a SQLite database but not a lua-ocean"
+        .. " journal (application_id 0): refusing to write into it" }, { code, err })
+      assert.are.equal("1\n", sh("sqlite3 " .. q(other) .. " 'SELECT x FROM t' 2>&1"))
+      local newer = dir .. "/newer.sqlite3"
+      journal.open(newer):close()
+      sh("sqlite3 " .. q(newer) .. " 'PRAGMA user_version = 9' 2>&1")
+      jj, err = journal.open(newer)
+      assert.is_nil(jj)
+      assert.are.equal("journal " .. newer .. " was written by a newer lua-ocean (schema 9; this one reads 1)",
+        err)
+    end)
+
+    it("says why a path cannot be a journal: its folder is a file, it is a folder, it cannot be created", function()
+      write(dir .. "/file", "x")
+      local jj, err, code = journal.open(dir .. "/file/sub/j.sqlite3")
+      assert.is_nil(jj)
+      assert.are.same({ "access", "journal " .. dir .. "/file/sub/j.sqlite3 cannot be created: cannot create"
+        .. " its folder " .. dir .. "/file/sub: Not a directory" }, { code, err })
+      jj, err, code = journal.open(dir)
+      assert.is_nil(jj)
+      assert.are.equal("access", code)
+      assert.matches("^journal " .. dir:gsub("%p", "%%%0") .. " cannot be opened %(opening it: unable to open"
+        .. " database file: Is a directory%)$", err)
+      jj, err, code = journal.open("/proc/self/journal.sqlite3")
+      assert.is_nil(jj)
+      assert.are.equal("access", code)
+      assert.matches("^journal /proc/self/journal.sqlite3 cannot be opened", err)
+    end)
+
+    it("creates missing folders", function()
+      j = open("a/b/c/j.sqlite3")
+      assert.is_truthy(j:append { path = "/x" })
+    end)
+
+    it("raises on misuse, naming the argument", function()
+      j = open()
+      for _, case in ipairs {
+        { function() j:append() end, "bad argument #1 to 'append' (table expected, got no value)" },
+        { function() j:append { body = "x" } end, "append: 'path' must be a string" },
+        { function() j:append { path = "/x", body = 5 } end, "append: 'body' must be a string" },
+        { function() j:append { path = "/x", headers = "h" } end, "append: 'headers' must be a table" },
+        { function() j:append { path = "/x", headers = { true } } end,
+          "append: header names must be strings" },
+        { function() j:append { path = "/x", headers = { h = {} } } end,
+          "append: header values must be strings or numbers" },
+        { function() j:append { path = "/x", headers = { h = "a\0b" } } end,
+          "append: a header value contains a NUL byte" },
+        { function() j:append { path = "/x", received_at = "now" } end,
+          "append: 'received_at' must be a number (seconds)" },
+        { function() j:done("x") end, "bad argument #1 to 'done' (number expected, got string)" },
+        { function() j:done(0) end, "bad argument #1 to 'done' (event id expected)" },
+        { function() j:claim(-1) end, "bad argument #1 to 'claim' (a count in 0..1000000 expected)" },
+        { function() j:fail(1) end, "bad argument #2 to 'fail' (string expected, got no value)" },
+        { function() journal.open("") end, "journal_open: the path is empty" },
+        { function() journal.open(dir .. "/x", { max_attempts = 0 }) end,
+          "journal_open: 'max_attempts' must be an integer in 1..1000000" },
+        { function() journal.open(dir .. "/x", { lease = 0 }) end,
+          "journal_open: 'lease' must be a number of seconds above 0" },
+      } do
+        local ok, err = pcall(case[1])
+        assert.is_false(ok)
+        assert.matches(case[2], err, 1, true)
+      end
+    end)
+  end)
+
+  describe("its place", function()
+    it("is OCEAN__LIVE_EVENTS__JOURNAL_DIR, else the integration folder's .ocean/journal", function()
+      local s = { integration = { identifier = "my gh/int" } }
+      assert.are.equal("/it/.ocean/journal/my_gh_int.sqlite3", journal.path(s, { folder = "/it" }))
+      s.live_events = { journal_dir = "/var/lib/ocean" }
+      assert.are.equal("/var/lib/ocean/my_gh_int-w3.sqlite3",
+        journal.path(s, { folder = "/it", suffix = "w3" }))
+      local none, err = journal.path({ integration = { identifier = "x" } })
+      assert.is_nil(none)
+      assert.are.equal("no folder for the live-event journal: set OCEAN__LIVE_EVENTS__JOURNAL_DIR", err)
+      local settings = assert(require("ocean.config").load {
+        path = ehelp.root() .. "/spec/fixtures/items",
+        env = { OCEAN__PORT__CLIENT_ID = "i", OCEAN__PORT__CLIENT_SECRET = "s",
+                OCEAN__INTEGRATION__CONFIG__ITEMS_FILE = "/dev/null",
+                OCEAN__LIVE_EVENTS__JOURNAL_DIR = "/data/journal" } })
+      assert.are.equal("/data/journal", settings.live_events.journal_dir)
+    end)
+  end)
+
+  describe("durability", function()
+    -- The syncs a child makes, counted by an LD_PRELOAD shim between
+    -- markers the child writes into the shim's log.
+    local SYNC_CHILD = [[
+local journal = require "ocean.journal"
+local log = os.getenv("SYNCCOUNT_LOG")
+local function mark(m) local f = io.open(log, "a") f:write(m, "\n") f:close() end
+local j = assert(journal.open(arg[1]))
+mark("appends")
+for i = 1, 5 do assert(j:append { path = "/e", body = ("b"):rep(i * 100) }) end
+mark("claims")
+local got = assert(j:claim(5))
+assert(j:done { got[1].id, got[2].id })
+assert(j:fail(got[3].id, "later"))
+assert(j:requeue(got[3].id) == false)
+mark("append")
+assert(j:append { path = "/again" })
+mark("batch")
+local batch = {}
+for i = 1, 10 do batch[i] = { path = "/b" .. i } end
+assert(#assert(j:append_batch(batch)) == 10)
+mark("end")
+j:close()
+]]
+
+    it("waits for the disk at each append, once for a batch, and not for claims, done or fail", function()
+      local shim, child, log = dir .. "/synccount.so", dir .. "/sync.lua", dir .. "/syncs"
+      local out = sh(("env -u LD_PRELOAD cc -O2 -shared -fPIC -o %s %s -ldl 2>&1; echo rc=$?")
+        :format(q(shim), q(ehelp.root() .. "/spec/helpers/synccount.c")))
+      assert(out:match("rc=0"), out)
+      write(child, SYNC_CHILD)
+      -- the shim after whatever the suite preloads (a sanitizer comes first)
+      out = sh(("SHIM=%s; SYNCCOUNT_LOG=%s LD_PRELOAD=\"${LD_PRELOAD:+$LD_PRELOAD }$SHIM\" %s %s %s 2>&1;"
+        .. " echo rc=$?")
+        :format(q(shim), q(log), sail.runtime(), q(child), q(dir .. "/synced.sqlite3")))
+      assert(out:match("rc=0%s*$"), out)
+      local counts, phase = {}, "open"
+      for line in read_file(log):gmatch("[^\n]+") do
+        if line:match("^f%a*sync %d+$") then
+          counts[phase] = (counts[phase] or 0) + 1
+        else
+          phase = line
+        end
+      end
+      -- open syncs the folder once (and the new WAL); close checkpoints
+      assert.is_true((counts.open or 0) >= 1)
+      assert.are.same({ 5, 0, 1, 1 }, { counts.appends, counts.claims or 0, counts.append, counts.batch })
+    end)
+
+
+    -- A child appends events and acknowledges each (a line in a file,
+    -- written after append returned); it is SIGKILLed at a random moment
+    -- (seeded); every acknowledged event must be in the journal after.
+    local CHILD = [[
+local journal = require "ocean.journal"
+local path, ackpath, run = arg[1], arg[2], arg[3]
+local j = assert(journal.open(path))
+local ack = assert(io.open(ackpath, "a"))
+for i = 1, 1e9 do
+  local id = assert(j:append { path = "/hook/" .. run, headers = { ["x-run"] = run, ["x-seq"] = i },
+                              body = ("run %s event %d "):format(run, i) .. ("x"):rep(i % 300) })
+  ack:write(run, " ", i, " ", id, "\n")
+  ack:flush()
+end
+]]
+
+    it("keeps every acknowledged append across SIGKILL at random points (40 runs, seed 11)", function()
+      local child = dir .. "/child.lua"
+      write(child, CHILD)
+      local path = dir .. "/durable.sqlite3"
+      local rt = sail.runtime()
+      math.randomseed(11)
+      local total, last_id = 0, 0
+      for run = 1, 40 do
+        local ackpath = dir .. "/acks" .. run
+        write(ackpath, "")
+        local delay = math.random(0, 150) / 1000
+        sh(("%s %s %s %s %d > /dev/null 2>&1 & pid=$!; sleep %.3f; kill -9 $pid; wait $pid 2>/dev/null")
+          :format(rt, q(child), q(path), q(ackpath), run, delay))
+        -- the journal opens at once (the dead child's lock is gone) and
+        -- holds every event acknowledged, intact; at most one more (the
+        -- append that returned just before the kill, unacknowledged)
+        local jj, err = journal.open(path)
+        assert(jj, err)
+        local by_id, n, acked = {}, 0, 0
+        for _, r in ipairs(assert(jj:pending())) do
+          by_id[r.id] = r
+          n = n + 1
+          assert(r.id > last_id, "an id was reused")
+        end
+        for line in (read_file(ackpath) or ""):gmatch("[^\n]+") do
+          local r, i, id = line:match("^(%d+) (%d+) (%d+)$")
+          i = tonumber(i)
+          local ev = by_id[tonumber(id)]
+          if not ev then
+            error(("run %s: acknowledged event %d (id %s) is missing"):format(r, i, id))
+          end
+          local body = ("run %s event %d "):format(r, i) .. ("x"):rep(i % 300)
+          if ev.path ~= "/hook/" .. r or ev.headers["x-run"] ~= r or ev.headers["x-seq"] ~= tostring(i)
+             or ev.body ~= body then
+            error(("run %s: event %d (id %s) came back different"):format(r, i, id))
+          end
+          acked = acked + 1
+        end
+        assert(n == acked or n == acked + 1,
+          ("run %d: %d events for %d acknowledged"):format(run, n, acked))
+        -- done with them: the next run checks its own, after its own kill
+        local ids = {}
+        for id in pairs(by_id) do
+          ids[#ids + 1] = id
+          if id > last_id then last_id = id end
+        end
+        assert.are.equal(n, jj:done(ids))
+        jj:close()
+        total = total + acked
+      end
+      -- most kills landed while the child was appending
+      assert.is_true(total > 100, "only " .. total .. " acknowledged appends in 40 runs")
+    end)
+  end)
+end)
