@@ -2,6 +2,8 @@
 --
 --   ocean sail [PATH] ...        run an integration (ocean.sail)
 --   ocean new [PATH] ...         scaffold an integration (ocean.scaffold)
+--   ocean defaults dock|clean [PATH] ...  the blueprints and default mapping
+--                                in Port (ocean.defaults)
 --   ocean version [--short]      the version
 --   ocean port-app-config schema [PATH]  the mapping's JSON Schema (ocean.selector)
 --   ocean port-emulator ...      the bundled Port API emulator (ocean.emulator.cli)
@@ -17,10 +19,16 @@ local USAGE = [[
 usage: ocean <command> [options]
 
 commands:
-  sail [PATH] [--once] [--plan] [--port N] [--host ADDR] [--log-level LEVEL]
+  sail [PATH] [-O|--once] [-p|--port N] [-l|--log-level LEVEL]
+       [-i|--initialize-port-resources BOOL] [--host ADDR] [--plan]
                        run the integration in PATH (default .)
   new [PATH] [--name NAME] [--type TYPE] [--kind KIND] [--yes] ...
                        scaffold a new integration in PATH
+  defaults dock [PATH] [--update-mapping]
+                       create the blueprints and the default mapping in Port
+                       (--update-mapping: push the local mapping)
+  defaults clean [PATH] [--force] [--dry-run] [--destroy]
+                       delete those blueprints and their entities
   version [--short]    print the version
   port-app-config schema [PATH]
                        the JSON Schema of the integration's mapping
@@ -71,6 +79,7 @@ local commands = {
   ["port-emulator"] = "ocean.emulator.cli",
   ["sail"] = "ocean.sail",
   ["new"] = "ocean.scaffold",
+  ["defaults"] = "ocean.defaults",
   ["port-app-config"] = "ocean.selector",
 }
 

@@ -25,15 +25,25 @@
 --   events          signals read by the loop, until take_events()
 --   live            the live-event session (not used yet: live events run
 --                   one session per operation)
+--   caches          ocean.cache objects scoped to each resync: the
+--                   engine's own (eng:cache(), behind
+--                   ocean.cache_iterator_result/cache_coroutine_result)
+--                   and those added with eng:add_cache(c); sync_raw_all
+--                   calls their begin_resync/end_resync around the run
+--   metrics         {reg, m} (ocean.metrics.engine_set) when
+--                   OCEAN__METRICS__ENABLED, else nil: fed from the loop's
+--                   request/retry events and each resync's summary
 -- and, through methods: the mapping fetched for live events (60 s), the
 -- wait hook, the running run and the abort state.
 --
 -- Errors: configure returns nil, err; the operations return reports (see
 -- docs/errors.md); misuse raises.
+local cache_mod = require "ocean.cache"
 local core = require "ocean.core"
 local config = require "ocean.config"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
+local metrics = require "ocean.metrics"
 local netlog = require "ocean.netlog"
 local ops = require "ocean.ops"
 local port_mod = require "ocean.port"
@@ -70,6 +80,7 @@ function _M.new(opts)
     servers = {},
     events = {},
     live = nil,
+    caches = {},
     abort_requested = false,
   }, Engine)
   log.watch(self.secrets)
@@ -78,7 +89,12 @@ function _M.new(opts)
   self.on_events = function(events)
     local base = self.settings and self.settings.port and self.settings.port.base_url
     for i = 1, #events do
-      if not netlog.say(events[i], base) then self.events[#self.events + 1] = events[i] end
+      local ev = events[i]
+      if netlog.say(ev, base) then
+        if self.metrics then metrics.feed_net_event(self.metrics, ev, base, self:metrics_kind()) end
+      else
+        self.events[#self.events + 1] = ev
+      end
     end
   end
   if opts then
@@ -156,7 +172,27 @@ function Engine:configure(opts)
     return nil, tostring(good and cerr or client)
   end
   self.settings, self.port, self.core_port = s, client, client.core
+  if s.metrics and s.metrics.enabled and not self.metrics then self:enable_metrics() end
   return self
+end
+
+-- Keep Prometheus metrics (OCEAN__METRICS__ENABLED does it at configure)
+-- in `store` (default: a Lua table; inside nginx, the shared dict's
+-- metrics.shared_dict_store). Returns self.metrics ({reg, m}).
+function Engine:enable_metrics(store)
+  self.metrics = metrics.engine_set(metrics.new { store = store or metrics.table_store() })
+  self:record_requests()
+  return self.metrics
+end
+
+-- The kind label of what runs now: the resource's kind-index (Ocean's
+-- "repository-0") while a resync function runs, else nil.
+function Engine:metrics_kind()
+  local ev = self.current_event
+  if ev and ev.kind and ev.resource_index then
+    return tostring(ev.kind) .. "-" .. tostring(ev.resource_index - 1)
+  end
+  return nil
 end
 
 function Engine:configured()
@@ -186,10 +222,11 @@ function Engine:get_loop()
 end
 
 -- The loop reports every retry (logged at WARNING), and at DEBUG every
--- request (ocean.netlog); checked again before each wait, so that a log
+-- request (ocean.netlog; also counted when metrics are on); checked again before each wait, so that a log
 -- level changed later takes effect.
 function Engine:record_requests()
-  local debug = log.enabled("DEBUG")
+  -- every completed request when the log shows them or the metrics count them
+  local debug = log.enabled("DEBUG") or self.metrics ~= nil
   if self.loop and self.recording ~= debug then
     self.loop:record { retries = true, requests = debug }
     self.recording = debug
@@ -429,8 +466,47 @@ end
 
 -- {==================== operations ====================
 
+-- The engine's own cache (ocean.cache, memory only), made on first use.
+function Engine:cache()
+  if not self.own_cache then
+    self.own_cache = cache_mod.new()
+    self:add_cache(self.own_cache)
+  end
+  return self.own_cache
+end
+
+-- Scope an ocean.cache object (e.g. one with a disk `dir`) to this
+-- engine's resyncs. Returns c.
+function Engine:add_cache(c)
+  if type(c) ~= "table" or type(c.begin_resync) ~= "function" then
+    error("add_cache: expected an ocean.cache object", 2)
+  end
+  for _, have in ipairs(self.caches) do
+    if have == c then return c end
+  end
+  self.caches[#self.caches + 1] = c
+  return c
+end
+
+-- A resync's scope over every cache: memory entries live from its start
+-- to its end (completed, failed or aborted alike).
+local function caches_scope(self, begin)
+  for _, c in ipairs(self.caches) do
+    if begin then c:begin_resync() else c:end_resync() end
+  end
+end
+
 function Engine:sync_raw_all(opts)
-  return sync.sync_raw_all(self:ensure_configured(2), opts)
+  local t0 = self.clock()
+  self:ensure_configured(2)
+  caches_scope(self, true)
+  local ok, summary = pcall(sync.sync_raw_all, self, opts)
+  caches_scope(self, false)
+  if not ok then error(summary, 0) end
+  if self.metrics and not (opts and opts.plan) and type(summary) == "table" then
+    metrics.feed_resync(self.metrics, summary, self.clock() - t0)
+  end
+  return summary
 end
 
 function Engine:sync(entities, opts)

@@ -13,6 +13,10 @@
 --   ocean.event                          the running resource's event:
 --                                        resource_config, kind, resync_id...
 --   ocean.on_start(fn), ocean.on_resync_start(fn), ocean.on_resync_complete(fn)
+--   ocean.cache_iterator_result(gen [, {name=, ttl=}])  Ocean's decorators on the
+--   ocean.cache_coroutine_result(fn [, {name=, ttl=}])  engine's cache (ocean.cache),
+--                                        scoped to each resync
+--   ocean.add_cache(c)                   scope an ocean.cache object of one's own
 --   ocean.sync_raw_all([{plan=}])       full resync -> summary
 --   ocean.update_raw_diff(kind, {before=, after=} [, opts])
 --   ocean.register_raw(kind, raw [, opts]), ocean.unregister_raw(kind, raw [, opts])
@@ -107,6 +111,12 @@ function _M.on_resync_complete(fn) return default:on_resync_complete(fn) end
 function _M.parse_items(resource, items, opts)
   return default:parse_items(resource, items, opts)
 end
+
+-- Ocean's caching decorators, on the default engine's cache: memory
+-- entries last one resync (the engine begins and ends their scope).
+function _M.cache_iterator_result(gen, opts) return default:cache():memoize_pages(gen, opts) end
+function _M.cache_coroutine_result(fn, opts) return default:cache():memoize(fn, opts) end
+function _M.add_cache(c) return default:add_cache(c) end
 
 function _M.sync_raw_all(opts) return default:sync_raw_all(opts) end
 function _M.register_raw(kind, raw, opts) return default:register_raw(kind, raw, opts) end

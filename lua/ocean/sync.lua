@@ -154,7 +154,7 @@ local function compile_resources(eng, app)
     -- "kind 'x'", or "kind 'x' #i" (i: its place in the mapping) when the
     -- mapping has several resources of that kind: in every line about it
     local label = report.label(kind, i, per_kind[kind])
-    local ok, m, err = pcall(mapping.cached, resource, { allow_env = eng.settings.allow_env_jq },
+    local ok, m, err = pcall(mapping.cached, resource, mapping.options(eng.settings),
                              eng.mapping_cache)
     if not ok then m, err = nil, tostring(m) end
     if err and label ~= ("kind '%s'"):format(kind) then
