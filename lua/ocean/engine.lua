@@ -422,7 +422,7 @@ function Engine:selector_schema(kind, fields)
   if type(kind) ~= "string" or kind == "" then
     error("selector_schema: expected a kind (string) and a table of fields", 2)
   end
-  selector.check_field_specs(fields)
+  selector.check_field_specs(fields, kind)
   self.registry.selectors[kind] = fields
   return fields
 end

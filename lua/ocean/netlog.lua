@@ -16,33 +16,16 @@
 --
 -- Port's requests are named by their path (the base URL and the query,
 -- which only carries Ocean's bookkeeping, left out); third-party requests
--- by their URL without user information, with the values of query
+-- by their URL with its password masked (log.redact_url), with the values of query
 -- parameters whose names look secret (token, key, secret, password,
 -- auth, signature, code, ...) replaced by ****, and then every registered
 -- secret masked by ocean.log as in any line.
 local log = require "ocean.log"
 
 local format = string.format
-local type, ipairs = type, ipairs
+local type = type
 
 local _M = {}
-
-local SECRET_NAME = { "token", "key", "secret", "passw", "pwd", "auth", "sig",
-                      "credential", "session", "code" }
-
-local function secret_name(name)
-  name = name:lower()
-  for _, w in ipairs(SECRET_NAME) do
-    if name:find(w, 1, true) then return true end
-  end
-  return false
-end
-
-local function mask_query(q)
-  return (q:gsub("([^&=]+)=([^&]*)", function(k, v)
-    if v ~= "" and secret_name(k) then return k .. "=****" end
-  end))
-end
 
 -- How a request is named in the log. port_base: the Port base URL.
 function _M.name(method, url, port_base)
@@ -53,9 +36,7 @@ function _M.name(method, url, port_base)
     if path == "" then path = "/" end
     return "Port " .. method .. " " .. path
   end
-  url = url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1")      -- user:password@
-  local base, q = url:match("^([^?#]*)%?([^#]*)")
-  if base then url = base .. "?" .. mask_query(q) end
+  url = log.redact_url(url)           -- user:****@, ?token=****
   if #url > 300 then url = url:sub(1, 300) .. "..." end
   return method .. " " .. url
 end

@@ -229,7 +229,7 @@ describe("nothing fails silently", function()
       lines = capture("WARNING", function() s = ocean.sync_raw_all() end)
       assert.are.same({
         "WARNING deletion skipped: 1 error(s) during the resync: the state is incomplete "
-          .. "(11 deletion candidates stay)",
+          .. "(failed: kind 'team') (11 deletion candidates stay)",
         "WARNING deletion skipped: deleting 11 of 12 owned entities (92%) is above "
           .. "entityDeletionThreshold (10%) (11 deletion candidates stay)" },
         grep(lines, "deletion skipped"))

@@ -85,7 +85,7 @@ describe("ocean sail --once tells the truth", function()
       assert.truthy(r.out:find("\n  deletion skipped (6 candidates): 1 error(s) during the resync",
         1, true), r.out)
       assert.truthy(r.err:find("WARNING deletion skipped: 1 error(s) during the resync: the state is "
-        .. "incomplete (6 deletion candidates stay)", 1, true), r.err)
+        .. "incomplete (failed: kind 'team') (6 deletion candidates stay)", 1, true), r.err)
       -- the five teams and ada.smith are still there
       assert.are.equal(5, count(by_id(emu.entities("fakeApiTeam"))))
       assert.is_table(by_id(emu.entities("fakeApiUser"))["ada.smith"])
@@ -117,7 +117,11 @@ describe("ocean sail --once tells the truth", function()
     local r = sail.run({ "sail", dir, "--once", "--plan" }, env)
     api.faults()
     assert.are.equal(1, r.rc, r.err)
-    assert.truthy(r.out:find("^plan: would create 0, update 0, delete 0; 45 unchanged\n"), r.out)
+    assert.truthy(r.out:find("^plan failed %(incomplete%): would create 0, update 0, delete 0; 45 "
+      .. "unchanged\n"), r.out)
+    assert.truthy(r.err:find("INFO    resync [%x-]+ plan failed: would create 0, update 0, delete 0; "
+      .. "unchanged 45, failed 0 %(1 errors%)\n"), r.err)
+    assert.is_nil(r.err:find(" failed: created ", 1, true), r.err)
     assert.truthy(r.out:find("\n  error: resync function for kind 'team' returned nil, GET "
       .. api.url .. '/teams: HTTP 401 {"message":"token expired"}\n', 1, true), r.out)
   end)
