@@ -65,11 +65,13 @@ Exit status:
   0  the resync completed and Port took every entity (--once), or the
      listener stopped on a signal
   1  the resync failed (a kind failed, the mapping or the owned entities'
-     listing...: nothing was deleted) or was aborted; or the start failed
+     listing, Port unreachable mid-resync...: nothing was deleted) or was
+     aborted; or the start failed
   2  usage error
   3  the resync completed, but some entities are not in Port as the source
      has them: Port rejected them (listed), or items whose itemsToParse
-     failed held back their blueprints' deletion
+     failed held back their blueprints' deletion, or Port did not delete
+     some stale entities
 ]]
 
 local function parse_args(args)
@@ -124,7 +126,8 @@ end
 -- mapping could not be read...; nothing was deleted) or was aborted, or
 -- the start failed; 2 a usage error; 3 it completed, but some entities
 -- are not in Port as the source has them (Port rejected them, or items
--- whose itemsToParse failed held back their blueprints' deletion).
+-- whose itemsToParse failed held back their blueprints' deletion, or Port
+-- did not delete some stale entities).
 _M.EXIT = { completed = 0, failed = 1, aborted = 1, usage = 2, partial = 3 }
 
 function _M.exit_status(summary)
@@ -170,10 +173,12 @@ local function print_summary(s, boot)
       out:write(("  - %s/%s\n"):format(e.blueprint, e.identifier))
     end
   else
-    out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d\n")
+    out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d%s, failed %d\n")
       :format(s.outcome == "partial" and "completed with failures" or s.outcome
         or (s.ok and "completed" or (s.aborted and "aborted" or "failed")),
-        s.created, s.updated, unknown, s.unchanged, s.deleted, s.failed))
+        s.created, s.updated, unknown, s.unchanged, s.deleted,
+        (s.delete_failed or 0) > 0 and (" (%d could not be deleted)"):format(s.delete_failed) or "",
+        s.failed))
   end
   for _, k in ipairs(s.kinds or {}) do
     out:write(("  kind %-20s %6d objects -> %6d entities: created %d, updated %d, unchanged %d\n")

@@ -274,11 +274,20 @@ local function new_run(eng, kind_of_event, opts)
   return r
 end
 
+-- Port known to be unreachable (a retried request gave up on transport
+-- errors or 5xx answers: ocean.port's port:unreachable()) stops the run
+-- as failed, nothing deleted, rather than sending every later request
+-- into another round of retries.
+local PORT_DOWN = {}
+
 function Run:check_abort()
   if self.aborted or (self.eng:should_abort(self)) then
     self.aborted = true
     error(ABORTED, 0)
   end
+  local cp = self.eng.core_port
+  local down = cp and cp:unreachable()
+  if down then error(setmetatable({ message = down }, PORT_DOWN), 0) end
 end
 
 -- An error of the run (it blocks deletion): counted, kept for the
@@ -590,11 +599,12 @@ end
 
 -- completed | partial (completed, but some entities are not in Port as
 -- the source has them: Port rejected them, or items could not be
--- expanded) | failed | aborted.
+-- expanded; or some stale entities could not be deleted) | failed |
+-- aborted.
 local function outcome_of(s)
   if s.aborted then return "aborted" end
   if not s.ok then return "failed" end
-  if s.failed > 0 or s.items_errors > 0 then return "partial" end
+  if s.failed > 0 or s.items_errors > 0 or (s.delete_failed or 0) > 0 then return "partial" end
   return "completed"
 end
 _M.outcome_of = outcome_of
@@ -610,6 +620,7 @@ local function summarize(run)
     created = st.created or 0, updated = st.updated or 0, unknown = st.unknown or 0,
     unchanged = st.unchanged or 0, failed = st.failed or 0,
     deleted = run.deletion and run.deletion.deleted or 0,
+    delete_failed = not run.plan and st.delete_failed or 0,
     filtered = 0, items_errors = 0,
     errors = run.errors, error_count = run.error_count, kinds = run.kinds,
     deletion = run.deletion, held = run.held[1] and run.held or nil,
@@ -639,7 +650,7 @@ local function guarded(run, body)
   local eng = run.eng
   eng:begin_run(run)
   local ok, err = xpcall(body, function(e)
-    if e == ABORTED then return e end
+    if e == ABORTED or getmetatable(e) == PORT_DOWN then return e end
     return traceback(tostring(e), 2)
   end)
   if not ok then
@@ -648,6 +659,9 @@ local function guarded(run, body)
       run.aborted = true
       log.warning("%s %s aborted: nothing was deleted", run.event, run.id)
       if run.event == "resync" then pcall(report_state, run, "aborted") end
+    elseif getmetatable(err) == PORT_DOWN then
+      run:add_error(nil, ("%s failed: %s; it stops here and nothing was deleted")
+        :format(run.event, err.message))
     else
       run:add_error(nil, run.event .. " failed: " .. tostring(err))
       if run.event == "resync" then pcall(report_state, run, "failed") end
@@ -657,11 +671,13 @@ local function guarded(run, body)
   if run.session then run.session:close() end
   eng:end_run(run)
   report.failures(summary.failures)
-  log.info("%s %s %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d%s", run.event,
+  log.info("%s %s %s: created %d, updated %d%s, unchanged %d, deleted %d%s, failed %d%s", run.event,
     run.id, summary.outcome == "partial" and "completed" or summary.outcome, summary.created,
     summary.updated, summary.unknown > 0 and (", upserted %d (created or updated: unknown)")
       :format(summary.unknown) or "",
-    summary.unchanged, summary.deleted, summary.failed,
+    summary.unchanged, summary.deleted,
+    summary.delete_failed > 0 and (" (%d could not be deleted)"):format(summary.delete_failed) or "",
+    summary.failed,
     summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
   return summary
 end
