@@ -287,6 +287,30 @@ describe("loop", function()
       end
     end)
 
+    it("keeps every retry event, however many come between two waits", function()
+      -- the queue used to hold 64 and drop the rest ("N request events
+      -- were not logged"); retries must never go unsaid
+      loop:set_concurrency(150)
+      emu.faults{ { path = "^/v1/many", status = 503, count = 150 } }
+      loop:record{ retries = true }
+      local jobs, retries, dropped = {}, 0, 0
+      for i = 1, 150 do
+        jobs[i] = loop:request{ url = emu.url .. "/v1/many" .. i,
+                                retry = { base_delay_ms = 1, max_attempts = 2 } }
+      end
+      for i = 1, 150 do
+        runtime.await(loop, jobs[i], { on_events = function(evs)
+          for _, e in ipairs(evs) do
+            if e.type == "retry" then retries = retries + 1 end
+            if e.type == "dropped" then dropped = dropped + e.count end
+          end
+        end })
+      end
+      loop:record{}
+      loop:set_concurrency(5)
+      assert.are.same({ 150, 0 }, { retries, dropped })
+    end)
+
     it("keeps the slot free while waiting to retry", function()
       loop:set_concurrency(1)
       emu.faults{ { path = "^/v1/w1$", status = 429, retry_after = "0.3", count = 1 } }
