@@ -305,7 +305,10 @@ function Run:count_error(n)
 end
 
 -- Between two waits: the running kind's progress line, at most every
--- progress_interval seconds.
+-- progress_interval seconds (at the first wait after it is due). Upserts
+-- are counted when Port answered them (answered), apart from those handed
+-- to the Port client and not answered yet (queued: waiting for a slot, on
+-- the wire or waiting to retry).
 function Run:tick()
   local k = self.current
   if not k or not self.session then return end
@@ -313,9 +316,9 @@ function Run:tick()
   if now - k.said_at < self.progress_interval then return end
   k.said_at = now
   local st = self.session:stats()
-  report.progress(k.label, k, { entities = st.entities_sent - k.at_start.entities_sent,
-    requests = st.upsert_requests - k.at_start.upsert_requests,
-    failed = st.failed - k.at_start.failed }, now - k.t0)
+  local a0 = k.at_start.entities_sent - (k.at_start.in_flight or 0)
+  report.progress(k.label, k, { answered = st.entities_sent - (st.in_flight or 0) - a0,
+    queued = st.in_flight or 0, failed = st.failed - k.at_start.failed }, now - k.t0)
 end
 
 -- Wait for a Job of the session; a run asked to stop raises ABORTED

@@ -256,7 +256,7 @@ describe("nothing fails silently", function()
                         "INFO kind 'service' started (resource 2 of 2, selector: true)" },
         grep(lines, " started (resource", true))
       local progress = grep(lines, "^INFO kind 'service': %d+ objects read, %d+ entities, %d+ upserts "
-        .. "sent in %d+ requests, 0 failed, %d+ objects/s %(%d+ s%)$", false)
+        .. "answered by Port %(%d+ queued%), 0 failed, %d+ objects/s %(%d+ s%)$", false)
       assert.is_true(#progress >= 2, table.concat(lines, "\n"))
     end)
 

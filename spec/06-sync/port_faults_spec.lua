@@ -196,6 +196,29 @@ describe("Port's faults during a resync", function()
     assert.are.same({ 2, "partial" }, { s.failed, s.outcome })
   end)
 
+  it("counts upserts in progress lines once Port answered them, the rest as queued", function()
+    start(function(s) s.log.progress_interval = 0.1 end)
+    emu.faults { { method = "POST", path = "/service/entities/bulk$", delay_ms = 600, count = 1 } }
+    ocean.reset()
+    ocean.on_resync("team", function() return data.team end)
+    ocean.on_resync("service", function()
+      coroutine.yield(list("svc", 20))                       -- one full batch, answered late
+      ocean.engine():await(function() return nil end, 350)   -- a slow second page
+      coroutine.yield({ { id = "svc-21", name = "S 21" } })
+    end)
+    local s
+    local lines = capture("INFO", function() s = ocean.sync_raw_all() end)
+    emu.faults()
+    assert.is_true(s.ok, json.encode(s.errors))
+    local progress = grep(lines, "^INFO kind 'service': 20 objects read, 20 entities, 0 upserts "
+      .. "answered by Port %(20 queued%), 0 failed", false)
+    assert.is_true(#progress >= 1, table.concat(lines, "\n"))
+    for _, l in ipairs(grep(lines, "upserts answered by Port")) do
+      local answered, queued = l:match("(%d+) upserts answered by Port %((%d+) queued%)")
+      assert.is_true(tonumber(answered) + tonumber(queued) <= 21, l)
+    end
+  end)
+
   it("says when it logs in again after a 401, and the run goes on", function()
     start()
     emu.faults { { method = "POST", path = "/service/entities/bulk$", status = 401, count = 1 } }

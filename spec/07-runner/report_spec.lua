@@ -166,8 +166,8 @@ end)
     assert.truthy(r.err:find("INFO    kind 'user' started (resource 2 of 2, selector: .active)\n",
       1, true), r.err)
     local n = 0
-    for _ in r.err:gmatch("INFO    kind 'user': %d+ objects read, %d+ entities, %d+ upserts sent "
-      .. "in %d+ requests, 0 failed, %d+ objects/s %(%d+ s%)\n") do n = n + 1 end
+    for _ in r.err:gmatch("INFO    kind 'user': %d+ objects read, %d+ entities, %d+ upserts "
+      .. "answered by Port %(%d+ queued%), 0 failed, %d+ objects/s %(%d+ s%)\n") do n = n + 1 end
     assert.is_true(n >= 2, r.err)
   end)
 end)
