@@ -269,8 +269,10 @@ describe("nothing fails silently", function()
       emu.faults()
       assert.is_true(s.ok, json.encode(s.errors))
       assert.are.same({
-        "WARNING retrying Port POST /v1/blueprints/team/entities/bulk in 50 ms (attempt 2 of at most 11, within 120.0 s of waiting): HTTP 429",
-        "WARNING retrying Port POST /v1/blueprints/team/entities/bulk in 50 ms (attempt 3 of at most 11, within 120.0 s of waiting): HTTP 429",
+        "WARNING retrying Port POST /v1/blueprints/team/entities/bulk in 50 ms (attempt 2 of at "
+          .. "most 11, within 120.0 s of waiting): HTTP 429",
+        "WARNING retrying Port POST /v1/blueprints/team/entities/bulk in 50 ms (attempt 3 of at "
+          .. "most 11, within 120.0 s of waiting): HTTP 429",
       }, grep(lines, "retrying"))
       assert.truthy(grep(lines, "INFO Port POST /v1/blueprints/team/entities/bulk: HTTP 200 after 3 "
         .. "attempts")[1])
