@@ -274,8 +274,8 @@ local function new_run(eng, kind_of_event, opts)
   return r
 end
 
--- Port known to be unreachable (a retried request gave up on transport
--- errors or 5xx answers: ocean.port's port:unreachable()) stops the run
+-- Port known to be unreachable (a retried request got no answer until
+-- its retry budget ran out: the core port's unreachable()) stops the run
 -- as failed, nothing deleted, rather than sending every later request
 -- into another round of retries.
 local PORT_DOWN = {}

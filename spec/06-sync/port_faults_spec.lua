@@ -90,14 +90,16 @@ describe("Port's faults during a resync", function()
       data.service = list("svc", 400)                    -- 20 batches
       table.remove(data.service, 1)                      -- svc-1 would be deleted
       emu.clear_requests()
-      emu.faults { { method = "POST", path = "/service/entities/bulk$", status = 503 } }
+      -- no answer at all (as when Port is down): the connection is closed
+      emu.faults { { method = "POST", path = "/service/entities/bulk$", drop = true } }
       local s
       local lines = capture("INFO", function() s = ocean.sync_raw_all() end)
       emu.faults()
       assert.are.same({ false, "failed", 0 }, { s.ok, s.outcome, s.deleted })
       local e = table.concat(s.errors, "\n")
       assert.truthy(e:find("resync failed: Port is unreachable: POST /v1/blueprints/service/"
-        .. "entities/bulk gave up after 3 attempts", 1, true), e)
+        .. "entities/bulk gave up after 3 attempts", 1, true) and e:find("Empty reply from server",
+        1, true), e)
       assert.truthy(e:find("nothing was deleted", 1, true), e)
       -- at most the 20 batches' own 3 attempts (those already in flight
       -- when the first gave up; later ones fail at once), and no second
@@ -106,6 +108,16 @@ describe("Port's faults during a resync", function()
       assert.is_true(n >= 3 and n <= 60, tostring(n))
       assert.are.equal(0, #grep(lines, "retried %d+ failed upserts", false))
       assert.are.equal(10, count("service"))             -- svc-1 stays
+    end)
+
+  it("does not take a 5xx after the retries for Port down: those entities are rejections",
+    function()
+      start(function(s) s.port.retry = { max_attempts = 2, base_delay_ms = 5 } end)
+      emu.faults { { method = "POST", path = "/service/entities/bulk$", status = 503 } }
+      local s = ocean.sync_raw_all()
+      emu.faults()
+      assert.are.same({ true, "partial", 10 }, { s.ok, s.outcome, s.failed })
+      assert.is_nil(ocean.engine().core_port:unreachable())
     end)
 
   it("fails the owned listing when Port repeats a cursor; deletion skipped, counts 'unknown'",

@@ -721,7 +721,7 @@ static int l_stats(lua_State *L)
 }
 
 /* port:unreachable() -> message | nil: while Port is known to be down
- * (a retried request gave up on transport errors or 5xx answers), every
+ * (a retried request got no answer until its retry budget ran out), every
  * request fails at once with this message. */
 static int l_unreachable(lua_State *L)
 {

@@ -308,11 +308,13 @@ static void preq_submit(preq_t *p)
 
 static void token_ensure(oc_port_t *P);
 
-/* Port is unreachable once a retried request used up its retry budget on
- * transport errors or 5xx answers: later requests then fail at once with
- * that error (no second round of retries against a Port known to be
- * down) for as long as the retry budget (max_total_wait_ms), after which
- * the next request tries again. Any answer below 500 clears it. */
+/* Port is unreachable once a retried request used up its retry budget
+ * without an answer (refused, reset, timed out, empty reply): later
+ * requests then fail at once with that error (no second round of retries
+ * against a Port known to be down) for as long as the retry budget
+ * (max_total_wait_ms), after which the next request tries again. Any
+ * answer clears it. A 5xx is an answer: Port is up, that request failed
+ * (its entities are rejections, explained as such). */
 static void note_health(oc_port_t *P, const char *method, const char *path,
                         const oc_response_t *res)
 {
@@ -322,17 +324,14 @@ static void note_health(oc_port_t *P, const char *method, const char *path,
                                                : 120000;
   if (!res)
     return;
-  if (res->curl_code == 0 && res->status > 0 && res->status < 500) {
+  if (res->curl_code == 0 && res->status > 0) {
     oc_port_error_free(P->down_error);
     P->down_error = NULL;
     return;
   }
-  if (res->attempts < 2)
+  if (res->attempts < 2 || res->curl_code == 0)
     return;
-  if (res->curl_code != 0)
-    snprintf(what, sizeof what, "%.150s", res->error);
-  else
-    snprintf(what, sizeof what, "HTTP %d", res->status);
+  snprintf(what, sizeof what, "%.150s", res->error);
   memset(&e, 0, sizeof e);
   e.status = 0;
   snprintf(e.method, sizeof e.method, "%s", method);
