@@ -134,6 +134,8 @@ local function port_client(self, s)
     bulk_max_bytes = s.upsert_batch_max_bytes,
     delete_batch = math.min(s.delete_batch_max or 100, 100),
     retry = s.port.retry,
+    -- Ocean's client_timeout is its Port client's timeout too
+    timeout_ms = s.client_timeout and math.floor(s.client_timeout * 1000) or nil,
   })
 end
 

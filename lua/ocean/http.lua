@@ -227,6 +227,32 @@ local function copy(t)
   return c
 end
 
+-- A request's identity for loop detection: its URL, method, query and
+-- body, tables serialized with sorted keys.
+local function req_key(v, out)
+  local t = type(v)
+  if t ~= "table" then
+    out[#out + 1] = t:sub(1, 1) .. tostring(v)
+    return out
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  out[#out + 1] = "{"
+  for _, k in ipairs(keys) do
+    out[#out + 1] = k .. "="
+    req_key(v[k] ~= nil and v[k] or v[tonumber(k)], out)
+    out[#out + 1] = ","
+  end
+  out[#out + 1] = "}"
+  return out
+end
+
+local function request_key(req)
+  return table.concat(req_key({ req.url, req.method or "GET", req.query or false,
+    req.json == nil and false or req.json, req.body or false }, {}))
+end
+
 function Client:paginate(url, opts)
   if type(url) ~= "string" then error("http.paginate: expected a URL", 2) end
   opts = opts or {}
@@ -238,6 +264,7 @@ function Client:paginate(url, opts)
   end
   local request_fn = self.request
   local next_req = { url = url }
+  local seen, pages = {}, 0
   for k, v in pairs(opts) do
     if k ~= "next" and k ~= "items" and k ~= "text" then next_req[k] = v end
   end
@@ -245,6 +272,13 @@ function Client:paginate(url, opts)
     if not next_req then return nil end
     local req = next_req
     next_req = nil
+    local key = request_key(req)
+    if seen[key] then
+      error(format("%s %s: page %d asks for a page already read (the pagination loops: the "
+        .. "same next URL or cursor again)", req.method or "GET", log.redact_url(req.url), pages + 1), 2)
+    end
+    seen[key] = true
+    pages = pages + 1
     local res, err = request_fn(req, "http.paginate")
     if not res then error(err, 2) end
     local method = req.method or "GET"
@@ -263,10 +297,6 @@ function Client:paginate(url, opts)
     if type(nxt) == "string" then
       next_req = copy(req)
       next_req.url, next_req.query = resolve_url(res.url, nxt), nil
-      if next_req.url == res.url then
-        error(format("%s %s: the next page is the same URL (the pagination loops)",
-          method, log.redact_url(res.url)), 2)
-      end
     elseif type(nxt) == "table" then
       next_req = copy(req)
       for k, v in pairs(nxt) do next_req[k] = v end

@@ -104,13 +104,15 @@ end
 
 -- {==================== progress ====================
 
--- "kind 'user': 12400 objects read, 12390 entities, 600 upserts sent in
--- 30 requests, 3 failed, 1033 objects/s (12 s)"
+-- "kind 'user': 12400 objects read, 12390 entities, 600 upserts answered by
+-- Port (40 queued), 3 failed, 1033 objects/s (12 s)": sent.answered
+-- (upserts Port answered, this kind), sent.queued (handed to the Port
+-- client, not answered yet), sent.failed (this kind).
 function _M.progress(label, stats, sent, seconds)
   local rate = seconds > 0 and stats.raw / seconds or 0
-  log.info("%s: %d objects read, %d entities, %d upserts sent in %d requests, %d failed, "
-    .. "%.0f objects/s (%.0f s)", label, stats.raw, stats.entities, sent.entities,
-    sent.requests, sent.failed, rate, seconds)
+  log.info("%s: %d objects read, %d entities, %d upserts answered by Port (%d queued), %d failed, "
+    .. "%.0f objects/s (%.0f s)", label, stats.raw, stats.entities, sent.answered, sent.queued,
+    sent.failed, rate, seconds)
 end
 
 -- }====================

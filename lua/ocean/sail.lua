@@ -78,13 +78,15 @@ Exit status:
   0  the resync completed and Port took every entity (--once), or the
      listener stopped on a signal
   1  the resync failed (a kind failed, the mapping or the owned entities'
-     listing...: nothing was deleted) or was aborted; or the start failed
+     listing, Port unreachable mid-resync...: nothing was deleted) or was
+     aborted; or the start failed
   2  usage error
   3  the resync completed, but the catalog is not as the source has it:
      Port rejected entities (listed), items whose itemsToParse failed held
      back their blueprints' deletion, entities had no identifier or
      blueprint, or deletion was skipped (entityDeletionThreshold...): the
-     reason is printed
+     reason is printed; or Port did not delete some stale
+     entities
 ]]
 
 -- Click's booleans, as Ocean's -i takes them.
@@ -179,7 +181,8 @@ function Out:flush() self.f:flush() end
 -- the start failed; 2 a usage error; 3 it completed, but the catalog is
 -- not as the source has it (Port rejected entities, items whose
 -- itemsToParse failed held back their blueprints' deletion, entities were
--- dropped, or deletion was skipped: ocean.sync's outcome "partial").
+-- dropped, deletion was skipped, or Port did not delete some stale
+-- entities: ocean.sync's outcome "partial").
 _M.EXIT = { completed = 0, failed = 1, aborted = 1, usage = 2, partial = 3 }
 
 function _M.exit_status(summary)
@@ -228,10 +231,12 @@ local function print_summary(s, boot)
       out:write(("  - %s/%s\n"):format(e.blueprint, e.identifier))
     end
   else
-    out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d\n")
+    out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d%s, failed %d\n")
       :format(s.outcome == "partial" and "completed with failures" or s.outcome
         or (s.ok and "completed" or (s.aborted and "aborted" or "failed")),
-        s.created, s.updated, unknown, s.unchanged, s.deleted, s.failed))
+        s.created, s.updated, unknown, s.unchanged, s.deleted,
+        (s.delete_failed or 0) > 0 and (" (%d could not be deleted)"):format(s.delete_failed) or "",
+        s.failed))
   end
   for _, k in ipairs(s.kinds or {}) do
     -- "book #2" when the mapping has several book resources (as the log)

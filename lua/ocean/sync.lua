@@ -307,11 +307,20 @@ local function new_run(eng, kind_of_event, opts)
   return r
 end
 
+-- Port known to be unreachable (a retried request got no answer until
+-- its retry budget ran out: the core port's unreachable()) stops the run
+-- as failed, nothing deleted, rather than sending every later request
+-- into another round of retries.
+local PORT_DOWN = {}
+
 function Run:check_abort()
   if self.aborted or (self.eng:should_abort(self)) then
     self.aborted = true
     error(ABORTED, 0)
   end
+  local cp = self.eng.core_port
+  local down = cp and cp:unreachable()
+  if down then error(setmetatable({ message = down }, PORT_DOWN), 0) end
 end
 
 -- An error of the run (it blocks deletion): counted, kept for the
@@ -329,7 +338,10 @@ function Run:count_error(n)
 end
 
 -- Between two waits: the running kind's progress line, at most every
--- progress_interval seconds.
+-- progress_interval seconds (at the first wait after it is due). Upserts
+-- are counted when Port answered them (answered), apart from those handed
+-- to the Port client and not answered yet (queued: waiting for a slot, on
+-- the wire or waiting to retry).
 function Run:tick()
   local k = self.current
   if not k or not self.session then return end
@@ -337,9 +349,9 @@ function Run:tick()
   if now - k.said_at < self.progress_interval then return end
   k.said_at = now
   local st = self.session:stats()
-  report.progress(k.label, k, { entities = st.entities_sent - k.at_start.entities_sent,
-    requests = st.upsert_requests - k.at_start.upsert_requests,
-    failed = st.failed - k.at_start.failed }, now - k.t0)
+  local a0 = k.at_start.entities_sent - (k.at_start.in_flight or 0)
+  report.progress(k.label, k, { answered = st.entities_sent - (st.in_flight or 0) - a0,
+    queued = st.in_flight or 0, failed = st.failed - k.at_start.failed }, now - k.t0)
 end
 
 -- Wait for a Job of the session; a run asked to stop raises ABORTED
@@ -638,11 +650,13 @@ end
 -- completed | partial (completed, but the catalog is not as the source
 -- has it: Port rejected entities, items could not be expanded, entities
 -- were dropped for want of an identifier or blueprint, or deletion was
--- skipped (the threshold...), so stale entities stay) | failed | aborted.
+-- skipped (the threshold...), so stale entities stay; or some stale entities could not be
+-- deleted) | failed | aborted.
 local function outcome_of(s)
   if s.aborted then return "aborted" end
   if not s.ok then return "failed" end
   if s.failed > 0 or s.items_errors > 0 or (s.dropped or 0) > 0
+     or (s.delete_failed or 0) > 0
      or (s.deletion and s.deletion.skipped) then
     return "partial"
   end
@@ -661,6 +675,7 @@ local function summarize(run)
     created = st.created or 0, updated = st.updated or 0, unknown = st.unknown or 0,
     unchanged = st.unchanged or 0, failed = st.failed or 0,
     deleted = run.deletion and run.deletion.deleted or 0,
+    delete_failed = not run.plan and st.delete_failed or 0,
     filtered = 0, items_errors = 0, dropped = 0,
     errors = run.errors, error_count = run.error_count, kinds = run.kinds,
     deletion = run.deletion, held = run.held[1] and run.held or nil,
@@ -691,7 +706,7 @@ local function guarded(run, body)
   local eng = run.eng
   eng:begin_run(run)
   local ok, err = xpcall(body, function(e)
-    if e == ABORTED then return e end
+    if e == ABORTED or getmetatable(e) == PORT_DOWN then return e end
     return traceback(tostring(e), 2)
   end)
   if not ok then
@@ -700,6 +715,9 @@ local function guarded(run, body)
       run.aborted = true
       log.warning("%s %s aborted: nothing was deleted", run.event, run.id)
       if run.event == "resync" then pcall(report_state, run, "aborted") end
+    elseif getmetatable(err) == PORT_DOWN then
+      run:add_error(nil, ("%s failed: %s; it stops here and nothing was deleted")
+        :format(run.event, err.message))
     else
       run:add_error(nil, run.event .. " failed: " .. tostring(err))
       if run.event == "resync" then pcall(report_state, run, "failed") end
@@ -717,11 +735,13 @@ local function guarded(run, body)
       summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
     return summary
   end
-  log.info("%s %s %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d%s", run.event,
+  log.info("%s %s %s: created %d, updated %d%s, unchanged %d, deleted %d%s, failed %d%s", run.event,
     run.id, summary.outcome == "partial" and "completed" or summary.outcome, summary.created,
     summary.updated, summary.unknown > 0 and (", upserted %d (created or updated: unknown)")
       :format(summary.unknown) or "",
-    summary.unchanged, summary.deleted, summary.failed,
+    summary.unchanged, summary.deleted,
+    summary.delete_failed > 0 and (" (%d could not be deleted)"):format(summary.delete_failed) or "",
+    summary.failed,
     summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
   return summary
 end

@@ -210,7 +210,29 @@ describe("ocean.http", function()
     it("raises when the next page is the page itself", function()
       local ok, err = pcall(collect, api.url .. "/teams", { next = function(_, _, url) return url end })
       assert.is_false(ok)
-      assert.truthy(err:find("the next page is the same URL", 1, true), err)
+      assert.truthy(err:find("page 2 asks for a page already read (the pagination loops", 1, true),
+        err)
+    end)
+
+    it("raises when a cursor comes back after other pages (A -> B -> A)", function()
+      local n = 0
+      local ok, err = pcall(collect, api.url .. "/teams", { next = function()
+        n = n + 1
+        return { query = { cursor = n % 2 == 1 and "b" or "a" } }
+      end })
+      assert.is_false(ok)
+      -- pages: first (no cursor), b, a, b again -> the 4th is refused
+      assert.are.equal(3, n)
+      assert.truthy(err:find("page 4 asks for a page already read", 1, true), err)
+    end)
+
+    it("follows cursors that keep changing", function()
+      local n = 0
+      local pages = collect(api.url .. "/teams", { next = function()
+        n = n + 1
+        if n < 4 then return { query = { from = "c" .. n, limit = 2 } } end
+      end })
+      assert.are.equal(4, #pages)
     end)
   end)
 end)
