@@ -22,7 +22,7 @@
 --                                      "updated" | "deleted", "user": {...}}
 --                                      to --webhook (when given)
 --   *    /echo                         {method, path, query, headers, body}
---   GET  /slow?ms=N                    answers after N ms
+--   GET  /slow?ms=N[&id=X]             answers {"ok":true,"id":X} after N ms
 --   GET  /text                         a body that is not JSON
 -- Control (never faulted, not logged)
 --   POST   /_faults {"rules": [{method=, path= (Lua pattern), query= (plain
@@ -31,6 +31,8 @@
 --          /_faults clears them
 --   GET    /_requests -> {"requests": [{method, path, query, at_ms}]};
 --          DELETE clears the log
+--   GET    /_slow -> {"in_flight", "max_in_flight", "served"}: /slow's
+--          requests between arrival and answer; DELETE resets the counts
 --   POST   /_webhook {"url": URL | null}: where webhooks go (as --webhook)
 --   POST   /_reset (data, faults and log as at start), POST /_shutdown
 local function dirname(p) return (p:match("^(.*)/[^/]*$")) or "." end
@@ -78,7 +80,8 @@ end
 local state
 
 local function reset()
-  state = { users = initial_users(), faults = {}, log = {} }
+  state = { users = initial_users(), faults = {}, log = {},
+            slow = { in_flight = 0, max_in_flight = 0, served = 0 } }
 end
 
 local function find_user(login)
@@ -247,9 +250,17 @@ local function add_routes(srv)
   srv:get("/text", function()
     return 200, "plain text, not JSON", { ["content-type"] = "text/plain" }
   end)
+  -- counted from the request's arrival to its answer's departure
   srv:get("/slow", function(req)
-    local res = server.json(200, { ok = true })
+    local c = state.slow
+    c.in_flight = c.in_flight + 1
+    if c.in_flight > c.max_in_flight then c.max_in_flight = c.in_flight end
+    local res = server.json(200, { ok = true, id = req.query.id })
     res.delay_ms = positive(req.query.ms, 1000)
+    res.on_sent = function()
+      c.in_flight = c.in_flight - 1
+      c.served = c.served + 1
+    end
     return res
   end)
 end
@@ -266,6 +277,11 @@ local function add_control(srv, stop)
   srv:delete("/_faults", function() state.faults = {} return 200, { ok = true } end)
   srv:get("/_requests", function() return 200, { requests = json.array(state.log) } end)
   srv:delete("/_requests", function() state.log = {} return 200, { ok = true } end)
+  srv:get("/_slow", function() return 200, state.slow end)
+  srv:delete("/_slow", function()
+    state.slow = { in_flight = 0, max_in_flight = 0, served = 0 }
+    return 200, { ok = true }
+  end)
   srv:post("/_webhook", function(req)
     local body = req:json()
     if type(body) ~= "table" or (body.url ~= json.null and type(body.url) ~= "string") then

@@ -23,6 +23,10 @@
 --   secrets         values the log masks while this engine lives
 --   servers         HTTP servers waited on together with the loop
 --   events          signals read by the loop, until take_events()
+--   scheduler       the tasks on the loop, standalone (ocean.scheduler):
+--                   every wait of a task yields to it
+--   cancelled       light threads of nginx cancelled by ocean.gather
+--                   (weak keys)
 --   live            the live-event session (not used yet: live events run
 --                   one session per operation)
 -- and, through methods: the mapping fetched for live events (60 s), the
@@ -32,12 +36,14 @@
 -- docs/errors.md); misuse raises.
 local core = require "ocean.core"
 local config = require "ocean.config"
+local gather = require "ocean.gather"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
 local ops = require "ocean.ops"
 local port_mod = require "ocean.port"
 local router_mod = require "ocean.router"
 local runtime = require "ocean.runtime"
+local scheduler = require "ocean.scheduler"
 local sync = require "ocean.sync"
 
 local type, error, ipairs, pcall, tostring, setmetatable =
@@ -74,6 +80,16 @@ function _M.new(opts)
   self.on_events = function(events)
     for i = 1, #events do self.events[#self.events + 1] = events[i] end
   end
+  self.cancelled = setmetatable({}, { __mode = "k" })
+  self.is_cancelled = function()
+    local co = coroutine.running()
+    return co ~= nil and self.cancelled[co] == true
+  end
+  self.scheduler = scheduler.new {
+    loop = function() return self:get_loop() end, servers = self.servers,
+    on_events = self.on_events,
+    between_waits = function() if self.wait_hook then self.wait_hook() end end,
+  }
   if opts then
     local ok, err = self:configure(opts)
     if not ok then
@@ -192,17 +208,41 @@ end
 
 -- {==================== waiting ====================
 
--- Wait for a Job (its result), or until pred() is true (true), serving
--- this engine's servers and wait hook between waits. timeout_ms: nil,
--- "timeout" after that long.
+-- Wait for a Job (its result), or until pred() is true (true): in a task
+-- of the engine's scheduler the task yields and the others run; inside
+-- nginx the request or timer yields to nginx (ocean.runtime). The
+-- engine's servers and wait hook are served between waits. timeout_ms:
+-- nil, "timeout" after that long. A cancelled wait raises
+-- runtime.CANCELLED.
 function Engine:await(what, timeout_ms)
   if type(what) == "function" then
     local pred = what
     what = function() if pred() then return true end end
   end
   return runtime.await(self:get_loop(), what, {
-    timeout_ms = timeout_ms, servers = self.servers[1] and self.servers or nil,
-    between_waits = self.wait_hook, on_events = self.on_events })
+    timeout_ms = timeout_ms, scheduler = self.scheduler, is_cancelled = self.is_cancelled,
+    on_events = self.on_events })
+end
+
+-- Wait `seconds` without holding anyone up (0: give the others a turn).
+function Engine:sleep(seconds)
+  return runtime.sleep(self:get_loop(), seconds, {
+    scheduler = self.scheduler, is_cancelled = self.is_cancelled, on_events = self.on_events })
+end
+
+-- Run fn(...) as a task of this engine's scheduler (standalone): it
+-- starts at the next wait of whoever runs the loop. opts: {name=, quiet=}.
+function Engine:spawn(fn, opts)
+  return self.scheduler:spawn(fn, opts)
+end
+
+-- ocean.gather / ocean.map on this engine (see ocean.gather).
+function Engine:gather(fns, opts)
+  return gather.gather(self, fns, opts)
+end
+
+function Engine:map(items, fn, opts)
+  return gather.map(self, items, fn, opts)
 end
 
 -- fn(engine) runs after every blocking wait (the runner serves its HTTP

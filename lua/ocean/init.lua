@@ -12,6 +12,12 @@
 --   ocean.update_diff({before=, after=} [, opts]), ocean.register(entities [, opts]),
 --   ocean.unregister(entities [, opts]), ocean.sync(entities [, opts])
 --   ocean.parse_items(resource, items [, opts])
+--   ocean.gather(fns [, {concurrency=, return_errors=}]) -> results [, errors]
+--   ocean.map(items, fn [, {concurrency=, return_errors=}]) -> results [, errors]
+--                                        run work concurrently, bounded
+--                                        (ocean.gather's header: errors,
+--                                        cancellation)
+--   ocean.sleep(seconds)                 wait without holding anyone up
 --   ocean.router.post/get/put/delete(path, fn)
 --   ocean.http, ocean.json, ocean.null, ocean.log, ocean.port (client constructor)
 --   ocean.integration_config             the integration's own settings
@@ -85,6 +91,10 @@ function _M.on_resync_complete(fn) return default:on_resync_complete(fn) end
 function _M.parse_items(resource, items, opts)
   return default:parse_items(resource, items, opts)
 end
+
+function _M.gather(fns, opts) return default:gather(fns, opts) end
+function _M.map(items, fn, opts) return default:map(items, fn, opts) end
+function _M.sleep(seconds) return default:sleep(seconds) end
 
 function _M.sync_raw_all(opts) return default:sync_raw_all(opts) end
 function _M.register_raw(kind, raw, opts) return default:register_raw(kind, raw, opts) end

@@ -16,12 +16,17 @@
 -- paths, raw bodies: the emulator's). opts.prefix: only paths under it
 -- reach the router, with the prefix removed (the runner's /integration);
 -- others get the router's 404. srv:route/get/post/.../before/after are
--- the router's. Responses may carry drop = true (close without an answer)
--- or delay_ms = N (answer N ms later, without blocking others).
+-- the router's. Responses may carry drop = true (close without an answer),
+-- delay_ms = N (answer N ms later, without blocking others) and
+-- on_sent = fn (called once the answer went out).
+-- server.new{spawn = fn}: each request is answered in fn(handler), a
+-- coroutine of its own (`ocean sail` passes its engine's scheduler), so
+-- a handler that waits holds up no other request; without it, requests
+-- are answered one after the other in process().
 local core = require "ocean.core"
 local router = require "ocean.router"
 
-local ipairs, error, setmetatable = ipairs, error, setmetatable
+local ipairs, error, setmetatable, pcall, tostring = ipairs, error, setmetatable, pcall, tostring
 local sort, remove = table.sort, table.remove
 local format = string.format
 local now_ms = core.monotonic_ms
@@ -60,8 +65,18 @@ end
 -- {==================== the loop ====================
 
 local function send_now(self, id, res)
-  if res.drop then return self.c:drop(id) end
-  return self.c:respond(id, res.status, res.headers, res.body)
+  if not self.c then return nil end      -- closed while the handler ran
+  local ok, err
+  if res.drop then
+    ok, err = self.c:drop(id)
+  else
+    ok, err = self.c:respond(id, res.status, res.headers, res.body)
+  end
+  if res.on_sent then
+    local cok, cerr = pcall(res.on_sent)
+    if not cok then self.log("error", "on_sent failed: " .. tostring(cerr)) end
+  end
+  return ok, err
 end
 
 local function send(self, req, res)
@@ -160,12 +175,16 @@ end
 -- loop with the server as an extra source). Returns the number handled.
 function Server:process()
   if not self.c then return 0 end
-  local n = 0
+  local n, spawn = 0, self.spawn
   while true do
     local raw = self.c:next()
     if not raw then break end
     n = n + 1
-    send(self, answer(self, raw))
+    if spawn then
+      spawn(function() send(self, answer(self, raw)) end)
+    else
+      send(self, answer(self, raw))
+    end
   end
   flush_deferred(self)
   report_limits(self)
@@ -220,7 +239,8 @@ end
 
 -- A server listening on opts.host (default 127.0.0.1) : opts.port
 -- (default 0: ephemeral). opts.max_body (bytes, default 1 MiB),
--- opts.log (function(level, message)), opts.router, opts.prefix, and the
+-- opts.log (function(level, message)), opts.router, opts.prefix,
+-- opts.spawn (see the top), and the
 -- limits that keep it answering under load (nil: the default):
 --   max_connections             total open connections (4096; lowered to
 --                               what RLIMIT_NOFILE allows, with a warning)
@@ -242,7 +262,7 @@ function _M.new(opts)
   if not c then return nil, err end
   local log = opts.log or default_log
   local self = setmetatable({
-    c = c, host = host, deferred = {}, log = log, prefix = opts.prefix,
+    c = c, host = host, deferred = {}, log = log, prefix = opts.prefix, spawn = opts.spawn,
     router = opts.router or router.new { kind = "api", log = log },
     reported = {}, next_report = 0,
   }, Server)

@@ -24,10 +24,13 @@ local json = require "ocean.json"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
 local otime = require "ocean.time"
+local scheduler = require "ocean.scheduler"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local coroutine_create, coroutine_resume, coroutine_status =
-  coroutine.create, coroutine.resume, coroutine.status
+local coroutine_create, coroutine_status = coroutine.create, coroutine.status
+-- a generator's coroutine.yield(page) is a page; the waits of the code it
+-- runs (ocean.http, ocean.gather) pass through to the engine's scheduler
+local coroutine_resume = scheduler.resume
 local traceback = debug.traceback
 local table_concat = table.concat
 local iso_at = otime.iso             -- ISO-8601 UTC with ms, as Port writes
@@ -162,9 +165,11 @@ local function check_batch(batch, kind)
 end
 
 -- Run fn(kind) as a coroutine; deliver(batch) for every yielded page and
--- for a returned list. Returns true, or nil, err when fn raised.
+-- for a returned list. Returns true, or nil, err when fn raised. The
+-- coroutine is adopted by the running task: its waits yield to the
+-- scheduler (scheduler.resume passes them up), not to this loop.
 local function run_resync_fn(fn, kind, deliver, run)
-  local co = coroutine_create(function(...) return fn(...) end)
+  local co = run.eng.scheduler:adopt(coroutine_create(function(...) return fn(...) end))
   local ok, res = coroutine_resume(co, kind)
   while true do
     run:check_abort()
