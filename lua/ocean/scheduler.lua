@@ -59,6 +59,9 @@ local WAIT = setmetatable({}, { __tostring = function() return "ocean.scheduler.
 _M.WAIT = WAIT
 local CANCELLED = setmetatable({}, { __tostring = function() return "cancelled" end })
 _M.CANCELLED = CANCELLED
+-- A wait's check raised: the error is raised again in the waiting task
+-- (a resync's check raises when the run must stop).
+local RAISED = setmetatable({}, { __tostring = function() return "ocean.scheduler.RAISED" end })
 
 local function pack(...) return { n = select("#", ...), ... } end
 
@@ -217,15 +220,21 @@ local function poll(self)
   local n, t_now = 0, nil
   for t in pairs(self.waiting) do
     local rec = t.wait
-    local v, err = rec.check()
-    if v == nil and rec.deadline then
+    local ok, v, err = pcall(rec.check)
+    if not ok then
+      v, err = RAISED, v
+    elseif v == nil and rec.deadline then
       t_now = t_now or now_ms()
       if t_now >= rec.deadline then err = "timeout" else err = nil end
     end
     if v ~= nil or err then
       self.waiting[t] = nil
       t.wait = nil
-      t.resume_with = v ~= nil and pack(v) or pack(nil, err)
+      if v == RAISED then
+        t.resume_with = pack(RAISED, err)
+      else
+        t.resume_with = v ~= nil and pack(v) or pack(nil, err)
+      end
       t.state = "ready"
       self.ready[#self.ready + 1] = t
       n = n + 1
@@ -312,7 +321,9 @@ end
 -- Wait until check() gives a value: yields when the running code belongs
 -- to a task and may yield, runs the loop nested otherwise. Returns the
 -- value, or nil, "timeout" | nil, CANCELLED (the caller raises: see
--- ocean.runtime).
+-- ocean.runtime). When check() raises, await raises that error, in the
+-- waiting code (the scheduler calls the checks of waiting tasks itself,
+-- protected).
 function Scheduler:await(check, deadline)
   if not self:can_yield() then
     local t = self:current()
@@ -321,7 +332,9 @@ function Scheduler:await(check, deadline)
   end
   local t = self.managed[co_running()]
   if t.cancelled then return nil, CANCELLED end
-  return co_yield(WAIT, { check = check, deadline = deadline, sched = self })
+  local v, err = co_yield(WAIT, { check = check, deadline = deadline, sched = self })
+  if v == RAISED then error(err, 0) end
+  return v, err
 end
 
 local function never() return nil end

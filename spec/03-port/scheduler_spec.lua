@@ -160,6 +160,21 @@ describe("ocean.scheduler", function()
     assert.are.equal(0, eng:get_loop():stats().active)
   end)
 
+  it("raises a wait's failing check in the waiting task, not in the scheduler", function()
+    local STOP = setmetatable({}, { __tostring = function() return "stop" end })
+    local flag = false
+    local t = eng:spawn(function()
+      local ok, err = pcall(eng.await, eng, function()
+        if flag then error(STOP) end
+        return false
+      end)
+      return ok, err
+    end)
+    local other = eng:spawn(function() slow(100, "o"); flag = true end)
+    run_all { t, other }
+    assert.are.same({ true, false, STOP }, { t:result() })
+  end)
+
   it("logs a task's error unless it is quiet", function()
     local lines = {}
     local old = log.set_sink(function(level, msg) lines[#lines + 1] = level .. ": " .. msg end)
