@@ -29,6 +29,9 @@
 --                   (weak keys)
 --   live            the live-event session (not used yet: live events run
 --                   one session per operation)
+--   webhooks        the webhook processors by path (ocean.webhook)
+--   event_queue     the durable queue of live events (ocean.event_queue),
+--                   once open_live_events opened it
 -- and, through methods: the mapping fetched for live events (60 s), the
 -- wait hook, the running run and the abort state.
 --
@@ -36,7 +39,9 @@
 -- docs/errors.md); misuse raises.
 local core = require "ocean.core"
 local config = require "ocean.config"
+local event_queue = require "ocean.event_queue"
 local gather = require "ocean.gather"
+local journal = require "ocean.journal"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
 local ops = require "ocean.ops"
@@ -45,6 +50,7 @@ local router_mod = require "ocean.router"
 local runtime = require "ocean.runtime"
 local scheduler = require "ocean.scheduler"
 local sync = require "ocean.sync"
+local webhook = require "ocean.webhook"
 
 local type, error, ipairs, pcall, tostring, setmetatable =
   type, error, ipairs, pcall, tostring, setmetatable
@@ -69,6 +75,7 @@ function _M.new(opts)
   local self = setmetatable({
     registry = new_registry(),
     router = router_mod.new(),
+    webhooks = webhook.new_registry(),
     mapping_cache = mapping.new_cache(),
     secrets = {},
     servers = {},
@@ -200,6 +207,10 @@ end
 
 -- Close everything this engine opened; forget its secrets. Idempotent.
 function Engine:close()
+  if self.event_queue then
+    self.event_queue:close()
+    self.event_queue = nil
+  end
   disconnect(self)
   log.unwatch(self.secrets)
 end
@@ -353,6 +364,37 @@ function Engine:resync_functions(kind)
   for _, fn in ipairs(self.registry.kinds[kind] or {}) do fns[#fns + 1] = fn end
   for _, fn in ipairs(self.registry.all) do fns[#fns + 1] = fn end
   return fns
+end
+
+-- ocean.add_webhook_processor (see ocean.webhook).
+function Engine:add_webhook_processor(path, processor)
+  return webhook.add(self, path, processor)
+end
+
+-- Open the durable queue of live events that the webhook processors'
+-- routes append to (ocean.event_queue); start it with
+-- engine.event_queue:start(). opts: path (the journal file; default
+-- ocean.journal.path(settings, {folder=, suffix=})), folder (the
+-- integration folder), suffix (nginx: the worker's pid), adopt (nginx).
+-- Concurrency and attempts from settings.live_events. Returns the queue,
+-- or nil, err.
+function Engine:open_live_events(opts)
+  opts = opts or {}
+  if self.event_queue then return self.event_queue end
+  local s = self.settings or {}
+  local path, err = opts.path
+  if not path then
+    path, err = journal.path(s, { folder = opts.folder, suffix = opts.suffix })
+    if not path then return nil, err end
+  end
+  local le = type(s.live_events) == "table" and s.live_events or {}
+  local base = (journal.path(s, { folder = "." }) or ""):match("([^/]*)%.sqlite3$")
+  local q, qerr = event_queue.open(self, {
+    path = path, concurrency = le.concurrency, max_attempts = le.max_attempts,
+    adopt = opts.adopt, base = base })
+  if not q then return nil, qerr end
+  self.event_queue = q
+  return q
 end
 
 -- }====================

@@ -19,6 +19,12 @@
 --                                        cancellation)
 --   ocean.sleep(seconds)                 wait without holding anyone up
 --   ocean.router.post/get/put/delete(path, fn)
+--   ocean.add_webhook_processor(path, processor)   Ocean's live-events model
+--                                        (ocean.webhook: answered at once,
+--                                        journaled, applied in the
+--                                        background with retries)
+--   ocean.retryable(message), ocean.is_retryable(err)   errors a processor's
+--                                        handle_event may be retried for
 --   ocean.http, ocean.json, ocean.null, ocean.log, ocean.port (client constructor)
 --   ocean.integration_config             the integration's own settings
 --   ocean.reset()                        a new default engine (no
@@ -27,12 +33,15 @@
 local json = require "ocean.json"
 local log = require "ocean.log"
 local engine = require "ocean.engine"
+local webhook = require "ocean.webhook"
 
 local _M = {
   _VERSION = require("ocean.core").version,
   json = json,
   null = json.null,
   log = log,
+  retryable = webhook.retryable,
+  is_retryable = webhook.is_retryable,
   integration_config = {},
 }
 
@@ -87,6 +96,9 @@ function _M.on_resync(kind, fn) return default:on_resync(kind, fn) end
 function _M.on_start(fn) return default:on_start(fn) end
 function _M.on_resync_start(fn) return default:on_resync_start(fn) end
 function _M.on_resync_complete(fn) return default:on_resync_complete(fn) end
+function _M.add_webhook_processor(path, processor)
+  return default:add_webhook_processor(path, processor)
+end
 
 function _M.parse_items(resource, items, opts)
   return default:parse_items(resource, items, opts)

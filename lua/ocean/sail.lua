@@ -215,6 +215,12 @@ local function serve(eng, state)
     if not ok then log.error("serving requests failed: %s", tostring(perr)) end
   end)
   log.info("listening on %s (listener %s)", srv:url(), state.listener.type)
+  if eng.event_queue then
+    local ok, err = eng.event_queue:start()
+    if not ok then log.error("%s", err) end
+    log.info("live events: journal %s, %d applied at once", eng.event_queue.path,
+      eng.event_queue.concurrency)
+  end
   local task = eng:spawn(function() state.listener:run() end, { name = "the listener" })
   eng:await(function() return task:done() end)
   for _, fn in ipairs(state.on_stop or {}) do fn() end
@@ -249,6 +255,11 @@ local function run(o, settings, state)
     state.listener = listener.new(eng)
     local srv, serr = start_server(eng, o, state)
     if not srv then return fail(serr) end
+    if eng.webhooks.count > 0 then        -- webhook processors: the journal
+      local q, qerr = eng:open_live_events { folder = o.path }
+      if not q then return fail(qerr) end
+      state.on_stop = { function() q:stop() end }
+    end
   end
   local boot, berr = integration.bootstrap(eng, { plan = o.plan })
   if not boot then return fail(berr) end
