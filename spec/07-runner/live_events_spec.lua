@@ -109,7 +109,8 @@ describe("ocean sail with a webhook processor", function()
     local before = 0
     for _ in pairs(ids()) do before = before + 1 end
     assert.is_true(before < #answered, "everything was applied before the kill")
-    io.stderr:write(("\n[kill mid-burst: %d answered 2xx, %d not, %d applied before the kill]\n"):format(#answered, failed, before))
+    io.stderr:write(("\n[kill mid-burst: %d answered 2xx, %d not, %d applied before the kill]\n")
+      :format(#answered, failed, before))
     -- restart: the journal is replayed
     local p2 = start(jdir)
     sail.eventually(function()
