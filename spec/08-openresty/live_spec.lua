@@ -166,3 +166,53 @@ describe("live events in nginx #nginx", function()
     assert.are.same({ 20, 5 }, { c.served, c.max_in_flight })
   end)
 end)
+
+describe("requests in one nginx worker #nginx", function()
+  local emu, ng, jdir
+
+  setup(function()
+    emu = ehelp.start { quiet = true }
+    jdir = ehelp.tmpdir()
+    os.execute("chmod 777 " .. ehelp.shell_quote(jdir))
+    ng = nh.start { emu = emu, workers = 1, integration = LIVE, identifier = "spec-live-one", env = {
+      OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
+      OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
+    } }
+    assert(nh.wait_for(function()
+      local _, h = ng:json("GET", "/integration/health")
+      return type(h) == "table" and h.ready
+    end, 30), "not ready:\n" .. ng:error_log())
+  end)
+
+  teardown(function()
+    nh.stop_all()
+    ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(jdir))
+  end)
+
+  it("never wait behind one another's Port call, and health answers at once", function()
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 3000 } }
+    local hooks = {}
+    for i = 1, 3 do
+      hooks[i] = ng:background("POST", "/integration/register",
+        json.encode { id = "c" .. i, name = "Concurrent " .. i })
+    end
+    assert(nh.wait_for(function()
+      local n = 0
+      for _, r in ipairs(emu.requests()) do
+        if r.method == "POST" and r.path:match("/entities/bulk$") then n = n + 1 end
+      end
+      return n == 3
+    end, 10, 0.05), "three bulk upserts in flight")
+    local code, seconds = ng:timed("GET", "/integration/health")
+    assert.are.equal(200, code)
+    assert.is_true(seconds < 1, "health took " .. seconds .. " s")
+    for i, done in ipairs(hooks) do
+      local status, t = nh.wait_for(done, 20)
+      assert.are.equal(200, status)
+      assert.is_true(t >= 2.9 and t < 5.5, ("request %d took %.2f s"):format(i, t))
+    end
+    emu.faults()
+    assert.are.equal(3, #emu.entities("specItem"))
+  end)
+end)
