@@ -6,7 +6,7 @@
 -- log. Runs on lua-ocean's own HTTP server (lua/ocean/server.lua).
 --
 --   lua5.4 examples/fake-api/fake_api.lua [--port N] [--host ADDR]
---       [--port-file FILE] [--webhook URL] [--exit-with PID] [--quiet]
+--       [--port-file FILE] [--webhook URL] [--webhook-secret S] [--exit-with PID] [--quiet]
 --
 -- API
 --   GET  /teams                        every team (one list, no paging)
@@ -20,7 +20,8 @@
 --                                      /users/:login merges; DELETE removes.
 --                                      Each sends {"action": "created" |
 --                                      "updated" | "deleted", "user": {...}}
---                                      to --webhook (when given)
+--                                      to --webhook (when given), with
+--                                      X-Webhook-Secret: S (--webhook-secret)
 --   *    /echo                         {method, path, query, headers, body}
 --   GET  /slow?ms=N[&id=X]             answers {"ok":true,"id":X} after N ms
 --   GET  /text                         a body that is not JSON
@@ -33,7 +34,8 @@
 --          DELETE clears the log
 --   GET    /_slow -> {"in_flight", "max_in_flight", "served"}: /slow's
 --          requests between arrival and answer; DELETE resets the counts
---   POST   /_webhook {"url": URL | null}: where webhooks go (as --webhook)
+--   POST   /_webhook {"url": URL | null [, "secret": S]}: where webhooks go
+--          (as --webhook) and the secret they carry (as --webhook-secret)
 --   POST   /_reset (data, faults and log as at start), POST /_shutdown
 local function dirname(p) return (p:match("^(.*)/[^/]*$")) or "." end
 local root = dirname(dirname(dirname(arg and arg[0] or "examples/fake-api/fake_api.lua")))
@@ -102,7 +104,7 @@ end
 
 local USAGE = [[
 usage: lua5.4 examples/fake-api/fake_api.lua [--port N] [--host ADDR]
-         [--port-file FILE] [--webhook URL] [--exit-with PID] [--quiet]
+         [--port-file FILE] [--webhook URL] [--webhook-secret S] [--exit-with PID] [--quiet]
 ]]
 
 local function parse_args(args)
@@ -115,7 +117,7 @@ local function parse_args(args)
     elseif a == "--help" then
       o.help = true
     elseif a == "--port" or a == "--host" or a == "--port-file" or a == "--webhook"
-        or a == "--exit-with" then
+        or a == "--webhook-secret" or a == "--exit-with" then
       if v == nil then return nil, a .. " needs a value" end
       o[a:sub(3):gsub("%-", "_")] = v
       i = i + 1
@@ -138,8 +140,9 @@ local opts
 local function deliver(action, user)
   if not opts.webhook then return json.null end
   local http = require "ocean.http"
+  local headers = opts.webhook_secret and { ["X-Webhook-Secret"] = opts.webhook_secret } or nil
   local res, err = http.post(opts.webhook, { json = { action = action, user = user },
-    timeout = 30, retry = false })
+    headers = headers, timeout = 30, retry = false })
   if not res then
     io.stderr:write("fake-api: webhook failed: ", err, "\n")
     return { ok = false, error = err }
@@ -288,6 +291,7 @@ local function add_control(srv, stop)
       return 400, { message = "expected {\"url\": URL or null}" }
     end
     opts.webhook = body.url ~= json.null and body.url or nil
+    if type(body.secret) == "string" then opts.webhook_secret = body.secret end
     return 200, { ok = true }
   end)
   srv:post("/_reset", function() reset() return 200, { ok = true } end)
