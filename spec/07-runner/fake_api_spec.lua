@@ -154,12 +154,12 @@ describe("examples/fake-api", function()
     s2 = p:http("POST", "/integration/webhook", { body = "{",
       headers = { ["Content-Type"] = "application/json" } })
     assert.are.equal(400, s2)
-    local h = sail.eventually(function()
+    local le = sail.eventually(function()
       local _, t = p:http("GET", "/integration/health")
-      local x = json.decode(t)
-      return x.live_events.applied == 5 and x.live_events.pending == 0 and x
+      local x = json.decode(t).live_events
+      return x.applied == 5 and x.pending == 0 and x
     end, 10, "every event applied")
-    assert.are.same({ 5, 0, 0 }, { h.live_events.received, h.live_events.failed, h.live_events.dead })
+    assert.are.same({ 5, 0, 0 }, { le.received, le.failed, le.dead })
     assert.are.equal("Linus Garcia", user("linus.garcia").title)
     assert.is_table(user("ada.smith"))
 
