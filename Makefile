@@ -26,7 +26,7 @@ HEADERS  = $(foreach l,$(LAYERS) lua,$(wildcard src/$(l)/*.h))
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
 .PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench bench-cjson \
-        bench-journal install uninstall \
+        bench-journal bench-live install uninstall \
         valgrind asan gc-stress lint check-rockspec
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
@@ -102,9 +102,9 @@ build/bench/luajit/cjson_bench.so: bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) 
 # The live-event journal's append latency on this machine's disk
 # (bench/journal.c), BENCH_REPEAT runs (default 3: a shared disk's
 # latency drifts); results in bench/results/journal.txt.
-build/bench-journal: bench/journal.c src/journal.c src/journal.h Makefile
+build/bench-journal: bench/journal.c src/live/journal.c src/live/journal.h Makefile
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) $(DEFS) -Isrc bench/journal.c src/journal.c -o $@ \
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -Isrc -Isrc/live bench/journal.c src/live/journal.c -o $@ \
 	  $(shell pkg-config --cflags --libs sqlite3)
 
 bench-journal: build/bench-journal
@@ -115,6 +115,15 @@ bench-journal: build/bench-journal
 	        "load $$(cut -d' ' -f1-3 /proc/loadavg); $$(df -T $${BENCH_DIR:-/tmp} | awk 'NR==2 {print $$2}') at $${BENCH_DIR:-/tmp}"; \
 	     build/bench-journal $${BENCH_COUNT:-2000} $${BENCH_BODY:-1024} $${BENCH_DIR:-/tmp}; \
 	   done; } | tee bench/results/journal.txt
+
+# Live events end to end (bench/live.lua): N = 1 000 webhooks at once to
+# `ocean sail` (Lua 5.4, LuaJIT) and nginx, against the emulator with and
+# without a 500 ms delay on bulk upserts, and a SIGKILL mid-burst; results
+# in bench/results/live.txt. BENCH_N, BENCH_ONLY, BENCH_DELAYS: see the file.
+bench-live: all
+	@mkdir -p bench/results
+	@OCEAN_ROOT=$(CURDIR) LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+	  LUA_CPATH="$(CURDIR)/build/lua5.4/?.so;;" lua5.4 bench/live.lua
 
 # valgrind over the suite in both runtimes (slow; not part of `make test`).
 valgrind: all

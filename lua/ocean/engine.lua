@@ -406,13 +406,29 @@ function Engine:parse_items(resource, items, opts)
 end
 
 -- The port app config: opts.app_config, or Port's, fetched at most every
--- 60 s (live events don't refetch every time). app | nil, err.
+-- 60 s (live events don't refetch every time). One fetch at a time: the
+-- callers that come while it runs (a burst of webhooks) wait for its
+-- result instead of fetching too. app | nil, err.
 function Engine:app_config(opts)
   if opts and opts.app_config then return opts.app_config end
   local now = self.clock()
   local c = self.app_config_cache
   if c and now - c.at < APP_CONFIG_TTL then return c.app end
-  local app, err = sync.fetch_app_config(self)
+  local f = self.app_config_fetch
+  if f then
+    self:await(function() return f.done end)
+    if f.app then return f.app end
+    return nil, f.err
+  end
+  f = {}
+  self.app_config_fetch = f
+  local ok, app, err = pcall(sync.fetch_app_config, self)
+  self.app_config_fetch = nil
+  if not ok then                  -- raised (a cancelled wait): the waiters
+    f.err, f.done = tostring(app), true -- get the reason, the caller the error
+    error(app, 0)
+  end
+  f.app, f.err, f.done = app, err, true
   if not app then return nil, err end
   self.app_config_cache = { app = app, at = now }
   return app

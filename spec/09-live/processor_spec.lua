@@ -160,6 +160,25 @@ describe("webhook processors", function()
     assert.are.same({ "c1", "c2" }, ids("comment"))
   end)
 
+  it("reads the mapping from Port once for a burst of concurrent events", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues())
+    q:start()
+    emu.clear_requests()
+    local tasks = {}
+    for i = 1, 30 do
+      tasks[i] = ctx:spawn(function() return post { issue = { id = "b" .. i, state = "closed" } } end)
+    end
+    applied(q, 30)
+    for _, t in ipairs(tasks) do assert.are.same({ true, 200, { status = "ok" } }, { t:result() }) end
+    local gets = 0
+    for _, r in ipairs(emu.requests()) do
+      if r.method == "GET" and r.path:match("^/v1/integration/") then gets = gets + 1 end
+    end
+    assert.are.equal(1, gets)
+    assert.are.equal(30, #ids("issue"))
+  end)
+
   it("answers 401 when a processor that wants the event does not authenticate it", function()
     local q = start()
     ocean.add_webhook_processor("/webhook", issues())
