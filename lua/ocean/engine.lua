@@ -235,6 +235,27 @@ function Engine:await(what, timeout_ms)
     on_events = self.on_events })
 end
 
+-- Wait for the next self:signal(cond) (cond: any table): its value (true
+-- by default), or nil, "timeout" after timeout_ms. Standalone, a task
+-- waiting so costs nothing until the signal (await's predicate is polled
+-- after every loop wait); inside nginx it is polled like any wait.
+function Engine:wait_signal(cond, timeout_ms)
+  if runtime.in_nginx() then
+    local seen = cond.signals or 0
+    local v, err = self:await(function() return (cond.signals or 0) > seen end, timeout_ms)
+    if v then return cond.value end
+    return v, err
+  end
+  local deadline = timeout_ms and core.monotonic_ms() + timeout_ms
+  local v, err = self.scheduler:wait_signal(cond, deadline)
+  if err == runtime.CANCELLED then error(runtime.CANCELLED, 0) end
+  return v, err
+end
+
+function Engine:signal(cond, v)
+  self.scheduler:signal(cond, v)
+end
+
 -- Wait `seconds` without holding anyone up (0: give the others a turn).
 function Engine:sleep(seconds)
   return runtime.sleep(self:get_loop(), seconds, {
@@ -242,7 +263,8 @@ function Engine:sleep(seconds)
 end
 
 -- Run fn(...) as a task of this engine's scheduler (standalone): it
--- starts at the next wait of whoever runs the loop. opts: {name=, quiet=}.
+-- starts at the next wait of whoever runs the loop. opts: {name=, quiet=,
+-- eager=} (eager: it runs at once, until its first wait).
 function Engine:spawn(fn, opts)
   return self.scheduler:spawn(fn, opts)
 end
@@ -416,7 +438,7 @@ function Engine:app_config(opts)
   if c and now - c.at < APP_CONFIG_TTL then return c.app end
   local f = self.app_config_fetch
   if f then
-    self:await(function() return f.done end)
+    if not f.done then self:wait_signal(f) end
     if f.app then return f.app end
     return nil, f.err
   end
@@ -426,9 +448,11 @@ function Engine:app_config(opts)
   self.app_config_fetch = nil
   if not ok then                  -- raised (a cancelled wait): the waiters
     f.err, f.done = tostring(app), true -- get the reason, the caller the error
+    self:signal(f)
     error(app, 0)
   end
   f.app, f.err, f.done = app, err, true
+  self:signal(f)
   if not app then return nil, err end
   self.app_config_cache = { app = app, at = now }
   return app

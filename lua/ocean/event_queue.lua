@@ -85,7 +85,8 @@ function _M.open(eng, opts)
     eng = eng, j = j, path = opts.path, own = { j = j, path = opts.path, busy = 0 },
     concurrency = opts.concurrency or _M.CONCURRENCY,
     max_attempts = max_attempts, nginx = in_nginx(), adopt = opts.adopt, base = opts.base,
-    orphans = {}, known = {}, running = 0, backing_off = 0, wake = false,
+    orphans = {}, known = {}, running = 0, backing_off = 0, wake = false, wake_cond = {},
+    stop_cond = {},
     counts = { received = 0, applied = 0, failed = 0, retried = 0, dead = 0, adopted = 0 },
   }, Queue)
   if q.nginx then q.sema = require("ngx.semaphore").new(0) end
@@ -101,7 +102,11 @@ end
 
 local function notify(self)
   self.wake = true
-  if self.sema then self.sema:post(1) end
+  if self.sema then
+    self.sema:post(1)
+  else
+    self.eng:signal(self.wake_cond)
+  end
 end
 
 local function commit(self, b)
@@ -114,7 +119,11 @@ local function commit(self, b)
   else
     b.err = err
   end
-  if b.sema then b.sema:post(#b.recs) end
+  if b.sema then
+    b.sema:post(#b.recs)
+  else
+    self.eng:signal(b)
+  end
 end
 
 local function commit_soon(self, b)
@@ -150,8 +159,8 @@ function Queue:append(rec)
       local ok, err = b.sema:wait(_M.APPEND_TIMEOUT)
       if not ok then return nil, "the journal commit did not finish: " .. tostring(err) end
     end
-  else
-    self.eng:await(function() return b.ids or b.err end)
+  elseif not (b.ids or b.err) then
+    self.eng:wait_signal(b)
   end
   if b.err then return nil, b.err end
   return b.ids[n]
@@ -191,7 +200,10 @@ local function later(self, seconds, fn)
     return
   end
   self.eng:spawn(function()
-    self.eng:await(function() return self.stopping end, floor(seconds * 1000))
+    local deadline = now_ms() + seconds * 1000
+    while not self.stopping and now_ms() < deadline do
+      self.eng:wait_signal(self.stop_cond, deadline - now_ms())
+    end
     fn()
   end, { name = "a live-event retry" })
 end
@@ -347,7 +359,7 @@ local function consume_task(self)
     self.wake = false
     claim_some(self)
     if not self.stopping and not self.wake then
-      eng:await(function() return self.stopping or self.wake end, _M.POLL_S * 1000)
+      eng:wait_signal(self.wake_cond, _M.POLL_S * 1000)
     end
   end
 end
@@ -388,6 +400,7 @@ end
 function Queue:stop()
   self.stopping = true
   notify(self)
+  if not self.nginx then self.eng:signal(self.stop_cond) end
 end
 
 -- The journal's counts and this queue's: {pending=, claimed=, dead=,

@@ -117,12 +117,13 @@ end
 
 local function gather_tasks(eng, fns, r)
   local sched = eng.scheduler
-  local running, finished = {}, {}
+  local running, finished, cond = {}, {}, {}
   local function on_done(t)
     running[t] = nil
     local v
     if t.ok then v = t.values[1] else v = t.err end
     finished[#finished + 1] = { t.index, t.ok, v }
+    eng:signal(cond)
   end
   return drive(r, function(i)
     local t = sched:spawn(fns[i], { name = "ocean.gather function " .. i, quiet = true })
@@ -130,7 +131,7 @@ local function gather_tasks(eng, fns, r)
     running[t] = true
     t:on_done(on_done)
   end, function()
-    if #finished == 0 then eng:await(function() return #finished > 0 end) end
+    while #finished == 0 do eng:wait_signal(cond) end
     local list = finished
     finished = {}
     return list

@@ -121,7 +121,7 @@ function Listener:add_routes(router)
       last_resync = last and { status = integration.status_of(last), created = last.created,
         updated = last.updated, unchanged = last.unchanged, deleted = last.deleted,
         failed = last.failed } or json.null }
-  end, { first = true, raw_body = true })
+  end, { first = true, raw_body = true, priority = true })
   router:route("POST", "/resync", function()
     if self.stopping then
       return 503, { ok = false, error = "stopping", message = "the integration is stopping" }

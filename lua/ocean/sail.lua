@@ -207,12 +207,13 @@ _M.SHUTDOWN_GRACE = 5
 -- SHUTDOWN_GRACE seconds to finish; the ones still queued are dropped.
 local function serve(eng, state)
   local srv = state.server
-  srv.spawn = function(fn) eng:spawn(fn, { name = "request" }) end
+  srv.spawn = function(fn) eng:spawn(fn, { name = "request", eager = true }) end
   eng:set_wait_hook(function()
     handle_signals(eng, state)
     if state.stopping then return end
     local ok, perr = pcall(srv.process, srv)
     if not ok then log.error("serving requests failed: %s", tostring(perr)) end
+    if srv:busy() then eng.scheduler:poke() end    -- the rest of a burst: next turn
   end)
   log.info("listening on %s (listener %s)", srv:url(), state.listener.type)
   if eng.event_queue then

@@ -8,11 +8,21 @@
 --
 --   local s = scheduler.new { loop = fn, servers = {...}, on_events = fn,
 --                             between_waits = fn }
---   local t = s:spawn(fn [, {name=, quiet=}])  -- runs at the next pump
+--   local t = s:spawn(fn [, {name=, quiet=, eager=}])  -- runs at the next
+--     pump (eager: at once, until its first wait: a request starts in the
+--     order it arrived, and one that never waits — a health probe — is
+--     answered right away)
 --   t:done() -> bool; t:result() -> ok, values... | ok=false, err
 --   t:cancel() -> its current or next wait raises scheduler.CANCELLED
 --   s:await(check, deadline_ms) -> v | nil, "timeout" | nil, CANCELLED
+--   s:wait_signal(cond, deadline_ms) -> v | nil, "timeout" | nil, CANCELLED
+--   s:signal(cond [, v])         -- wakes every task waiting on cond (a table)
 --   s:sleep(ms)                  -- yields (or runs the others) that long
+--
+-- await's check is called after every loop wait, for every task waiting
+-- on one (~1 us each on Lua 5.4): fine for a Job or a few predicates. A
+-- wait on a condition costs nothing until s:signal(cond): a burst of a
+-- thousand requests waiting for their journal commit uses that.
 --
 -- The wait protocol. A task's coroutine that must wait calls s:await: in
 -- a coroutine the scheduler manages (a task, or a coroutine a driver
@@ -53,6 +63,7 @@ local traceback = debug.traceback
 
 local _M = {
   BLOCK_MS = 1000,       -- the longest single loop wait when nothing is due
+  SLICE_MS = 10,         -- pump() returns to the loop after this much work
 }
 
 local WAIT = setmetatable({}, { __tostring = function() return "ocean.scheduler.WAIT" end })
@@ -89,6 +100,8 @@ function Task:cancel()
   local s = self.sched
   if self.state == "waiting" then
     s.waiting[self] = nil
+    local cond = self.wait.cond
+    if cond and s.parked[cond] then s.parked[cond][self] = nil end
     self.wait = nil
     self.resume_with = pack(nil, CANCELLED)
     s.ready[#s.ready + 1] = self
@@ -110,6 +123,8 @@ end
 local Scheduler = {}
 Scheduler.__index = Scheduler
 
+local step_task
+
 -- opts.loop: function returning the loop (the engine makes its loop on
 -- demand); opts.servers: a list (kept, read at each wait) of C servers
 -- waited on with the loop; opts.on_events(events): the signals the loop
@@ -120,6 +135,7 @@ function _M.new(opts)
     loop = opts.loop, servers = opts.servers or {}, on_events = opts.on_events,
     between_waits = opts.between_waits,
     ready = {}, later = {}, waiting = {}, count = 0,
+    parked = setmetatable({}, { __mode = "k" }),    -- cond -> {task = true}
     managed = setmetatable({}, { __mode = "k" }),   -- coroutine -> task
   }, Scheduler)
 end
@@ -157,7 +173,11 @@ function Scheduler:spawn(fn, opts)
                            state = "ready", co = co_create(fn), args = opts.args }, Task)
   self.managed[t.co] = t
   self.count = self.count + 1
-  self.ready[#self.ready + 1] = t
+  if opts.eager then
+    step_task(self, t)
+  else
+    self.ready[#self.ready + 1] = t
+  end
   return t
 end
 
@@ -183,7 +203,7 @@ local function finish(self, t, ok, r)
 end
 
 -- Resume task t with its pending values; file it by what it yielded.
-local function step_task(self, t)
+function step_task(self, t)
   local args = t.resume_with
   t.resume_with = nil
   t.state = "running"
@@ -206,7 +226,17 @@ local function step_task(self, t)
     end
     t.wait = rec
     t.state = "waiting"
-    self.waiting[t] = true
+    if rec.cond then                           -- woken by signal(); polled
+      local p = self.parked[rec.cond]          -- only for its deadline
+      if not p then
+        p = {}
+        self.parked[rec.cond] = p
+      end
+      p[t] = true
+      if rec.deadline then self.waiting[t] = true end
+    else
+      self.waiting[t] = true
+    end
     return
   end
   -- a plain yield: another turn after the next loop wait
@@ -229,6 +259,7 @@ local function poll(self)
     end
     if v ~= nil or err then
       self.waiting[t] = nil
+      if rec.cond and self.parked[rec.cond] then self.parked[rec.cond][t] = nil end
       t.wait = nil
       if v == RAISED then
         t.resume_with = pack(RAISED, err)
@@ -243,12 +274,13 @@ local function poll(self)
   return n
 end
 
--- Run every task that can run, until none can without a loop wait.
--- Tasks that are not suspended (the one whose code called a nested wait,
--- and the coroutines above it) are left for later. Returns how many
--- resumes ran.
+-- Run every task that can run, until none can without a loop wait, or
+-- SLICE_MS have passed (the rest stay ready: the loop and the servers get
+-- their turn, then they run). Tasks that are not suspended (the one whose
+-- code called a nested wait, and the coroutines above it) are left for
+-- later. Returns how many resumes ran.
 function Scheduler:pump()
-  local ran = 0
+  local ran, t0 = 0, now_ms()
   while true do
     if #self.ready == 0 and poll(self) == 0 then return ran end
     local batch = self.ready
@@ -256,6 +288,13 @@ function Scheduler:pump()
     local skipped
     for i = 1, #batch do
       local t = batch[i]
+      if i % 16 == 0 and now_ms() - t0 > _M.SLICE_MS then   -- the rest: next time
+        local rest = {}
+        for k = i, #batch do rest[#rest + 1] = batch[k] end
+        for k = 1, #self.ready do rest[#rest + 1] = self.ready[k] end
+        self.ready = rest
+        break
+      end
       if co_status(t.co) == "suspended" then
         ran = ran + 1
         step_task(self, t)
@@ -268,13 +307,14 @@ function Scheduler:pump()
       for i = 1, #skipped do self.later[#self.later + 1] = skipped[i] end
       if #self.ready == 0 then return ran end
     end
+    if now_ms() - t0 > _M.SLICE_MS then return ran end
   end
 end
 
 -- ms until the first waiting task's deadline (capped at limit), 0 when a
 -- task wants another turn.
 function Scheduler:timeout(limit)
-  if #self.later > 0 or #self.ready > 0 then return 0 end
+  if #self.later > 0 or #self.ready > 0 or self.poked then return 0 end
   local t = limit or _M.BLOCK_MS
   local now
   for task in pairs(self.waiting) do
@@ -290,6 +330,7 @@ end
 -- One loop wait (up to ms), then the events and the between-waits hook;
 -- the tasks that asked for another turn are ready again.
 function Scheduler:block(ms)
+  self.poked = false
   local servers = self.servers
   local events = self.loop():wait(ms, servers[1] and servers or nil)
   if events and self.on_events then self.on_events(events) end
@@ -299,6 +340,12 @@ function Scheduler:block(ms)
     self.later = {}
     for i = 1, #later do self.ready[#self.ready + 1] = later[i] end
   end
+end
+
+-- The next loop wait must not block (the between-waits hook left work
+-- for the next turn).
+function Scheduler:poke()
+  self.poked = true
 end
 
 -- Drive the loop and the tasks until check() gives a value (returned), or
@@ -338,6 +385,42 @@ function Scheduler:await(check, deadline)
 end
 
 local function never() return nil end
+
+-- Wait for the next s:signal(cond): the value signalled (true when none),
+-- or nil, "timeout" at deadline | nil, CANCELLED. Outside a task (nested)
+-- it runs the loop until a signal comes.
+function Scheduler:wait_signal(cond, deadline)
+  local seen = cond.signals or 0
+  if not self:can_yield() then
+    local t = self:current()
+    if t and t.cancelled then return nil, CANCELLED end
+    return self:run_until(function()
+      if (cond.signals or 0) > seen then return cond.value end
+    end, deadline)
+  end
+  local t = self.managed[co_running()]
+  if t.cancelled then return nil, CANCELLED end
+  local v, err = co_yield(WAIT, { check = never, cond = cond, deadline = deadline, sched = self })
+  if v == RAISED then error(err, 0) end
+  return v, err
+end
+
+-- Wake every task waiting on cond with v (default true).
+function Scheduler:signal(cond, v)
+  if v == nil then v = true end
+  cond.signals = (cond.signals or 0) + 1
+  cond.value = v
+  local p = self.parked[cond]
+  if not p then return end
+  self.parked[cond] = nil
+  for t in pairs(p) do
+    self.waiting[t] = nil
+    t.wait = nil
+    t.resume_with = pack(v)
+    t.state = "ready"
+    self.ready[#self.ready + 1] = t
+  end
+end
 
 -- Wait ms milliseconds (0: a turn for the others).
 function Scheduler:sleep(ms)

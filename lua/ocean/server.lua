@@ -22,7 +22,10 @@
 -- server.new{spawn = fn}: each request is answered in fn(handler), a
 -- coroutine of its own (`ocean sail` passes its engine's scheduler), so
 -- a handler that waits holds up no other request; without it, requests
--- are answered one after the other in process().
+-- are answered one after the other in process(). With spawn, process()
+-- starts requests for at most SLICE_MS, oldest first (the rest wait for
+-- the next call; srv:busy() says so), but those of a route added with
+-- {priority = true} (the health probe) before any other.
 local core = require "ocean.core"
 local router = require "ocean.router"
 
@@ -32,6 +35,7 @@ local format = string.format
 local now_ms = core.monotonic_ms
 
 local _M = {
+  SLICE_MS = 10,
   -- the router's response makers, for handlers written against the server
   response = router.response, json = router.json, http_error = router.http_error,
   is_http_error = router.is_http_error, parse_query = router.parse_query,
@@ -40,9 +44,9 @@ local _M = {
 local Server = {}
 Server.__index = Server
 
--- Routes and hooks go to the router.
-function Server:route(method, pattern, handler)
-  self.router:route(method, pattern, handler)
+-- Routes and hooks go to the router (opts: as router:route's).
+function Server:route(method, pattern, handler, opts)
+  self.router:route(method, pattern, handler, opts)
   return self
 end
 
@@ -123,6 +127,7 @@ function Server:step(timeout_ms)
   if not self.c then error("server is closed", 2) end
   local t, due = timeout_ms, next_due(self)
   if due and (t == nil or t < 0 or due < t) then t = due end
+  if #self.queue > 0 then t = 0 end          -- requests not started yet
   self.c:wait(t)
   return self:process()
 end
@@ -176,19 +181,59 @@ end
 function Server:process()
   if not self.c then return 0 end
   local n, spawn = 0, self.spawn
-  while true do
-    local raw = self.c:next()
-    if not raw then break end
-    n = n + 1
-    if spawn then
-      spawn(function() send(self, answer(self, raw)) end)
-    else
+  if not spawn then
+    while true do
+      local raw = self.c:next()
+      if not raw then break end
+      n = n + 1
       send(self, answer(self, raw))
     end
+  else
+    n = self:start_requests(spawn)
   end
   flush_deferred(self)
   report_limits(self)
   return n
+end
+
+local function is_priority(self, raw)
+  local path, prefix = raw.path or "", self.prefix
+  if prefix then
+    if path:sub(1, #prefix + 1) ~= prefix .. "/" then return false end
+    path = path:sub(#prefix + 1)
+  end
+  local r = self.router:match(raw.method, path)
+  return r ~= nil and r.priority == true
+end
+
+-- With spawn: the priority requests at once, the others oldest first for
+-- at most SLICE_MS.
+function Server:start_requests(spawn)
+  local queue, n = self.queue, 0
+  local function start(raw)
+    n = n + 1
+    spawn(function() send(self, answer(self, raw)) end)
+  end
+  while true do
+    local raw = self.c:next()
+    if not raw then break end
+    if is_priority(self, raw) then start(raw) else queue[#queue + 1] = raw end
+  end
+  local t0, i = now_ms(), 1
+  while i <= #queue do
+    start(queue[i])
+    i = i + 1
+    if i % 8 == 0 and now_ms() - t0 > _M.SLICE_MS then break end
+  end
+  local rest = {}
+  for k = i, #queue do rest[#rest + 1] = queue[k] end
+  self.queue = rest
+  return n
+end
+
+-- Requests taken off the server and not started yet (see SLICE_MS).
+function Server:busy()
+  return #self.queue > 0
 end
 
 -- Serve until opts.stop() returns true (default: forever).
@@ -227,7 +272,7 @@ function Server:close()
     self.c:close()
     self.c = nil
   end
-  self.deferred = {}
+  self.deferred, self.queue = {}, {}
 end
 Server.__close = Server.close
 
@@ -263,6 +308,7 @@ function _M.new(opts)
   local log = opts.log or default_log
   local self = setmetatable({
     c = c, host = host, deferred = {}, log = log, prefix = opts.prefix, spawn = opts.spawn,
+    queue = {},
     router = opts.router or router.new { kind = "api", log = log },
     reported = {}, next_report = 0,
   }, Server)

@@ -189,6 +189,75 @@ describe("ocean.scheduler", function()
     assert.falsy(text:find("hush", 1, true))
   end)
 
+  it("wakes the tasks waiting on a condition at its signal, without polling them", function()
+    local cond, got = {}, {}
+    local tasks = {}
+    for i = 1, 3 do
+      tasks[i] = eng:spawn(function() got[i] = { eng:wait_signal(cond) } end)
+    end
+    eng:sleep(0.05)                 -- every task is parked on cond
+    for _, t in ipairs(tasks) do
+      assert.is_false(t:done())
+      assert.is_nil(eng.scheduler.waiting[t])   -- not in the polled set
+    end
+    local signaller = eng:spawn(function() eng:signal(cond, "go") end)
+    run_all(tasks)
+    assert.is_true(signaller:done())
+    assert.are.same({ { "go" }, { "go" }, { "go" } }, got)
+    -- a signal nobody waits for is counted, not kept for the next waiter
+    eng:signal(cond)
+    local late = eng:spawn(function() return eng:wait_signal(cond, 100) end)
+    run_all { late }
+    assert.are.same({ true, nil, "timeout" }, { late:result() })
+  end)
+
+  it("times out and cancels a wait on a condition, and waits on one nested", function()
+    local cond = {}
+    local timed = eng:spawn(function() return eng:wait_signal(cond, 50) end)
+    local cancelled = eng:spawn(function() return eng:wait_signal(cond) end, { quiet = true })
+    run_all { timed }
+    assert.are.same({ true, nil, "timeout" }, { timed:result() })
+    assert.is_true(cancelled:cancel())
+    run_all { cancelled }
+    assert.are.same({ false, runtime.CANCELLED }, { cancelled:result() })
+    -- the main thread (no task) waits nested: the task that signals runs
+    eng:spawn(function() eng:sleep(0.05); eng:signal(cond, 7) end)
+    assert.are.equal(7, eng:wait_signal(cond, 5000))
+    eng:signal(cond)                -- nobody parked: nothing left behind
+    assert.is_nil(eng.scheduler.parked[cond])
+  end)
+
+  it("runs an eager task at once until its first wait", function()
+    local steps = {}
+    local t = eng:spawn(function()
+      steps[#steps + 1] = "started"
+      eng:sleep(0.01)
+      steps[#steps + 1] = "resumed"
+    end, { eager = true })
+    assert.are.same({ "started" }, steps)
+    local quick = eng:spawn(function() return "done" end, { eager = true })
+    assert.are.same({ true, "done" }, { quick:result() })
+    run_all { t }
+    assert.are.same({ "started", "resumed" }, steps)
+  end)
+
+  it("returns from a pump after SLICE_MS of work and runs the rest on the next", function()
+    local ran, tasks = 0, {}
+    for i = 1, 64 do
+      tasks[i] = eng:spawn(function()
+        local t0 = core.monotonic_ms()
+        while core.monotonic_ms() - t0 < 2 do end   -- 2 ms of work each
+        ran = ran + 1
+      end)
+    end
+    local n = eng.scheduler:pump()
+    assert.is_true(n >= 1 and n < 64, "one pump ran " .. n .. " of 64")
+    assert.are.equal(n, ran)
+    assert.are.equal(0, eng.scheduler:timeout(1000))   -- the rest: no wait
+    run_all(tasks)
+    assert.are.equal(64, ran)
+  end)
+
   it("refuses what is not a function", function()
     assert.has_error(function() eng:spawn(42) end, "spawn: expected a function, got number")
   end)
