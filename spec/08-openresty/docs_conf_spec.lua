@@ -40,6 +40,9 @@ describe("the documented nginx.conf", function()
     local r = sail.run({ "new", dir .. "/my-integration", "--yes", "--type", "docs-conf" })
     assert(r.rc == 0, r.err)
     os.execute("chmod -R a+rX " .. q(dir))
+    -- the journal folder, as the docs say: writable by the workers (nobody)
+    local jdir = dir .. "/journal"
+    os.execute("mkdir -p " .. q(jdir) .. " && chown nobody " .. q(jdir))
     local start = conf
     ng = nc.start(function(port)
       local c = put(start, "/opt/lua-ocean", ehelp.root())
@@ -51,6 +54,7 @@ describe("the documented nginx.conf", function()
       pid_file = "logs/nginx.pid", ready = "/integration/health",
       env = { OCEAN__PORT__BASE_URL = emu.url, OCEAN__PORT__CLIENT_ID = emu.client_id,
               OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
+              OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
               OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY" },
     })
   end)
@@ -95,11 +99,16 @@ describe("the documented nginx.conf", function()
     local text
     status, text = ng:http("POST", "/integration/webhook", { body = body })
     assert.are.equal(200, status, text)
+    -- a webhook processor: answered once journaled, applied in the background
     local found
-    for _, e in ipairs(emu.entities("docs-conf-item")) do
-      if e.identifier == "big-one" then found = e end
+    for _ = 1, 200 do
+      for _, e in ipairs(emu.entities("docs-conf-item")) do
+        if e.identifier == "big-one" then found = e end
+      end
+      if found then break end
+      ehelp.sleep(0.05)
     end
-    assert.are.equal("Big", found and found.title)
+    assert.are.equal("Big", found and found.title, ng:error_log())
   end)
 
   it("writes its files under the prefix and logs [ocean] info lines there", function()
