@@ -6,7 +6,9 @@
 -- resync function or generator, a route handler, a webhook processor.
 --
 --   local results = ocean.gather({ f1, f2, f3 } [, { concurrency = 10 }])
---     results[i]: the first value fns[i]() returned (results.n = #fns)
+--     results[i]: the first value fns[i]() returned (results.n = #fns,
+--     read through the metatable: pairs and json see a plain list, so
+--     ocean.map's results can be yielded as a resync page)
 --   local details = ocean.map(items, function(item, i) ... end,
 --                             { concurrency = 10 })
 --     the same with fn(items[i], i); results in the order of items
@@ -30,8 +32,8 @@
 local runtime = require "ocean.runtime"
 local log = require "ocean.log"
 
-local type, error, pcall, select, pairs, ipairs, tostring =
-  type, error, pcall, select, pairs, ipairs, tostring
+local type, error, pcall, select, pairs, ipairs, tostring, setmetatable =
+  type, error, pcall, select, pairs, ipairs, tostring, setmetatable
 local floor = math.floor
 local unpack = table.unpack or unpack
 
@@ -57,7 +59,8 @@ end
 -- The collector both ways share: starts, results, the first error.
 local function new_run(n, conc, return_errors)
   return { n = n, conc = conc or (n > 0 and n or 1), next = 1, running = 0,
-           results = { n = n }, errors = {}, return_errors = return_errors }
+           results = setmetatable({}, { __index = { n = n } }), errors = {},
+           return_errors = return_errors }
 end
 
 -- One function ended (ok, first value or error): record it; true when
