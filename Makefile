@@ -10,8 +10,8 @@ CFLAGS   ?= -O2 -g
 WARN      = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wwrite-strings -Wundef
 DEFS      = -D_GNU_SOURCE
-DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd sqlite3)
-DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd sqlite3) -ljq -lm
+DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd sqlite3 oniguruma)
+DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd sqlite3 oniguruma) -ljq -lm -lpthread
 LUA54_CFLAGS := $(shell pkg-config --cflags lua5.4)
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit)
 
@@ -27,7 +27,7 @@ LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
 .PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench bench-cjson \
         bench-journal bench-live install uninstall \
-        valgrind asan gc-stress lint check-rockspec
+        valgrind asan gc-stress lint check-rockspec fuzz
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
 
@@ -35,8 +35,8 @@ all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
 # build/jq-1.7.1 (scripts/build-jq17); found at run time through an rpath.
 JQ17_PREFIX := $(CURDIR)/build/jq-1.7.1
 JQ17_FLAGS   = -isystem $(JQ17_PREFIX)/include
-JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd sqlite3) \
-               -L$(JQ17_PREFIX)/lib -Wl,-rpath,$(JQ17_PREFIX)/lib -ljq -lm
+JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd sqlite3 oniguruma) \
+               -L$(JQ17_PREFIX)/lib -Wl,-rpath,$(JQ17_PREFIX)/lib -ljq -lm -lpthread
 
 jq17: build/jq17/lua5.4/ocean/core.so build/jq17/luajit/ocean/core.so
 
@@ -84,6 +84,12 @@ test-luajit: all
 bench: all
 	@scripts/run-bench
 
+# Random jq-like expressions over random JSON through the mapping engine,
+# four variants, FUZZ_SECONDS (600) in all; a crash or a hang is a finding
+# (record: bench/results/fuzz.md). Not part of `make test`.
+fuzz: all jq17
+	@OCEAN_ROOT=$(CURDIR) lua5.4 fuzz/run.lua
+
 # cJSON (Debian's libcjson-dev) against the engine's scanner on every path
 # that reads JSON (bench/cjson.lua); results in bench/results/cjson.txt.
 bench-cjson: all build/bench/lua5.4/cjson_bench.so build/bench/luajit/cjson_bench.so
@@ -104,7 +110,7 @@ build/bench/luajit/cjson_bench.so: bench/cjson_module.c $(CORE_SRC) $(BIND_SRC) 
 # latency drifts); results in bench/results/journal.txt.
 build/bench-journal: bench/journal.c src/live/journal.c src/live/journal.h Makefile
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) $(DEFS) -Isrc -Isrc/live bench/journal.c src/live/journal.c -o $@ \
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -Isrc bench/journal.c src/live/journal.c -o $@ \
 	  $(shell pkg-config --cflags --libs sqlite3)
 
 bench-journal: build/bench-journal
@@ -181,7 +187,7 @@ uninstall:
 	       $(DESTDIR)$(PREFIX)/share/lua/5.4/ocean.lua $(DESTDIR)$(PREFIX)/bin/ocean
 
 lint:
-	luacheck --no-color lua spec bin/ocean examples
+	luacheck --no-color lua spec bin/ocean examples fuzz
 	@scripts/check-includes
 
 # The rockspec lists every C source and Lua module of the tree (and

@@ -1,5 +1,5 @@
 -- bench/cjson.lua: Debian's cJSON against the engine's own JSON scanner
--- (src/json.c) on the paths that read JSON (issue 12, item 9).
+-- (src/json/json.c) on the paths that read JSON (issue 12, item 9).
 --
 --   lua5.4|luajit bench/cjson.lua DATA.ndjson [COUNT]    (make bench-cjson)
 --

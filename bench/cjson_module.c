@@ -22,8 +22,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../src/lua/lbind.h"
-#include "../src/mapping_int.h"
+#include "lua/lbind.h"
+#include "mapping/mapping_int.h"
 
 /* {==================== cJSON -> jv ==================== */
 

@@ -7,7 +7,7 @@
  * Measures, on this machine's disk, how long the caller waits:
  *  0. the disk's floor: write(2) of one body at the end of a file, then
  *     fdatasync(2) (what any durable journal pays per event);
- *  1. one durable append (src/journal.c: WAL, synchronous=FULL, EXCLUSIVE
+ *  1. one durable append (src/live/journal.c: WAL, synchronous=FULL, EXCLUSIVE
  *     locking), against two baselines in the same run: the same append
  *     with synchronous=NORMAL (survives a killed process, not a power
  *     loss) and OFF (not even that guarantee of ordering);
@@ -21,7 +21,7 @@
  * Latencies are per operation (p50, p99, max, in microseconds), measured
  * inside the process; the ratio to a baseline is printed beside.
  */
-#include "journal.h"
+#include "live/journal.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>

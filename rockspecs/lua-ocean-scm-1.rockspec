@@ -23,6 +23,7 @@ dependencies = {
 external_dependencies = {
   CURL = { library = "curl" },   -- no header: Debian keeps it in a multiarch folder the compiler searches
   JQ = { header = "jq.h", library = "jq" },
+  ONIG = { header = "oniguruma.h", library = "onig" },
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
   SQLITE = { header = "sqlite3.h", library = "sqlite3" },
 }
@@ -32,8 +33,12 @@ build = {
     ["ocean.core"] = {
       sources = {
         "src/jq/jqanalyze.c",
+        "src/jq/jqbudget.c",
         "src/jq/jqform.c",
         "src/jq/jqlex.c",
+        "src/jq/jqlib.c",
+        "src/jq/jqprelude.c",
+        "src/jq/jqregex.c",
         "src/jq/jqtok.c",
         "src/json/buf.c",
         "src/json/json.c",
@@ -69,9 +74,10 @@ build = {
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "src", "$(CURL_INCDIR)", "$(JQ_INCDIR)", "$(MICROHTTPD_INCDIR)",
-                  "$(SQLITE_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(SQLITE_LIBDIR)" },
-      libraries = { "jq", "curl", "microhttpd", "sqlite3", "m" },
+                  "$(SQLITE_INCDIR)", "$(ONIG_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(SQLITE_LIBDIR)",
+                  "$(ONIG_LIBDIR)" },
+      libraries = { "jq", "onig", "curl", "microhttpd", "sqlite3", "m", "pthread" },
     },
     ["ocean.cache"] = "lua/ocean/cache.lua",
     ["ocean.cli"] = "lua/ocean/cli.lua",

@@ -13,6 +13,7 @@
 --   settings.scheduled_resync_interval (minutes | nil), settings.initialize_port_resources,
 --   settings.metrics {enabled}  (OCEAN__METRICS__ENABLED: GET /metrics, ocean.metrics)
 --   settings.allow_env_jq, settings.entity_deletion_threshold (nil = mapping's),
+--   settings.mapping_time_limit (s), settings.mapping_memory_limit (MiB; 0 = none),
 --   settings.upsert_batch_max_length, settings.upsert_batch_max_bytes,
 --   settings.delete_batch_max, settings.client_timeout, settings.third_party_verify_tls,
 --   settings.log_level, settings.http_port, settings.base_url,
@@ -219,6 +220,11 @@ local parsers = {
     if not n or n <= 0 then return nil, "is not a positive number" end
     return n
   end,
+  limit = function(v)
+    local n = parse_number(v)
+    if not n or n < 0 or n ~= n then return nil, "is not a number >= 0 (0: no limit)" end
+    return n
+  end,
   ratio = function(v)
     local n = parse_number(v)
     if not n or n < 0 or n > 1 then return nil, "is not a number between 0 and 1" end
@@ -277,6 +283,9 @@ local SETTINGS = {
   { "metrics.enabled", "OCEAN__METRICS__ENABLED", "metrics.enabled", "bool", false },
   { "allow_env_jq", "OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS",
     "allow_environment_variables_jq_access", "bool", false },
+  -- the budget of each mapped item (docs/jq.md)
+  { "mapping_time_limit", "OCEAN__MAPPING_TIME_LIMIT", "mapping_time_limit", "limit", 5 },
+  { "mapping_memory_limit", "OCEAN__MAPPING_MEMORY_LIMIT", "mapping_memory_limit", "limit", 256 },
   { "entity_deletion_threshold", "OCEAN__ENTITY_DELETION_THRESHOLD",
     "entity_deletion_threshold", "ratio" },
   { "upsert_batch_max_length", "OCEAN__UPSERT_ENTITIES_BATCH_MAX_LENGTH",

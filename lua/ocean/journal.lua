@@ -1,4 +1,4 @@
--- ocean.journal: the durable journal of live events (src/journal.c on
+-- ocean.journal: the durable journal of live events (src/live/journal.c on
 -- SQLite; the API is in src/lua/ljournal.c). An event is appended before
 -- its sender gets a 2xx and is on disk when append returns; it leaves the
 -- journal when done. docs/live-events.md says why it is built this way.

@@ -2,17 +2,25 @@
 -- engine (src/mapping/mapping.c). One resource of the port app config compiles into
 -- one jq program, cached here.
 --
---   mapping.parse_items(resource, items [, {parse_all=, allow_env=, exact_numbers=} [, cache]])
+--   mapping.parse_items(resource, items [, {parse_all=, allow_env=, exact_numbers=,
+--                       time_limit=, memory_limit=} [, cache]])
 --     -> {passed=, failed=, errors=, dropped=, misconfigured=} | nil, err
 --     (exact_numbers: numbers a Lua number cannot hold come out as exact
 --     numbers, see ocean.json)
---   mapping.compile(resource [, {allow_env=, projection=, native=}])
+--   mapping.compile(resource [, {allow_env=, time_limit=, memory_limit=,
+--                   projection=, native=}]) -> m | nil, err
+--   mapping.cached(resource [, {allow_env=, time_limit=, memory_limit=} [, cache]])
 --     -> m | nil, err
---   mapping.cached(resource [, {allow_env=} [, cache]]) -> m | nil, err
 --     (m:parse(items, parse_all, exact_numbers), m:signature(), m:fields(), m:close())
 --   mapping.new_cache() -> cache (cache:info(), cache:clear()); each engine
 --     holds one (ocean.parse_items uses the default engine's). Without a
 --     cache, parse_items compiles for this call only.
+--   mapping.options(settings [, extra]) -> opts from an engine's settings
+--
+-- The budget of every item (docs/jq.md): time_limit in seconds, memory_limit
+-- in MiB (0 = none); when not given, OCEAN__MAPPING_TIME_LIMIT and
+-- OCEAN__MAPPING_MEMORY_LIMIT, else 5 s and 256 MiB. An item that breaks
+-- it is an item error naming the field and the limit.
 --
 -- Misuse (a resource without kind, selector.query, identifier or blueprint;
 -- items that are neither a list nor a JSON text) raises. An expression that
@@ -45,8 +53,11 @@ function _M.new_cache()
   }, Cache)
 end
 
-local OPTS = { parse_all = true, allow_env = true, exact_numbers = true }
-local COMPILE_OPTS = { allow_env = true, projection = true, native = true }
+local OPTS = { parse_all = true, allow_env = true, exact_numbers = true,
+               time_limit = true, memory_limit = true }
+local COMPILE_OPTS = { allow_env = true, projection = true, native = true,
+                       time_limit = true, memory_limit = true }
+local DEFAULT_TIME_LIMIT, DEFAULT_MEMORY_LIMIT = 5, 256
 
 local function check_opts(opts, level, known)
   if opts == nil then return {} end
@@ -66,6 +77,29 @@ local function env_allowed(opts)
   return getenv("OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS") == "true"
 end
 
+-- A limit from opts, else the environment, else the default; a number >= 0.
+local function limit(opts, key, env_name, default, level)
+  local v = opts[key]
+  local from = key
+  if v == nil then
+    v = getenv(env_name)
+    from = env_name
+    if v == nil or v == "" then return default end
+    v = tonumber(v)
+  end
+  if type(v) ~= "number" or v < 0 or v ~= v then
+    error(("%s must be a number >= 0 (0: no limit), got %s"):format(from, tostring(opts[key] or getenv(env_name))),
+          level + 1)
+  end
+  return v
+end
+
+-- {time_limit=, memory_limit=} for the C engine.
+local function budget(opts, level)
+  return limit(opts, "time_limit", "OCEAN__MAPPING_TIME_LIMIT", DEFAULT_TIME_LIMIT, level + 1),
+         limit(opts, "memory_limit", "OCEAN__MAPPING_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT, level + 1)
+end
+
 local function evict(c)
   local oldest, oldest_key
   for key, entry in pairs(c.by_content) do
@@ -77,25 +111,27 @@ local function evict(c)
   c.count = c.count - 1
 end
 
-local function compile_now(resource, allow_env, level)
-  local m, cerr, code = mapping_compile(resource, allow_env)
+local function compile_now(resource, allow_env, seconds, mib, level)
+  local m, cerr, code = mapping_compile(resource, allow_env,
+                                        { time_limit = seconds, memory_limit = mib })
   if not m and code == "invalid" then error(cerr, level + 1) end
   return m, cerr
 end
 
 -- The compiled mapping for resource, from cache c or compiled now (and
 -- kept there; without c, compiled for the caller alone).
-local function lookup(c, resource, allow_env, level)
-  if not c then return compile_now(resource, allow_env, level + 1) end
+local function lookup(c, resource, allow_env, opts, level)
+  local seconds, mib = budget(opts, level + 1)
+  if not c then return compile_now(resource, allow_env, seconds, mib, level + 1) end
   local text, err = json_encode(resource)
   if not text then error("invalid resource: " .. err, level + 1) end
-  local key = (allow_env and "E" or "-") .. text
+  local key = ("%s%.17g/%.17g|"):format(allow_env and "E" or "-", seconds, mib) .. text
   local entry = c.by_table[resource]
   if not entry or entry.key ~= key then
     entry = c.by_content[key]
   end
   if not entry then
-    local m, cerr = compile_now(resource, allow_env, level + 1)
+    local m, cerr = compile_now(resource, allow_env, seconds, mib, level + 1)
     if not m then return nil, cerr end
     entry = { key = key, m = m, tick = 0 }
     if c.count >= CACHE_SIZE then evict(c) end
@@ -121,7 +157,7 @@ function _M.parse_items(resource, items, opts, cache)
   if it ~= "table" and it ~= "string" then
     error("items must be a list of raw items or a JSON text, got " .. it, 2)
   end
-  local m, err = lookup(cache, resource, env_allowed(opts), 2)
+  local m, err = lookup(cache, resource, env_allowed(opts), opts, 2)
   if not m then return nil, err end
   local res, perr = m:parse(items, opts.parse_all, opts.exact_numbers)
   if not cache then m:close() end
@@ -135,7 +171,7 @@ end
 function _M.cached(resource, opts, cache)
   check_resource(resource, 2)
   opts = check_opts(opts, 2)
-  return lookup(cache, resource, env_allowed(opts), 2)
+  return lookup(cache, resource, env_allowed(opts), opts, 2)
 end
 
 -- A compiled mapping of one's own (not cached): for callers that keep it.
@@ -145,12 +181,24 @@ end
 function _M.compile(resource, opts)
   check_resource(resource, 2)
   opts = check_opts(opts, 2, COMPILE_OPTS)
-  local m, err, code = mapping_compile(resource, env_allowed(opts), opts)
+  local seconds, mib = budget(opts, 2)
+  local m, err, code = mapping_compile(resource, env_allowed(opts), {
+    time_limit = seconds, memory_limit = mib,
+    projection = opts.projection, native = opts.native })
   if not m then
     if code == "invalid" then error(err, 2) end
     return nil, err
   end
   return m
+end
+
+-- Options for the calls above from an engine's settings (ocean.config):
+-- allow_env, time_limit, memory_limit; extra's fields are added.
+function _M.options(settings, extra)
+  local o = { allow_env = settings.allow_env_jq, time_limit = settings.mapping_time_limit,
+              memory_limit = settings.mapping_memory_limit }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
 end
 
 -- The content cache: programs held and the bound (tests).

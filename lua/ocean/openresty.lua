@@ -71,6 +71,7 @@ local core = require "ocean.core"
 local config = require "ocean.config"
 local json = require "ocean.json"
 local log = require "ocean.log"
+local mapping = require "ocean.mapping"
 local integration = require "ocean.integration"
 local listener = require "ocean.listener"
 local metrics = require "ocean.metrics"
@@ -339,8 +340,7 @@ local function warm_mapping(ctx)
   local n, failed = 0, 0
   for _, r in ipairs(app.resources) do
     if type(r) == "table" then
-      local ok, res, perr = pcall(ctx.parse_items, ctx, r, {},
-        { allow_env = ctx.settings.allow_env_jq })
+      local ok, res, perr = pcall(ctx.parse_items, ctx, r, {}, mapping.options(ctx.settings))
       if ok and res then
         n = n + 1
       else

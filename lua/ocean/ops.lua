@@ -16,6 +16,7 @@
 local core = require "ocean.core"
 local json = require "ocean.json"
 local log = require "ocean.log"
+local mapping = require "ocean.mapping"
 local sync = require "ocean.sync"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
@@ -215,7 +216,7 @@ local function map_kind(op, app, kind, raws, parse_all)
   out.resources = #resources
   for _, r in ipairs(resources) do
     local ok, res, err = pcall(op.eng.parse_items, op.eng, r, raws,
-      { parse_all = parse_all, allow_env = op.eng.settings.allow_env_jq, exact_numbers = true })
+      mapping.options(op.eng.settings, { parse_all = parse_all, exact_numbers = true }))
     if not ok then res, err = nil, tostring(res) end
     if not res then
       out.errors[#out.errors + 1] = ("kind '%s': %s"):format(kind, tostring(err))

@@ -28,6 +28,7 @@
 local json = require "ocean.json"
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local sort = table.sort
 local format = string.format
 local math_type = math.type
 
@@ -116,19 +117,27 @@ end
 
 local check_value
 
+-- Fields in name order, missing ones first, so that the error named is
+-- the same on every run (pairs' order is not).
 local function check_object(spec, v, path)
-  for name, sub in pairs(spec.properties or {}) do
-    local x = v[name]
-    if x == nil or x == json.null then
+  local props, names, given = spec.properties or {}, {}, {}
+  for name in pairs(props) do names[#names + 1] = name end
+  sort(names)
+  for _, name in ipairs(names) do
+    local sub = props[name]
+    if v[name] == nil or v[name] == json.null then
       if sub.default ~= nil then
         v[name] = sub.default
       elseif sub.required then
         return nil, format("%s.%s: required, missing", path, name)
       end
     else
-      local ok, err = check_value(sub, x, path .. "." .. name)
-      if not ok then return nil, err end
+      given[#given + 1] = name
     end
+  end
+  for _, name in ipairs(given) do
+    local ok, err = check_value(props[name], v[name], path .. "." .. name)
+    if not ok then return nil, err end
   end
   return true
 end

@@ -146,7 +146,7 @@ local function compile_resources(eng, app)
   local compiled, per_kind = {}, {}
   for i, resource in ipairs(app.resources) do
     local kind = tostring(type(resource) == "table" and resource.kind or nil)
-    local ok, m, err = pcall(mapping.cached, resource, { allow_env = eng.settings.allow_env_jq },
+    local ok, m, err = pcall(mapping.cached, resource, mapping.options(eng.settings),
                              eng.mapping_cache)
     if not ok then m, err = nil, tostring(m) end
     -- the declared selector fields (ocean.selector_schema), defaults set

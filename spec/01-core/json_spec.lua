@@ -10,7 +10,7 @@ describe("core json", function()
   end)
 end)
 
--- Numbers as jq has them (src/json_num.c, docs/numbers.md).
+-- Numbers as jq has them (src/json/json_num.c, docs/numbers.md).
 describe("JSON numbers", function()
   -- JSON text -> jq value -> JSON text: what the engine sends to Port for
   -- a number a mapping passes through unchanged.

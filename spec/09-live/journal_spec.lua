@@ -1,4 +1,4 @@
--- The live-event journal (ocean.journal: src/journal.c on SQLite): append,
+-- The live-event journal (ocean.journal: src/live/journal.c on SQLite): append,
 -- claim, done, fail and the dead letters, reopening, one handle per file,
 -- clear errors for unusable paths and damaged files, and durability: every
 -- append acknowledged before a SIGKILL is there after it.

@@ -135,7 +135,7 @@ static int harmless_ident(const oc_jq_tok_t *k,
     "now", "env", "builtins", "infinite", "nan", "input_line_number",
     "input_filename", "input", "inputs", NULL};
   static const char *const with_args[] = {"range", "error", "first", "last",
-    "limit", "isempty", "nth", NULL};
+    "limit", "isempty", "nth", "__oc_slice", NULL};
   int i;
   for (i = 0; plain[i]; i++)
     if (oc_jq_word_is(k, plain[i]))
@@ -357,6 +357,331 @@ static int analyze(const char *code, size_t n, int root, jv *paths)
 int oc_jq_input_paths(const char *code, size_t n, jv *paths)
 {
   return analyze(code, n, 1, paths);
+}
+
+/* }==================== */
+
+/* {==================== catches ==================== */
+
+/* Can a token end a term (so that a following `[` indexes it)? */
+static int ends_term(const oc_jq_tok_t *k)
+{
+  switch (k->kind) {
+  case T_FIELD: case T_FIELD_DYN: case T_DOT: case T_DOTIDX: case T_RECURSE:
+  case T_IDENT: case T_VAR: case T_STRING: case T_NUMBER: case T_FORMAT:
+  case T_QUESTION:
+    return 1;
+  case T_CLOSE:
+    return 1;
+  case T_KEYWORD:
+    return oc_jq_word_is(k, "end");
+  default:
+    return 0;
+  }
+}
+
+/* Interpolations of a string token: do they catch? */
+static int string_catches(const oc_jq_tok_t *k, int jq17)
+{
+  const char *q = k->s, *end = k->s + k->n, *close;
+  if (k->plain)
+    return 0;
+  while (q < end) {
+    if (*q == '\\' && q + 1 < end && q[1] == '(') {
+      close = oc_jq_skip_code(q + 2, end);
+      if (oc_jq_catches(q + 2, (size_t)(close - q - 2), jq17))
+        return 1;
+      q = close + 1;
+    } else {
+      q += *q == '\\' ? 2 : 1;
+    }
+  }
+  return 0;
+}
+
+int oc_jq_catches(const char *code, size_t n, int jq17)
+{
+  oc_jq_toks_t ts = {NULL, 0, 0};
+  size_t *open = NULL, top = 0, i;
+  unsigned char *index = NULL;       /* per '[': an index bracket */
+  int r = 0;
+  if (oc_jq_tokenize(code, n, &ts) || (ts.n && !(open = malloc(ts.n
+      * sizeof *open))) || (ts.n && !(index = calloc(ts.n, 1)))) {
+    free(ts.t);
+    free(open);
+    return 1;
+  }
+  for (i = 0; i < ts.n && !r; i++) {
+    const oc_jq_tok_t *k = &ts.t[i];
+    if (k->kind == T_ASSIGN && k->n == 3 && !memcmp(k->s, "?//", 3))
+      r = 1;
+    else if (k->kind == T_STRING || k->kind == T_FIELD_DYN)
+      r = string_catches(k, jq17);
+    else if (jq17)
+      continue;
+    else if (k->kind == T_KEYWORD && oc_jq_word_is(k, "try"))
+      r = 1;
+    else if (k->kind == T_OPEN) {
+      index[i] = k->s[0] == '[' && i > 0 && ends_term(&ts.t[i - 1]);
+      open[top++] = i;
+    } else if (k->kind == T_CLOSE) {
+      if (top == 0) {
+        r = 1;
+        break;
+      }
+      top--;
+      /* `]` remembers its `[`: is the `?` after it an index's? */
+      index[i] = k->s[0] == ']' && index[open[top]];
+    } else if (k->kind == T_QUESTION) {
+      const oc_jq_tok_t *p = i > 0 ? &ts.t[i - 1] : NULL;
+      r = !(p && (p->kind == T_FIELD || p->kind == T_FIELD_DYN
+                  || (p->kind == T_CLOSE && index[i - 1])));
+    }
+  }
+  free(ts.t);
+  free(open);
+  free(index);
+  return r;
+}
+
+/* }==================== */
+
+
+/* {==================== single output ==================== */
+
+/* Builtins with at most one output per combination of their arguments'
+ * outputs (and no other way to backtrack into work). */
+static const char *const single_fns[] = {
+  "true", "false", "null", "not", "empty", "error", "length",
+  "utf8bytelength", "keys", "keys_unsorted", "values", "has", "in",
+  "inside", "contains", "select", "type", "tostring", "tonumber",
+  "tojson", "fromjson", "ascii_downcase", "ascii_upcase", "ltrimstr",
+  "rtrimstr", "trimstr", "trim", "ltrim", "rtrim", "startswith",
+  "endswith", "test", "split", "join", "sub", "gsub", "ascii", "implode",
+  "explode", "reverse", "sort", "unique", "min", "max", "flatten",
+  "floor", "ceil", "round", "trunc", "fabs", "sqrt", "pow", "log", "exp",
+  "log10", "log2", "exp2", "exp10", "abs", "significand", "ldexp",
+  "scalb", "infinite", "nan", "isinfinite", "isnan", "isnormal",
+  "isvalid", "objects", "arrays", "strings", "numbers", "booleans",
+  "nulls", "iterables", "scalars", "getpath", "setpath", "delpaths",
+  "to_entries", "from_entries", "indices", "index", "rindex",
+  "toarray", "transpose", "walk", "path", "now", "mktime", "gmtime",
+  "localtime", "strftime", "strflocaltime", "strptime", "todate",
+  "fromdate", "date", "todateiso8601", "fromdateiso8601", "dateadd",
+  "datesub", "env", "builtins", "input_line_number", "input_filename",
+  "have_decnum", "have_literal_numbers", "toboolean", "halt",
+  "halt_error", "debug", "stderr", "input", "until",
+  "__oc_slice", "__oc_n", NULL
+};
+
+/* Builtins whose arguments may have any number of outputs: they collect
+ * them, or take the first or last. */
+static const char *const collect_fns[] = {
+  "map", "map_values", "first", "last", "any", "all", "isempty", "add",
+  "min_by", "max_by", "sort_by", "group_by", "unique_by", "with_entries",
+  "del", "pick", "IN", "INDEX", NULL
+};
+
+/* Regex builtins with one output unless given flags (a second argument). */
+static const char *const one_match_fns[] = {"match", "capture", NULL};
+
+static int word_in(const oc_jq_tok_t *k, const char *const *list)
+{
+  size_t i;
+  for (i = 0; list[i]; i++)
+    if (oc_jq_word_is(k, list[i]))
+      return 1;
+  return 0;
+}
+
+/* The index of the bracket closing the one opened at t[i], or nt. */
+static size_t closing(const oc_jq_tok_t *t, size_t nt, size_t i, int *semi)
+{
+  size_t depth = 0;
+  for (; i < nt; i++) {
+    if (t[i].kind == T_OPEN)
+      depth++;
+    else if (t[i].kind == T_CLOSE && --depth == 0)
+      return i;
+    else if (t[i].kind == T_SEMI && depth == 1 && semi)
+      *semi = 1;
+  }
+  return nt;
+}
+
+static int string_single(const oc_jq_tok_t *k)
+{
+  const char *q = k->s, *end = k->s + k->n, *close;
+  if (k->plain)
+    return 1;
+  while (q < end) {
+    if (*q == '\\' && q + 1 < end && q[1] == '(') {
+      close = oc_jq_skip_code(q + 2, end);
+      if (!oc_jq_single(q + 2, (size_t)(close - q - 2)))
+        return 0;
+      q = close + 1;
+    } else {
+      q += *q == '\\' ? 2 : 1;
+    }
+  }
+  return 1;
+}
+
+/* One token of oc_jq_single; *i may skip ahead. Returns 0 when the
+ * expression may have several outputs. */
+static int single_step(const oc_jq_tok_t *t, size_t nt, size_t *i,
+                       char *stack, size_t *top)
+{
+  const oc_jq_tok_t *k = &t[*i];
+  int next_open = *i + 1 < nt && t[*i + 1].kind == T_OPEN
+                  && t[*i + 1].s[0] == '(';
+  switch (k->kind) {
+  case T_RECURSE:
+    return 0;
+  case T_COMMA:
+    return *top > 0 && stack[*top - 1] == '{';
+  case T_ASSIGN:
+    return !(k->n == 3 && !memcmp(k->s, "?//", 3));
+  case T_STRING: case T_FIELD_DYN:
+    return string_single(k);
+  case T_KEYWORD:
+    if (oc_jq_word_is(k, "reduce")) {
+      size_t depth = 0;          /* its source may have any outputs */
+      for ((*i)++; *i < nt; (*i)++) {
+        if (t[*i].kind == T_OPEN)
+          depth++;
+        else if (t[*i].kind == T_CLOSE && depth-- == 0)
+          return 0;
+        else if (depth == 0 && t[*i].kind == T_KEYWORD
+                 && oc_jq_word_is(&t[*i], "as"))
+          return 1;
+      }
+      return 0;
+    }
+    return !(oc_jq_word_is(k, "foreach") || oc_jq_word_is(k, "label")
+             || oc_jq_word_is(k, "def") || oc_jq_word_is(k, "import")
+             || oc_jq_word_is(k, "include") || oc_jq_word_is(k, "module"));
+  case T_IDENT:
+    if (word_in(k, collect_fns)) {
+      if (next_open)
+        *i = closing(t, nt, *i + 1, NULL);
+      return *i < nt;
+    }
+    if (word_in(k, one_match_fns)) {
+      int semi = 0;
+      return next_open && (closing(t, nt, *i + 1, &semi), !semi);
+    }
+    return word_in(k, single_fns);
+  case T_OPEN:
+    if (k->s[0] == '[' && !(*i > 0 && (t[*i - 1].kind == T_DOTIDX
+                                       || ends_term(&t[*i - 1])))) {
+      *i = closing(t, nt, *i, NULL);         /* [...] collects */
+      return *i < nt;
+    }
+    if (k->s[0] == '[' && *i + 1 < nt && t[*i + 1].kind == T_CLOSE)
+      return 0;                              /* .[] */
+    if (*top >= MAX_FRAMES)
+      return 0;
+    stack[(*top)++] = k->s[0];
+    return 1;
+  case T_CLOSE:
+    if (*top == 0)
+      return 0;
+    (*top)--;
+    return 1;
+  default:
+    return 1;
+  }
+}
+
+int oc_jq_single(const char *code, size_t n)
+{
+  oc_jq_toks_t ts = {NULL, 0, 0};
+  char stack[MAX_FRAMES];
+  size_t i, top = 0;
+  int r = 1;
+  if (oc_jq_tokenize(code, n, &ts))
+    return 0;
+  for (i = 0; i < ts.n && r; i++)
+    r = single_step(ts.t, ts.n, &i, stack, &top);
+  free(ts.t);
+  return r && top == 0;
+}
+
+/* }==================== */
+
+/* {==================== paths and division ==================== */
+
+/* Builtins of libjq 1.6 that reach its own path(...) / _modify with
+ * paths that can still be resumed when an error passes (the prelude's
+ * versions of path, paths, tostream, _modify... collect them first). */
+static const char *const raw_path_fns[] = {
+  "map_values", "INDEX", "with_entries", "from_entries", NULL
+};
+
+/* Other builtins known not to reach a raw path expression. */
+static const char *const path_free_fns[] = {
+  "range", "recurse", "limit", "nth", "splits", "scan", "paths",
+  "leaf_paths", "while", "repeat", "tostream", "combinations", "skip",
+  NULL
+};
+
+static int tokens_path_free(const oc_jq_toks_t *ts)
+{
+  size_t i;
+  for (i = 0; i < ts->n; i++) {
+    const oc_jq_tok_t *k = &ts->t[i];
+    if ((k->kind == T_STRING || k->kind == T_FIELD_DYN) && !k->plain) {
+      const char *q = k->s, *end = k->s + k->n, *close;
+      while (q < end) {
+        if (*q == '\\' && q + 1 < end && q[1] == '(') {
+          close = oc_jq_skip_code(q + 2, end);
+          if (!oc_jq_path_free(q + 2, (size_t)(close - q - 2)))
+            return 0;
+          q = close + 1;
+        } else {
+          q += *q == '\\' ? 2 : 1;
+        }
+      }
+    } else if (k->kind == T_IDENT
+               && (word_in(k, raw_path_fns)
+                   || !(word_in(k, single_fns) || word_in(k, collect_fns)
+                        || word_in(k, path_free_fns)
+                        || word_in(k, one_match_fns)))) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int oc_jq_path_free(const char *code, size_t n)
+{
+  oc_jq_toks_t ts = {NULL, 0, 0};
+  int r;
+  if (oc_jq_tokenize(code, n, &ts))
+    return 0;
+  r = tokens_path_free(&ts);
+  free(ts.t);
+  return r;
+}
+
+int oc_jq_may_split(const char *code, size_t n)
+{
+  oc_jq_toks_t ts = {NULL, 0, 0};
+  size_t i;
+  int r = 0;
+  if (oc_jq_tokenize(code, n, &ts))
+    return 1;
+  for (i = 0; i < ts.n && !r; i++) {
+    const oc_jq_tok_t *k = &ts.t[i];
+    if ((k->kind == T_OP && k->n == 1 && k->s[0] == '/')
+        || (k->kind == T_ASSIGN && k->n == 2 && !memcmp(k->s, "/=", 2)))
+      r = !(i + 1 < ts.n && ts.t[i + 1].kind == T_NUMBER);
+    else if ((k->kind == T_STRING || k->kind == T_FIELD_DYN) && !k->plain)
+      r = 1;                     /* interpolations: not worth a look */
+  }
+  free(ts.t);
+  return r;
 }
 
 /* }==================== */

@@ -9,9 +9,11 @@
  */
 #include "jqlex.h"
 
+#include "jqtok.h"
 #include "json/json.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct lexer {
@@ -20,7 +22,22 @@ typedef struct lexer {
   char *err;
   size_t errlen;
   int depth;                     /* interpolation recursion */
+  int term_end;                  /* the last token can end a term */
+  char last;                     /* the last significant byte written */
 } lexer_t;
+
+#define MAX_IFS 64              /* nested `if`s tracked per bracket level */
+
+/* What one bracket level (lex_code's stack) knows. */
+typedef struct level {
+  char open;                     /* ( [ { */
+  const char *at;                /* where it opened (messages) */
+  int index;                     /* '[' after a term: an index or slice */
+  size_t body;                   /* output offset after the '[' */
+  size_t colon;                  /* output offset of a slice's ':', or 0 */
+  int ifs;                       /* `if`s opened at this level */
+  unsigned char has_else[MAX_IFS];
+} level_t;
 
 static int is_ident_start(int c)
 {
@@ -61,6 +78,7 @@ static int lex_interpolation(lexer_t *x)
     return lex_fail(x, open, "string interpolation nested too deeply");
   oc_buf_addc(x->out, '(');
   x->s++;
+  x->term_end = 0;
   rc = lex_code(x, 1);
   x->depth--;
   if (rc)
@@ -83,6 +101,8 @@ static int lex_dstring(lexer_t *x)
     if (c == '"') {
       oc_buf_add(x->out, run, (size_t)(x->s - run + 1));
       x->s++;
+      x->term_end = 1;
+      x->last = '"';
       return 0;
     }
     if (c != '\\') {
@@ -120,6 +140,8 @@ static int lex_sstring(lexer_t *x)
       }
       oc_buf_addc(x->out, '"');
       x->s++;
+      x->term_end = 1;
+      x->last = '"';
       return 0;
     }
     if (c == '"') {
@@ -171,30 +193,125 @@ static const char *skip_blank(const lexer_t *x, const char *q)
   }
 }
 
+static int word_is(const char *w, size_t n, const char *kw)
+{
+  return n == strlen(kw) && !memcmp(w, kw, n);
+}
+
+static int is_keyword(const char *w, size_t n)
+{
+  static const char *const kw[] = {"if", "then", "elif", "else", "end",
+    "as", "def", "reduce", "foreach", "try", "catch", "label", "import",
+    "include", "and", "or", "__loc__", NULL};
+  int i;
+  for (i = 0; kw[i]; i++)
+    if (word_is(w, n, kw[i]))
+      return 1;
+  return 0;
+}
+
+/* $__loc__ -> jq 1.7.1's value with the line inside the expression (the
+ * program around it would give a line of the generated text); written
+ * `"__loc__": ...` where it is a key of {$__loc__}. The '$' is already in
+ * the output. */
+static void lex_loc(lexer_t *x, const char *w, level_t *lv)
+{
+  const char *q;
+  int line = 1, shorthand;
+  for (q = x->start; q < w; q++)
+    line += *q == '\n';
+  x->out->n--;                               /* the '$' */
+  q = skip_blank(x, x->s);
+  shorthand = lv && lv->open == '{' && (x->last == '{' || x->last == ',')
+              && q < x->end && (*q == '}' || *q == ',');
+  oc_buf_printf(x->out, "%s({\"file\":\"<top-level>\",\"line\":%d})",
+                shorthand ? "\"__loc__\": " : "", line);
+}
+
 /* An identifier in code (s on its first byte): copied; `import "..."` and
- * `include "..."` are refused (libjq would look for modules on disk). */
-static int lex_ident(lexer_t *x)
+ * `include "..."` are refused (libjq would look for modules on disk);
+ * `if ... end` without `else` gets `else . end` (jq 1.7). */
+static int lex_ident(lexer_t *x, level_t *lv)
 {
   const char *w = x->s, *next;
   size_t n;
+  int after_dollar = w != x->start && w[-1] == '$';
   int keyword_position = w == x->start
-    || (w[-1] != '.' && w[-1] != '$' && !is_word((unsigned char)w[-1]));
+    || (w[-1] != '.' && !after_dollar && !is_word((unsigned char)w[-1]));
   while (x->s < x->end && (is_word((unsigned char)*x->s)
                            || (*x->s == ':' && x->s + 1 < x->end
                                && x->s[1] == ':')))
     x->s += *x->s == ':' ? 2 : 1;
   n = (size_t)(x->s - w);
-  oc_buf_add(x->out, w, n);
-  if (!keyword_position || !((n == 6 && !memcmp(w, "import", 6))
-                             || (n == 7 && !memcmp(w, "include", 7))))
-    return 0;
   next = skip_blank(x, x->s);
+  if (after_dollar && word_is(w, n, "__loc__")) {
+    lex_loc(x, w, lv);
+    x->term_end = 1;
+    x->last = ')';
+    return 0;
+  }
+  /* a keyword as an object key ({if: 1}) is a plain word */
+  if (keyword_position && next < x->end && *next == ':' && (next + 1 >= x->end
+                                                           || next[1] != ':'))
+    keyword_position = 0;
+  if (keyword_position && lv && word_is(w, n, "end") && lv->ifs > 0
+      && !lv->has_else[--lv->ifs])
+    oc_buf_adds(x->out, "else . ");
+  oc_buf_add(x->out, w, n);
+  x->last = w[n - 1];
+  x->term_end = !keyword_position || !is_keyword(w, n)
+                || word_is(w, n, "end");
+  if (!keyword_position || !lv)
+    ;
+  else if (word_is(w, n, "if") && lv->ifs < MAX_IFS)
+    lv->has_else[lv->ifs++] = 0;
+  else if (word_is(w, n, "else") && lv->ifs > 0)
+    lv->has_else[lv->ifs - 1] = 1;
+  if (!keyword_position || !(word_is(w, n, "import")
+                             || word_is(w, n, "include")))
+    return 0;
   if (next < x->end && (*next == '"' || *next == '\''))
     return lex_fail(x, w, "import/include is not allowed in mappings");
   return 0;
 }
 
-static int lex_close(lexer_t *x, char *stack, int *top, int interpolation)
+/* The ']' of a slice `[a:b]` just came: rewrite it as an index by
+ * __oc_slice(a; b) (an empty bound is null). Same key, same paths, and
+ * libjq 1.6 cannot meet a nan bound: its parse_slice asserts on one. */
+static void close_slice(lexer_t *x, level_t *lv)
+{
+  oc_buf_t *o = x->out;
+  size_t blen = o->n - lv->body;
+  char *body = malloc(blen + 1);
+  size_t a = lv->colon - lv->body, i;
+  int empty_a = 1, empty_b = 1;
+  if (!body) {
+    o->oom = 1;
+    return;
+  }
+  memcpy(body, o->p + lv->body, blen);
+  for (i = 0; i < a; i++)
+    empty_a &= body[i] == ' ' || body[i] == '\t' || body[i] == '\n'
+               || body[i] == '\r';
+  for (i = a + 1; i < blen; i++)
+    empty_b &= body[i] == ' ' || body[i] == '\t' || body[i] == '\n'
+               || body[i] == '\r';
+  o->n = lv->body;
+  oc_buf_adds(o, "__oc_slice(");
+  if (empty_a)
+    oc_buf_adds(o, "null");
+  else
+    oc_buf_add(o, body, a);
+  oc_buf_adds(o, "; ");
+  if (empty_b)
+    oc_buf_adds(o, "null");
+  else
+    oc_buf_add(o, body + a + 1, blen - a - 1);
+  oc_buf_addc(o, ')');
+  free(body);
+}
+
+static int lex_close(lexer_t *x, level_t *stack, int *top, int interpolation)
 {
   char c = *x->s, want = c == ')' ? '(' : c == ']' ? '[' : '{';
   char msg[40];
@@ -204,79 +321,227 @@ static int lex_close(lexer_t *x, char *stack, int *top, int interpolation)
     snprintf(msg, sizeof msg, "unexpected '%c'", c);
     return lex_fail(x, x->s, msg);
   }
-  if (stack[*top - 1] != want) {
+  if (stack[*top - 1].open != want) {
     snprintf(msg, sizeof msg, "unexpected '%c'", c);
     return lex_fail(x, x->s, msg);
   }
   (*top)--;
+  if (c == ']' && stack[*top].colon)
+    close_slice(x, &stack[*top]);
   oc_buf_addc(x->out, c);
   x->s++;
+  x->term_end = 1;
+  x->last = c;
   return 0;
+}
+
+static int lex_open(lexer_t *x, level_t *stack, int *top)
+{
+  level_t *lv;
+  char c = *x->s;
+  if (*top == OC_JQLEX_MAX_NESTING)
+    return lex_fail(x, x->s, "brackets nested too deeply");
+  lv = &stack[(*top)++];
+  lv->open = c;
+  lv->at = x->s;
+  lv->index = c == '[' && x->term_end;
+  lv->colon = 0;
+  lv->ifs = 0;
+  oc_buf_addc(x->out, c);
+  lv->body = x->out->n;
+  x->s++;
+  x->term_end = 0;
+  x->last = c;
+  return 0;
+}
+
+/* A '.' in code: `.a.[0]` / `.a.["k"]` (jq 1.7) lose the dot. */
+static void lex_dot(lexer_t *x)
+{
+  const char *q = skip_blank(x, x->s + 1);
+  int dots = (x->s > x->start && x->s[-1] == '.')
+             || (x->s + 1 < x->end && x->s[1] == '.');
+  if (x->term_end && !dots && q < x->end && *q == '[') {
+    x->s++;                                /* Term '.' '[' ... */
+    return;
+  }
+  oc_buf_addc(x->out, '.');
+  x->s++;
+  x->term_end = 1;
+  x->last = '.';
 }
 
 /* Code until the end of input, or (interpolation) until the ')' that
  * closes the \( ... ), left unconsumed. */
 static int lex_code(lexer_t *x, int interpolation)
 {
-  char stack[OC_JQLEX_MAX_NESTING];
-  const char *opened[OC_JQLEX_MAX_NESTING];
-  int top = 0, rc;
-  while (x->s < x->end) {
+  level_t *stack = malloc(sizeof *stack * OC_JQLEX_MAX_NESTING);
+  level_t top_level;
+  int top = 0, rc = 0;
+  if (!stack)
+    return lex_fail(x, x->s, "out of memory");
+  top_level.open = 0;
+  top_level.ifs = 0;
+  while (x->s < x->end && !rc) {
     unsigned char c = (unsigned char)*x->s;
+    level_t *lv = top ? &stack[top - 1] : &top_level;
     switch (c) {
     case '"': rc = lex_dstring(x); break;
     case '\'': rc = lex_sstring(x); break;
-    case '#': lex_comment(x); rc = 0; break;
-    case '(': case '[': case '{':
-      if (top == OC_JQLEX_MAX_NESTING)
-        return lex_fail(x, x->s, "brackets nested too deeply");
-      opened[top] = x->s;
-      stack[top++] = (char)c;
+    case '#': lex_comment(x); break;
+    case ' ': case '\t': case '\n': case '\r':
       oc_buf_addc(x->out, (char)c);
       x->s++;
-      rc = 0;
+      break;
+    case '(': case '[': case '{':
+      rc = lex_open(x, stack, &top);
       break;
     case ')': case ']': case '}':
       rc = lex_close(x, stack, &top, interpolation);
-      if (rc > 0)
+      if (rc > 0) {
+        free(stack);
         return 0;
+      }
       break;
+    case '.':
+      lex_dot(x);
+      break;
+    case ':':
+      if (top && lv->index && !lv->colon && !(x->s + 1 < x->end
+                                               && x->s[1] == ':'))
+        lv->colon = x->out->n;
+      /* fall through */
     default:
       if (is_ident_start(c)) {
-        rc = lex_ident(x);
+        rc = lex_ident(x, lv);
       } else {
         oc_buf_addc(x->out, (char)c);
         x->s++;
-        rc = 0;
+        x->term_end = (c >= '0' && c <= '9') || c == '?' || c == '$';
+        if (c != '$')
+          x->last = (char)c;
       }
     }
-    if (rc)
-      return -1;
   }
-  if (top > 0) {
+  if (!rc && top > 0) {
     char msg[40];
-    snprintf(msg, sizeof msg, "'%c' is not closed", stack[top - 1]);
-    return lex_fail(x, opened[top - 1], msg);
+    snprintf(msg, sizeof msg, "'%c' is not closed", stack[top - 1].open);
+    rc = lex_fail(x, stack[top - 1].at, msg);
   }
-  return 0;
+  free(stack);
+  return rc ? -1 : 0;
 }
+
+/* {==================== constant folding ==================== */
+
+/* libjq 1.7 computes `literal op literal` while compiling, in C and with
+ * no way to stop it: `"x" * 1e10` spends seconds there, `"x" * 1e9`
+ * allocates a gigabyte. In a run of literals and arithmetic that holds a
+ * `*`, every string literal becomes `("x" | __oc_n)` (the prelude's
+ * identity): no longer a constant, the product is computed when the
+ * program runs, by the guarded _multiply. */
+static int foldable(const oc_jq_tok_t *k)
+{
+  if (k->kind == T_STRING)
+    return k->plain;
+  if (k->kind == T_NUMBER)
+    return 1;
+  if (k->kind == T_OPEN || k->kind == T_CLOSE)
+    return k->s[0] == '(' || k->s[0] == ')';
+  return k->kind == T_OP && strchr("+-*/%", k->s[0]) && k->n == 1;
+}
+
+static void nofold(const char *code, size_t n, oc_buf_t *out);
+
+/* A string token with interpolations: each \( ... ) part gets the same
+ * treatment. */
+static void nofold_string(const oc_jq_tok_t *k, oc_buf_t *out)
+{
+  const char *q = k->s, *end = k->s + k->n, *run = q, *close;
+  while (q < end) {
+    if (*q == '\\' && q + 1 < end && q[1] == '(') {
+      oc_buf_add(out, run, (size_t)(q + 2 - run));
+      close = oc_jq_skip_code(q + 2, end);
+      nofold(q + 2, (size_t)(close - q - 2), out);
+      q = run = close;
+    } else {
+      q += *q == '\\' ? 2 : 1;
+    }
+  }
+  oc_buf_add(out, run, (size_t)(end - run));
+}
+
+static void nofold(const char *code, size_t n, oc_buf_t *out)
+{
+  oc_jq_toks_t ts = {NULL, 0, 0};
+  unsigned char *wrap;
+  size_t i, j, at = 0;
+  if (oc_jq_tokenize(code, n, &ts) || !ts.n
+      || !(wrap = calloc(ts.n, 1))) {
+    free(ts.t);
+    oc_buf_add(out, code, n);
+    return;
+  }
+  for (i = 0; i < ts.n; i = j) {          /* runs of foldable tokens */
+    int star = 0;
+    for (j = i; j < ts.n && foldable(&ts.t[j]); j++)
+      star |= ts.t[j].kind == T_OP && ts.t[j].s[0] == '*';
+    if (star)
+      for (; i < j; i++)
+        wrap[i] = ts.t[i].kind == T_STRING;
+    if (j == i)
+      j++;
+  }
+  for (i = 0; i < ts.n; i++) {
+    const oc_jq_tok_t *k = &ts.t[i];
+    if (k->kind != T_STRING && k->kind != T_FIELD_DYN)
+      continue;
+    if (!wrap[i] && k->plain)
+      continue;
+    oc_buf_add(out, code + at, (size_t)(k->s - code) - at);
+    if (wrap[i])
+      oc_buf_addc(out, '(');
+    if (k->plain)
+      oc_buf_add(out, k->s, k->n);
+    else
+      nofold_string(k, out);
+    if (wrap[i])
+      oc_buf_adds(out, " | __oc_n)");
+    at = (size_t)(k->s - code) + k->n;
+  }
+  oc_buf_add(out, code + at, n - at);
+  free(wrap);
+  free(ts.t);
+}
+
+/* }==================== */
 
 int oc_jq_rewrite(const char *src, size_t n, oc_buf_t *out, char *err,
                   size_t errlen)
 {
   lexer_t x;
+  oc_buf_t lexed = OC_BUF_INIT;
   x.s = x.start = src;
   x.end = src + n;
-  x.out = out;
+  x.out = &lexed;
   x.err = err;
   x.errlen = errlen;
   x.depth = 0;
-  if (lex_code(&x, 0))
+  x.term_end = 0;
+  x.last = 0;
+  if (lex_code(&x, 0)) {
+    oc_buf_add(out, lexed.p, lexed.n);
+    oc_buf_free(&lexed);
     return -1;
-  if (out->oom) {
+  }
+  if (!lexed.oom)
+    nofold(lexed.p ? lexed.p : "", lexed.n, out);
+  if (lexed.oom || out->oom) {
+    oc_buf_free(&lexed);
     snprintf(err, errlen, "out of memory");
     return -1;
   }
+  oc_buf_free(&lexed);
   return 0;
 }
 

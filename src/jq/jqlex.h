@@ -2,11 +2,12 @@
  * jqlex.h - a small lexer over jq expressions written in mappings.
  *
  * It knows just enough of jq's lexical structure (double-quoted strings
- * with escapes and nested \(...) interpolation, # comments, brackets) to
- * rewrite Ocean's single-quoted string literals into jq strings, to check
- * that an expression is self-contained (so it can be embedded in a bigger
- * program), and to find the simple path an itemsToParse expression starts
- * with. It never evaluates anything and owns nothing.
+ * with escapes and nested \(...) interpolation, # comments, brackets,
+ * keywords, where a term ends) to rewrite Ocean's single-quoted string
+ * literals into jq strings, to desugar jq 1.7's syntax for libjq 1.6, to
+ * check that an expression is self-contained (so it can be embedded in a
+ * bigger program), and to find the simple path an itemsToParse expression
+ * starts with. It never evaluates anything and owns nothing.
  */
 #ifndef OC_JQLEX_H
 #define OC_JQLEX_H
@@ -23,9 +24,17 @@
  * closes it only when the next byte is not [A-Za-z0-9_] (so 'don't' is
  * "don't"); " becomes \", \' becomes ', other escapes and \( ... )
  * interpolation are kept. Double-quoted strings and comments are copied
- * untouched. Also checks that brackets balance and that the expression
- * does not use import/include. Returns 0, or -1 with a message in err
- * (out then holds a partial result). Never reads past src + n. */
+ * untouched. jq 1.7 syntax becomes 1.6 syntax with the same meaning:
+ *   if c then a end          ->  if c then a else . end
+ *   .a.[0]  .a.["k"]  .a.[]  ->  .a[0]  .a["k"]  .a[]
+ *   x[a:b]                   ->  x[__oc_slice(a; b)]  (same key; a nan
+ *                                bound is jq 1.7.1's 0 / length, where
+ *                                libjq 1.6 asserts)
+ *   $__loc__                 ->  {"file":"<top-level>","line":L}, L the
+ *                                line in src
+ * Also checks that brackets balance and that the expression does not use
+ * import/include. Returns 0, or -1 with a message in err (out then holds
+ * a partial result). Never reads past src + n. */
 int oc_jq_rewrite(const char *src, size_t n, oc_buf_t *out, char *err,
                   size_t errlen);
 

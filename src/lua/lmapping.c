@@ -1,9 +1,11 @@
 /*
- * lmapping.c - the binding of src/mapping.c: compiled resources as
+ * lmapping.c - the binding of src/mapping/mapping.c: compiled resources as
  * `ocean.Mapping` userdata, and parse turning raw items (Lua tables, JSON
  * texts, or one JSON array / NDJSON text) into the parse_items result.
  *
- *   core.mapping_compile(resource, allow_env) -> m | nil, err, code
+ *   core.mapping_compile(resource, allow_env [, opts]) -> m | nil, err, code
+ *       opts: {time_limit = seconds (0: none), memory_limit = MiB (0:
+ *             none), projection = false, native = false}
  *       code: "invalid" (malformed resource: the caller raises),
  *             "jq" (an expression does not compile), "nomem"
  *   core.mapping_stats() -> {compiles = n}   (jq_compile calls, this state)
@@ -22,6 +24,8 @@
 #include <string.h>
 
 #define STATS_KEY "ocean.mapping.stats"
+#define BUDGET_MT "ocean.MappingBudget"
+#define BUDGET_KEY "ocean.mapping.budget"
 
 typedef struct lmapping {
   oc_mapping_t *m;
@@ -40,6 +44,52 @@ static unsigned long *compile_counter(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, STATS_KEY);
   }
   return n;
+}
+
+/* The budget (watchdog thread, evaluation stack) of this Lua state: one
+ * per state, created on first use, released when the state closes (each
+ * mapping holds its own reference, so order does not matter). */
+static int budget_gc(lua_State *L)
+{
+  oc_budget_t **b = luaL_checkudata(L, 1, BUDGET_MT);
+  oc_budget_unref(*b);
+  *b = NULL;
+  return 0;
+}
+
+static oc_budget_t *state_budget(lua_State *L)
+{
+  oc_budget_t **b;
+  lua_getfield(L, LUA_REGISTRYINDEX, BUDGET_KEY);
+  b = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (b && *b)
+    return *b;
+  b = lua_newuserdata(L, sizeof *b);
+  *b = NULL;
+  if (luaL_newmetatable(L, BUDGET_MT)) {
+    lua_pushcfunction(L, budget_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  if (!(*b = oc_budget_new()))
+    luaL_error(L, "out of memory");
+  lua_setfield(L, LUA_REGISTRYINDEX, BUDGET_KEY);
+  return *b;
+}
+
+static double opt_number(lua_State *L, int idx, const char *name, double dflt)
+{
+  double r = dflt;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return r;
+  lua_getfield(L, idx, name);
+  if (lua_type(L, -1) == LUA_TNUMBER)
+    r = lua_tonumber(L, -1);
+  else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+    r = 0;
+  lua_pop(L, 1);
+  return r;
 }
 
 static lmapping_t *check_mapping(lua_State *L, int idx)
@@ -80,6 +130,14 @@ static int lmapping_compile(lua_State *L)
   opts.no_projection = opt_false(L, 3, "projection");
   opts.no_native = opt_false(L, 3, "native");
   opts.compile_count = compile_counter(L);
+  opts.budget = state_budget(L);
+  opts.time_limit = opt_number(L, 3, "time_limit",
+                               OC_BUDGET_DEFAULT_SECONDS);
+  {
+    double mib = opt_number(L, 3, "memory_limit",
+                            (double)(OC_BUDGET_DEFAULT_BYTES >> 20));
+    opts.mem_limit = mib > 0 ? (size_t)(mib * 1048576.0) : 0;
+  }
   u = lua_newuserdata(L, sizeof *u);           /* closed until compiled */
   u->m = NULL;
   luaL_setmetatable(L, OC_MAPPING_MT);

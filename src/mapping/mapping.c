@@ -11,6 +11,7 @@
 #include "jq/jqanalyze.h"
 #include "jq/jqform.h"
 #include "jq/jqlex.h"
+#include "jq/jqprelude.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,7 +402,7 @@ static int rewrite_slots(builder_t *b)
   return 0;
 }
 
-/* Which slots run natively, which in jq (and in what order in the fast
+/* Which slots run natively, which in jq (and in what order in the
  * output), which part of raw items is read, the template as nodes. */
 static int analyze_slots(builder_t *b)
 {
@@ -409,7 +410,7 @@ static int analyze_slots(builder_t *b)
   jv paths = jv_array();
   int whole = b->no_projection;
   size_t i;
-  if (!(m->fast = calloc(m->nslots, sizeof *m->fast)))
+  if (!(m->chain = calloc(m->nslots, sizeof *m->chain)))
     whole = -1;
   for (i = 0; i < m->nslots && whole >= 0; i++) {
     oc_slot_t *s = &m->slot[i];
@@ -417,7 +418,7 @@ static int analyze_slots(builder_t *b)
     if (!b->no_native)
       oc_jq_simple_form(s->code, len, &s->form);
     if (s->form.kind == OC_JQ_COMPLEX && i <= m->nfields) {
-      m->fast[m->nfast++] = i;
+      m->chain[m->nchain++] = i;
       m->njq_fields += i > 0;
     }
     if (!whole)
@@ -456,7 +457,6 @@ static oc_mapping_t *mapping_new(jv resource, const oc_mapping_opts_t *opts)
 {
   oc_mapping_t *m = calloc(1, sizeof *m);
   jv kind = get(resource, "kind");
-  int i;
   if (!m) {
     jv_free(kind);
     return NULL;
@@ -468,12 +468,14 @@ static oc_mapping_t *mapping_new(jv resource, const oc_mapping_opts_t *opts)
   m->items_path = jv_invalid();
   m->tmpl = jv_invalid();
   m->sig = jv_invalid();
-  for (i = 0; i < 5; i++)
-    m->mode[i] = jv_number(i);
+  m->jq17 = oc_jq_is_17();
   if (opts) {
     m->allow_env = opts->allow_env;
     m->max_depth = opts->max_depth;
     m->compile_count = opts->compile_count;
+    m->budget = oc_budget_ref(opts->budget);
+    m->time_limit = opts->time_limit > 0 ? opts->time_limit : 0;
+    m->mem_limit = opts->mem_limit;
   }
   if (m->max_depth <= 0)
     m->max_depth = OC_JSON_MAX_DEPTH;
@@ -534,8 +536,7 @@ void oc_mapping_free(oc_mapping_t *m)
   size_t i;
   if (!m)
     return;
-  if (m->jq)
-    jq_teardown(&m->jq);
+  oc_mapping_prog_free(m);
   if (m->val) {
     oc_mapping_slots_reset(m);
     free(m->val);
@@ -548,16 +549,15 @@ void oc_mapping_free(oc_mapping_t *m)
     oc_jq_form_free(&m->slot[i].form);
   }
   free(m->slot);
-  free(m->fast);
+  free(m->chain);
   oc_tnode_free(m->entity);
   oc_keytree_free(m->keys);
-  for (i = 0; i < 5; i++)
-    jv_free(m->mode[i]);
   jv_free(m->items_name);
   jv_free(m->items_path);
   jv_free(m->tmpl);
   jv_free(m->sig);
   oc_keycache_free(m->kc);
+  oc_budget_unref(m->budget);
   free(m->kind);
   free(m);
 }

@@ -44,11 +44,16 @@
  * jq is sandboxed unless allow_env: `env` and `$ENV` are {}. import and
  * include are refused; `input`/`inputs` see no input; halt/halt_error make
  * the item fail; `debug` and `stderr` write nothing (a server's stderr is
- * its log). A field value nested deeper than 256 levels counts as null.
- * No time limit: an expression that loops before its first output hangs
- * the caller (libjq 1.6 cannot be interrupted). jq 1.7 builtins missing from 1.6 are provided (pick, abs,
- * toarray, trim, ltrim, rtrim, have_decnum, have_literal_numbers,
- * debug/1) and limit(0; f) is fixed to produce nothing.
+ * its log). A field value nested deeper than 256 levels, or larger than
+ * the memory limit when written as JSON, counts as null. The dialect is
+ * jq 1.7.1's on libjq 1.6 and 1.7.1 alike (jqprelude.h, docs/jq.md).
+ *
+ * Budget (jqbudget.h): each input item is evaluated under a wall-clock
+ * limit and a memory cap. A breach, or a builtin that would allocate past
+ * the cap, fails the item with "<field path>: the mapping expression
+ * exceeded the time limit (5 s)" (or the memory limit), so that its kind
+ * fails and nothing is deleted. No mapping expression can crash the
+ * process: docs/jq.md lists the ways libjq could and what stops each.
  *
  * Owns: the jq_state, a key cache for parsing raw JSON, the field table.
  * No global state: several mappings (and engines) coexist; a mapping is
@@ -60,6 +65,7 @@
 #include <stddef.h>
 #include <jv.h>
 
+#include "jq/jqbudget.h"
 #include "json/json.h"
 
 #define OC_MAPPING_MSG_MAX 300   /* bytes kept of any jq error message */
@@ -72,6 +78,10 @@ typedef struct oc_mapping_opts {
   int no_projection;             /* parse whole items (see keytree) */
   int no_native;                 /* run every expression with jq */
   unsigned long *compile_count;  /* optional: +1 per jq_compile call */
+  oc_budget_t *budget;           /* optional (a reference is taken): the
+                                  * watchdog and stack; NULL: no limits */
+  double time_limit;             /* seconds per item; <= 0: none */
+  size_t mem_limit;              /* bytes per item; 0: none */
 } oc_mapping_opts_t;
 
 /* Results of oc_mapping_compile. */

@@ -18,18 +18,9 @@
 
 #include <jq.h>
 
+#include "jq/jqbudget.h"
 #include "jq/jqform.h"
 #include "mapping.h"
-
-/* Program entry points. An object input runs the fast mode; an array
- * input [mode, item] one of the others (see mapping_prog.c). */
-enum {
-  OC_MODE_FAST = 0,              /* jq slots' first outputs, gated by sel */
-  OC_MODE_FAST_ALL = 1,          /* the same, not gated */
-  OC_MODE_SELECTOR = 2,          /* slot stream of the selector */
-  OC_MODE_FIELDS = 3,            /* slot stream of the jq fields */
-  OC_MODE_ITEMS = 4              /* slot stream of itemsToParse */
-};
 
 typedef struct oc_slot {
   char *path;                    /* "properties.url", "selector.query" */
@@ -37,22 +28,45 @@ typedef struct oc_slot {
   char *code;                    /* rewritten for libjq */
   int line0, line1;              /* its lines in the program text */
   oc_jq_form_t form;             /* kind OC_JQ_COMPLEX: runs in jq */
+  int single;                    /* at most one output: no break needed */
+  int halt_style;                /* its first output stops the run (below) */
 } oc_slot_t;
 
-/* What one slot produced for one item. */
-enum { OC_SLOT_NONE = 0, OC_SLOT_VALUE, OC_SLOT_ERROR };
+/* What one slot produced for one item. OC_SLOT_BIG: a value nested deeper
+ * than OC_MAPPING_MAX_VALUE_DEPTH or larger than the memory limit when
+ * written out, already freed (on the budget's stack). */
+enum { OC_SLOT_NONE = 0, OC_SLOT_VALUE, OC_SLOT_ERROR, OC_SLOT_BIG };
+
+#define OC_MAPPING_MAX_VALUE_DEPTH 256
+
+/* A run of the program (mapping_prog.c): which chain position reports
+ * next, and what stopped it. */
+typedef struct oc_run {
+  size_t next;                   /* chain position expected to report */
+  size_t last;                   /* chain position that ends this run */
+  int end;                       /* the end marker came */
+  int stop;                      /* the item is decided: no more runs */
+  int restart;                   /* halted after a value: run again */
+  int parse_all;
+  jv ffi;                        /* pending C builtin request, or invalid */
+} oc_run_t;
 
 struct oc_mapping {
   char *kind;
-  jq_state *jq;
+  jq_state *jq;                  /* NULL after an out-of-memory escape */
   oc_keycache_t *kc;
-  int max_depth, allow_env;
+  int max_depth, allow_env, jq17;
+  int guard_divide, path_wrap;   /* program text options (mapping_prog.c) */
   unsigned long *compile_count;
+  oc_budget_t *budget;           /* may be NULL: no limits, own stack */
+  double time_limit;             /* seconds; 0: none */
+  size_t mem_limit;              /* bytes; 0: none */
+  char *text;                    /* the program (to recompile after OOM) */
   oc_slot_t *slot;               /* nslots entries */
   size_t nslots, nfields;
   int has_items;
-  size_t *fast;                  /* jq slots in the fast output, in order */
-  size_t nfast;
+  size_t *chain;                 /* jq slots of selector+fields, in order */
+  size_t nchain;                 /* position nchain: the itemsToParse run */
   size_t njq_fields;             /* jq slots among the fields */
   jv items_name;                 /* string */
   jv items_path;                 /* array of keys, or invalid: no delete */
@@ -61,15 +75,15 @@ struct oc_mapping {
   const oc_tnode_t *id_node, *bp_node;
   oc_keytree_t *keys;            /* NULL: whole items */
   jv sig;
-  jv mode[5];
   /* compile errors (error callback) */
   char jq_err[OC_ERR_SIZE];
   int jq_err_line;
   /* per item scratch: one entry per slot */
   jv *val;
   unsigned char *state;
-  int halted;
-  char halt_msg[OC_MAPPING_MSG_MAX + 64];
+  oc_run_t run;
+  int halted;                    /* the item failed as a whole: halt_msg */
+  char halt_msg[OC_MAPPING_MSG_MAX + 160];
 };
 
 /* mapping_tree.c */
@@ -82,14 +96,19 @@ oc_keytree_t *oc_keytree_from_paths(jv paths);
 void oc_keytree_free(oc_keytree_t *t);
 
 /* mapping_prog.c */
+/* Build and compile the program (on the budget's stack). */
 int oc_mapping_prog_compile(oc_mapping_t *m, char *err, size_t errlen);
-/* Evaluate the program in a slot-stream mode on input (consumed), filling
- * m->val / m->state for the slots it reports (first report wins). */
-void oc_mapping_prog_slots(oc_mapping_t *m, int mode, jv input);
-/* The first output of a fast mode on input (consumed): an array with one
- * value per m->fast entry (just the selector when it gated), or
- * jv_invalid() when some expression failed (then use the slot modes). */
-jv oc_mapping_prog_fast(oc_mapping_t *m, int mode, jv input);
+/* Run the chain from position from (nchain: the itemsToParse slot) on
+ * input (borrowed), filling m->val / m->state of the jq slots that report;
+ * the selector (chain position 0 when it runs in jq) decides whether the
+ * fields run (run.parse_all). Must be called inside the budget's armed
+ * call; a breach or a halt sets m->halted. */
+void oc_mapping_prog_eval(oc_mapping_t *m, size_t from, jv input,
+                          int parse_all);
+/* The slot the last run was evaluating (for messages). */
+size_t oc_mapping_prog_slot(const oc_mapping_t *m);
+/* Tear the jq_state down (on the budget's stack). */
+void oc_mapping_prog_free(oc_mapping_t *m);
 void oc_mapping_slots_reset(oc_mapping_t *m);
 
 /* Copy a jq error message (any jv, borrowed) into out, at most

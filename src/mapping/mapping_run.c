@@ -3,14 +3,22 @@
  * expansion, the selector rule, first-output field values, the entity
  * built from the template, misconfiguration flags and dropped entities.
  *
+ * Every value jq produces is computed, measured and (when too deep or too
+ * big) freed inside oc_budget_call, on the budget's stack: libjq frees
+ * values recursively, and the sink (Lua) must not run there. What comes
+ * back to the caller's stack is at most OC_MAPPING_MAX_VALUE_DEPTH deep.
+ * An item no jq slot looks at is evaluated where the caller is: native
+ * forms only take parts of the input, whose depth the parsers bound.
+ *
  * Owns nothing beyond a call; per-item scratch lives in the mapping.
  */
 #include "mapping_int.h"
 
+#include "jq/jqlib.h"
+
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-
-#define MAX_VALUE_DEPTH 256      /* deeper field values are refused */
 
 static void item_error(const oc_mapping_sink_t *sink, const char *msg)
 {
@@ -24,21 +32,19 @@ static void slot_error(oc_mapping_t *m, size_t i, const char *what,
                        const char *expected, const oc_mapping_sink_t *sink)
 {
   char got[OC_MAPPING_MSG_MAX + 96], msg[OC_ERR_SIZE];
-  if (m->halted)
-    snprintf(got, sizeof got, "%s", m->halt_msg);
-  else if (m->state[i] == OC_SLOT_NONE)
+  if (m->state[i] == OC_SLOT_NONE)
     snprintf(got, sizeof got, "no output");
+  else if (m->state[i] == OC_SLOT_BIG)
+    snprintf(got, sizeof got, "a value nested deeper than %d levels or "
+             "larger than the memory limit", OC_MAPPING_MAX_VALUE_DEPTH);
   else if (m->state[i] == OC_SLOT_ERROR) {
     char e[OC_MAPPING_MSG_MAX + 8];
     oc_mapping_errmsg(m->val[i], e, sizeof e);
     snprintf(got, sizeof got, "an error: %s", e);
   } else
     oc_mapping_describe(m->val[i], got, sizeof got);
-  if (m->halted)
-    snprintf(msg, sizeof msg, "%s", got);
-  else
-    snprintf(msg, sizeof msg, "%s must produce %s, got %s", what, expected,
-             got);
+  snprintf(msg, sizeof msg, "%s must produce %s, got %s", what, expected,
+           got);
   if (i == m->nslots - 1 && m->has_items && sink->items_error)
     sink->items_error(sink->ud, msg);
   else
@@ -47,45 +53,14 @@ static void slot_error(oc_mapping_t *m, size_t i, const char *what,
 
 /* {==================== values ==================== */
 
-/* Depth of v, stopping as soon as it exceeds limit. v borrowed. */
-static int deeper_than(jv v, int limit)
-{
-  jv_kind k = jv_get_kind(v);
-  int i, n, deep = 0;
-  if (k != JV_KIND_ARRAY && k != JV_KIND_OBJECT)
-    return 0;
-  if (limit <= 0)
-    return 1;
-  if (k == JV_KIND_ARRAY) {
-    n = jv_array_length(jv_copy(v));
-    for (i = 0; i < n && !deep; i++) {
-      jv e = jv_array_get(jv_copy(v), i);
-      deep = deeper_than(e, limit - 1);
-      jv_free(e);
-    }
-    return deep;
-  }
-  jv_object_foreach(v, key, val) {
-    if (!deep)
-      deep = deeper_than(val, limit - 1);
-    jv_free(key);
-    jv_free(val);
-  }
-  return deep;
-}
-
 /* Turn the slot results of fields into values: anything but a value is
  * null; null is flagged misconfigured (Ocean reports legitimate nulls
- * too); values nested too deeply for Lua and the serialiser are refused. */
+ * too); values nested too deeply for Lua and the serialiser, or too big,
+ * were refused already (OC_SLOT_BIG). */
 static void settle_fields(oc_mapping_t *m, const oc_mapping_sink_t *sink)
 {
   size_t i;
   for (i = 1; i <= m->nfields; i++) {
-    if (m->state[i] == OC_SLOT_VALUE
-        && deeper_than(m->val[i], MAX_VALUE_DEPTH)) {
-      jv_free(m->val[i]);
-      m->state[i] = OC_SLOT_NONE;
-    }
     if (m->state[i] != OC_SLOT_VALUE) {
       if (m->state[i] == OC_SLOT_ERROR)
         jv_free(m->val[i]);
@@ -166,6 +141,14 @@ static int selector_verdict(oc_mapping_t *m, const oc_mapping_sink_t *sink)
   return -1;
 }
 
+/* Whether the fields are evaluated after the selector (no report). */
+static int fields_wanted(const oc_mapping_t *m, int parse_all)
+{
+  jv_kind k = m->state[0] == OC_SLOT_VALUE ? jv_get_kind(m->val[0])
+              : JV_KIND_INVALID;
+  return k == JV_KIND_TRUE || (k == JV_KIND_FALSE && parse_all);
+}
+
 /* A native slot on input (borrowed). */
 static void eval_native(oc_mapping_t *m, size_t i, jv input)
 {
@@ -179,58 +162,92 @@ static void eval_native(oc_mapping_t *m, size_t i, jv input)
   }
 }
 
-/* Take the fast output r (consumed): one value per m->fast entry, or just
- * the selector when it gated the rest. */
-static void take_fast(oc_mapping_t *m, jv r)
+/* Refuse (free, here) what jq produced that is nested deeper than
+ * OC_MAPPING_MAX_VALUE_DEPTH or bigger than the memory limit as JSON;
+ * error values deeper than that are replaced by a note. */
+static void check_values(oc_mapping_t *m)
 {
-  size_t i, n = (size_t)jv_array_length(jv_copy(r));
-  for (i = 0; i < n && i < m->nfast; i++) {
-    m->val[m->fast[i]] = jv_array_get(jv_copy(r), (int)i);
-    m->state[m->fast[i]] = OC_SLOT_VALUE;
+  size_t i, limit = m->mem_limit ? m->mem_limit : SIZE_MAX - 1;
+  for (i = 0; i < m->nslots; i++) {
+    int deep = 0;
+    size_t size;
+    if ((m->state[i] != OC_SLOT_VALUE && m->state[i] != OC_SLOT_ERROR)
+        || m->slot[i].form.kind != OC_JQ_COMPLEX)
+      continue;                  /* native values are parts of the input */
+    size = oc_jqlib_weigh(m->val[i], limit, OC_MAPPING_MAX_VALUE_DEPTH,
+                          &deep);
+    if (!deep && size <= limit)
+      continue;
+    jv_free(m->val[i]);
+    if (m->state[i] == OC_SLOT_ERROR) {
+      m->val[i] = jv_string("(an error value too deep or too large to "
+                            "show)");
+    } else {
+      m->val[i] = jv_null();
+      m->state[i] = OC_SLOT_BIG;
+    }
   }
-  jv_free(r);
 }
 
-/* Fill the selector and field slots for input (consumed). Returns the
- * selector verdict; the fields are filled when the verdict is 1, or 0
- * with parse_all. jq slots run in the fast mode first and in isolated
- * slot streams only when it fails. */
-static int evaluate(oc_mapping_t *m, jv input, int parse_all,
-                    const oc_mapping_sink_t *sink)
+/* What runs on the budget's stack for one input. */
+typedef struct eval_call {
+  oc_mapping_t *m;
+  jv input;                      /* consumed by the call */
+  int parse_all;
+  int items;                     /* evaluate itemsToParse instead */
+} eval_call_t;
+
+static void evaluate(void *ud)
 {
-  int jq_sel = m->slot[0].form.kind == OC_JQ_COMPLEX, verdict, fast_ok = 0;
+  eval_call_t *c = ud;
+  oc_mapping_t *m = c->m;
   size_t i;
-  if (jq_sel) {
-    jv r = oc_mapping_prog_fast(m, parse_all ? OC_MODE_FAST_ALL
-                                : OC_MODE_FAST, jv_copy(input));
-    if ((fast_ok = jv_is_valid(r)))
-      take_fast(m, r);
-    else if (!m->halted)
-      oc_mapping_prog_slots(m, OC_MODE_SELECTOR, jv_copy(input));
+  if (c->items) {
+    if (m->slot[m->nslots - 1].form.kind != OC_JQ_COMPLEX)
+      eval_native(m, m->nslots - 1, c->input);
+    else
+      oc_mapping_prog_eval(m, m->nchain, c->input, c->parse_all);
   } else {
-    eval_native(m, 0, input);
+    int jq_sel = m->slot[0].form.kind == OC_JQ_COMPLEX;
+    if (!jq_sel)
+      eval_native(m, 0, c->input);
+    if (m->nchain && (jq_sel || fields_wanted(m, c->parse_all)))
+      oc_mapping_prog_eval(m, 0, c->input, c->parse_all);
+    if (!m->halted && fields_wanted(m, c->parse_all))
+      for (i = 1; i <= m->nfields; i++)
+        if (m->slot[i].form.kind != OC_JQ_COMPLEX)
+          eval_native(m, i, c->input);
   }
-  verdict = selector_verdict(m, sink);
-  if (verdict < 0 || (verdict == 0 && !parse_all)) {
-    jv_free(input);
-    return verdict;
+  check_values(m);
+  jv_free(c->input);
+  c->input = jv_invalid();
+}
+
+/* Evaluate input (consumed) on the budget's stack; an out-of-memory
+ * escape fails the item (the jq_state is dropped: mapping_prog.c makes a
+ * new one for the next item). */
+static void evaluate_call(oc_mapping_t *m, jv input, int parse_all,
+                          int items)
+{
+  eval_call_t c;
+  c.m = m;
+  c.input = input;
+  c.parse_all = parse_all;
+  c.items = items;
+  m->halted = 0;
+  if (!m->budget || !(items ? m->slot[m->nslots - 1].form.kind
+                      == OC_JQ_COMPLEX : m->nchain > 0)) {
+    evaluate(&c);                /* no jq: nothing to budget */
+    return;
   }
-  for (i = 1; i <= m->nfields; i++)
-    if (m->slot[i].form.kind != OC_JQ_COMPLEX)
-      eval_native(m, i, input);
-  if (m->njq_fields && !fast_ok && !jq_sel) {
-    jv r = oc_mapping_prog_fast(m, OC_MODE_FAST, jv_copy(input));
-    if ((fast_ok = jv_is_valid(r)))
-      take_fast(m, r);
-  }
-  if (m->njq_fields && !fast_ok && !m->halted)
-    oc_mapping_prog_slots(m, OC_MODE_FIELDS, jv_copy(input));
-  jv_free(input);
-  if (m->halted) {
-    item_error(sink, m->halt_msg);
-    return -1;
-  }
-  return verdict;
+  if (oc_budget_call(m->budget, evaluate, &c) == OC_BUDGET_OK)
+    return;
+  oc_budget_disarm(m->budget);
+  m->jq = NULL;                  /* unsafe to use or free: abandoned */
+  oc_mapping_slots_reset(m);
+  m->halted = 1;
+  snprintf(m->halt_msg, sizeof m->halt_msg, "%s: the mapping expression "
+           "ran out of memory", m->slot[oc_mapping_prog_slot(m)].path);
 }
 
 /* Map one entity input (consumed). Returns -1 when the sink stops. */
@@ -238,9 +255,14 @@ static int map_input(oc_mapping_t *m, jv input, int parse_all,
                      const oc_mapping_sink_t *sink)
 {
   int verdict, rc = 0;
-  m->halted = 0;
   oc_mapping_slots_reset(m);     /* in case a sink callback longjmp'ed */
-  verdict = evaluate(m, input, parse_all, sink);
+  evaluate_call(m, input, parse_all, 0);
+  if (m->halted) {
+    item_error(sink, m->halt_msg);
+    oc_mapping_slots_reset(m);
+    return 0;
+  }
+  verdict = selector_verdict(m, sink);
   if (verdict < 0 || (verdict == 0 && !parse_all)) {
     if (verdict == 0 && sink->filtered)
       sink->filtered(sink->ud);
@@ -291,12 +313,14 @@ static int run_items(oc_mapping_t *m, jv raw, int parse_all,
   size_t slot = m->nslots - 1;
   jv list, parent;
   int i, n, rc = 0;
-  m->halted = 0;
   oc_mapping_slots_reset(m);
-  if (m->slot[slot].form.kind != OC_JQ_COMPLEX)
-    eval_native(m, slot, raw);
-  else
-    oc_mapping_prog_slots(m, OC_MODE_ITEMS, jv_copy(raw));
+  evaluate_call(m, jv_copy(raw), parse_all, 1);
+  if (m->halted) {
+    item_error(sink, m->halt_msg);
+    oc_mapping_slots_reset(m);
+    jv_free(raw);
+    return 0;
+  }
   if (m->state[slot] == OC_SLOT_VALUE
       && jv_get_kind(m->val[slot]) == JV_KIND_NULL) {
     oc_mapping_slots_reset(m);   /* null: no children (Ocean skips it) */
