@@ -26,7 +26,7 @@ HEADERS  = $(foreach l,$(LAYERS) lua,$(wildcard src/$(l)/*.h))
 LUA_FILES = $(shell find lua -name '*.lua' | sort)
 
 .PHONY: setup demo all jq17 clean test test-jq16 test-jq17 test-lua54 test-luajit bench bench-cjson \
-        bench-journal install uninstall \
+        bench-journal bench-live install uninstall \
         valgrind asan gc-stress lint check-rockspec fuzz
 
 all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
@@ -121,6 +121,15 @@ bench-journal: build/bench-journal
 	        "load $$(cut -d' ' -f1-3 /proc/loadavg); $$(df -T $${BENCH_DIR:-/tmp} | awk 'NR==2 {print $$2}') at $${BENCH_DIR:-/tmp}"; \
 	     build/bench-journal $${BENCH_COUNT:-2000} $${BENCH_BODY:-1024} $${BENCH_DIR:-/tmp}; \
 	   done; } | tee bench/results/journal.txt
+
+# Live events end to end (bench/live.lua): N = 1 000 webhooks at once to
+# `ocean sail` (Lua 5.4, LuaJIT) and nginx, against the emulator with and
+# without a 500 ms delay on bulk upserts, and a SIGKILL mid-burst; results
+# in bench/results/live.txt. BENCH_N, BENCH_ONLY, BENCH_DELAYS: see the file.
+bench-live: all
+	@mkdir -p bench/results
+	@OCEAN_ROOT=$(CURDIR) LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+	  LUA_CPATH="$(CURDIR)/build/lua5.4/?.so;;" lua5.4 bench/live.lua
 
 # valgrind over the suite in both runtimes (slow; not part of `make test`).
 valgrind: all

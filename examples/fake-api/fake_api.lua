@@ -6,7 +6,7 @@
 -- log. Runs on lua-ocean's own HTTP server (lua/ocean/server.lua).
 --
 --   lua5.4 examples/fake-api/fake_api.lua [--port N] [--host ADDR]
---       [--port-file FILE] [--webhook URL] [--exit-with PID] [--quiet]
+--       [--port-file FILE] [--webhook URL] [--webhook-secret S] [--exit-with PID] [--quiet]
 --
 -- API
 --   GET  /teams                        every team (one list, no paging)
@@ -20,9 +20,10 @@
 --                                      /users/:login merges; DELETE removes.
 --                                      Each sends {"action": "created" |
 --                                      "updated" | "deleted", "user": {...}}
---                                      to --webhook (when given)
+--                                      to --webhook (when given), with
+--                                      X-Webhook-Secret: S (--webhook-secret)
 --   *    /echo                         {method, path, query, headers, body}
---   GET  /slow?ms=N                    answers after N ms
+--   GET  /slow?ms=N[&id=X]             answers {"ok":true,"id":X} after N ms
 --   GET  /text                         a body that is not JSON
 -- Control (never faulted, not logged)
 --   POST   /_faults {"rules": [{method=, path= (Lua pattern), query= (plain
@@ -31,7 +32,10 @@
 --          /_faults clears them
 --   GET    /_requests -> {"requests": [{method, path, query, at_ms}]};
 --          DELETE clears the log
---   POST   /_webhook {"url": URL | null}: where webhooks go (as --webhook)
+--   GET    /_slow -> {"in_flight", "max_in_flight", "served"}: /slow's
+--          requests between arrival and answer; DELETE resets the counts
+--   POST   /_webhook {"url": URL | null [, "secret": S]}: where webhooks go
+--          (as --webhook) and the secret they carry (as --webhook-secret)
 --   POST   /_reset (data, faults and log as at start), POST /_shutdown
 local function dirname(p) return (p:match("^(.*)/[^/]*$")) or "." end
 local root = dirname(dirname(dirname(arg and arg[0] or "examples/fake-api/fake_api.lua")))
@@ -78,7 +82,8 @@ end
 local state
 
 local function reset()
-  state = { users = initial_users(), faults = {}, log = {} }
+  state = { users = initial_users(), faults = {}, log = {},
+            slow = { in_flight = 0, max_in_flight = 0, served = 0 } }
 end
 
 local function find_user(login)
@@ -99,7 +104,7 @@ end
 
 local USAGE = [[
 usage: lua5.4 examples/fake-api/fake_api.lua [--port N] [--host ADDR]
-         [--port-file FILE] [--webhook URL] [--exit-with PID] [--quiet]
+         [--port-file FILE] [--webhook URL] [--webhook-secret S] [--exit-with PID] [--quiet]
 ]]
 
 local function parse_args(args)
@@ -112,7 +117,7 @@ local function parse_args(args)
     elseif a == "--help" then
       o.help = true
     elseif a == "--port" or a == "--host" or a == "--port-file" or a == "--webhook"
-        or a == "--exit-with" then
+        or a == "--webhook-secret" or a == "--exit-with" then
       if v == nil then return nil, a .. " needs a value" end
       o[a:sub(3):gsub("%-", "_")] = v
       i = i + 1
@@ -135,8 +140,9 @@ local opts
 local function deliver(action, user)
   if not opts.webhook then return json.null end
   local http = require "ocean.http"
+  local headers = opts.webhook_secret and { ["X-Webhook-Secret"] = opts.webhook_secret } or nil
   local res, err = http.post(opts.webhook, { json = { action = action, user = user },
-    timeout = 30, retry = false })
+    headers = headers, timeout = 30, retry = false })
   if not res then
     io.stderr:write("fake-api: webhook failed: ", err, "\n")
     return { ok = false, error = err }
@@ -247,9 +253,17 @@ local function add_routes(srv)
   srv:get("/text", function()
     return 200, "plain text, not JSON", { ["content-type"] = "text/plain" }
   end)
+  -- counted from the request's arrival to its answer's departure
   srv:get("/slow", function(req)
-    local res = server.json(200, { ok = true })
+    local c = state.slow
+    c.in_flight = c.in_flight + 1
+    if c.in_flight > c.max_in_flight then c.max_in_flight = c.in_flight end
+    local res = server.json(200, { ok = true, id = req.query.id })
     res.delay_ms = positive(req.query.ms, 1000)
+    res.on_sent = function()
+      c.in_flight = c.in_flight - 1
+      c.served = c.served + 1
+    end
     return res
   end)
 end
@@ -266,12 +280,18 @@ local function add_control(srv, stop)
   srv:delete("/_faults", function() state.faults = {} return 200, { ok = true } end)
   srv:get("/_requests", function() return 200, { requests = json.array(state.log) } end)
   srv:delete("/_requests", function() state.log = {} return 200, { ok = true } end)
+  srv:get("/_slow", function() return 200, state.slow end)
+  srv:delete("/_slow", function()
+    state.slow = { in_flight = 0, max_in_flight = 0, served = 0 }
+    return 200, { ok = true }
+  end)
   srv:post("/_webhook", function(req)
     local body = req:json()
     if type(body) ~= "table" or (body.url ~= json.null and type(body.url) ~= "string") then
       return 400, { message = "expected {\"url\": URL or null}" }
     end
     opts.webhook = body.url ~= json.null and body.url or nil
+    if type(body.secret) == "string" then opts.webhook_secret = body.secret end
     return 200, { ok = true }
   end)
   srv:post("/_reset", function() reset() return 200, { ok = true } end)

@@ -8,7 +8,9 @@
 --                API's Link: rel="next" headers; the engine upserts page N
 --                while the function fetches page N+1
 --   POST /integration/webhook: {"action": "created"|"updated"|"deleted",
---                "user": {...}} -> register_raw / unregister_raw
+--                "user": {...}} -> a webhook processor: answered once
+--                journaled, the user read again from the API, then
+--                register_raw / unregister_raw in the background
 local ocean = require "ocean"
 
 local function api(path)
@@ -28,28 +30,45 @@ ocean.on_resync("user", function()
   end
 end)
 
--- Inactive users fail the mapping's selector (.active): register_raw then
--- deletes their entity, as Ocean does.
-ocean.router.post("/webhook", function(req)
-  local event = req.body
-  if type(event) ~= "table" or type(event.user) ~= "table" then
-    return 400, { ok = false, error = "expected {\"action\": ..., \"user\": {...}}" }
-  end
-  local report
-  if event.action == "deleted" then
-    report = ocean.unregister_raw("user", event.user)
-  elseif event.action == "created" or event.action == "updated" then
-    report = ocean.register_raw("user", event.user)
-  else
-    return 400, { ok = false, error = "unknown action " .. tostring(event.action) }
-  end
-  if not report.ok then
-    local why = #report.errors > 0 and table.concat(report.errors, "; ")
-      or ("%d failed upserts, %d failed deletions"):format(report.failed or 0,
-        report.delete_failed or 0)
-    ocean.log.error("webhook %s %s: %s", event.action, tostring(event.user.login), why)
-    return 502, { ok = false, error = why }
-  end
-  return { ok = true, created = report.created, updated = report.updated,
-           deleted = report.deleted or 0 }
-end)
+-- {==================== live events ====================
+
+-- The API's webhooks, {"action": "created" | "updated" | "deleted",
+-- "user": {...}}, through a webhook processor (Ocean's model of live
+-- events): the sender gets 401 (wrong X-Webhook-Secret, once webhookSecret
+-- is set) or 400 (not a user event this can apply) at once, else
+-- {"status":"ok"} as soon as the event is journaled on disk. handle_event
+-- runs in the background: it reads the user again from the API (the event
+-- may be old by then), and its result is written to Port. A user that is
+-- no longer active fails the mapping's selector: register_raw deletes its
+-- entity. An API that fails is retried (ocean.retryable), then the whole
+-- event is, from the journal, with backoff.
+local ACTIONS = { created = true, updated = true, deleted = true }
+
+ocean.add_webhook_processor("/webhook", {
+  name = "users",
+  should_process_event = function(event) return event.payload.action ~= nil end,
+  get_matching_kinds = function() return { "user" } end,
+  authenticate = function(_, headers)
+    local secret = ocean.integration_config.webhook_secret
+    return secret == nil or headers["x-webhook-secret"] == secret
+  end,
+  validate_payload = function(payload)
+    return ACTIONS[payload.action] == true and type(payload.user) == "table"
+      and type(payload.user.login) == "string"
+  end,
+  handle_event = function(payload)
+    local user = payload.user
+    if payload.action == "deleted" then return { updated = {}, deleted = { user } } end
+    local res, err = ocean.http.get(api("/users/" .. ocean.http.escape(user.login)))
+    if not res then error(ocean.retryable(err)) end
+    if res.status == 404 then return { updated = {}, deleted = { user } } end  -- gone since
+    if res.status == 429 or res.status >= 500 then
+      error(ocean.retryable(("GET /users/%s: HTTP %d"):format(user.login, res.status)))
+    end
+    local fresh = res.ok and res:json()
+    if not fresh then error(("GET /users/%s: HTTP %d"):format(user.login, res.status), 0) end
+    return { updated = { fresh }, deleted = {} }
+  end,
+})
+
+-- }====================

@@ -20,8 +20,9 @@
 --   settings.http {max_connections, max_connections_per_client,
 --                  header_timeout, body_timeout}  (the server's limits; nil:
 --                  ocean.server's defaults)
---   settings.live_events {journal_dir}  (nil: the integration folder's
---                  .ocean/journal; see ocean.journal)
+--   settings.live_events {journal_dir (nil: the integration folder's
+--                  .ocean/journal; see ocean.journal), concurrency (events
+--                  applied at once, 100), max_attempts (5)}
 --   settings.log {progress_interval (s between a running kind's progress
 --                  lines, 10), item_errors (per kind and kind of problem,
 --                  the item errors logged one by one before "... and N
@@ -306,6 +307,10 @@ local SETTINGS = {
   { "http.body_timeout", "OCEAN__HTTP__BODY_TIMEOUT", "http.body_timeout", "count1" },
   { "live_events.journal_dir", "OCEAN__LIVE_EVENTS__JOURNAL_DIR", "live_events.journal_dir",
     "string" },
+  { "live_events.concurrency", "OCEAN__LIVE_EVENTS__CONCURRENCY", "live_events.concurrency",
+    "count1", 100 },
+  { "live_events.max_attempts", "OCEAN__LIVE_EVENTS__MAX_ATTEMPTS", "live_events.max_attempts",
+    "count1", 5 },
   { "log.progress_interval", "OCEAN__LOG__PROGRESS_INTERVAL", "log.progress_interval",
     "positive", 10 },
   { "log.item_errors", "OCEAN__LOG__ITEM_ERRORS", "log.item_errors", "count", 10 },

@@ -23,8 +23,15 @@
 --   secrets         values the log masks while this engine lives
 --   servers         HTTP servers waited on together with the loop
 --   events          signals read by the loop, until take_events()
+--   scheduler       the tasks on the loop, standalone (ocean.scheduler):
+--                   every wait of a task yields to it
+--   cancelled       light threads of nginx cancelled by ocean.gather
+--                   (weak keys)
 --   live            the live-event session (not used yet: live events run
 --                   one session per operation)
+--   webhooks        the webhook processors by path (ocean.webhook)
+--   event_queue     the durable queue of live events (ocean.event_queue),
+--                   once open_live_events opened it
 --   caches          ocean.cache objects scoped to each resync: the
 --                   engine's own (eng:cache(), behind
 --                   ocean.cache_iterator_result/cache_coroutine_result)
@@ -41,6 +48,9 @@
 local cache_mod = require "ocean.cache"
 local core = require "ocean.core"
 local config = require "ocean.config"
+local event_queue = require "ocean.event_queue"
+local gather = require "ocean.gather"
+local journal = require "ocean.journal"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
 local metrics = require "ocean.metrics"
@@ -49,8 +59,10 @@ local ops = require "ocean.ops"
 local port_mod = require "ocean.port"
 local router_mod = require "ocean.router"
 local runtime = require "ocean.runtime"
+local scheduler = require "ocean.scheduler"
 local selector = require "ocean.selector"
 local sync = require "ocean.sync"
+local webhook = require "ocean.webhook"
 
 local type, error, ipairs, pcall, tostring, setmetatable, getmetatable =
   type, error, ipairs, pcall, tostring, setmetatable, getmetatable
@@ -75,6 +87,7 @@ function _M.new(opts)
   local self = setmetatable({
     registry = new_registry(),
     router = router_mod.new(),
+    webhooks = webhook.new_registry(),
     mapping_cache = mapping.new_cache(),
     secrets = {},
     servers = {},
@@ -97,6 +110,16 @@ function _M.new(opts)
       end
     end
   end
+  self.cancelled = setmetatable({}, { __mode = "k" })
+  self.is_cancelled = function()
+    local co = coroutine.running()
+    return co ~= nil and self.cancelled[co] == true
+  end
+  self.scheduler = scheduler.new {
+    loop = function() return self:get_loop() end, servers = self.servers,
+    on_events = self.on_events,
+    between_waits = function() if self.wait_hook then self.wait_hook() end end,
+  }
   if opts then
     local ok, err = self:configure(opts)
     if not ok then
@@ -190,7 +213,7 @@ end
 -- The kind label of what runs now: the resource's kind-index (Ocean's
 -- "repository-0") while a resync function runs, else nil.
 function Engine:metrics_kind()
-  local ev = self.current_event
+  local ev = self.resync_event      -- the loop's events come to whoever waits
   if ev and ev.kind and ev.resource_index then
     return tostring(ev.kind) .. "-" .. tostring(ev.resource_index - 1)
   end
@@ -243,6 +266,10 @@ end
 
 -- Close everything this engine opened; forget its secrets. Idempotent.
 function Engine:close()
+  if self.event_queue then
+    self.event_queue:close()
+    self.event_queue = nil
+  end
   disconnect(self)
   log.unwatch(self.secrets)
 end
@@ -251,9 +278,12 @@ end
 
 -- {==================== waiting ====================
 
--- Wait for a Job (its result), or until pred() is true (true), serving
--- this engine's servers and wait hook between waits. timeout_ms: nil,
--- "timeout" after that long.
+-- Wait for a Job (its result), or until pred() is true (true): in a task
+-- of the engine's scheduler the task yields and the others run; inside
+-- nginx the request or timer yields to nginx (ocean.runtime). The
+-- engine's servers and wait hook are served between waits. timeout_ms:
+-- nil, "timeout" after that long. A cancelled wait raises
+-- runtime.CANCELLED.
 function Engine:await(what, timeout_ms)
   local job
   if type(what) == "function" then
@@ -270,9 +300,15 @@ function Engine:await(what, timeout_ms)
     end
   end                           -- anything else: runtime.await says so
   self:record_requests()
-  local v, err = runtime.await(self:get_loop(), what, {
-    timeout_ms = timeout_ms, servers = self.servers[1] and self.servers or nil,
-    between_waits = self.wait_hook, on_events = self.on_events })
+  -- a task of the scheduler yields to it; the main thread runs it nested
+  -- (ocean.scheduler), serving the servers and the wait hook between waits
+  local ok, v, err = pcall(runtime.await, self:get_loop(), what, {
+    timeout_ms = timeout_ms, scheduler = self.scheduler, is_cancelled = self.is_cancelled,
+    on_events = self.on_events })
+  if not ok then
+    if job and v == runtime.CANCELLED then job:cancel() end
+    error(v, 0)
+  end
   if job and v ~= nil then return job:result() end
   return v, err
 end
@@ -281,6 +317,49 @@ end
 function Engine:tick()
   local run = self.run
   if run and run.tick then run:tick() end
+end
+
+-- Wait for the next self:signal(cond) (cond: any table): its value (true
+-- by default), or nil, "timeout" after timeout_ms. Standalone, a task
+-- waiting so costs nothing until the signal (await's predicate is polled
+-- after every loop wait); inside nginx it is polled like any wait.
+function Engine:wait_signal(cond, timeout_ms)
+  if runtime.in_nginx() then
+    local seen = cond.signals or 0
+    local v, err = self:await(function() return (cond.signals or 0) > seen end, timeout_ms)
+    if v then return cond.value end
+    return v, err
+  end
+  local deadline = timeout_ms and core.monotonic_ms() + timeout_ms
+  local v, err = self.scheduler:wait_signal(cond, deadline)
+  if err == runtime.CANCELLED then error(runtime.CANCELLED, 0) end
+  return v, err
+end
+
+function Engine:signal(cond, v)
+  self.scheduler:signal(cond, v)
+end
+
+-- Wait `seconds` without holding anyone up (0: give the others a turn).
+function Engine:sleep(seconds)
+  return runtime.sleep(self:get_loop(), seconds, {
+    scheduler = self.scheduler, is_cancelled = self.is_cancelled, on_events = self.on_events })
+end
+
+-- Run fn(...) as a task of this engine's scheduler (standalone): it
+-- starts at the next wait of whoever runs the loop. opts: {name=, quiet=,
+-- eager=} (eager: it runs at once, until its first wait).
+function Engine:spawn(fn, opts)
+  return self.scheduler:spawn(fn, opts)
+end
+
+-- ocean.gather / ocean.map on this engine (see ocean.gather).
+function Engine:gather(fns, opts)
+  return gather.gather(self, fns, opts)
+end
+
+function Engine:map(items, fn, opts)
+  return gather.map(self, items, fn, opts)
 end
 
 -- fn(engine) runs after every blocking wait (the runner serves its HTTP
@@ -302,19 +381,31 @@ end
 -- resource_config= (the resource as written in the mapping: selector,
 -- port, ...; a copy), port_app_config=}. fn(...) runs with it; returns
 -- what fn returns (an error leaves it to end_run to clear).
-local function restore(self, prev, ...)
-  self.current_event = prev
+-- A task of the scheduler keeps its own event: the requests that run
+-- while a resync function waits in another task see none.
+local function holder(self)
+  return self.scheduler:current() or self
+end
+
+local function restore(h, prev, ...)
+  h.current_event = prev
   return ...
 end
 
+local function restore_all(self, h, prev, prev_resync, ...)
+  self.resync_event = prev_resync
+  return restore(h, prev, ...)
+end
+
 function Engine:with_event(event, fn, ...)
-  local prev = self.current_event
-  self.current_event = event
-  return restore(self, prev, fn(...))
+  local h = holder(self)
+  local prev, prev_resync = h.current_event, self.resync_event
+  h.current_event, self.resync_event = event, event
+  return restore_all(self, h, prev, prev_resync, fn(...))
 end
 
 function Engine:event()
-  return self.current_event
+  return holder(self).current_event
 end
 
 -- }====================
@@ -353,7 +444,7 @@ end
 function Engine:end_run(run)
   if self.run == run then
     self.run = nil
-    self.current_event = nil
+    holder(self).current_event, self.resync_event = nil, nil
   end
 end
 
@@ -437,6 +528,37 @@ function Engine:resync_functions(kind)
   return fns
 end
 
+-- ocean.add_webhook_processor (see ocean.webhook).
+function Engine:add_webhook_processor(path, processor)
+  return webhook.add(self, path, processor)
+end
+
+-- Open the durable queue of live events that the webhook processors'
+-- routes append to (ocean.event_queue); start it with
+-- engine.event_queue:start(). opts: path (the journal file; default
+-- ocean.journal.path(settings, {folder=, suffix=})), folder (the
+-- integration folder), suffix (nginx: the worker's pid), adopt (nginx).
+-- Concurrency and attempts from settings.live_events. Returns the queue,
+-- or nil, err.
+function Engine:open_live_events(opts)
+  opts = opts or {}
+  if self.event_queue then return self.event_queue end
+  local s = self.settings or {}
+  local path, err = opts.path
+  if not path then
+    path, err = journal.path(s, { folder = opts.folder, suffix = opts.suffix })
+    if not path then return nil, err end
+  end
+  local le = type(s.live_events) == "table" and s.live_events or {}
+  local base = (journal.path(s, { folder = "." }) or ""):match("([^/]*)%.sqlite3$")
+  local q, qerr = event_queue.open(self, {
+    path = path, concurrency = le.concurrency, max_attempts = le.max_attempts,
+    adopt = opts.adopt, base = base })
+  if not q then return nil, qerr end
+  self.event_queue = q
+  return q
+end
+
 -- }====================
 
 -- {==================== the mapping ====================
@@ -446,13 +568,31 @@ function Engine:parse_items(resource, items, opts)
 end
 
 -- The port app config: opts.app_config, or Port's, fetched at most every
--- 60 s (live events don't refetch every time). app | nil, err.
+-- 60 s (live events don't refetch every time). One fetch at a time: the
+-- callers that come while it runs (a burst of webhooks) wait for its
+-- result instead of fetching too. app | nil, err.
 function Engine:app_config(opts)
   if opts and opts.app_config then return opts.app_config end
   local now = self.clock()
   local c = self.app_config_cache
   if c and now - c.at < APP_CONFIG_TTL then return c.app end
-  local app, err = sync.fetch_app_config(self)
+  local f = self.app_config_fetch
+  if f then
+    if not f.done then self:wait_signal(f) end
+    if f.app then return f.app end
+    return nil, f.err
+  end
+  f = {}
+  self.app_config_fetch = f
+  local ok, app, err = pcall(sync.fetch_app_config, self)
+  self.app_config_fetch = nil
+  if not ok then                  -- raised (a cancelled wait): the waiters
+    f.err, f.done = tostring(app), true -- get the reason, the caller the error
+    self:signal(f)
+    error(app, 0)
+  end
+  f.app, f.err, f.done = app, err, true
+  self:signal(f)
   if not app then return nil, err end
   self:set_app_config(app)
   return app

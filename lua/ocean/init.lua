@@ -23,7 +23,19 @@
 --   ocean.update_diff({before=, after=} [, opts]), ocean.register(entities [, opts]),
 --   ocean.unregister(entities [, opts]), ocean.sync(entities [, opts])
 --   ocean.parse_items(resource, items [, opts])
+--   ocean.gather(fns [, {concurrency=, return_errors=}]) -> results [, errors]
+--   ocean.map(items, fn [, {concurrency=, return_errors=}]) -> results [, errors]
+--                                        run work concurrently, bounded
+--                                        (ocean.gather's header: errors,
+--                                        cancellation)
+--   ocean.sleep(seconds)                 wait without holding anyone up
 --   ocean.router.post/get/put/delete(path, fn)
+--   ocean.add_webhook_processor(path, processor)   Ocean's live-events model
+--                                        (ocean.webhook: answered at once,
+--                                        journaled, applied in the
+--                                        background with retries)
+--   ocean.retryable(message), ocean.is_retryable(err)   errors a processor's
+--                                        handle_event may be retried for
 --   ocean.http, ocean.json, ocean.null, ocean.log, ocean.port (client constructor)
 --   ocean.integration_config             the integration's own settings
 --   ocean.reset()                        a new default engine (no
@@ -32,12 +44,15 @@
 local json = require "ocean.json"
 local log = require "ocean.log"
 local engine = require "ocean.engine"
+local webhook = require "ocean.webhook"
 
 local _M = {
   _VERSION = require("ocean.core").version,
   json = json,
   null = json.null,
   log = log,
+  retryable = webhook.retryable,
+  is_retryable = webhook.is_retryable,
   integration_config = {},
 }
 
@@ -107,11 +122,17 @@ function _M.selector_schema(kind, fields) return default:selector_schema(kind, f
 function _M.on_start(fn) return default:on_start(fn) end
 function _M.on_resync_start(fn) return default:on_resync_start(fn) end
 function _M.on_resync_complete(fn) return default:on_resync_complete(fn) end
+function _M.add_webhook_processor(path, processor)
+  return default:add_webhook_processor(path, processor)
+end
 
 function _M.parse_items(resource, items, opts)
   return default:parse_items(resource, items, opts)
 end
 
+function _M.gather(fns, opts) return default:gather(fns, opts) end
+function _M.map(items, fn, opts) return default:map(items, fn, opts) end
+function _M.sleep(seconds) return default:sleep(seconds) end
 -- Ocean's caching decorators, on the default engine's cache: memory
 -- entries last one resync (the engine begins and ends their scope).
 function _M.cache_iterator_result(gen, opts) return default:cache():memoize_pages(gen, opts) end

@@ -117,10 +117,11 @@ function Listener:add_routes(router)
     return 200, { ok = true, listener = self.type, running = self.eng:running() ~= nil,
       resyncs = self.resyncs,
       http = self.server and self.server:stats() or nil,   -- sail's connection counters
+      live_events = self.eng.event_queue and self.eng.event_queue:stats() or nil,
       last_resync = last and { status = integration.status_of(last), created = last.created,
         updated = last.updated, unchanged = last.unchanged, deleted = last.deleted,
         failed = last.failed } or json.null }
-  end, { first = true, raw_body = true })
+  end, { first = true, raw_body = true, priority = true })
   router:route("POST", "/resync", function()
     if self.stopping then
       return 503, { ok = false, error = "stopping", message = "the integration is stopping" }

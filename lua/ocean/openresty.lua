@@ -40,9 +40,14 @@
 --   (once per nginx start, not per reload) and when Port's resync request
 --   is newer than the last one seen (every OCEAN__EVENT_LISTENER__INTERVAL
 --   seconds); ONCE resyncs on start. One worker acts on each tick.
+--   With webhook processors (ocean.add_webhook_processor), the worker
+--   opens its own live-event journal (<dir>/<identifier>-<pid>.sqlite3,
+--   docs/live-events.md) and, once ready, applies the journaled events in
+--   timers, adopting the journals of workers that are gone.
 -- openresty.handle()                                     (content_by_lua)
 --   GET  <prefix>/health  200 {ok, pid, ready, running, generation,
---                         last_resync, mapping} (503 when the engine failed)
+--                         last_resync, mapping, live_events} (503 when the
+--                         engine failed)
 --   POST <prefix>/resync  202 at once; the resync runs in a timer
 --   anything else        the integration's ocean.router routes (the body
 --                         must be JSON: 400 otherwise; a failing handler: 500)
@@ -380,6 +385,11 @@ local function warm(premature)
   W.ready, W.warm_error = true, nil
   log.info("worker %d ready: mapping fetched in %.0f ms, %d resources compiled in %.0f ms",
     ngx.worker.pid(), W.warm.fetch_ms, W.warm.resources, W.warm.compile_ms)
+  local q = W.ctx.event_queue
+  if q and not q.started then
+    local qok, qerr = q:start()
+    if not qok then log.error("%s", qerr) end
+  end
   if not W.started then
     W.started = true
     on_start_hooks()
@@ -431,6 +441,15 @@ function _M.init_worker()
   -- every worker feeds the same samples (the engine's own are a table)
   if S.metrics_dict then ctx:enable_metrics(metrics.shared_dict_store(ngx.shared[S.metrics_dict])) end
   ctx:set_abort_policy(abort_policy())
+  if ctx.webhooks.count > 0 then
+    -- this worker's journal (docs/live-events.md): opened here, never in
+    -- the master; the journals of dead workers are adopted
+    local q, qerr = ctx:open_live_events { folder = S.path, suffix = ngx.worker.pid(), adopt = true }
+    if not q then
+      W.live_err = log.mask(tostring(qerr))
+      log.error("live events are off in worker %d: %s", ngx.worker.pid(), W.live_err)
+    end
+  end
   ngx.timer.at(0, warm)
   local every = listener.schedule_interval(S.settings)
   if every then ngx.timer.every(every, scheduled, every) end
@@ -472,7 +491,8 @@ local function health()
     mapping = { resources = W.warm and W.warm.resources or 0,
                 compile_ms = W.warm and W.warm.compile_ms or json.null,
                 compiles = core.mapping_stats().compiles },
-    error = W.err or W.warm_error or json.null,
+    error = W.err or W.warm_error or W.live_err or json.null,
+    live_events = W.ctx and W.ctx.event_queue and W.ctx.event_queue:stats() or nil,
   }
   return W.ctx and 200 or 503, body
 end

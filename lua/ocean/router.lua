@@ -255,7 +255,9 @@ local function compile(pattern, strict, level)
 end
 
 -- Add a route. method: "GET", "POST"... or "*" (any). opts.first: before
--- the routes added so far; opts.raw_body: no JSON parsing ("integration").
+-- the routes added so far; opts.raw_body: no JSON parsing ("integration");
+-- opts.priority: a transport that queues requests answers this route's
+-- first (ocean.server: the health probe never waits behind a burst).
 function Router:route(method, pattern, handler, opts)
   if type(method) ~= "string" then error("route: method must be a string", 2) end
   if type(handler) ~= "function" then
@@ -263,7 +265,8 @@ function Router:route(method, pattern, handler, opts)
   end
   local lp, names = compile(pattern, self.kind == "api", 2)
   local r = { method = method:upper(), path = pattern, lp = lp, names = names,
-              fn = handler, raw_body = opts and opts.raw_body }
+              fn = handler, raw_body = opts and opts.raw_body,
+              priority = opts and opts.priority }
   insert(self.routes, opts and opts.first and 1 or #self.routes + 1, r)
   return self
 end

@@ -6,14 +6,28 @@
 --       session's): waits until job:done(), then returns job:result().
 --     fn: called between waits until it returns a non-nil value.
 --     opts.timeout_ms: give up after this long (nil, "timeout").
+--     opts.scheduler: the engine's ocean.scheduler (standalone): the wait
+--       yields to it when the caller runs in one of its tasks, else runs
+--       it nested (see ocean.scheduler);
 --     opts.servers: C servers (ocean.core Server) waited on with the loop;
 --     opts.between_waits(): run after each blocking wait (the runner
 --     serves its HTTP requests there); opts.on_events(events): the
---     signals the loop read (loop:watch_signals()).
---   An engine (ocean.engine) passes its own: engine:await(job_or_fn).
+--     signals the loop read (loop:watch_signals()); opts.is_cancelled():
+--     inside nginx, true when the running light thread was cancelled
+--     (ocean.gather).
+--   runtime.sleep(loop, seconds [, opts]) -> true: wait that long without
+--     holding anyone up (0: a turn for the others).
+--   An engine (ocean.engine) passes its own: engine:await(job_or_fn),
+--   engine:sleep(seconds).
+--   A cancelled wait (ocean.gather cancels the functions still running
+--   when one fails) raises runtime.CANCELLED, after cancelling its Job.
 --
--- Standalone (lua5.4, luajit): blocks in loop:wait(), at most
--- runtime.BLOCK_MS at a time, then runs opts.between_waits if given.
+-- Standalone (lua5.4, luajit), with a scheduler: in a task, the wait
+-- yields and the scheduler waits on the loop for every task at once;
+-- elsewhere (the main thread, an unmanaged coroutine, inside a C call)
+-- the scheduler runs nested until the wait is over. Without one: blocks
+-- in loop:wait(), at most runtime.BLOCK_MS at a time, then runs
+-- opts.between_waits if given.
 --
 -- Inside nginx (a yieldable phase: rewrite, access, content, timer, ...):
 -- loop:wait(0) never blocks; between two, ngx.sleep() yields the worker
@@ -23,12 +37,13 @@
 -- init_worker, set, log...) it falls back to blocking waits. Once the
 -- worker is exiting, a wait that goes on EXIT_GRACE_MS longer raises.
 -- This module keeps no state but the time the worker started exiting.
-local type, pcall, error, tostring, getmetatable =
-  type, pcall, error, tostring, getmetatable
+local type, pcall, error, tostring, getmetatable, pairs =
+  type, pcall, error, tostring, getmetatable, pairs
 local min = math.min
 local os_time = os.time
 
 local core = require "ocean.core"
+local scheduler = require "ocean.scheduler"
 
 local _M = {
   BLOCK_MS = 1000,
@@ -36,6 +51,9 @@ local _M = {
   STEP_MAX_MS = 20,
   EXIT_GRACE_MS = 10000,
 }
+
+local CANCELLED = scheduler.CANCELLED
+_M.CANCELLED = CANCELLED
 
 local YIELDABLE = {
   rewrite = true, server_rewrite = true, access = true, content = true,
@@ -87,8 +105,10 @@ local NO_OPTS = {}
 local function wait_nginx(loop, check, deadline, o)
   local ngx = _G.ngx
   local step = _M.STEP_MIN_MS
+  local cancelled = o.is_cancelled
   while true do
     check_exit(ngx)
+    if cancelled and cancelled() then return nil, CANCELLED end
     local events, n = loop:wait(0)
     if events and o.on_events then o.on_events(events) end
     local v = check()
@@ -131,12 +151,45 @@ function _M.await(loop, what, opts)
     local deadline = opts.timeout_ms and now_ms() + opts.timeout_ms
     if _M.in_nginx() then
       v, err = wait_nginx(loop, check, deadline, opts)
+    elseif opts.scheduler then
+      v, err = opts.scheduler:await(check, deadline)
     else
       v, err = wait_blocking(loop, check, deadline, opts)
     end
   end
+  if err == CANCELLED then
+    if job then job:cancel() end
+    error(CANCELLED, 0)
+  end
   if job and v ~= nil then return job:result() end
   return v, err
+end
+
+local function never() return nil end
+
+function _M.sleep(loop, seconds, opts)
+  if type(seconds) ~= "number" or seconds < 0 or seconds ~= seconds then
+    error("sleep: expected a number of seconds >= 0, got " .. tostring(seconds), 2)
+  end
+  opts = opts or NO_OPTS
+  if _M.in_nginx() then
+    local c = opts.is_cancelled
+    if c and c() then error(CANCELLED, 0) end
+    -- ngx.sleep(0) warns without OpenResty's patches: 1 ms at least
+    _G.ngx.sleep(seconds < 0.001 and 0.001 or seconds)
+    if c and c() then error(CANCELLED, 0) end
+    return true
+  end
+  if opts.scheduler and not opts.timeout_ms then
+    local _, err = opts.scheduler:sleep(seconds * 1000)
+    if err == CANCELLED then error(CANCELLED, 0) end
+    return true
+  end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.timeout_ms = seconds * 1000
+  _M.await(loop, never, o)
+  return true
 end
 
 return _M

@@ -319,20 +319,45 @@ local function start_server(eng, o, state)
   return srv
 end
 
--- Answer requests between the engine's waits, and run the listener until
--- a signal stops it.
+-- How long, once stopping, the requests being answered and the live
+-- events being applied get to finish (Ocean's
+-- max_wait_seconds_before_shutdown).
+_M.SHUTDOWN_GRACE = 5
+
+-- Serve: every request runs in a task of its own on the engine's
+-- scheduler, beside the listener's task (which runs the resyncs), so no
+-- request waits behind another's Port call. Requests are taken off the
+-- server after each loop wait. On a stop signal the listener ends; the
+-- requests already taken (and state.on_stop's work, the live events) get
+-- SHUTDOWN_GRACE seconds to finish; the ones still queued are dropped.
 local function serve(eng, state)
-  local srv, dispatching = state.server, false
+  local srv = state.server
+  srv.spawn = function(fn) eng:spawn(fn, { name = "request", eager = true }) end
   eng:set_wait_hook(function()
     handle_signals(eng, state)
-    if dispatching then return end           -- a route handler is waiting
-    dispatching = true
+    if state.stopping then return end
     local ok, perr = pcall(srv.process, srv)
-    dispatching = false
     if not ok then log.error("serving requests failed: %s", tostring(perr)) end
+    if srv:busy() then eng.scheduler:poke() end    -- the rest of a burst: next turn
   end)
   log.info("listening on %s (listener %s)", srv:url(), state.listener.type)
-  state.listener:run()
+  if eng.event_queue then
+    local ok, err = eng.event_queue:start()
+    if not ok then log.error("%s", err) end
+    log.info("live events: journal %s, %d applied at once", eng.event_queue.path,
+      eng.event_queue.concurrency)
+  end
+  local task = eng:spawn(function() state.listener:run() end, { name = "the listener" })
+  eng:await(function() return task:done() end)
+  for _, fn in ipairs(state.on_stop or {}) do fn() end
+  local sched = eng.scheduler
+  if sched:size() > 0 then
+    log.info("waiting up to %d s for %d task(s) to finish", _M.SHUTDOWN_GRACE, sched:size())
+    if not eng:await(function() return sched:size() == 0 end, _M.SHUTDOWN_GRACE * 1000) then
+      log.warning("%d task(s) did not finish within %d s: stopping anyway", sched:size(),
+        _M.SHUTDOWN_GRACE)
+    end
+  end
 end
 
 -- }====================
@@ -358,6 +383,11 @@ local function run(o, settings, state)
     state.listener = listener.new(eng)
     local srv, serr = start_server(eng, o, state)
     if not srv then return fail(serr) end
+    if eng.webhooks.count > 0 then        -- webhook processors: the journal
+      local q, qerr = eng:open_live_events { folder = o.path }
+      if not q then return fail(qerr) end
+      state.on_stop = { function() q:stop() end }
+    end
   end
   local boot, berr = integration.bootstrap(eng, { plan = o.plan })
   if not boot then return fail(berr) end

@@ -9,7 +9,7 @@
 -- The folder has .port/spec.yaml, .port/resources/port-app-config.yml and
 -- blueprints.json (one kind, one blueprint), config.yaml, main.lua (a
 -- generator resync over sample data, or the API at `apiUrl`; a webhook
--- route), README.md and spec/integration_spec.lua, a busted spec that
+-- processor), README.md and spec/integration_spec.lua, a busted spec that
 -- starts the bundled Port emulator, runs `ocean sail PATH --once` and
 -- checks the catalog, then the webhook. Right after `ocean new DIR`,
 -- `ocean sail DIR --once` against the emulator succeeds and
@@ -30,7 +30,7 @@ usage: ocean new [PATH] [--name NAME] [--type TYPE] [--kind KIND]
 
 Write a new integration into PATH (default: ./TYPE): .port/spec.yaml,
 .port/resources/port-app-config.yml and blueprints.json, config.yaml,
-main.lua (a generator resync and a webhook route), README.md and
+main.lua (a generator resync and a webhook processor), README.md and
 spec/integration_spec.lua (busted, against the bundled Port emulator).
 
   --name NAME          the integration's name (default: from PATH, or "My Integration")
@@ -174,6 +174,10 @@ configurations:
     type: string
     sensitive: true
     description: Bearer token for the API (masked in every log line)
+  - name: webhookSecret
+    type: string
+    sensitive: true
+    description: When set, webhooks must carry it in an X-Webhook-Secret header (401 otherwise)
 ]]
 
 local MAPPING_YAML = [[
@@ -288,36 +292,39 @@ ocean.on_resync(KIND, function(kind)
   end
 end)
 
--- {==================== the webhook ====================
+-- {==================== live events ====================
 
 -- POST /integration/webhook {"action": "upsert" | "delete", "@KIND@": {...}}
+-- (with X-Webhook-Secret: <webhookSecret> once that setting is set).
 --
--- WEBHOOK PROCESSOR: Ocean's live events go through a webhook processor
--- (authenticate, validate, answer at once, queue, retry). When lua-ocean
--- has `ocean.add_webhook_processor(path, processor)`, move this body into
--- the processor's handler; until then this plain route maps the object
--- and writes it before answering.
-ocean.router.post("/webhook", function(req)
-  local event = req.body
-  if type(event) ~= "table" or type(event[KIND]) ~= "table" then
-    return 400, { ok = false, error = 'expected {"action": ..., "' .. KIND .. '": {...}}' }
-  end
-  local report
-  if event.action == "delete" then
-    report = ocean.unregister_raw(KIND, event[KIND])
-  elseif event.action == "upsert" or event.action == nil then
-    report = ocean.register_raw(KIND, event[KIND])
-  else
-    return 400, { ok = false, error = "unknown action " .. tostring(event.action) }
-  end
-  if not report.ok then
-    local why = #report.errors > 0 and table.concat(report.errors, "; ") or "Port refused the change"
-    ocean.log.error("webhook %s: %s", tostring(event.action), why)
-    return 502, { ok = false, error = why }
-  end
-  return { ok = true, created = report.created, updated = report.updated,
-           deleted = report.deleted or 0 }
-end)
+-- A webhook processor, Ocean's model of live events: the sender gets
+-- 401 (wrong secret) or 400 (not an @KIND@ it can apply) at once, else
+-- {"status":"ok"} as soon as the event is journaled on disk; handle_event
+-- then runs in the background, retried with backoff when it fails, and
+-- what it returns is written to Port (`updated` upserted, `deleted`
+-- deleted if this integration owns them). Several processors may share a
+-- path; each says which events it wants (should_process_event).
+ocean.add_webhook_processor("/webhook", {
+  name = KIND,
+  should_process_event = function(event) return type(event.payload[KIND]) == "table" end,
+  get_matching_kinds = function() return { KIND } end,
+  authenticate = function(_, headers)
+    local secret = ocean.integration_config.webhook_secret
+    return secret == nil or headers["x-webhook-secret"] == secret
+  end,
+  validate_payload = function(payload)
+    local action = payload.action
+    return (action == nil or action == "upsert" or action == "delete")
+      and payload[KIND].id ~= nil
+  end,
+  -- the place to fetch the object's current state from the API (the event
+  -- may be minutes old when it is applied): raise ocean.retryable(msg) for
+  -- a failure worth retrying at once (max_retries = 3 by default)
+  handle_event = function(payload)
+    if payload.action == "delete" then return { updated = {}, deleted = { payload[KIND] } } end
+    return { updated = { payload[KIND] }, deleted = {} }
+  end,
+})
 
 -- }====================
 
@@ -337,8 +344,8 @@ Ocean framework in Lua), written by `ocean new`.
 
 | file | |
 |---|---|
-| `main.lua` | the resync function of kind `@KIND@` (a generator) and the webhook |
-| `.port/spec.yaml` | type `@TYPE@`, its kinds and settings (`apiUrl`, `apiToken`) |
+| `main.lua` | the resync function of kind `@KIND@` (a generator) and the webhook processor |
+| `.port/spec.yaml` | type `@TYPE@`, its kinds and settings (`apiUrl`, `apiToken`, `webhookSecret`) |
 | `.port/resources/port-app-config.yml` | the default mapping: `@KIND@` → blueprint `@BLUEPRINT@` |
 | `.port/resources/blueprints.json` | blueprints created on the first start |
 | `config.yaml` | settings; `OCEAN__*` environment variables override them |
@@ -369,8 +376,12 @@ objects in pages of 10. With it, it pages through `<apiUrl>/@KIND@s`.
 
 The webhook: `POST /integration/webhook` with
 `{"action": "upsert", "@KIND@": {"id": "...", "name": "...", ...}}` (or
-`"delete"`). It is a plain route for now; see the WEBHOOK PROCESSOR note in
-main.lua.
+`"delete"`), and `X-Webhook-Secret: <webhookSecret>` once that is set. A
+webhook processor handles it: the answer (`{"status":"ok"}`) comes as soon
+as the event is journaled in `.ocean/journal/` (or
+`OCEAN__LIVE_EVENTS__JOURNAL_DIR`: keep it on a volume that outlives a
+restart, and out of version control); the event is written to Port in the
+background, with retries, and applied after a crash.
 
 ## Test
 
@@ -493,7 +504,8 @@ describe(@NAME_JSON@, function()
 
   it("applies a webhook", function()
     local log = dir .. "/serve.log"
-    local pid = tonumber(sh(port_env { OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY" }
+    local pid = tonumber(sh(port_env { OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY",
+                                       OCEAN__LIVE_EVENTS__JOURNAL_DIR = dir .. "/journal" }
       .. " exec timeout 120 " .. OCEAN .. " sail " .. q(HERE) .. " --port 0 --host 127.0.0.1 > "
       .. q(log) .. " 2>&1 < /dev/null & echo $!"))
     local url
@@ -507,13 +519,22 @@ describe(@NAME_JSON@, function()
       local answer = curl("POST", url .. "/integration/webhook",
         { action = "upsert", [KIND] = { id = "from-webhook", name = "Webhook " .. KIND,
                                         status = "VALID", score = 5, url = "https://example.com/w" } })
-      assert.are.equal("200", answer:match("(%d+)$"), answer)
-      local _, by_id = entities()
-      assert.are.equal("Webhook " .. KIND, by_id["from-webhook"].title)
+      assert.are.equal('{"status":"ok"}\n200', answer)
+      -- applied in the background
+      local function eventually(pred)
+        for _ = 1, 200 do
+          if pred() then return true end
+          sleep(0.05)
+        end
+        return false
+      end
+      assert(eventually(function() return select(2, entities())["from-webhook"] end), "not applied")
+      assert.are.equal("Webhook " .. KIND, select(2, entities())["from-webhook"].title)
       answer = curl("POST", url .. "/integration/webhook", { action = "delete", [KIND] = { id = "from-webhook" } })
       assert.are.equal("200", answer:match("(%d+)$"), answer)
-      _, by_id = entities()
-      assert.is_nil(by_id["from-webhook"])
+      assert(eventually(function() return not select(2, entities())["from-webhook"] end), "not deleted")
+      answer = curl("POST", url .. "/integration/webhook", { action = "rename", [KIND] = { id = "x" } })
+      assert.are.equal("400", answer:match("(%d+)$"), answer)
     end)
     os.execute("kill " .. pid .. " 2>/dev/null")
     assert(ok, err)

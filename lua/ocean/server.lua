@@ -16,18 +16,27 @@
 -- paths, raw bodies: the emulator's). opts.prefix: only paths under it
 -- reach the router, with the prefix removed (the runner's /integration);
 -- others get opts.outside(req)'s response when it gives one (the
--- runner's GET /metrics), else the router's 404. srv:route/get/post/.../before/after are
--- the router's. Responses may carry drop = true (close without an answer)
--- or delay_ms = N (answer N ms later, without blocking others).
+-- runner's GET /metrics), else the router's 404. srv:route/get/post/.../
+-- before/after are the router's. Responses may carry drop = true (close
+-- without an answer), delay_ms = N (answer N ms later, without blocking
+-- others) and on_sent = fn (called once the answer went out).
+-- server.new{spawn = fn}: each request is answered in fn(handler), a
+-- coroutine of its own (`ocean sail` passes its engine's scheduler), so
+-- a handler that waits holds up no other request; without it, requests
+-- are answered one after the other in process(). With spawn, process()
+-- starts requests for at most SLICE_MS, oldest first (the rest wait for
+-- the next call; srv:busy() says so), but those of a route added with
+-- {priority = true} (the health probe) before any other.
 local core = require "ocean.core"
 local router = require "ocean.router"
 
-local ipairs, error, setmetatable = ipairs, error, setmetatable
+local ipairs, error, setmetatable, pcall, tostring = ipairs, error, setmetatable, pcall, tostring
 local sort, remove = table.sort, table.remove
 local format = string.format
 local now_ms = core.monotonic_ms
 
 local _M = {
+  SLICE_MS = 10,
   -- the router's response makers, for handlers written against the server
   response = router.response, json = router.json, http_error = router.http_error,
   is_http_error = router.is_http_error, parse_query = router.parse_query,
@@ -36,9 +45,9 @@ local _M = {
 local Server = {}
 Server.__index = Server
 
--- Routes and hooks go to the router.
-function Server:route(method, pattern, handler)
-  self.router:route(method, pattern, handler)
+-- Routes and hooks go to the router (opts: as router:route's).
+function Server:route(method, pattern, handler, opts)
+  self.router:route(method, pattern, handler, opts)
   return self
 end
 
@@ -61,8 +70,18 @@ end
 -- {==================== the loop ====================
 
 local function send_now(self, id, res)
-  if res.drop then return self.c:drop(id) end
-  return self.c:respond(id, res.status, res.headers, res.body)
+  if not self.c then return nil end      -- closed while the handler ran
+  local ok, err
+  if res.drop then
+    ok, err = self.c:drop(id)
+  else
+    ok, err = self.c:respond(id, res.status, res.headers, res.body)
+  end
+  if res.on_sent then
+    local cok, cerr = pcall(res.on_sent)
+    if not cok then self.log("error", "on_sent failed: " .. tostring(cerr)) end
+  end
+  return ok, err
 end
 
 local function send(self, req, res)
@@ -112,6 +131,7 @@ function Server:step(timeout_ms)
   if not self.c then error("server is closed", 2) end
   local t, due = timeout_ms, next_due(self)
   if due and (t == nil or t < 0 or due < t) then t = due end
+  if #self.queue > 0 then t = 0 end          -- requests not started yet
   self.c:wait(t)
   return self:process()
 end
@@ -164,16 +184,60 @@ end
 -- loop with the server as an extra source). Returns the number handled.
 function Server:process()
   if not self.c then return 0 end
-  local n = 0
-  while true do
-    local raw = self.c:next()
-    if not raw then break end
-    n = n + 1
-    send(self, answer(self, raw))
+  local n, spawn = 0, self.spawn
+  if not spawn then
+    while true do
+      local raw = self.c:next()
+      if not raw then break end
+      n = n + 1
+      send(self, answer(self, raw))
+    end
+  else
+    n = self:start_requests(spawn)
   end
   flush_deferred(self)
   report_limits(self)
   return n
+end
+
+local function is_priority(self, raw)
+  local path, prefix = raw.path or "", self.prefix
+  if prefix then
+    if path:sub(1, #prefix + 1) ~= prefix .. "/" then return false end
+    path = path:sub(#prefix + 1)
+  end
+  local r = self.router:match(raw.method, path)
+  return r ~= nil and r.priority == true
+end
+
+-- With spawn: the priority requests at once, the others oldest first for
+-- at most SLICE_MS.
+function Server:start_requests(spawn)
+  local queue, n = self.queue, 0
+  local function start(raw)
+    n = n + 1
+    spawn(function() send(self, answer(self, raw)) end)
+  end
+  while true do
+    local raw = self.c:next()
+    if not raw then break end
+    if is_priority(self, raw) then start(raw) else queue[#queue + 1] = raw end
+  end
+  local t0, i = now_ms(), 1
+  while i <= #queue do
+    start(queue[i])
+    i = i + 1
+    if i % 8 == 0 and now_ms() - t0 > _M.SLICE_MS then break end
+  end
+  local rest = {}
+  for k = i, #queue do rest[#rest + 1] = queue[k] end
+  self.queue = rest
+  return n
+end
+
+-- Requests taken off the server and not started yet (see SLICE_MS).
+function Server:busy()
+  return #self.queue > 0
 end
 
 -- Serve until opts.stop() returns true (default: forever).
@@ -212,7 +276,7 @@ function Server:close()
     self.c:close()
     self.c = nil
   end
-  self.deferred = {}
+  self.deferred, self.queue = {}, {}
 end
 Server.__close = Server.close
 
@@ -225,8 +289,8 @@ end
 -- A server listening on opts.host (default 127.0.0.1) : opts.port
 -- (default 0: ephemeral). opts.max_body (bytes, default 1 MiB),
 -- opts.log (function(level, message)), opts.router, opts.prefix,
--- opts.outside (function(req) -> response | nil, for paths outside the
--- prefix), and the
+-- opts.spawn (see the top), opts.outside (function(req) -> response |
+-- nil, for paths outside the prefix), and the
 -- limits that keep it answering under load (nil: the default):
 --   max_connections             total open connections (4096; lowered to
 --                               what RLIMIT_NOFILE allows, with a warning)
@@ -248,7 +312,8 @@ function _M.new(opts)
   if not c then return nil, err end
   local log = opts.log or default_log
   local self = setmetatable({
-    c = c, host = host, deferred = {}, log = log, prefix = opts.prefix, outside = opts.outside,
+    c = c, host = host, deferred = {}, log = log, prefix = opts.prefix, spawn = opts.spawn,
+    outside = opts.outside, queue = {},
     router = opts.router or router.new { kind = "api", log = log },
     reported = {}, next_report = 0,
   }, Server)

@@ -25,12 +25,15 @@ local log = require "ocean.log"
 local mapping = require "ocean.mapping"
 local otime = require "ocean.time"
 local report = require "ocean.report"
+local scheduler = require "ocean.scheduler"
 local selector = require "ocean.selector"
 
 local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
 local setmetatable, getmetatable = setmetatable, getmetatable
-local coroutine_create, coroutine_resume, coroutine_status =
-  coroutine.create, coroutine.resume, coroutine.status
+local coroutine_create, coroutine_status = coroutine.create, coroutine.status
+-- a generator's coroutine.yield(page) is a page; the waits of the code it
+-- runs (ocean.http, ocean.gather) pass through to the engine's scheduler
+local coroutine_resume = scheduler.resume
 local traceback = debug.traceback
 local iso_at = otime.iso             -- ISO-8601 UTC with ms, as Port writes
 
@@ -256,10 +259,11 @@ end
 -- neither yields a page nor returns a value fails too: a forgotten
 -- `return` must not read as an empty source (whose entities would be
 -- deleted); `return {}` says "none". Returns true, or nil, err when fn
--- raised.
+-- raised. The coroutine is adopted by the running task: its waits yield
+-- to the scheduler (scheduler.resume passes them up), not to this loop.
 local function run_resync_fn(fn, kind, resource, deliver, fail, run, name)
   name = name or ("kind '%s'"):format(kind)
-  local co = coroutine_create(function(...) return fn(...) end)
+  local co = run.eng.scheduler:adopt(coroutine_create(function(...) return fn(...) end))
   local r = pack(coroutine_resume(co, kind, resource))
   local gave = false
   while true do

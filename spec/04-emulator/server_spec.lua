@@ -382,6 +382,57 @@ describe("ocean.server", function()
   end)
 end)
 
+describe("ocean.server with spawn", function()
+  local srv, started, old_slice
+
+  before_each(function()
+    started = {}
+    old_slice = server.SLICE_MS
+    srv = assert(server.new{ spawn = function(fn) fn() end })
+    srv:route("GET", "/work/:n", function(req)
+      started[#started + 1] = req.params.n
+      return 200, req.params.n
+    end)
+    srv:route("GET", "/health", function()
+      started[#started + 1] = "health"
+      return 200, "ok"
+    end, { priority = true })
+  end)
+  after_each(function()
+    server.SLICE_MS = old_slice
+    srv:close()
+  end)
+
+  it("starts a priority route's requests first and the others over several calls, oldest first",
+    function()
+    local handles = {}
+    for i = 1, 20 do
+      handles[i] = curl("", srv:url() .. "/work/" .. i)
+      -- one at a time, so the C server queues them in this order
+      local t0 = core.monotonic_ms()
+      while srv.c:wait(10) < i and core.monotonic_ms() - t0 < 5000 do end
+    end
+    handles[21] = curl("", srv:url() .. "/health")
+    local t0 = core.monotonic_ms()
+    while srv.c:wait(10) < 21 and core.monotonic_ms() - t0 < 5000 do end
+    assert.are.equal(21, srv.c:wait(0))
+    server.SLICE_MS = -1            -- every slice is over: 7 at a time
+    local calls = 0
+    repeat
+      srv:process()
+      calls = calls + 1
+    until not srv:busy() or calls > 20
+    assert.is_false(srv:busy())
+    assert.is_true(calls >= 3, "calls: " .. calls)
+    local want = { "health" }
+    for i = 1, 20 do want[#want + 1] = tostring(i) end
+    assert.are.same(want, started)
+    serve_until(function(t) srv:step(t) end, handles)
+    for i = 1, 20 do assert.are.equal(tostring(i), handles[i].body) end
+    assert.are.equal("ok", handles[21].body)
+  end)
+end)
+
 describe("ocean.server.parse_query", function()
   local cases = {
     { "", {} },

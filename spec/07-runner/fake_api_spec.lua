@@ -1,6 +1,6 @@
 -- examples/fake-api end to end: `ocean sail` pages through the fake
--- third-party API with ocean.http, and applies its webhooks through
--- ocean.router.
+-- third-party API with ocean.http, and applies its webhooks through a
+-- webhook processor (answered once journaled, applied in the background).
 local json = require "ocean.json"
 local ehelp = require "spec.helpers.emulator"
 local fake = require "spec.helpers.fake_api"
@@ -31,15 +31,17 @@ local function bulk_upserts(emu)
 end
 
 describe("examples/fake-api", function()
-  local emu, api, env
+  local emu, api, env, jdir
 
   setup(function()
     emu = ehelp.start { quiet = true }
+    jdir = ehelp.tmpdir()
   end)
   teardown(function()
     sail.stop_all()
     fake.stop_all()
     ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(jdir))
   end)
 
   local function start_api(opts)
@@ -50,7 +52,12 @@ describe("examples/fake-api", function()
       OCEAN__PORT__CLIENT_ID = emu.client_id,
       OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
       OCEAN__INTEGRATION__CONFIG__API_URL = api.url,
+      OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,         -- not in the example's folder
     }
+  end
+
+  local function user(login)
+    return by_id(emu.entities("fakeApiUser"))[login]
   end
 
   it("resyncs the teams (one request) and the users (five pages)", function()
@@ -104,39 +111,58 @@ describe("examples/fake-api", function()
   it("applies the API's webhooks, and a resync agrees with them", function()
     local port = sail.free_port()
     start_api { webhook = ("http://127.0.0.1:%d/integration/webhook"):format(port) }
+    api.call("POST", "/_webhook", { url = ("http://127.0.0.1:%d/integration/webhook"):format(port),
+                                    secret = "fake-api-secret" })
     env.OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY"
+    env.OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = "fake-api-secret"
     local p = sail.start({ "sail", EXAMPLE, "--port", tostring(port), "--host", "127.0.0.1" },
       env, { port = port })
     p:wait_ready()
 
-    local user = { login = "new.user", name = "New User", email = "new.user@example.com",
-                   team = "mobile", role = "member", active = true, joined_at = "2024-01-02T09:00:00Z" }
-    local status, body = api.call("POST", "/users", user)
+    local new = { login = "new.user", name = "New User", email = "new.user@example.com",
+                  team = "mobile", role = "member", active = true, joined_at = "2024-01-02T09:00:00Z" }
+    local status, body = api.call("POST", "/users", new)
     assert.are.same({ 201, { ok = true, status = 200 } }, { status, body.webhook })
-    local e = by_id(emu.entities("fakeApiUser"))["new.user"]
+    local e = sail.eventually(function() return user("new.user") end, 10, "new.user in Port")
     assert.are.same({ "New User", { team = "mobile" }, DS }, { e.title, e.relations, e.datasource })
 
     status, body = api.call("PATCH", "/users/new.user", { role = "admin" })
     assert.are.same({ 200, { ok = true, status = 200 } }, { status, body.webhook })
-    assert.are.equal("admin", by_id(emu.entities("fakeApiUser"))["new.user"].properties.role)
+    sail.eventually(function() return user("new.user").properties.role == "admin" end, 10, "the role")
 
-    -- deactivated: fails the selector, so the webhook deletes the entity
+    -- deactivated: the user read again fails the selector, so it is deleted
     status, body = api.call("PATCH", "/users/alan.smith", { active = false })
     assert.are.same({ 200, true }, { status, body.webhook.ok })
-    assert.is_nil(by_id(emu.entities("fakeApiUser"))["alan.smith"])
+    sail.eventually(function() return not user("alan.smith") end, 10, "alan.smith deleted")
 
     status, body = api.call("DELETE", "/users/grace.smith")
     assert.are.same({ 200, true }, { status, body.webhook.ok })
-    assert.is_nil(by_id(emu.entities("fakeApiUser"))["grace.smith"])
+    sail.eventually(function() return not user("grace.smith") end, 10, "grace.smith deleted")
 
-    -- a payload the handler refuses, then invalid JSON
-    local s2, text = p:http("POST", "/integration/webhook", { body = { action = "created" },
-      headers = { ["Content-Type"] = "application/json" } })
-    assert.are.same({ 400, { ok = false, error = 'expected {"action": ..., "user": {...}}' } },
-      { s2, json.decode(text) })
+    -- an event read from the API at apply time: the webhook's copy is stale
+    local s2, text = p:http("POST", "/integration/webhook", { body = { action = "updated",
+      user = { login = "linus.garcia", name = "Stale Name" } },
+      headers = { ["Content-Type"] = "application/json", ["X-Webhook-Secret"] = "fake-api-secret" } })
+    assert.are.same({ 200, { status = "ok" } }, { s2, json.decode(text) })
+
+    -- a forged sender, a payload the processor refuses, then invalid JSON
+    s2, text = p:http("POST", "/integration/webhook", { body = { action = "deleted", user = { login = "ada.smith" } },
+      headers = { ["Content-Type"] = "application/json", ["X-Webhook-Secret"] = "guess" } })
+    assert.are.same({ 401, { status = "error", message = "authentication failed" } }, { s2, json.decode(text) })
+    s2, text = p:http("POST", "/integration/webhook", { body = { action = "created" },
+      headers = { ["Content-Type"] = "application/json", ["X-Webhook-Secret"] = "fake-api-secret" } })
+    assert.are.same({ 400, { status = "error", message = "invalid payload" } }, { s2, json.decode(text) })
     s2 = p:http("POST", "/integration/webhook", { body = "{",
       headers = { ["Content-Type"] = "application/json" } })
     assert.are.equal(400, s2)
+    local le = sail.eventually(function()
+      local _, t = p:http("GET", "/integration/health")
+      local x = json.decode(t).live_events
+      return x.applied == 5 and x.pending == 0 and x
+    end, 10, "every event applied")
+    assert.are.same({ 5, 0, 0 }, { le.received, le.failed, le.dead })
+    assert.are.equal("Linus Garcia", user("linus.garcia").title)
+    assert.is_table(user("ada.smith"))
 
     -- a resync then finds Port equal to the API (a fresh one: ada.smith,
     -- deleted from the previous one, is back)

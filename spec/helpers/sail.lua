@@ -8,6 +8,8 @@
 --   local p = sail.start({ "sail", path, "--port", sail.free_port() }, env)
 --   p.wait_ready()             -- until GET /integration/health answers
 --   p.http("POST", "/integration/webhook", { body = {...} }) -> status, text
+--   local done = p:background("POST", path, body_text [, headers])
+--     done() -> status, seconds (curl's time_total) once answered, or nil
 --   local rc, out, err = p.stop()        -- SIGTERM, wait for the exit
 --   sail.stop_all()            -- teardown: every process still running
 --
@@ -118,6 +120,30 @@ end
 
 function Proc:http(method, path, opts)
   return ehelp.http(method, self.url .. path, opts)
+end
+
+-- A request sent by a curl in the background: returns a function that
+-- gives status, time_total (s) once it ended, nil while it runs.
+function Proc:background(method, path, body, headers)
+  self.nbg = (self.nbg or 0) + 1
+  local out = format("%s/bg-%d.out", self.dir, self.nbg)
+  local f = assert(io.open(out .. ".body", "wb"))
+  f:write(body or "")
+  f:close()
+  local h = {}
+  for k, v in pairs(headers or { ["Content-Type"] = "application/json" }) do
+    h[#h + 1] = "-H " .. q(k .. ": " .. v)
+  end
+  local data = body and ("--data-binary @" .. q(out .. ".body")) or ""
+  os.execute(format("(curl -s -o /dev/null -w '%%{http_code} %%{time_total}' --max-time 60 -X %s"
+    .. " %s %s %s > %s.tmp 2>/dev/null; mv %s.tmp %s) </dev/null >/dev/null 2>&1 &",
+    q(method), concat(h, " "), data, q(self.url .. path), q(out), q(out), q(out)))
+  return function()
+    local text = read_file(out)
+    if not text then return nil end
+    local code, t = text:match("^(%d+) ([%d%.]+)")
+    return tonumber(code), tonumber(t)
+  end
 end
 
 -- Wait until GET /integration/health answers 200; raises (with the

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -746,6 +747,54 @@ int oc_journal_stats(oc_journal_t *j, double now, oc_journal_stats_t *st,
   }
   sqlite3_reset(s);
   if (rc != SQLITE_DONE) return db_err(j, rc, "reading its counts", err, errlen);
+  return 0;
+}
+
+/* }==================== */
+
+/* {==================== the folder ==================== */
+
+static int is_journal_name(const char *name)
+{
+  static const char ext[] = ".sqlite3";
+  size_t n = strlen(name), e = sizeof ext - 1;
+  return n > e && strcmp(name + n - e, ext) == 0;
+}
+
+int oc_journal_files(const char *dir, char **out, size_t *len, char *err,
+                     size_t errlen)
+{
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  char *buf = NULL;
+  size_t used = 0, cap = 0;
+  *out = NULL;
+  *len = 0;
+  if (!d) {
+    if (errno == ENOENT) return 0;
+    set_err(err, errlen, "journal folder %s cannot be read: %s", dir,
+            strerror(errno));
+    return -1;
+  }
+  while ((de = readdir(d)) != NULL) {
+    size_t n = strlen(de->d_name) + 1;
+    if (!is_journal_name(de->d_name)) continue;
+    if (used + n > cap) {
+      char *nb = realloc(buf, cap = (used + n) * 2);
+      if (!nb) {
+        free(buf);
+        closedir(d);
+        set_err(err, errlen, "journal folder %s: out of memory", dir);
+        return -1;
+      }
+      buf = nb;
+    }
+    memcpy(buf + used, de->d_name, n);
+    used += n;
+  }
+  closedir(d);
+  *out = buf;
+  *len = used;
   return 0;
 }
 

@@ -142,4 +142,12 @@ int oc_journal_requeue(oc_journal_t *j, long long id, char *err,
 int oc_journal_stats(oc_journal_t *j, double now, oc_journal_stats_t *st,
                      char *err, size_t errlen);
 
+/* The journal files of folder dir (for adopting the journals of dead
+ * processes): the names, without the folder, of its entries that end in
+ * ".sqlite3", as NUL-terminated strings back to back in a malloc'ed
+ * buffer (*out, *len bytes; *out is NULL when there are none; the caller
+ * frees it). A folder that does not exist has none. 0, or -1 with err. */
+int oc_journal_files(const char *dir, char **out, size_t *len, char *err,
+                     size_t errlen);
+
 #endif

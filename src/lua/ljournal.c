@@ -24,6 +24,8 @@
  *                 appended=, done=, failed=, dead_lettered=} | nil, err
  *     (the last four count this handle's calls since it was opened)
  *   j:path()   j:close()   (close is idempotent; also __gc and __close)
+ *   core.journal_files(dir) -> {name, ...} | nil, err   the *.sqlite3
+ *     entries of a folder (none when it does not exist), unsorted
  *
  * A record: {id=, path=, headers={name=value}, body=, received_at=,
  * attempts=, claimed=, last_error=}. Misuse (wrong types) raises;
@@ -32,6 +34,7 @@
 #include "lbind.h"
 #include "live/journal.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -473,6 +476,29 @@ static int l_stats(lua_State *L)
 
 /* }==================== */
 
+/* The names are copied out of the C buffer, which is freed, before Lua
+ * allocates anything (a memory error then leaks nothing). */
+static int l_journal_files(lua_State *L)
+{
+  const char *dir = luaL_checkstring(L, 1);
+  char err[512], *buf = NULL, *copy;
+  size_t len = 0, at = 0;
+  int n = 0;
+  if (oc_journal_files(dir, &buf, &len, err, sizeof err) != 0)
+    return fail_with(L, err);
+  copy = (char *)lua_newuserdata(L, len ? len : 1);
+  if (len) memcpy(copy, buf, len);
+  free(buf);
+  lua_newtable(L);
+  while (at < len) {
+    size_t k = strlen(copy + at);
+    lua_pushlstring(L, copy + at, k);
+    lua_rawseti(L, -2, ++n);
+    at += k + 1;
+  }
+  return 1;
+}
+
 static const luaL_Reg journal_methods[] = {
   { "append", l_append },
   { "append_batch", l_append_batch },
@@ -505,4 +531,6 @@ void oc_open_journal(lua_State *L)
   lua_pop(L, 1);
   lua_pushcfunction(L, l_journal_open);
   lua_setfield(L, -2, "journal_open");
+  lua_pushcfunction(L, l_journal_files);
+  lua_setfield(L, -2, "journal_files");
 }

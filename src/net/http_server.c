@@ -87,6 +87,7 @@ struct oc_server {
   oc_guard_t *guard;
   oc_server_stats_t limits;      /* the effective limits */
   int port;
+  int listen_fd;                 /* owned by libmicrohttpd; polled only */
   size_t max_body;
   unsigned long next_id;
   plist_t ready;                 /* queued, not handed out; oldest first */
@@ -571,6 +572,7 @@ oc_server_t *oc_server_start(const oc_server_opts_t *opts, char *err,
     return NULL;
   }
   s->port = socket_port(fd);
+  s->listen_fd = fd;
   mo[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, fd, NULL };
   mo[n++] = (struct MHD_OptionItem){ MHD_OPTION_URI_LOG_CALLBACK,
                                      (intptr_t)on_uri, s };
@@ -669,19 +671,39 @@ long oc_server_timeout_ms(const oc_server_t *s)
   return (m < 0 || (g >= 0 && g < m)) ? g : m;
 }
 
+/* Connections still waiting in the listen backlog? */
+static int backlog_waiting(const oc_server_t *s)
+{
+  struct pollfd pfd;
+  pfd.fd = s->listen_fd;
+  pfd.events = POLLIN;
+  pfd.revents = 0;
+  return poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN);
+}
+
 /* The sweep comes first: libmicrohttpd's run then sees the connections it
  * shut down end, and closes them. A run that takes the server below its
  * limit asks for another at once: libmicrohttpd listens again only at the
  * start of a run, so until then nothing would wake a waiting owner for
- * the connections queued in the backlog. */
+ * the connections queued in the backlog.
+ * libmicrohttpd accepts at most 10 connections per run (daemon.c, "do not
+ * accept more then 10 connections at once"): under a burst of a thousand
+ * connections, a health probe waited ~100 runs in the backlog (~0.5 s).
+ * So the run is repeated while connections wait there and the server is
+ * below its limit, up to RUNS_PER_CALL times. */
+#define RUNS_PER_CALL 16
+
 int oc_server_run(oc_server_t *s)
 {
   unsigned max = s->limits.max_connections;
-  int full = oc_guard_open(s->guard) >= max;
-  enum MHD_Result r;
+  int full = oc_guard_open(s->guard) >= max, i;
+  enum MHD_Result r = MHD_YES;
   s->wake = 0;
   oc_guard_sweep(s->guard, now_ms());
-  r = MHD_run(s->d);
+  for (i = 0; i < RUNS_PER_CALL && r == MHD_YES; i++) {
+    r = MHD_run(s->d);
+    if (oc_guard_open(s->guard) >= max || !backlog_waiting(s)) break;
+  }
   if (full && oc_guard_open(s->guard) < max) s->wake = 1;
   return r == MHD_YES ? 0 : -1;
 }

@@ -1,0 +1,251 @@
+-- The live-events benchmark (`make bench-live`; never part of `make test`):
+-- N webhooks of one object each (default 1 000), all sent at once (curl
+-- --parallel, 4 processes x 250 connections), to `ocean sail` under Lua
+-- 5.4 and LuaJIT and to nginx (one worker), against the bundled Port
+-- emulator without and with a 500 ms delay on every bulk upsert. The
+-- integration is spec/fixtures/live (one webhook processor). Reported:
+--   * the webhook answers: how many 2xx, p50 / p99 (curl's time_total);
+--   * GET /integration/health during the burst: p99 and how many probes
+--     (one after the other, each timed by curl);
+--   * events per second: N / (the first send .. the last event applied);
+--   * Port requests, from the emulator's request log: bulk upserts,
+--     searches, deletes, others;
+--   * a SIGKILL in the middle of a burst (ocean sail: killed, then
+--     started again; nginx: its worker killed, the master starts another):
+--     events answered 2xx, and how many of them are missing from Port once
+--     the journal is replayed (lost: must be 0).
+-- Figures go to bench/results/live.txt (and stdout).
+--   BENCH_N=200 lua5.4 bench/live.lua        a shorter run
+--   BENCH_ONLY="lua5.4 nginx"                some runtimes
+--   BENCH_DELAYS="0 500"                     bulk-upsert delays (ms)
+package.path = "./?.lua;" .. package.path
+local json = require "ocean.json"
+local burst = require "spec.helpers.burst"
+local ehelp = require "spec.helpers.emulator"
+local nh = require "spec.helpers.nginx"
+local sail = require "spec.helpers.sail"
+
+local format = string.format
+local q, sh = ehelp.shell_quote, ehelp.sh
+
+local N = tonumber(os.getenv("BENCH_N") or "") or 1000
+local ONLY = os.getenv("BENCH_ONLY") or "lua5.4 luajit nginx"
+local DELAYS = os.getenv("BENCH_DELAYS") or "0 500"
+local OUT = os.getenv("BENCH_OUT") or "bench/results/live.txt"
+local LIVE = ehelp.root() .. "/spec/fixtures/live"
+local SECRET = "bench-secret"
+
+local out = assert(io.open(OUT, "w"))
+local function say(fmt, ...)
+  local line = format(fmt, ...)
+  io.stdout:write(line, "\n")
+  io.stdout:flush()
+  out:write(line, "\n")
+  out:flush()
+end
+
+local now = nh.now
+
+local function pct(list, p)
+  if #list == 0 then return 0 end
+  table.sort(list)
+  return list[math.max(1, math.ceil(#list * p))]
+end
+
+-- {==================== the integration under test ====================
+
+local emu = ehelp.start { quiet = true }
+local work = ehelp.tmpdir()
+os.execute("chmod 777 " .. q(work))
+
+local function env(jdir)
+  return {
+    OCEAN__PORT__BASE_URL = emu.url,
+    OCEAN__PORT__CLIENT_ID = emu.client_id,
+    OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
+    OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
+    OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY",
+    OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
+    OCEAN__HTTP__MAX_CONNECTIONS_PER_CLIENT = "0",      -- one client sends them all
+    APPLICATION__LOG_LEVEL = "WARNING",
+  }
+end
+
+-- A running target: {url=, health() -> table, kill(), restart(), stop()}.
+local function start_sail(rt, jdir)
+  sail.runtime = function() return rt end
+  local port = sail.free_port()
+  local args = { "sail", LIVE, "--port", tostring(port), "--host", "127.0.0.1" }
+  local p = sail.start(args, env(jdir), { port = port, limit = 3600 })
+  p:wait_ready(30)
+  local t = { url = p.url }
+  function t.health()
+    local _, text = p:http("GET", "/integration/health", { timeout = 5 })
+    return json.decode(text) or {}
+  end
+  function t.kill() p:stop("KILL", 1) end
+  function t.restart()
+    p = sail.start(args, env(jdir), { port = port, limit = 3600 })
+    p:wait_ready(30)
+  end
+  function t.stop() p:stop("TERM", 20) end
+  return t
+end
+
+local function start_nginx(jdir)
+  local e = env(jdir)
+  e.APPLICATION__LOG_LEVEL = "WARNING"
+  local ng = nh.start { emu = emu, workers = 1, integration = LIVE, identifier = "bench-live",
+                        env = e }
+  local t = { url = ng.url }
+  function t.health()
+    local _, h = ng:json("GET", "/integration/health")
+    return type(h) == "table" and h or {}
+  end
+  local function ready()
+    assert(nh.wait_for(function() return t.health().ready and t.health().live_events end, 60),
+      "nginx not ready:\n" .. ng:error_log():sub(-2000))
+  end
+  ready()
+  function t.kill() for _, pid in ipairs(ng:worker_pids()) do os.execute("kill -KILL " .. pid) end end
+  function t.restart() ready() end        -- the master starts a new worker
+  function t.stop() ng:stop() end
+  return t
+end
+
+-- }====================
+
+-- {==================== one burst ====================
+
+local function requests(url, tag)
+  local reqs = {}
+  for i = 1, N do
+    reqs[i] = { url = url .. "/integration/items", tag = tag .. i,
+      headers = { ["Content-Type"] = "application/json", ["X-Secret"] = SECRET },
+      body = json.encode { item = { id = tag .. i, name = "Bench " .. i, size = i } } }
+  end
+  return reqs
+end
+
+local function port_requests()
+  local c = { bulk = 0, search = 0, delete = 0, other = 0, all = 0 }
+  for _, r in ipairs(emu.requests()) do
+    c.all = c.all + 1
+    if r.method == "POST" and r.path:match("/entities/bulk$") then c.bulk = c.bulk + 1
+    elseif r.path:match("search") then c.search = c.search + 1
+    elseif r.method == "DELETE" or r.path:match("bulk/delete") then c.delete = c.delete + 1
+    else c.other = c.other + 1 end
+  end
+  return c
+end
+
+-- health probes one after the other while fn() says the burst runs
+local function probe(url, running)
+  local times = {}
+  while running() do
+    local o = sh("curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 5 "
+      .. q(url .. "/integration/health") .. " 2>/dev/null")
+    local code, t = o:match("^(%d+) ([%d%.]+)")
+    if code == "200" then times[#times + 1] = tonumber(t) * 1000 else times[#times + 1] = 5000 end
+  end
+  return times
+end
+
+local function applied_all(t, before)
+  local le = t.health().live_events or {}
+  return (le.applied or 0) - before >= N and (le.pending or 1) == 0
+end
+
+local function run(name, t, delay)
+  emu.faults()
+  if delay > 0 then
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = delay } }
+  end
+  emu.clear_requests()
+  local before = (t.health().live_events or {}).applied or 0
+  local tag = format("%s-%d-", name, delay)
+  local t0 = now()
+  local b = burst.start(requests(t.url, tag), { parallel = 250, processes = 4, timeout = 120 })
+  local health = probe(t.url, function() return not b.done() end)
+  local results = b.results()
+  b.cleanup()
+  local answers, ok = {}, 0
+  for _, r in ipairs(results) do
+    answers[#answers + 1] = r.seconds * 1000
+    if r.status >= 200 and r.status < 300 then ok = ok + 1 end
+  end
+  local done = nh.wait_for(function() return applied_all(t, before) end, 900, 0.2)
+  local t1 = now()
+  emu.faults()
+  local c = port_requests()
+  say("%-7s %5d ms  %5d/%-5d %8.1f %8.1f  %8.1f (%3d)  %8.1f  %6d %6d %6d %6d%s", name, delay, ok,
+    N, pct(answers, 0.5), pct(answers, 0.99), pct(health, 0.99), #health, N / (t1 - t0), c.bulk,
+    c.search, c.delete, c.other, done and "" or "  (not all applied after 900 s)")
+end
+
+-- SIGKILL once a burst is well under way, then start again: events
+-- answered 2xx that never reach Port are lost.
+local function kill_run(name, t, delay)
+  emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = delay } }
+  local tag = name .. "-kill-"
+  local b = burst.start(requests(t.url, tag), { parallel = 250, processes = 4, timeout = 120 })
+  ehelp.sleep(0.5)
+  local mid = not b.done()
+  t.kill()
+  local results = b.wait(120)
+  b.cleanup()
+  emu.faults()
+  t.restart()
+  local answered = {}
+  for _, r in ipairs(results) do
+    if r.status >= 200 and r.status < 300 then answered[#answered + 1] = r.tag end
+  end
+  local function missing()
+    local have = {}
+    for _, e in ipairs(emu.entities("specItem")) do have[e.identifier] = true end
+    local n = 0
+    for _, id in ipairs(answered) do if not have[id] then n = n + 1 end end
+    return n
+  end
+  nh.wait_for(function() return missing() == 0 end, 900, 1)
+  local lost = missing()
+  say("%-7s kill %s: %d of %d answered 2xx before/around the kill; lost after the restart: %d",
+    name, mid and "mid-burst" or "AFTER the burst (not mid-burst)", #answered, N, lost)
+end
+
+-- }====================
+
+say("# lua-ocean live-events benchmark, %s", os.date("!%Y-%m-%dT%H:%MZ"))
+say("# %s, %s CPUs, load %s; commit %s", (sh("grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'")
+  :gsub("%s+$", "")), (sh("nproc"):gsub("%s+$", "")),
+  (sh("cut -d' ' -f1-3 /proc/loadavg"):gsub("%s+$", "")),
+  (sh("git rev-parse --short HEAD 2>/dev/null"):gsub("%s+$", "")))
+say("# N = %d webhooks of one object each, sent at once (4 curl x 250 connections); nginx: 1 worker", N)
+say("# delay: every bulk upsert held that long by the emulator; times in ms")
+say("")
+say("%-7s %8s  %-11s %8s %8s  %14s  %8s  %6s %6s %6s %6s", "runtime", "delay", "2xx", "hook p50",
+  "hook p99", "health p99 (n)", "events/s", "bulk", "search", "delete", "other")
+for target in ONLY:gmatch("%S+") do
+  for d in DELAYS:gmatch("%d+") do
+    local jdir = format("%s/%s-%s", work, target, d)
+    os.execute("mkdir -p " .. q(jdir) .. " && chmod 777 " .. q(jdir))
+    local t = target == "nginx" and start_nginx(jdir) or start_sail(target, jdir)
+    local ok, err = pcall(run, target, t, tonumber(d))
+    if not ok then say("%-7s %5s ms  failed: %s", target, d, tostring(err)) end
+    t.stop()
+  end
+end
+say("")
+for target in ONLY:gmatch("%S+") do
+  local jdir = format("%s/%s-kill", work, target)
+  os.execute("mkdir -p " .. q(jdir) .. " && chmod 777 " .. q(jdir))
+  local t = target == "nginx" and start_nginx(jdir) or start_sail(target, jdir)
+  local ok, err = pcall(kill_run, target, t, 500)
+  if not ok then say("%-7s kill: failed: %s", target, tostring(err)) end
+  t.stop()
+end
+out:close()
+sail.stop_all()
+nh.stop_all()
+ehelp.stop_all()
+os.execute("rm -rf " .. q(work))

@@ -1,0 +1,430 @@
+-- ocean.event_queue: the durable queue of live events under the webhook
+-- processors (ocean.webhook): appends with group commit before the
+-- sender's answer, a consumer that applies the events in the background,
+-- at most `concurrency` at a time, with retries, backoff and dead letters
+-- counted in the journal (ocean.journal, docs/live-events.md).
+--
+--   local q = assert(event_queue.open(engine, { path = file, concurrency = 100,
+--                                               max_attempts = 5 }))
+--   engine.event_queue = q          -- the processors' routes append to it
+--   q:start()                       -- the consumer (a task, or an nginx timer)
+--   local id = q:append{path=, headers=, body=, received_at=} -- on disk
+--   q:stats()   q:stop()   q:close()
+--
+-- Group commit: appends made while a commit is being prepared share it
+-- (one transaction, one fsync); each caller waits — yielding — until its
+-- batch is on disk. Standalone the commit is a task that runs after the
+-- requests taken off the server in the same loop turn; in nginx, a 0 s
+-- timer after the current event-loop iteration.
+--
+-- The consumer claims events oldest first (the journal counts an attempt
+-- at each claim) and runs each in a task (standalone) or a timer (nginx):
+-- ocean.webhook's process. Applied: done (it leaves the journal). Failed:
+-- while attempts remain, the event stays claimed for a backoff of 1, 2,
+-- 4 ... s (at most 30 s; the journal's lease, 300 s, is longer) and is
+-- then failed in the journal, which makes it pending again; at the last
+-- attempt it becomes a dead letter (logged as an ERROR; `ocean.journal`'s
+-- dead() lists them, requeue() retries one). A process that dies with
+-- claims held releases them at the next open, so an event answered 2xx
+-- is applied after a crash: at least once in delivery, exactly once in
+-- effect (applying is idempotent: upserts, and deletes of named entities).
+--
+-- nginx: one journal per worker process, named after its pid
+-- (docs/live-events.md). opts.adopt = true: the consumer also takes the
+-- journals of processes that are gone (same folder, same integration, a
+-- pid suffix): opening one succeeds only when its owner is dead (the
+-- journal is locked while open). It applies their events and removes the
+-- file once empty (a file left with dead letters stays, logged). Checked
+-- at start and every ADOPT_EVERY seconds.
+local core = require "ocean.core"
+local journal = require "ocean.journal"
+local log = require "ocean.log"
+local webhook = require "ocean.webhook"
+
+local type, tostring, pcall, ipairs, setmetatable = type, tostring, pcall, ipairs, setmetatable
+local min, floor = math.min, math.floor
+local now_ms = core.monotonic_ms
+
+local _M = {
+  CONCURRENCY = 100,       -- events applied at once
+  MAX_ATTEMPTS = 5,
+  POLL_S = 1,              -- the consumer looks at the journal at least this often
+  ADOPT_EVERY = 30,        -- s between two looks for orphaned journals (nginx)
+  APPEND_TIMEOUT = 30,     -- s an append waits for its commit (nginx)
+}
+
+local Queue = {}
+Queue.__index = Queue
+
+-- The backoff before the next attempt, after `attempts` (1, 2, 4 ... s,
+-- at most 30 s).
+function _M.retry_delay(attempts)
+  return min(2 ^ (floor(attempts) - 1), 30)
+end
+
+local function in_nginx()
+  local ngx = _G.ngx
+  return type(ngx) == "table" and type(ngx.timer) == "table"
+end
+
+-- Open the journal at opts.path and make the queue (not started).
+-- opts: concurrency, max_attempts, adopt (nginx: orphaned journals of
+-- the same folder whose name is <opts.base>-<pid>.sqlite3).
+-- nil, err when the journal cannot be opened.
+function _M.open(eng, opts)
+  local max_attempts = opts.max_attempts or _M.MAX_ATTEMPTS
+  local j, err, code = journal.open(opts.path, { max_attempts = max_attempts })
+  if not j then
+    if code == "busy" then
+      err = err .. " (is another process running this integration with the same journal "
+        .. "folder? set OCEAN__LIVE_EVENTS__JOURNAL_DIR)"
+    end
+    return nil, err
+  end
+  local q = setmetatable({
+    eng = eng, j = j, path = opts.path, own = { j = j, path = opts.path, busy = 0 },
+    concurrency = opts.concurrency or _M.CONCURRENCY,
+    max_attempts = max_attempts, nginx = in_nginx(), adopt = opts.adopt, base = opts.base,
+    orphans = {}, known = {}, running = 0, backing_off = 0, wake = false, wake_cond = {},
+    stop_cond = {},
+    counts = { received = 0, applied = 0, failed = 0, retried = 0, dead = 0, adopted = 0 },
+  }, Queue)
+  if q.nginx then q.sema = require("ngx.semaphore").new(0) end
+  local st = j:stats()
+  if st and (st.pending > 0 or st.dead > 0) then
+    log.info("live-event journal %s: %d event(s) pending from before this start, %d dead letter(s)",
+      opts.path, st.pending, st.dead)
+  end
+  return q
+end
+
+-- {==================== appending (group commit) ====================
+
+local function notify(self)
+  self.wake = true
+  if self.sema then
+    self.sema:post(1)
+  else
+    self.eng:signal(self.wake_cond)
+  end
+end
+
+local function commit(self, b)
+  if self.batch == b then self.batch = nil end
+  local ids, err = self.j:append_batch(b.recs)
+  if ids then
+    b.ids = ids
+    self.counts.received = self.counts.received + #ids
+    notify(self)
+  else
+    b.err = err
+  end
+  if b.sema then
+    b.sema:post(#b.recs)
+  else
+    self.eng:signal(b)
+  end
+end
+
+local function commit_soon(self, b)
+  if self.nginx then
+    b.sema = require("ngx.semaphore").new(0)
+    local ok, err = _G.ngx.timer.at(0, function() commit(self, b) end)
+    if not ok then
+      self.batch = nil
+      b.err = "cannot schedule the journal commit: " .. tostring(err)
+    end
+    return
+  end
+  -- one turn first: the requests of this loop turn join the batch
+  self.eng:spawn(function()
+    self.eng:sleep(0)
+    commit(self, b)
+  end, { name = "the journal commit" })
+end
+
+-- Append an event; returns its id once it is on disk, or nil, err.
+function Queue:append(rec)
+  if not self.j then return nil, "the live-event queue is closed" end
+  local b = self.batch
+  if not b then
+    b = { recs = {} }
+    self.batch = b
+    commit_soon(self, b)
+  end
+  local n = #b.recs + 1
+  b.recs[n] = rec
+  if self.nginx and b.sema then
+    if not (b.ids or b.err) then
+      local ok, err = b.sema:wait(_M.APPEND_TIMEOUT)
+      if not ok then return nil, "the journal commit did not finish: " .. tostring(err) end
+    end
+  elseif not (b.ids or b.err) then
+    self.eng:wait_signal(b)
+  end
+  if b.err then return nil, b.err end
+  return b.ids[n]
+end
+
+-- }====================
+
+-- {==================== applying ====================
+
+local function remove_files(path)
+  for _, suffix in ipairs { "", "-wal", "-shm" } do os.remove(path .. suffix) end
+end
+
+-- An orphan's journal once it has nothing pending: closed, and removed
+-- unless dead letters stay in it.
+local function retire(self, o)
+  local st = o.j:stats()
+  if not st or st.pending > 0 or o.busy > 0 then return false end
+  o.j:close()
+  if st.dead > 0 then
+    log.warning("adopted journal %s: %d dead letter(s) stay in it (open it with ocean.journal "
+      .. "to requeue them)", o.path, st.dead)
+  else
+    remove_files(o.path)
+    log.info("adopted journal %s is empty: removed", o.path)
+  end
+  for i, x in ipairs(self.orphans) do
+    if x == o then table.remove(self.orphans, i) break end
+  end
+  return true
+end
+
+local function later(self, seconds, fn)
+  if self.nginx then
+    local ok, err = _G.ngx.timer.at(seconds, function(premature) if not premature then fn() end end)
+    if not ok then log.error("live events: cannot schedule a retry: %s", tostring(err)) end
+    return
+  end
+  self.eng:spawn(function()
+    local deadline = now_ms() + seconds * 1000
+    while not self.stopping and now_ms() < deadline do
+      self.eng:wait_signal(self.stop_cond, deadline - now_ms())
+    end
+    fn()
+  end, { name = "a live-event retry" })
+end
+
+local function summary_text(s)
+  return ("created %d, updated %d, deleted %d"):format(s.created or 0, s.updated or 0,
+    s.deleted or 0)
+end
+
+-- The end of one event's attempt: done, retried later, or a dead letter.
+local function settle(self, src, ev, t0, ok, res, err)
+  local j = src.j
+  local ms = now_ms() - t0
+  if ok then
+    local dok, derr = j:done(ev.id)
+    if dok == nil then
+      log.error("event %d was applied but could not be marked done (it will be applied "
+        .. "again): %s", ev.id, tostring(derr))
+    end
+    self.counts.applied = self.counts.applied + 1
+    log.info("event %d (POST %s) applied in %.0f ms (attempt %d): %s", ev.id, ev.path, ms,
+      ev.attempts, res.matched == 0 and "nothing matched" or summary_text(res))
+    return
+  end
+  self.counts.failed = self.counts.failed + 1
+  local msg = tostring(err)
+  if ev.attempts >= self.max_attempts then
+    j:fail(ev.id, msg)
+    self.counts.dead = self.counts.dead + 1
+    log.error("event %d (POST %s) is a dead letter after %d attempts: %s", ev.id, ev.path,
+      ev.attempts, msg)
+    return
+  end
+  local delay = _M.retry_delay(ev.attempts)
+  log.warning("event %d (POST %s) failed (attempt %d of %d), retrying in %d s: %s", ev.id,
+    ev.path, ev.attempts, self.max_attempts, delay, msg)
+  self.backing_off = self.backing_off + 1
+  src.busy = src.busy + 1
+  later(self, delay, function()
+    self.backing_off = self.backing_off - 1
+    src.busy = src.busy - 1
+    if src.j and src.j:fail(ev.id, msg) then self.counts.retried = self.counts.retried + 1 end
+    notify(self)
+  end)
+end
+
+-- Apply one claimed event (in its own task or timer).
+local function apply(self, src, ev)
+  local t0 = now_ms()
+  local ok, res, err = pcall(webhook.process, self.eng, ev)
+  if ok and res == nil then ok = false elseif not ok then err = res end
+  self.running = self.running - 1
+  src.busy = src.busy - 1
+  local sok, serr = pcall(settle, self, src, ev, t0, ok, res, err)
+  if not sok then log.error("live events: settling event %d failed: %s", ev.id, tostring(serr)) end
+  notify(self)
+end
+
+local function start_one(self, src, ev)
+  self.running = self.running + 1
+  src.busy = src.busy + 1
+  if self.nginx then
+    local ok, err = _G.ngx.timer.at(0, function(premature)
+      if premature then            -- the worker exits: the claim stays, released later
+        self.running = self.running - 1
+        src.busy = src.busy - 1
+        return
+      end
+      apply(self, src, ev)
+    end)
+    if not ok then
+      self.running = self.running - 1
+      src.busy = src.busy - 1
+      log.error("live events: cannot start event %d: %s (it is retried after its lease)",
+        ev.id, tostring(err))
+    end
+    return
+  end
+  self.eng:spawn(function() apply(self, src, ev) end, { name = "live event " .. ev.id })
+end
+
+-- Claim up to the free slots from the own journal, then the orphans'.
+-- Returns how many started.
+local function claim_some(self)
+  local started = 0
+  local sources = { self.own }
+  for _, o in ipairs(self.orphans) do sources[#sources + 1] = o end
+  for _, src in ipairs(sources) do
+    local free = self.concurrency - self.running
+    if free <= 0 then break end
+    if src.j then
+      local evs, err = src.j:claim(free)
+      if not evs then
+        log.error("live events: cannot claim from %s: %s", src.path, tostring(err))
+      else
+        for _, ev in ipairs(evs) do
+          start_one(self, src, ev)
+          started = started + 1
+        end
+        if #evs == 0 and src ~= self.own then retire(self, src) end
+      end
+    end
+  end
+  return started
+end
+
+-- }====================
+
+-- {==================== orphans (nginx) ====================
+
+-- Look for journals of processes that are gone; adopt those that open.
+function Queue:adopt_orphans()
+  if not self.adopt then return 0 end
+  local dir = self.path:match("^(.*)/[^/]*$") or "."
+  local names, err = core.journal_files(dir)
+  if not names then
+    log.warning("live events: %s", err)
+    return 0
+  end
+  local mine, n = self.path:match("[^/]*$"), 0
+  local prefix = self.base .. "-"
+  for _, name in ipairs(names) do
+    local path = dir .. "/" .. name
+    local rest = name:sub(1, #prefix) == prefix and name:sub(#prefix + 1)
+    if rest and rest:match("^%d+%.sqlite3$") and name ~= mine and not self.known[path] then
+      local j, jerr, code = journal.open(path, { max_attempts = self.max_attempts })
+      if j then
+        local o = { j = j, path = path, busy = 0 }
+        local st = j:stats() or { pending = 0, dead = 0 }
+        self.orphans[#self.orphans + 1] = o
+        self.counts.adopted = self.counts.adopted + 1
+        n = n + 1
+        log.warning("adopted the live-event journal %s of a process that is gone: %d pending, "
+          .. "%d dead letter(s)", path, st.pending, st.dead)
+        if retire(self, o) and st.dead > 0 then self.known[path] = true end
+      elseif code ~= "busy" then
+        self.known[path] = true
+        log.warning("live events: cannot adopt %s: %s", path, tostring(jerr))
+      end
+    end
+  end
+  if n > 0 then notify(self) end
+  return n
+end
+
+-- }====================
+
+-- {==================== the consumer ====================
+
+local function consume_task(self)
+  local eng = self.eng
+  while not self.stopping do
+    self.wake = false
+    claim_some(self)
+    if not self.stopping and not self.wake then
+      eng:wait_signal(self.wake_cond, _M.POLL_S * 1000)
+    end
+  end
+end
+
+local function consume_timer(premature, self)
+  if premature then return end
+  local ngx = _G.ngx
+  local ok, err = pcall(self.adopt_orphans, self)
+  if not ok then log.error("live events: adopting orphaned journals failed: %s", tostring(err)) end
+  local next_adopt = ngx.now() + _M.ADOPT_EVERY
+  while not self.stopping and not ngx.worker.exiting() do
+    ok, err = pcall(claim_some, self)
+    if not ok then log.error("live events: the consumer failed: %s", tostring(err)) end
+    if ngx.now() >= next_adopt then
+      pcall(self.adopt_orphans, self)
+      next_adopt = ngx.now() + _M.ADOPT_EVERY
+    end
+    self.sema:wait(_M.POLL_S)
+  end
+end
+
+-- Start applying events in the background.
+function Queue:start()
+  if self.started then return end
+  self.started = true
+  if self.nginx then
+    local ok, err = _G.ngx.timer.at(0, consume_timer, self)
+    if not ok then return nil, "cannot start the live-event consumer: " .. tostring(err) end
+  else
+    self.task = self.eng:spawn(function() consume_task(self) end,
+      { name = "the live-event consumer" })
+  end
+  return true
+end
+
+-- Stop claiming; the events being applied go on (the runner gives them a
+-- grace period), the retries waiting for their backoff end at once.
+function Queue:stop()
+  self.stopping = true
+  notify(self)
+  if not self.nginx then self.eng:signal(self.stop_cond) end
+end
+
+-- The journal's counts and this queue's: {pending=, claimed=, dead=,
+-- oldest_age=, running=, backing_off=, received=, applied=, failed=,
+-- retried=, dead_lettered=, adopted=, orphans=}.
+function Queue:stats()
+  local st = self.j and self.j:stats() or {}
+  local c = self.counts
+  return { pending = st.pending, claimed = st.claimed, dead = st.dead,
+           oldest_age = st.oldest_age, running = self.running, backing_off = self.backing_off,
+           received = c.received, applied = c.applied, failed = c.failed, retried = c.retried,
+           dead_lettered = c.dead, adopted = c.adopted, orphans = #self.orphans,
+           journal = self.path, concurrency = self.concurrency }
+end
+
+-- Close the journals (claims still held are released at the next open).
+function Queue:close()
+  self.stopping = true
+  for _, o in ipairs(self.orphans) do if o.j then o.j:close() end end
+  self.orphans = {}
+  if self.j then self.j:close() end
+  self.j, self.own.j = nil, nil
+end
+
+-- }====================
+
+return _M

@@ -1,0 +1,442 @@
+-- ocean.webhook: Ocean's webhook processors (port_ocean/core/handlers/
+-- webhook: AbstractWebhookProcessor and the LiveEventsProcessorManager),
+-- on an engine, with the durable queue of ocean.event_queue under them.
+--
+--   ocean.add_webhook_processor("/webhook", {
+--     name = "issues",                                   -- for the log
+--     should_process_event = function(event) return event.headers["x-kind"] == "issue" end,
+--     get_matching_kinds = function(event) return { "issue" } end,
+--     authenticate = function(payload, headers) return headers["x-token"] == secret end,
+--     validate_payload = function(payload) return type(payload.issue) == "table" end,
+--     handle_event = function(payload, resource)         -- resource: its config
+--       local issue = ocean.http.get_json(api .. "/issues/" .. payload.issue.id)
+--       if not issue then return { updated = {}, deleted = { payload.issue } } end
+--       return { updated = { issue }, deleted = {} }
+--     end,
+--   })
+--
+-- The five functions are Ocean's, called as plain functions (no self):
+--   should_process_event(event) -> bool    does this processor want it?
+--   get_matching_kinds(event) -> {kind...} the kinds it produces
+--   authenticate(payload, headers) -> bool is the sender who it says?
+--   validate_payload(payload) -> bool      is it shaped as expected?
+--   handle_event(payload, resource) -> {updated = raw_objects,
+--                                       deleted = raw_objects}
+-- event = {path=, payload= (the decoded JSON body), headers= (lower-case
+-- names), received_at= (s since the epoch), id= (the journal's; in the
+-- background only), trace_id=}. Optional, with Ocean's defaults:
+-- max_retries (3), initial_retry_delay_seconds (1), max_retry_delay_seconds
+-- (30), exponential_base_seconds (2), should_retry(err) (Ocean: a
+-- RetryableError; here ocean.is_retryable(err), true for what
+-- ocean.retryable(message) made), before_processing(event),
+-- after_processing(event), on_error(err, event).
+--
+-- The flow (Ocean's, and where it differs):
+--   1. POST <path> reaches the route the first processor of the path
+--      added (under /integration). The body must be JSON (400 before
+--      anything else). Each processor of the path is asked
+--      should_process_event(event); none: 200 {"status":"ok"} and the
+--      event is dropped, logged (Ocean: the worker raises "No matching
+--      processors found").
+--   2. Before the answer (Ocean runs these in its worker, after
+--      answering ok to everything): every processor that wants the event
+--      must authenticate it — one refusal answers 401 {"status":"error",
+--      "message":"authentication failed"}; then validate_payload — when
+--      no such processor accepts the payload, 400 {"status":"error",
+--      "message":"invalid payload"}. Why: a sender told "ok" never
+--      learns that its secret or its format is wrong, and an event that
+--      can never be applied would only fill the journal.
+--   3. The event (path, headers, raw body, time) is appended to the
+--      journal — on disk before the answer — and the sender gets 200
+--      {"status":"ok"} (503 {"status":"error"} when it could not be
+--      journaled: the sender retries).
+--   4. In the background (ocean.event_queue), for each processor that
+--      wants the event and accepts its payload (authenticate is not asked
+--      again: a signature may hold a time stamp that has expired since),
+--      each of its kinds, and each resource of that kind in the mapping,
+--      handle_event(payload, resource) runs, all of them concurrently
+--      (ocean.gather), each retried as Ocean does (should_retry, backoff,
+--      max_retries).
+--   5. The results are applied per resource, with that resource only:
+--      updated -> ocean.register_raw(kind, updated) (entities that now fail
+--      the selector are deleted if owned), then deleted ->
+--      ocean.unregister_raw(kind, deleted). Results of processors that
+--      succeeded are applied even when another failed (Ocean); the event
+--      is then retried as a whole later (applying is idempotent).
+--   6. Done: the event leaves the journal. Failed: the journal counts the
+--      attempt; it is retried with backoff, and after its last attempt it
+--      becomes a dead letter (logged), see ocean.event_queue.
+-- Every step is logged (INFO for the event's life, WARNING for refusals
+-- and failures, ERROR for a dead letter). Not supported: Ocean's ACTION
+-- processors (get_processor_type), lakehouse and DSP modes.
+local json = require "ocean.json"
+local log = require "ocean.log"
+
+local type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable =
+  type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable
+local min = math.min
+local format, concat = string.format, table.concat
+
+local _M = {}
+
+local REQUIRED = { "should_process_event", "get_matching_kinds", "authenticate",
+                   "validate_payload", "handle_event" }
+local OPTIONAL = { "should_retry", "before_processing", "after_processing", "on_error" }
+local NUMBERS = { max_retries = 3, initial_retry_delay_seconds = 1,
+                  max_retry_delay_seconds = 30, exponential_base_seconds = 2 }
+
+-- {==================== retryable errors ====================
+
+local Retryable = {}
+Retryable.__index = Retryable
+Retryable.__tostring = function(e) return tostring(e.message) end
+
+-- An error worth retrying (Ocean's RetryableError):
+-- error(ocean.retryable("the API answered 502")).
+function _M.retryable(message)
+  return setmetatable({ message = message, retryable = true }, Retryable)
+end
+
+function _M.is_retryable(e)
+  return getmetatable(e) == Retryable
+end
+
+-- }====================
+
+-- {==================== registration ====================
+
+local function check_processor(path, p, level)
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    error("add_webhook_processor: the path must start with '/', got " .. tostring(path), level + 1)
+  end
+  if type(p) ~= "table" then
+    error("add_webhook_processor: expected a processor table, got " .. type(p), level + 1)
+  end
+  for _, name in ipairs(REQUIRED) do
+    if type(p[name]) ~= "function" then
+      error(format("add_webhook_processor(%s): the processor has no function %s (it needs %s)",
+        path, name, concat(REQUIRED, ", ")), level + 1)
+    end
+  end
+  for _, name in ipairs(OPTIONAL) do
+    if p[name] ~= nil and type(p[name]) ~= "function" then
+      error(format("add_webhook_processor(%s): %s must be a function", path, name), level + 1)
+    end
+  end
+  for name in pairs(NUMBERS) do
+    local v = p[name]
+    if v ~= nil and (type(v) ~= "number" or v < 0) then
+      error(format("add_webhook_processor(%s): %s must be a number >= 0", path, name), level + 1)
+    end
+  end
+  if p.name ~= nil and type(p.name) ~= "string" then
+    error(format("add_webhook_processor(%s): name must be a string", path), level + 1)
+  end
+end
+
+-- The registry an engine keeps: {paths = {[path] = {entry...}}, count=}.
+function _M.new_registry()
+  return { paths = {}, count = 0 }
+end
+
+local reply
+
+-- Register processor p for path on engine eng (its registry, its router).
+function _M.add(eng, path, p)
+  check_processor(path, p, 3)
+  local reg = eng.webhooks
+  local list = reg.paths[path]
+  if not list then
+    list = {}
+    reg.paths[path] = list
+    eng.router:route("POST", path, function(req) return reply(eng, path, req) end)
+  end
+  local entry = { p = p, name = p.name or ("#" .. (#list + 1)) }
+  for name, default in pairs(NUMBERS) do
+    entry[name] = p[name] == nil and default or p[name]
+  end
+  list[#list + 1] = entry
+  reg.count = reg.count + 1
+  return p
+end
+
+-- }====================
+
+-- {==================== calling processors ====================
+
+-- fn_name of entry, protected: ok, value | false, message.
+local function call(entry, path, fn_name, ...)
+  local ok, v = pcall(entry.p[fn_name], ...)
+  if ok then return true, v end
+  return false, format("webhook processor '%s' (%s): %s failed: %s", entry.name, path, fn_name,
+    tostring(v))
+end
+
+local function event_of(path, payload, headers, received_at, id)
+  return { path = path, payload = payload, headers = headers, received_at = received_at,
+           id = id, trace_id = id and ("event-" .. id) or nil }
+end
+
+local function status_error(status, message)
+  return status, { status = "error", message = message }
+end
+
+-- Step 1 and 2: the processors that want the event. nil, status, body
+-- when the sender must hear otherwise.
+local function check_before_answer(eng, path, ev)
+  local wanted = {}
+  for _, entry in ipairs(eng.webhooks.paths[path]) do
+    local ok, v = call(entry, path, "should_process_event", ev)
+    if not ok then
+      log.error("%s", v)
+      return nil, status_error(500, "a webhook processor failed")
+    end
+    if v then wanted[#wanted + 1] = entry end
+  end
+  if #wanted == 0 then return wanted end
+  local valid = 0
+  for _, entry in ipairs(wanted) do
+    local ok, v = call(entry, path, "authenticate", ev.payload, ev.headers)
+    if not ok then log.error("%s", v) end
+    if not (ok and v) then
+      log.warning("webhook POST %s refused: processor '%s' did not authenticate it (401)",
+        path, entry.name)
+      return nil, status_error(401, "authentication failed")
+    end
+  end
+  for _, entry in ipairs(wanted) do
+    local ok, v = call(entry, path, "validate_payload", ev.payload)
+    if not ok then log.error("%s", v) end
+    if ok and v then
+      valid = valid + 1
+    else
+      log.warning("webhook POST %s: processor '%s' found the payload invalid", path, entry.name)
+    end
+  end
+  if valid == 0 then
+    log.warning("webhook POST %s refused: no processor accepts its payload (400)", path)
+    return nil, status_error(400, "invalid payload")
+  end
+  return wanted
+end
+
+-- Headers as the journal keeps them: one string per name (a repeated
+-- header, which nginx gives as a list, joined with ", ").
+local function flat_headers(h)
+  local out = {}
+  for k, v in pairs(h or {}) do
+    if type(v) == "table" then v = concat(v, ", ") end
+    out[tostring(k):lower()] = tostring(v)
+  end
+  return out
+end
+
+-- The route of a path: steps 1 to 3.
+function reply(eng, path, req)
+  local payload = req.body
+  if payload == nil then return status_error(400, "the webhook has no body") end
+  local headers = flat_headers(req.headers)
+  local ev = event_of(path, payload, headers, eng.clock())
+  local wanted, status, body = check_before_answer(eng, path, ev)
+  if not wanted then return status, body end
+  if #wanted == 0 then
+    log.info("webhook POST %s: no processor wants this event; ignored", path)
+    return 200, { status = "ok" }
+  end
+  local q = eng.event_queue
+  if not q then
+    log.error("webhook POST %s: live events are not started (no journal): answering 503", path)
+    return status_error(503, "live events are not started")
+  end
+  local id, err = q:append { path = path, headers = headers, body = req.raw_body,
+                             received_at = ev.received_at }
+  if not id then
+    log.error("webhook POST %s not journaled: %s", path, tostring(err))
+    return status_error(503, "the event could not be stored")
+  end
+  log.info("event %d (POST %s) journaled for %d processor(s)", id, path, #wanted)
+  return 200, { status = "ok" }
+end
+
+-- }====================
+
+-- {==================== processing (background) ====================
+
+-- Ocean's calculate_retry_delay after retry_count retries.
+local function retry_delay(entry, retry_count)
+  return min(entry.initial_retry_delay_seconds * entry.exponential_base_seconds ^ retry_count,
+             entry.max_retry_delay_seconds)
+end
+
+local function should_retry(entry, err)
+  if entry.p.should_retry then
+    local ok, v = pcall(entry.p.should_retry, err)
+    return ok and v and true or false
+  end
+  return _M.is_retryable(err)
+end
+
+local function check_list(v, what, entry, path)
+  if v == nil or v == json.null then return {} end
+  if type(v) ~= "table" then
+    error(format("webhook processor '%s' (%s): handle_event's %s must be a list of raw objects, got %s",
+      entry.name, path, what, type(v)), 0)
+  end
+  return v
+end
+
+-- Step 4 for one (processor, resource): handle_event with Ocean's retries.
+-- Returns {updated=, deleted=} or raises.
+local function handle(eng, ev, m)
+  local entry, path = m.entry, ev.path
+  if entry.p.before_processing then
+    local ok, err = call(entry, path, "before_processing", ev)
+    if not ok then error(err, 0) end
+  end
+  local retries = 0
+  while true do
+    local ok, res = pcall(entry.p.handle_event, ev.payload, m.resource)
+    if ok then
+      if type(res) ~= "table" then
+        error(format("webhook processor '%s' (%s): handle_event must return {updated=, deleted=}, got %s",
+          entry.name, path, type(res)), 0)
+      end
+      local out = { updated = check_list(res.updated, "updated", entry, path),
+                    deleted = check_list(res.deleted, "deleted", entry, path) }
+      if entry.p.after_processing then
+        local aok, aerr = call(entry, path, "after_processing", ev)
+        if not aok then error(aerr, 0) end
+      end
+      return out
+    end
+    if entry.p.on_error then pcall(entry.p.on_error, res, ev) end
+    if not (should_retry(entry, res) and retries < entry.max_retries) then
+      error(res, 0)
+    end
+    retries = retries + 1
+    local delay = retry_delay(entry, retries)
+    log.warning("event %s: processor '%s' kind '%s': attempt %d/%d failed, retrying in %.2f s: %s",
+      tostring(ev.id), entry.name, m.kind, retries, entry.max_retries + 1, delay, tostring(res))
+    eng:sleep(delay)
+  end
+end
+
+-- The (processor, kind, resource) matches of an event. nil, err when the
+-- mapping cannot be read.
+local function matches_of(eng, ev, app)
+  local list = eng.webhooks.paths[ev.path]
+  if not list then return nil, "no webhook processor is registered for POST " .. ev.path end
+  local out, kinds_seen = {}, {}
+  for _, entry in ipairs(list) do
+    local ok, wants = call(entry, ev.path, "should_process_event", ev)
+    if not ok then return nil, wants end
+    local valid
+    if wants then
+      ok, valid = call(entry, ev.path, "validate_payload", ev.payload)
+      if not ok then return nil, valid end
+      if not valid then
+        log.warning("event %d: processor '%s' found the payload invalid; skipped", ev.id, entry.name)
+      end
+    end
+    if wants and valid then
+      local kok, kinds = call(entry, ev.path, "get_matching_kinds", ev)
+      if not kok then return nil, kinds end
+      if type(kinds) ~= "table" then
+        return nil, format("webhook processor '%s' (%s): get_matching_kinds must return a list of kinds",
+          entry.name, ev.path)
+      end
+      for _, kind in ipairs(kinds) do
+        kinds_seen[#kinds_seen + 1] = tostring(kind)
+        for index, r in ipairs(app.resources) do
+          if type(r) == "table" and r.kind == kind then
+            out[#out + 1] = { entry = entry, kind = kind, resource = r, index = index }
+          end
+        end
+      end
+    end
+  end
+  return out, kinds_seen
+end
+
+-- The mapping with one resource: the operations then map with it alone.
+local function with_one(app, resource)
+  local one = {}
+  for k, v in pairs(app) do one[k] = v end
+  one.resources = json.array { resource }
+  return one
+end
+
+local function add_report(total, rep, errors)
+  for _, k in ipairs { "created", "updated", "failed", "deleted", "not_owned", "delete_failed" } do
+    total[k] = (total[k] or 0) + (rep[k] or 0)
+  end
+  for _, e in ipairs(rep.errors or {}) do errors[#errors + 1] = e end
+  if rep.ok == false and #(rep.errors or {}) == 0 then
+    errors[#errors + 1] = format("%d failed upserts, %d failed deletions", rep.failed or 0,
+      rep.delete_failed or 0)
+  end
+end
+
+-- Step 5: apply the results, per resource: every update first, then
+-- every deletion.
+local STEPS = { { "updated", "register_raw" }, { "deleted", "unregister_raw" } }
+local function apply(eng, app, done, total, errors)
+  for _, step in ipairs(STEPS) do
+    local field, op = step[1], step[2]
+    for _, d in ipairs(done) do
+      local items = d.res[field]
+      if #items > 0 then
+        add_report(total, eng[op](eng, d.m.kind, items, { app_config = with_one(app, d.m.resource) }),
+          errors)
+      end
+    end
+  end
+end
+
+-- Process one journaled event (a record of the journal: id, path,
+-- headers, body, received_at, attempts). Returns a summary table, or
+-- nil, err when it must be retried.
+function _M.process(eng, rec)
+  local payload = json.decode(rec.body)
+  if payload == nil then return nil, "the journaled body is not JSON" end
+  local ev = event_of(rec.path, payload, rec.headers, rec.received_at, rec.id)
+  local app, aerr = eng:app_config()
+  if not app then return nil, "the mapping could not be read: " .. tostring(aerr) end
+  local matched, kinds = matches_of(eng, ev, app)
+  if not matched then return nil, kinds end
+  if #matched == 0 then
+    log.info("event %d (POST %s): no resource of kind(s) %s in the mapping; nothing to do",
+      ev.id, ev.path, #kinds > 0 and concat(kinds, ", ") or "(none)")
+    return { matched = 0 }
+  end
+  local names = {}
+  for i, m in ipairs(matched) do
+    names[i] = format("processor '%s' kind '%s' (resource %d)", m.entry.name, m.kind, m.index)
+  end
+  log.info("event %d (POST %s), attempt %d: %s", ev.id, ev.path, rec.attempts or 1,
+    concat(names, ", "))
+  local fns = {}
+  for i, m in ipairs(matched) do fns[i] = function() return handle(eng, ev, m) end end
+  local results, failures = eng:gather(fns, { return_errors = true })
+  local done, errors, total = {}, {}, { matched = #matched }
+  for i, m in ipairs(matched) do
+    local r = results[i]
+    if r then
+      log.debug("event %d: %s returned %d updated, %d deleted", ev.id, names[i], #r.updated,
+        #r.deleted)
+    end
+    if failures[i] ~= nil then
+      errors[#errors + 1] = format("processor '%s' kind '%s': %s", m.entry.name, m.kind,
+        tostring(failures[i]))
+    else
+      done[#done + 1] = { m = m, res = results[i] }
+    end
+  end
+  apply(eng, app, done, total, errors)
+  if #errors > 0 then return nil, concat(errors, "; "), total end
+  return total
+end
+
+-- }====================
+
+return _M

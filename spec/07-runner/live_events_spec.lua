@@ -1,0 +1,137 @@
+-- Live events in a real `ocean sail` (spec/fixtures/live: a webhook
+-- processor on /items): the whole flow over HTTP, and durability: a burst
+-- of webhooks, `ocean sail` SIGKILLed in the middle of it, a restart, and
+-- every event answered 2xx is in Port once the journal is replayed.
+local json = require "ocean.json"
+local burst = require "spec.helpers.burst"
+local ehelp = require "spec.helpers.emulator"
+local sail = require "spec.helpers.sail"
+
+local LIVE = ehelp.root() .. "/spec/fixtures/live"
+local SECRET = "hush-hush-webhook-secret"
+
+describe("ocean sail with a webhook processor", function()
+  local emu, dir
+
+  setup(function()
+    emu = ehelp.start { quiet = true }
+    dir = ehelp.tmpdir()
+  end)
+  teardown(function()
+    sail.stop_all()
+    ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(dir))
+  end)
+
+  local function start(journal_dir, extra)
+    local port = sail.free_port()
+    local env = {
+      OCEAN__PORT__BASE_URL = emu.url,
+      OCEAN__PORT__CLIENT_ID = emu.client_id,
+      OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
+      OCEAN__INTEGRATION__IDENTIFIER = "spec-live",
+      OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
+      OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY",
+      OCEAN__LIVE_EVENTS__JOURNAL_DIR = journal_dir,
+      OCEAN__HTTP__MAX_CONNECTIONS_PER_CLIENT = "0",
+    }
+    for k, v in pairs(extra or {}) do env[k] = v end
+    local p = sail.start({ "sail", LIVE, "--port", tostring(port), "--host", "127.0.0.1" }, env,
+      { port = port })
+    p:wait_ready()
+    return p
+  end
+
+  local function hook(p, body, secret)
+    local status, text = p:http("POST", "/integration/items", { body = body,
+      headers = { ["X-Secret"] = secret or SECRET } })
+    return status, json.decode(text) or text
+  end
+
+  local function health(p)
+    local status, text = p:http("GET", "/integration/health")
+    assert.are.equal(200, status)
+    return json.decode(text)
+  end
+
+  local function ids()
+    local out = {}
+    for _, e in ipairs(emu.entities("specItem")) do out[e.identifier] = e end
+    return out
+  end
+
+  it("answers ok, 401 and 400 over HTTP, applies in the background, and keeps plain routes", function()
+    local p = start(dir .. "/flow")
+    local status, body = hook(p, { item = { id = "f1", name = "Flow", size = 1 } })
+    assert.are.same({ 200, { status = "ok" } }, { status, body })
+    status, body = hook(p, { item = { id = "f2" } }, "wrong")
+    assert.are.same({ 401, { status = "error", message = "authentication failed" } }, { status, body })
+    status, body = hook(p, { item = { name = "no id" } })
+    assert.are.same({ 400, { status = "error", message = "invalid payload" } }, { status, body })
+    sail.eventually(function() return ids().f1 end, 10, "the event applied")
+    assert.is_nil(ids().f2)
+    status, body = p:http("GET", "/integration/ping")
+    assert.are.same({ 200, '{"pong":true}' }, { status, body })
+    local le = health(p).live_events
+    assert.are.same({ 1, 1, 0, 0 }, { le.received, le.applied, le.pending, le.dead })
+    hook(p, { action = "deleted", item = { id = "f1" } })
+    sail.eventually(function() return not ids().f1 end, 10, "the deletion")
+    local rc, _, err = p:stop("TERM")
+    assert.are.equal(0, rc)
+    assert.truthy(err:find("event 1 (POST /items) applied in", 1, true))
+    assert.falsy(err:find(SECRET, 1, true))
+  end)
+
+  it("applies every event answered 2xx after a SIGKILL in the middle of a burst and a restart", function()
+    emu.reset()
+    local jdir = dir .. "/kill"
+    local p = start(jdir)
+    -- Port is slow: events are journaled and answered long before applied
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 1500 } }
+    local reqs = {}
+    for i = 1, 2000 do
+      reqs[i] = { url = p.url .. "/integration/items", tag = "k" .. i,
+        headers = { ["Content-Type"] = "application/json", ["X-Secret"] = SECRET },
+        body = json.encode { item = { id = "k" .. i, name = "Kill " .. i, size = i } } }
+    end
+    local b = burst.start(reqs, { parallel = 50 })
+    sail.eventually(function() return #b.results() >= 100 end, 30, "100 answers")
+    p:stop("KILL")
+    local results = b.wait(60)
+    b.cleanup()
+    emu.faults()
+    local answered, failed = {}, 0
+    for _, r in ipairs(results) do
+      if r.status == 200 then answered[#answered + 1] = r.tag else failed = failed + 1 end
+    end
+    assert.is_true(#answered >= 100, #answered .. " answered")
+    assert.is_true(failed > 0, "the kill came after the burst")    -- it was mid-burst
+    local before = 0
+    for _ in pairs(ids()) do before = before + 1 end
+    assert.is_true(before < #answered, "everything was applied before the kill")
+    io.stderr:write(("\n[kill mid-burst: %d answered 2xx, %d not, %d applied before the kill]\n")
+      :format(#answered, failed, before))
+    -- restart: the journal is replayed
+    local p2 = start(jdir)
+    sail.eventually(function()
+      local got = ids()
+      for _, tag in ipairs(answered) do if not got[tag] then return false end end
+      return health(p2).live_events.pending == 0
+    end, 60, "every answered event applied")
+    local got = ids()
+    for _, tag in ipairs(answered) do
+      local n = tonumber(tag:sub(2))
+      assert.are.same({ "Kill " .. n, n }, { got[tag].title, got[tag].properties.size })
+    end
+    -- exactly once in effect: nothing but the burst's items, each once
+    local count = 0
+    for id in pairs(got) do
+      count = count + 1
+      assert.matches("^k%d+$", id)
+    end
+    assert.is_true(count >= #answered and count <= 2000)
+    assert.are.equal(0, health(p2).live_events.dead)
+    local _, _, err = p2:stop("TERM")
+    assert.truthy(err:find("event(s) pending from before this start", 1, true))
+  end)
+end)

@@ -1,0 +1,218 @@
+-- Live events and ocean.gather inside nginx (two workers, the emulator as
+-- Port, spec/fixtures/live): a processor's whole flow with 401 and 400,
+-- one journal per worker, a worker SIGKILLed in the middle of a burst and
+-- its journal adopted by a live worker (every event answered 2xx
+-- applied), ocean.map within its bound from a route and from a resync
+-- generator (counted by the fake API).
+local json = require "ocean.json"
+local burst = require "spec.helpers.burst"
+local ehelp = require "spec.helpers.emulator"
+local fake = require "spec.helpers.fake_api"
+local nh = require "spec.helpers.nginx"
+
+local LIVE = ehelp.root() .. "/spec/fixtures/live"
+local SECRET = "nginx-webhook-secret"
+
+describe("live events in nginx #nginx", function()
+  local emu, ng, api, jdir
+
+  setup(function()
+    emu = ehelp.start { quiet = true }
+    api = fake.start()
+    jdir = ehelp.tmpdir()
+    -- nginx's workers run as another user (nobody) when the master is root
+    os.execute("chmod 777 " .. ehelp.shell_quote(jdir))
+    ng = nh.start { emu = emu, workers = 2, integration = LIVE, identifier = "spec-live-nginx", env = {
+      OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
+      OCEAN__INTEGRATION__CONFIG__ITEMS_API = api.url,
+      OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
+      OCEAN__PORT__CONCURRENCY = "20",
+    } }
+    local ok = nh.wait_for(function()
+      local _, h = ng:json("GET", "/integration/health")
+      return type(h) == "table" and h.ready and h.live_events
+    end, 30)
+    assert(ok, "not ready:\n" .. ng:error_log())
+  end)
+
+  teardown(function()
+    nh.stop_all()
+    fake.stop_all()
+    ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(jdir))
+  end)
+
+  local function hook(body, secret)
+    local status, text = ng:http("POST", "/integration/items", { body = body,
+      headers = { ["X-Secret"] = secret or SECRET } })
+    return status, json.decode(text) or text
+  end
+
+  local function ids()
+    local out = {}
+    for _, e in ipairs(emu.entities("specItem")) do out[e.identifier] = e end
+    return out
+  end
+
+  local function journals()
+    local out = {}
+    for name in ehelp.sh("ls " .. ehelp.shell_quote(jdir) .. " 2>/dev/null"):gmatch("[^\n]+") do
+      if name:match("%.sqlite3$") then out[#out + 1] = name end
+    end
+    table.sort(out)
+    return out
+  end
+
+  it("answers ok, 401 and 400, applies in a timer, and keeps one journal per worker", function()
+    local status, body = hook { item = { id = "n1", name = "Nginx one", size = 1 } }
+    assert.are.same({ 200, { status = "ok" } }, { status, body })
+    status, body = hook({ item = { id = "n2" } }, "forged")
+    assert.are.same({ 401, { status = "error", message = "authentication failed" } }, { status, body })
+    status, body = hook { item = { size = 3 } }
+    assert.are.same({ 400, { status = "error", message = "invalid payload" } }, { status, body })
+    assert(nh.wait_for(function() return ids().n1 end, 15), "n1 not applied:\n" .. ng:error_log())
+    assert.is_nil(ids().n2)
+    assert.are.same({ "Nginx one", 1 }, { ids().n1.title, ids().n1.properties.size })
+    local pids = ng:worker_pids()
+    local want = {}
+    for i, pid in ipairs(pids) do want[i] = "spec-live-nginx-" .. pid .. ".sqlite3" end
+    table.sort(want)
+    assert.are.same(want, journals())
+    local pst, ptext = ng:http("GET", "/integration/ping")
+    assert.are.same({ 200, '{"pong":true}' }, { pst, ptext })
+    hook { action = "deleted", item = { id = "n1" } }
+    assert(nh.wait_for(function() return not ids().n1 end, 15), "n1 not deleted")
+    assert.truthy(ng:error_log():find("(POST /items) applied in", 1, true))
+  end)
+
+  it("applies, after a worker is SIGKILLed mid-burst, every event answered 2xx (its journal adopted)", function()
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 1500 } }
+    local reqs = {}
+    for i = 1, 5000 do
+      reqs[i] = { url = ng.url .. "/integration/items", tag = "w" .. i,
+        headers = { ["Content-Type"] = "application/json", ["X-Secret"] = SECRET },
+        body = json.encode { item = { id = "w" .. i, name = "Worker " .. i, size = i } } }
+    end
+    local before_pids = ng:worker_pids()
+    local b = burst.start(reqs, { parallel = 50 })
+    -- curl buffers its report: kill after a moment of the burst (the
+    -- bulk upserts are held 1.5 s, so what was answered is still pending)
+    ehelp.sleep(0.5)
+    local mid = not b.done()
+    -- both workers: whichever holds the pending events (nginx may have
+    -- given every connection to one) dies with them
+    for _, pid in ipairs(before_pids) do os.execute("kill -KILL " .. pid) end
+    local results = b.wait(90)
+    b.cleanup()
+    emu.faults()
+    assert.is_true(mid, "the burst ended before the kill")
+    local answered, failed = {}, 0
+    for _, r in ipairs(results) do
+      if r.status == 200 then answered[#answered + 1] = r.tag else failed = failed + 1 end
+    end
+    io.stderr:write(("\n[nginx workers killed mid-burst: %d answered 2xx, %d not]\n")
+      :format(#answered, failed))
+    assert.is_true(#answered >= 100)
+    -- the master starts a new worker, which adopts the dead one's journal
+    assert(nh.wait_for(function()
+      local got = ids()
+      for _, tag in ipairs(answered) do if not got[tag] then return false end end
+      return true
+    end, 90, 0.5), "answered events missing:\n" .. ng:error_log():sub(-3000))
+    local got = ids()
+    for _, tag in ipairs(answered) do
+      local n = tonumber(tag:sub(2))
+      assert.are.same({ "Worker " .. n, n }, { got[tag].title, got[tag].properties.size })
+    end
+    assert(nh.wait_for(function()
+      for _, name in ipairs(journals()) do
+        for _, pid in ipairs(before_pids) do
+          if name:find("-" .. pid .. ".sqlite3", 1, true) then return false end
+        end
+      end
+      return true
+    end, 30), "a dead worker's journal is still there")
+    local adopted = 0
+    for n in ng:error_log():gmatch("adopted the live%-event journal [^\n]- of a process that is gone: (%d+) pending") do
+      adopted = adopted + tonumber(n)
+    end
+    assert.is_true(adopted > 0, "no pending event was adopted")
+    local new_pids = ng:worker_pids()
+    assert.are.equal(2, #new_pids)
+    assert.are_not.same(before_pids, new_pids)
+  end)
+
+  it("runs ocean.map within its bound in a request, and inside a resync generator", function()
+    api.call("DELETE", "/_slow")
+    local status, text = ng:http("GET", "/integration/gather?n=60&c=6&url=" .. api.url)
+    assert.are.equal(200, status, text)
+    local ids_got = json.decode(text).ids
+    assert.are.equal(60, #ids_got)
+    assert.are.same({ "1", "60" }, { ids_got[1], ids_got[60] })
+    local _, c = api.call("GET", "/_slow")
+    assert.are.same({ 60, 6, 0 }, { c.served, c.max_in_flight, c.in_flight })
+    -- the resync's generator maps pages of 10 with ocean.map, 5 at a time
+    api.call("DELETE", "/_slow")
+    local st = ng:json("POST", "/integration/resync")
+    assert.are.equal(202, st)
+    assert(nh.wait_for(function()
+      local _, h = ng:json("GET", "/integration/health")
+      return type(h) == "table" and type(h.last_resync) == "table"
+        and h.last_resync.status == "completed" and h.last_resync
+    end, 30), "resync:\n" .. ng:error_log():sub(-2000))
+    local got = ids()
+    for i = 1, 20 do assert.are.equal("Resynced r" .. i, got["r" .. i].title) end
+    _, c = api.call("GET", "/_slow")
+    assert.are.same({ 20, 5 }, { c.served, c.max_in_flight })
+  end)
+end)
+
+describe("requests in one nginx worker #nginx", function()
+  local emu, ng, jdir
+
+  setup(function()
+    emu = ehelp.start { quiet = true }
+    jdir = ehelp.tmpdir()
+    os.execute("chmod 777 " .. ehelp.shell_quote(jdir))
+    ng = nh.start { emu = emu, workers = 1, integration = LIVE, identifier = "spec-live-one", env = {
+      OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
+      OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
+    } }
+    assert(nh.wait_for(function()
+      local _, h = ng:json("GET", "/integration/health")
+      return type(h) == "table" and h.ready
+    end, 30), "not ready:\n" .. ng:error_log())
+  end)
+
+  teardown(function()
+    nh.stop_all()
+    ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(jdir))
+  end)
+
+  it("never wait behind one another's Port call, and health answers at once", function()
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 3000 } }
+    local hooks = {}
+    for i = 1, 3 do
+      hooks[i] = ng:background("POST", "/integration/register",
+        json.encode { id = "c" .. i, name = "Concurrent " .. i })
+    end
+    assert(nh.wait_for(function()
+      local n = 0
+      for _, r in ipairs(emu.requests()) do
+        if r.method == "POST" and r.path:match("/entities/bulk$") then n = n + 1 end
+      end
+      return n == 3
+    end, 10, 0.05), "three bulk upserts in flight")
+    local code, seconds = ng:timed("GET", "/integration/health")
+    assert.are.equal(200, code)
+    assert.is_true(seconds < 1, "health took " .. seconds .. " s")
+    for i, done in ipairs(hooks) do
+      local status, t = nh.wait_for(done, 20)
+      assert.are.equal(200, status)
+      assert.is_true(t >= 2.9 and t < 5.5, ("request %d took %.2f s"):format(i, t))
+    end
+    emu.faults()
+    assert.are.equal(3, #emu.entities("specItem"))
+  end)
+end)

@@ -1,0 +1,339 @@
+-- Webhook processors (ocean.webhook) over the durable queue
+-- (ocean.event_queue), in one process against the emulator: the answer
+-- before and after the journal, 401 and 400, matching processors, kinds
+-- and resources, Ocean's handle_event retries, the journal's retries,
+-- backoff and dead letters. `ocean sail` and nginx, with SIGKILL:
+-- spec/07-runner/live_events_spec.lua, spec/08-openresty/live_spec.lua.
+local journal = require "ocean.journal"
+local json = require "ocean.json"
+local log = require "ocean.log"
+local router = require "ocean.router"
+local ehelp = require "spec.helpers.emulator"
+local oh = require "spec.helpers.ocean"
+
+local MAPPING = { resources = json.array {
+  { kind = "issue", selector = { query = "true" },
+    port = { entity = { mappings = { identifier = ".id", blueprint = '"issue"',
+      properties = { state = ".state" } } } } },
+  { kind = "issue", selector = { query = '.state == "open"' },
+    port = { entity = { mappings = { identifier = '"open-" + .id', blueprint = '"openIssue"',
+      properties = {} } } } },
+  { kind = "comment", selector = { query = "true" },
+    port = { entity = { mappings = { identifier = ".id", blueprint = '"comment"',
+      properties = { text = ".text" } } } } },
+} }
+
+local BLUEPRINTS = {
+  { identifier = "issue", title = "Issue", schema = { properties = { state = { type = "string" } } } },
+  { identifier = "openIssue", title = "Open issue", schema = { properties = {} } },
+  { identifier = "comment", title = "Comment", schema = { properties = { text = { type = "string" } } } },
+}
+
+local TOKEN = { ["x-token"] = "s3cret" }
+
+describe("webhook processors", function()
+  local emu, dir, ctx, ocean, lines
+
+  setup(function()
+    emu = ehelp.start { quiet = true }
+    dir = ehelp.tmpdir()
+  end)
+  teardown(function()
+    log.set_sink(nil)
+    ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(dir))
+  end)
+
+  local n = 0
+  local function start(env)
+    emu.reset()
+    ctx, ocean = oh.setup(emu, { blueprints = BLUEPRINTS, mapping = MAPPING, env = env,
+                                 log_level = "DEBUG" })
+    lines = {}
+    log.set_sink(function(level, msg) lines[#lines + 1] = level .. " " .. msg end)
+    n = n + 1
+    local q = assert(ctx:open_live_events { path = ("%s/j%d/it.sqlite3"):format(dir, n) })
+    return q
+  end
+  after_each(function()
+    log.set_sink(nil)
+    ocean.engine():close()
+  end)
+
+  local function logged(text)
+    for _, l in ipairs(lines) do if l:find(text, 1, true) then return l end end
+    return nil
+  end
+
+  -- a processor for issues, with spies
+  local function issues(extra)
+    local p = {
+      name = "issues", seen = {},
+      should_process_event = function(ev) return ev.headers["x-kind"] == "issue" end,
+      get_matching_kinds = function() return { "issue" } end,
+      authenticate = function(_, h) return h["x-token"] == "s3cret" end,
+      validate_payload = function(payload) return type(payload.issue) == "table" end,
+    }
+    p.handle_event = function(payload, resource)
+      p.seen[#p.seen + 1] = resource.port.entity.mappings.blueprint
+      if payload.action == "deleted" then return { updated = {}, deleted = { payload.issue } } end
+      return { updated = { payload.issue }, deleted = {} }
+    end
+    for k, v in pairs(extra or {}) do p[k] = v end
+    return p
+  end
+
+  local function post(body, headers, path)
+    local h = { ["x-kind"] = "issue" }
+    for k, v in pairs(headers or TOKEN) do h[k] = v end
+    local res = ctx.router:handle(router.request { method = "POST", path = path or "/webhook",
+      headers = h, body = type(body) == "string" and body or json.encode(body) })
+    return res.status, json.decode(res.body)
+  end
+
+  local function applied(q, count)
+    assert(ctx:await(function() return q:stats().applied + q:stats().dead_lettered >= count end,
+      15000), "events not applied: " .. json.encode(q:stats()))
+  end
+
+  local function ids(bp)
+    local out = {}
+    for _, e in ipairs(emu.entities(bp)) do out[#out + 1] = e.identifier end
+    table.sort(out)
+    return out
+  end
+
+  it("answers {\"status\":\"ok\"} once the event is on disk, and applies it in the background", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues())
+    local status, body = post { issue = { id = "i1", state = "open" } }
+    assert.are.same({ 200, { status = "ok" } }, { status, body })
+    -- journaled before the answer; nothing applied yet (the consumer is not started)
+    local pending = assert(q.j:pending())
+    assert.are.equal(1, #pending)
+    assert.are.same({ "/webhook", "issue", '{"issue":{"id":"i1","state":"open"}}' },
+      { pending[1].path, pending[1].headers["x-kind"], pending[1].body })
+    assert.are.same({}, emu.entities("issue"))
+    q:start()
+    applied(q, 1)
+    assert.are.same({ "i1" }, ids("issue"))
+    assert.are.same({ "open-i1" }, ids("openIssue"))
+    assert.are.same({ pending = 0, dead = 0, received = 1, applied = 1, failed = 0 },
+      { pending = q:stats().pending, dead = q:stats().dead, received = q:stats().received,
+        applied = q:stats().applied, failed = q:stats().failed })
+    assert.truthy(logged("event 1 (POST /webhook) journaled for 1 processor(s)"))
+    assert.truthy(logged("event 1 (POST /webhook), attempt 1: processor 'issues' kind 'issue' "
+      .. "(resource 1), processor 'issues' kind 'issue' (resource 2)"))
+    assert.truthy(logged("event 1 (POST /webhook) applied in"))
+  end)
+
+  it("runs handle_event once per resource of each matching kind, with that resource's config", function()
+    local q = start()
+    local p = issues()
+    local comments = {
+      name = "comments", seen = 0,
+      should_process_event = function(ev) return ev.payload.comment ~= nil end,
+      get_matching_kinds = function() return { "comment", "nope" } end,
+      authenticate = function() return true end,
+      validate_payload = function() return true end,
+      handle_event = function(payload, resource)
+        assert.are.equal("comment", resource.kind)
+        return { updated = { payload.comment } }
+      end,
+    }
+    ocean.add_webhook_processor("/webhook", p)
+    ocean.add_webhook_processor("/webhook", comments)
+    q:start()
+    -- an issue and a comment in one event: both processors; a closed
+    -- issue: the second resource's selector drops it
+    assert.are.equal(200, (post { issue = { id = "i2", state = "closed" },
+                                  comment = { id = "c1", text = "hi" } }))
+    applied(q, 1)
+    table.sort(p.seen)
+    assert.are.same({ '"issue"', '"openIssue"' }, p.seen)
+    assert.are.same({ "i2" }, ids("issue"))
+    assert.are.same({}, ids("openIssue"))
+    assert.are.same({ "c1" }, ids("comment"))
+    -- only the comments processor wants this one (no x-kind: issue)
+    assert.are.equal(200, (post({ comment = { id = "c2", text = "yo" } }, { ["x-kind"] = "other" })))
+    applied(q, 2)
+    assert.are.same({ "c1", "c2" }, ids("comment"))
+  end)
+
+  it("reads the mapping from Port once for a burst of concurrent events", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues())
+    q:start()
+    emu.clear_requests()
+    local tasks = {}
+    for i = 1, 30 do
+      tasks[i] = ctx:spawn(function() return post { issue = { id = "b" .. i, state = "closed" } } end)
+    end
+    applied(q, 30)
+    for _, t in ipairs(tasks) do assert.are.same({ true, 200, { status = "ok" } }, { t:result() }) end
+    local gets = 0
+    for _, r in ipairs(emu.requests()) do
+      if r.method == "GET" and r.path:match("^/v1/integration/") then gets = gets + 1 end
+    end
+    assert.are.equal(1, gets)
+    assert.are.equal(30, #ids("issue"))
+  end)
+
+  it("answers 401 when a processor that wants the event does not authenticate it", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues())
+    q:start()
+    emu.clear_requests()
+    local status, body = post({ issue = { id = "i3", state = "open" } }, { ["x-token"] = "forged" })
+    assert.are.same({ 401, { status = "error", message = "authentication failed" } }, { status, body })
+    status = post({ issue = { id = "i3", state = "open" } }, {})
+    assert.are.equal(401, status)
+    assert.are.same({ 0, 0 }, { #assert(q.j:pending()), q:stats().received })
+    assert.are.same({}, emu.requests())
+    assert.truthy(logged("webhook POST /webhook refused: processor 'issues' did not authenticate it (401)"))
+  end)
+
+  it("answers 400 to a payload no processor accepts, to a body that is not JSON, and to none", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues())
+    local status, body = post { issue = "not an object" }
+    assert.are.same({ 400, { status = "error", message = "invalid payload" } }, { status, body })
+    status, body = post('{"issue": ')
+    assert.are.same({ 400, "invalid_json" }, { status, body.error })
+    status, body = post("")
+    assert.are.same({ 400, { status = "error", message = "the webhook has no body" } }, { status, body })
+    assert.are.equal(0, #assert(q.j:pending()))
+    assert.truthy(logged("webhook POST /webhook refused: no processor accepts its payload (400)"))
+  end)
+
+  it("answers ok without journaling an event no processor wants", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues())
+    local status, body = post({ issue = { id = "x" } }, { ["x-kind"] = "push" })
+    assert.are.same({ 200, { status = "ok" } }, { status, body })
+    assert.are.equal(0, #assert(q.j:pending()))
+    assert.truthy(logged("webhook POST /webhook: no processor wants this event; ignored"))
+  end)
+
+  it("deletes what handle_event says was deleted, and only what this integration owns", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues())
+    q:start()
+    post { issue = { id = "i4", state = "open" } }
+    applied(q, 1)
+    assert.are.same({ "i4" }, ids("issue"))
+    emu.seed { { blueprint = "issue", identifier = "theirs", properties = { state = "open" },
+                 datasource = "someone-else" } }
+    post { action = "deleted", issue = { id = "i4", state = "open" } }
+    post { action = "deleted", issue = { id = "theirs", state = "closed" } }
+    applied(q, 3)
+    assert.are.same({ "theirs" }, ids("issue"))
+    assert.are.same({}, ids("openIssue"))
+    assert.truthy(logged("not deleting issue/theirs: this integration does not own it at Port"))
+  end)
+
+  it("retries handle_event as Ocean does: retryable errors, with backoff, up to max_retries", function()
+    local q = start()
+    local calls = 0
+    ocean.add_webhook_processor("/webhook", issues {
+      max_retries = 2, initial_retry_delay_seconds = 0.05,
+      get_matching_kinds = function() return { "comment" } end,     -- one resource
+      handle_event = function(payload)
+        calls = calls + 1
+        if calls <= 2 then error(ocean.retryable("the API answered 502")) end
+        return { updated = { { id = payload.issue.id, text = "ok" } } }
+      end,
+    })
+    q:start()
+    post { issue = { id = "k1" } }
+    applied(q, 1)
+    assert.are.same({ 3, 1, 0 }, { calls, q:stats().applied, q:stats().failed })
+    assert.are.same({ "k1" }, ids("comment"))
+    assert.truthy(logged("processor 'issues' kind 'comment': attempt 1/3 failed, retrying in 0.10 s: "
+      .. "the API answered 502"))
+    assert.truthy(logged("attempt 2/3 failed, retrying in 0.20 s"))
+  end)
+
+  it("retries a failed event from the journal with backoff, counting attempts, until it applies", function()
+    local q = start()
+    local calls = 0
+    ocean.add_webhook_processor("/webhook", issues {
+      handle_event = function(payload)
+        calls = calls + 1
+        if calls == 1 then error("the API is down", 0) end   -- not retryable: the event fails
+        return { updated = { payload.issue } }
+      end,
+      get_matching_kinds = function() return { "issue" } end,
+    })
+    q:start()
+    post { issue = { id = "r1", state = "closed" } }   -- one resource keeps it
+    applied(q, 1)
+    assert.are.same({ "r1" }, ids("issue"))
+    local st = q:stats()
+    assert.are.same({ 1, 1, 1, 0 }, { st.applied, st.failed, st.retried, st.pending })
+    assert.truthy(logged("event 1 (POST /webhook) failed (attempt 1 of 5), retrying in 1 s: "
+      .. "processor 'issues' kind 'issue': the API is down"))
+    assert.truthy(logged("event 1 (POST /webhook) applied in"))
+    assert.truthy(logged("(attempt 2)"))
+  end)
+
+  it("makes an event that keeps failing a dead letter after its last attempt", function()
+    local q = start { OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "2" }
+    ocean.add_webhook_processor("/webhook", issues {
+      handle_event = function() error("always broken", 0) end,
+    })
+    q:start()
+    post { issue = { id = "d1", state = "open" } }
+    applied(q, 1)
+    local dead = assert(q.j:dead())
+    assert.are.equal(1, #dead)
+    assert.are.same({ 2, "/webhook" }, { dead[1].attempts, dead[1].path })
+    assert.matches("always broken", dead[1].last_error)
+    assert.are.same({ 1, 0 }, { q:stats().dead_lettered, q:stats().pending })
+    assert.truthy(logged("ERROR event 1 (POST /webhook) is a dead letter after 2 attempts: "))
+  end)
+
+  it("fails the event when Port refuses the write, and applies it on the next attempt", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues { get_matching_kinds = function() return { "comment" } end,
+      handle_event = function(p) return { updated = { { id = p.issue.id, text = "t" } } } end })
+    emu.faults { { method = "POST", path = "/blueprints/comment/entities/bulk$", status = 422,
+                   count = 1, body = { ok = false, error = "invalid_entity", message = "nope" } } }
+    q:start()
+    post { issue = { id = "p1" } }
+    applied(q, 1)
+    assert.are.same({ "p1" }, ids("comment"))
+    assert.are.same({ 1, 1 }, { q:stats().failed, q:stats().applied })
+    assert.truthy(logged("event 1 (POST /webhook) failed (attempt 1 of 5)"))
+  end)
+
+  it("answers 503 when live events were not started, and names a bad processor", function()
+    start()
+    ctx.event_queue:close()
+    ctx.event_queue = nil
+    ocean.add_webhook_processor("/webhook", issues())
+    local status, body = post { issue = { id = "z" } }
+    assert.are.same({ 503, { status = "error", message = "live events are not started" } }, { status, body })
+    assert.has_error(function() ocean.add_webhook_processor("/x", { handle_event = print }) end,
+      "add_webhook_processor(/x): the processor has no function should_process_event (it needs "
+      .. "should_process_event, get_matching_kinds, authenticate, validate_payload, handle_event)")
+    assert.has_error(function() ocean.add_webhook_processor("x", {}) end,
+      "add_webhook_processor: the path must start with '/', got x")
+    local p = issues()
+    p.max_retries = -1
+    assert.has_error(function() ocean.add_webhook_processor("/y", p) end,
+      "add_webhook_processor(/y): max_retries must be a number >= 0")
+  end)
+
+  it("refuses a second queue on the same journal, naming the way out", function()
+    local q = start()
+    local again, err = journal.open(q.path)
+    assert.is_nil(again)
+    assert.matches("in use", err)
+    local eng2 = require("ocean.engine").new()
+    local q2, err2 = eng2:open_live_events { path = q.path }
+    assert.is_nil(q2)
+    assert.matches("set OCEAN__LIVE_EVENTS__JOURNAL_DIR", err2)
+    eng2:close()
+  end)
+end)
