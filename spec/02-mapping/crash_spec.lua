@@ -61,6 +61,18 @@ describe("no crash", function()
         assert.are.same({ H.null, true }, { v, bad })
       end)
     end
+    -- libjq's own map_values (1.6 and 1.7.1) ran its update while `.[]`
+    -- over the object was live inside path(...): an error there dropped a
+    -- reference to the next key (seen under valgrind, `make valgrind`).
+    -- The prelude's map_values collects the paths first; jq 1.7.1's values.
+    cases({
+      { ".settings | map_values(tostring)", { x = "1", y = "{\"z\":2}" } },
+      { ".settings | map_values(empty)", {} },
+      { ".settings | map_values(select(type == \"number\"))", { x = 1 } },
+      { "try (.settings | map_values(error)) catch .", 1 },
+      { ".settings | map_values(1, 2)", { x = 1, y = 1 } },
+      { "[.settings | map_values(.z?)] | length", 1 },
+    })
     it("halts inside a path expression and still frees the stack", function()
       -- the watchdog stops the item while libjq's stack holds forks saved
       -- during path(...): the next item's reset walks them
