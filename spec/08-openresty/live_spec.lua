@@ -93,11 +93,21 @@ describe("live events in nginx #nginx", function()
         headers = { ["Content-Type"] = "application/json", ["X-Secret"] = SECRET },
         body = json.encode { item = { id = "w" .. i, name = "Worker " .. i, size = i } } }
     end
+    local function bulks()
+      local n = 0
+      for _, r in ipairs(emu.requests()) do
+        if r.method == "POST" and r.path:match("/entities/bulk$") then n = n + 1 end
+      end
+      return n
+    end
+    local bulks_before = bulks()
     local before_pids = ng:worker_pids()
     local b = burst.start(reqs, { parallel = 50 })
-    -- curl buffers its report: kill after a moment of the burst (the
-    -- bulk upserts are held 1.5 s, so what was answered is still pending)
-    ehelp.sleep(0.5)
+    -- curl buffers its report: kill once the first bulk upsert reached
+    -- Port (held 1.5 s there, so what was answered is still pending in a
+    -- journal), whatever the machine's load
+    assert(nh.wait_for(function() return bulks() > bulks_before end, 30, 0.05),
+      "no bulk upsert reached Port")
     local mid = not b.done()
     -- both workers: whichever holds the pending events (nginx may have
     -- given every connection to one) dies with them
