@@ -109,9 +109,10 @@ describe("ocean sail (POLLING)", function()
   it("resyncs every OCEAN__SCHEDULED_RESYNC_INTERVAL minutes, the first after one interval", function()
     write(dir .. "/items.json", { { id = "s", name = "S" } })
     local p, health = start("spec-scheduled", { OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY",
-                                                OCEAN__SCHEDULED_RESYNC_INTERVAL = "0.01" })
+                                                OCEAN__SCHEDULED_RESYNC_INTERVAL = "0.05" })
+    -- 3 s: long enough that a loaded machine reads health before the first
     assert.are.equal(0, health().resyncs)                  -- not on start
-    sail.eventually(function() return health().resyncs >= 2 end, 10, "two scheduled resyncs")
+    sail.eventually(function() return health().resyncs >= 2 end, 20, "two scheduled resyncs")
     assert.are.same({ "s" }, ids(emu.entities("specItem")))
     assert.are.equal(0, resync_requests_polled("spec-scheduled"))
     assert.are.equal(0, (p:stop()))
