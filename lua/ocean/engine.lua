@@ -82,6 +82,7 @@ function _M.new(opts)
     live = nil,
     caches = {},
     abort_requested = false,
+    stop_requested = false,
   }, Engine)
   log.watch(self.secrets)
   -- signals are kept for take_events(); retries and requests are logged
@@ -252,6 +253,14 @@ end
 -- Wait for a Job (its result), or until pred() is true (true), serving
 -- this engine's servers and wait hook between waits. timeout_ms: nil,
 -- "timeout" after that long.
+-- Once request_stop() was called (a signal to the runner), no wait goes
+-- on: a job still pending is cancelled (its retries with it) and await
+-- returns nil, "stopped"; a predicate is asked first (a run's own check
+-- raises its abort there). So the start-up's Port calls, the login's
+-- retries, on_start hooks and the listener's waits all end within one
+-- wait of the signal.
+local STOPPED = {}
+
 function Engine:await(what, timeout_ms)
   local job
   if type(what) == "function" then
@@ -259,18 +268,24 @@ function Engine:await(what, timeout_ms)
     what = function()
       self:tick()
       if pred() then return true end
+      if self.stop_requested then return STOPPED end
     end
   elseif getmetatable(what) == core.job_mt then
     job = what
     what = function()
       self:tick()
       if job:done() then return true end
+      if self.stop_requested then
+        job:cancel()
+        return STOPPED
+      end
     end
   end                           -- anything else: runtime.await says so
   self:record_requests()
   local v, err = runtime.await(self:get_loop(), what, {
     timeout_ms = timeout_ms, servers = self.servers[1] and self.servers or nil,
     between_waits = self.wait_hook, on_events = self.on_events })
+  if v == STOPPED then return nil, "stopped" end
   if job and v ~= nil then return job:result() end
   return v, err
 end
@@ -365,6 +380,18 @@ function Engine:request_abort()
   if self.run == nil then return false end
   self.abort_requested = true
   return true
+end
+
+-- Stop for good (the runner got SIGTERM/SIGINT): the running run is
+-- aborted, and every wait from now on ends at once (see await). Returns
+-- true when a run was running.
+function Engine:request_stop()
+  self.stop_requested = true
+  return self:request_abort()
+end
+
+function Engine:stopping()
+  return self.stop_requested == true
 end
 
 -- policy(run) -> true (stop), false (go on) or nil (the default rule):

@@ -316,7 +316,11 @@ function Run:await(job)
     self:check_abort()
     return job:done() or nil
   end)
-  return v and job:result()
+  if v == nil then              -- the engine is stopping (engine:await)
+    self.aborted = true
+    error(ABORTED, 0)
+  end
+  return job:result()
 end
 
 -- }====================
