@@ -478,8 +478,9 @@ function _M.feed_resync(set, s, seconds)
     m.input_count:set({ kind, "load" }, k.entities or 0)
     m.upserted_count:set({ kind, "load" }, loaded)
     m.failed_count:set({ kind, "load" }, k.failed_entities or 0)
-    m.error_count:set({ kind, "resync" }, k.errors or 0)
-    m.success:set({ kind, "resync" }, (k.status == "completed" and (k.errors or 0) == 0) and 1 or 0)
+    local errors = k.error_count or k.errors or 0
+    m.error_count:set({ kind, "resync" }, errors)
+    m.success:set({ kind, "resync" }, (k.status == "completed" and errors == 0) and 1 or 0)
     m.duration_seconds:set({ kind, "resync" }, k.seconds or 0)
   end
   local rec = _M.KIND_RECONCILIATION

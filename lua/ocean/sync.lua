@@ -347,7 +347,8 @@ local function new_kind_stats(run, c, raw)
                   entities = 0, filtered = 0, errors = 0, dropped = 0, items_errors = 0,
                   misconfigured = {}, created = 0, updated = 0, unknown = 0, unchanged = 0,
                   failed_entities = 0, t0 = now, said_at = now, status = "running",
-                  notes = report.notes(run.item_errors, c.label) }
+                  notes = report.notes(run.item_errors, c.label),
+                  run_errors_at_start = run.error_count }
   if run.session then stats.at_start = run.session:stats() end
   run.kinds[#run.kinds + 1] = stats
   return stats
@@ -425,6 +426,10 @@ end
 
 local function kind_done(run, stats, status)
   stats.status = status
+  -- every error of the resource, whatever raised it (its items' mapping,
+  -- its selector, its resync function, a missing function): the run's
+  -- errors counted while it ran (stats.errors: its items' alone)
+  stats.error_count = run.error_count - stats.run_errors_at_start
   stats.seconds = run.eng.clock() - stats.t0
   read_counts(run, stats)
   if run.current == stats then run.current = nil end
