@@ -348,7 +348,7 @@ local function new_kind_stats(run, c, raw)
                   misconfigured = {}, created = 0, updated = 0, unknown = 0, unchanged = 0,
                   failed_entities = 0, t0 = now, said_at = now, status = "running",
                   notes = report.notes(run.item_errors, c.label),
-                  run_errors_at_start = run.error_count }
+                  run_errors_at_start = run.error_count, run_errlist_at_start = #run.errors }
   if run.session then stats.at_start = run.session:stats() end
   run.kinds[#run.kinds + 1] = stats
   return stats
@@ -430,6 +430,7 @@ local function kind_done(run, stats, status)
   -- its selector, its resync function, a missing function): the run's
   -- errors counted while it ran (stats.errors: its items' alone)
   stats.error_count = run.error_count - stats.run_errors_at_start
+  stats.first_error = run.errors[stats.run_errlist_at_start + 1]
   stats.seconds = run.eng.clock() - stats.t0
   read_counts(run, stats)
   if run.current == stats then run.current = nil end
@@ -532,8 +533,17 @@ end
 
 -- Step 6: retry, decide, confirm, delete (the session's phases).
 local function finish(run, threshold)
-  local blocked = {}
+  local blocked, explained = {}, 0
   for _, k in ipairs(run.kinds) do
+    -- a failed resource is the reason, named by its first error (its
+    -- selector, its resync function... each names its kind); the session
+    -- counts only the errors no resource explains
+    if (k.error_count or 0) > 0 and k.first_error then
+      local more = k.error_count - 1
+      blocked[#blocked + 1] = k.first_error .. (more > 0 and (" (and %d more error%s)")
+        :format(more, more == 1 and "" or "s") or "")
+      explained = explained + k.error_count
+    end
     if k.dropped > 0 then
       blocked[#blocked + 1] = ("kind '%s': %d entities had no identifier or blueprint")
         :format(k.kind, k.dropped)
@@ -543,7 +553,7 @@ local function finish(run, threshold)
   local held = {}
   for _, h in ipairs(run.held) do held[#held + 1] = h.blueprint end
   local job, err = run.session:finish { threshold = threshold, before = started_bound(run),
-                                        errors = run.error_count, blocked = blocked,
+                                        errors = run.error_count - explained, blocked = blocked,
                                         held = held }
   if not job then return run:add_error(nil, err) end
   local rep = run:await(job)
