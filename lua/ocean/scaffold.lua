@@ -310,13 +310,20 @@ ocean.router.post("/webhook", function(req)
   else
     return 400, { ok = false, error = "unknown action " .. tostring(event.action) }
   end
+  if report.dropped > 0 then
+    -- the mapping gave it no identifier or blueprint: nothing was written
+    local why = {}
+    for _, d in ipairs(report.dropped_items) do why[#why + 1] = d.reason end
+    ocean.log.warning("webhook %s: dropped: %s", tostring(event.action), table.concat(why, "; "))
+    return 422, { ok = false, error = "dropped: " .. table.concat(why, "; "), dropped = report.dropped }
+  end
   if not report.ok then
     local why = #report.errors > 0 and table.concat(report.errors, "; ") or "Port refused the change"
     ocean.log.error("webhook %s: %s", tostring(event.action), why)
     return 502, { ok = false, error = why }
   end
   return { ok = true, created = report.created, updated = report.updated,
-           deleted = report.deleted or 0 }
+           deleted = report.deleted or 0, dropped = 0 }
 end)
 
 -- }====================
@@ -532,6 +539,13 @@ describe(@NAME_JSON@, function()
       assert.are.equal("200", answer:match("(%d+)$"), answer)
       _, by_id = entities()
       assert.is_nil(by_id["from-webhook"])
+      -- an object the mapping can't identify (no id) is reported, not "ok"
+      local list = entities()
+      answer = curl("POST", url .. "/integration/webhook", { action = "upsert", [KIND] = { name = "No id" } })
+      assert.are.equal("422", answer:match("(%d+)$"), answer)
+      local body = json.decode(answer:match("^(.*)\n%d+$"))
+      assert.are.same({ false, 1 }, { body.ok, body.dropped })
+      assert.are.equal(#list, #(entities()))
     end)
     os.execute("kill " .. pid .. " 2>/dev/null")
     assert(ok, err)
