@@ -353,7 +353,8 @@ local function apply_diff(op, before, after, errors, dropped)
     local why = {}
     if #errors > 0 then why[#why + 1] = plural(#errors, "error") end
     if #dropped > 0 then why[#why + 1] = plural(#dropped, "item") .. " dropped" end
-    log.warning("update: %s: not deleting %s", table.concat(why, ", "), #gone == 1 and "1 entity" or (#gone .. " entities"))
+    log.warning("update: %s: not deleting %s", table.concat(why, ", "),
+      #gone == 1 and "1 entity" or (#gone .. " entities"))
   end
   return finish(rep, errors, dropped)
 end

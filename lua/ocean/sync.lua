@@ -681,7 +681,8 @@ local function guarded(run, body)
     summary.updated, summary.unknown > 0 and (", upserted %d (created or updated: unknown)")
       :format(summary.unknown) or "",
     summary.unchanged, summary.deleted, summary.failed,
-    summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
+    summary.error_count > 0 and (" (%d error%s)"):format(summary.error_count,
+      summary.error_count == 1 and "" or "s") or "")
   return summary
 end
 
