@@ -38,7 +38,7 @@ commands:
                        where lua-ocean's modules are (LUA_PATH, LUA_CPATH)
   port-app-config schema [PATH]
                        the JSON Schema of the integration's mapping
-  port-emulator --listen HOST:PORT [--data FILE]
+  port-emulator [--listen HOST:PORT] [--data FILE]
                        run the bundled Port API emulator
   help [COMMAND]       this text, or a command's
 
@@ -69,7 +69,7 @@ function version.main(args)
     elseif a == "--short" or a == "-s" then
       short = true
     else
-      io.stderr:write("ocean version: unknown argument ", a, "\n\n", VERSION_USAGE)
+      io.stderr:write("ocean version: unknown argument ", a, "\nsee ocean version --help\n")
       return 2
     end
   end
@@ -207,7 +207,7 @@ function _M.main(argv, where)
       io.stderr:write("ocean: ", err, "\n")
       return 1
     end
-    io.stderr:write("ocean: unknown command '", cmd, "'\n\n", USAGE)
+    io.stderr:write("ocean: unknown command '", cmd, "'\nsee ocean help\n")
     return 2
   end
   return mod.main(args)

@@ -217,8 +217,11 @@ local function print_summary(s, boot)
         s.created, s.updated, unknown, s.unchanged, s.deleted, s.failed))
   end
   for _, k in ipairs(s.kinds or {}) do
+    -- two resources of one kind are told apart as the log does (#1, #2)
+    local n = type(k.label) == "string" and k.label:match(" (#%d+)$")
     out:write(("  kind %-20s %6d objects -> %6d entities: created %d, updated %d, unchanged %d\n")
-      :format(k.kind, k.raw, k.entities, k.created or 0, k.updated or 0, k.unchanged or 0))
+      :format(n and (tostring(k.kind) .. " " .. n) or k.kind, k.raw, k.entities, k.created or 0,
+        k.updated or 0, k.unchanged or 0))
   end
   print_problems(out, s)
   if s.deletion and s.deletion.skipped and s.deletion.candidates > 0 then
@@ -356,7 +359,7 @@ end
 function _M.main(args)
   local o, perr = parse_args(args)
   if not o then
-    io.stderr:write("ocean sail: ", perr, "\n\n", USAGE)
+    io.stderr:write("ocean sail: ", perr, "\nsee ocean sail --help\n")
     return 2
   end
   if o.help then

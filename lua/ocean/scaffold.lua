@@ -178,7 +178,8 @@ configurations:
 
 local MAPPING_YAML = [[
 # The default mapping (Ocean's port-app-config.yml): created in Port with
-# the integration; from then on the mapping is Port's (edit it there).
+# the integration; from then on the mapping is Port's (edit it there, or
+# push this file's edits with `ocean defaults dock --update-mapping`).
 # Every value under mappings is a jq expression over one raw object.
 createMissingRelatedEntities: true
 deleteDependentEntities: true

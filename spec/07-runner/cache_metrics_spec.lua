@@ -73,7 +73,9 @@ describe("the engine's cache and metrics in ocean sail", function()
       -- both resources got every page: 45 active users; the admins
       assert.are.equal(45, #emu.entities("cachedUser"))
       assert.is_true(#emu.entities("cachedAdmin") > 0)
-      assert.are.equal(2, select(2, r.out:gsub("kind user                     50 objects", "")))
+      -- the two resources of kind user, told apart as the log does
+      assert.truthy(r.out:find("\n  kind user #1                  50 objects", 1, true), r.out)
+      assert.truthy(r.out:find("\n  kind user #2                  50 objects", 1, true), r.out)
     end)
 
     it("fetches them per resource without it (the control)", function()
@@ -170,6 +172,13 @@ describe("the engine's cache and metrics in ocean sail", function()
         assert.is_true(v("duration_seconds", { kind = kind, phase = "resync" }) >= 0)
       end
       assert.are.equal(1, v("success", { kind = "__resync__", phase = "resync" }))
+      -- durations to the millisecond, written without float noise
+      local durations = 0
+      for value in text:gmatch("\nduration_seconds{[^}]*} (%S+)") do
+        durations = durations + 1
+        assert.matches("^%d+%.?%d?%d?%d?$", value)
+      end
+      assert.are.equal(3, durations)
       assert.are.equal(0, v("deleted_count", { kind = "__reconciliation__", phase = "delete" }))
       -- third-party requests: the five pages once (the cache), page 3 twice (a 503, retried)
       local ep = api.url .. "/users"

@@ -57,6 +57,20 @@ describe("ocean <command> --help", function()
     end
   end)
 
+  it("answers a usage error with its one line and where the help is, not the whole help", function()
+    for _, case in ipairs {
+      { { "sail", "--bogus" }, "ocean sail: unknown option --bogus\nsee ocean sail --help\n" },
+      { { "defaults", "--bogus" },
+        "ocean defaults: unknown subcommand '--bogus' (use dock or clean)\nsee ocean defaults --help\n" },
+      { { "version", "--x" }, "ocean version: unknown argument --x\nsee ocean version --help\n" },
+      { { "dock" }, "ocean: unknown command 'dock'\nsee ocean help\n" },
+      { { "path", "--x" }, "ocean path: unknown argument --x\nsee ocean path --help\n" },
+    } do
+      local r = sail.run(case[1])
+      assert.are.same({ 2, case[2], "" }, { r.rc, r.err, r.out })
+    end
+  end)
+
   it("refuses help on an unknown command", function()
     local r = sail.run({ "help", "dock" })
     assert.are.equal(2, r.rc)

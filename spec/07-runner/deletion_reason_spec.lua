@@ -31,6 +31,9 @@ describe("the deletion-skipped reason", function()
     end
     local warn = r.err:match("WARNING (deletion skipped[^\n]*)")
     assert.matches("^deletion skipped: kind 'thing'[^\n]*jql", warn)
+    -- the summary tells the two resources of kind thing apart
+    assert.truthy(r.out:find("\n  kind thing #1 ", 1, true), r.out)
+    assert.truthy(r.out:find("\n  kind thing #2 ", 1, true), r.out)
     -- the first resource still landed; nothing was deleted
     assert.are.equal(1, #emu.entities("selFailThing"))
     emu.stop()
