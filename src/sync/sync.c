@@ -412,13 +412,13 @@ int oc_sync_owned_state(const oc_sync_t *s, const char **err)
 
 /* Worth another try after the first pass: no answer, 408, 429, 5xx, and
  * a 404 that can be a related entity the pass creates later (Port's
- * "not_found", or no code). A 404 naming anything else
- * ("blueprint_not_found": the blueprint itself is missing) stays missing
- * however often it is sent. */
+ * "not_found", or a code we don't know: retrying costs a request, not
+ * retrying loses the entity). A 404 "blueprint_not_found" (the blueprint
+ * itself is missing) stays missing however often it is sent. */
 static int retryable_result(int status, const char *code)
 {
   if (status == 404)
-    return code == NULL || *code == '\0' || strcmp(code, "not_found") == 0;
+    return code == NULL || strcmp(code, "blueprint_not_found") != 0;
   return status == 0 || status == 408 || status == 429 || status >= 500;
 }
 
