@@ -268,14 +268,14 @@ function Engine:await(what, timeout_ms)
     what = function()
       self:tick()
       if pred() then return true end
-      if self.stop_requested then return STOPPED end
+      if self.stop_requested and not self.stop_exempt then return STOPPED end
     end
   elseif getmetatable(what) == core.job_mt then
     job = what
     what = function()
       self:tick()
       if job:done() then return true end
-      if self.stop_requested then
+      if self.stop_requested and not self.stop_exempt then
         job:cancel()
         return STOPPED
       end
@@ -392,6 +392,22 @@ end
 
 function Engine:stopping()
   return self.stop_requested == true
+end
+
+-- fn(...) with its waits exempt from a stop request: what must still
+-- reach Port once stopping (the run's final state, "aborted"). A second
+-- signal still exits at once (ocean sail). Returns what fn returns;
+-- raises what it raises.
+local function unexempt(self, prev, ok, ...)
+  self.stop_exempt = prev
+  if not ok then error((...), 0) end
+  return ...
+end
+
+function Engine:despite_stop(fn, ...)
+  local prev = self.stop_exempt
+  self.stop_exempt = true
+  return unexempt(self, prev, pcall(fn, ...))
 end
 
 -- policy(run) -> true (stop), false (go on) or nil (the default rule):

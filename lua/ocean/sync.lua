@@ -578,7 +578,9 @@ local function report_state(run, status, extra)
     body.lastResyncEnd = iso_now(eng)
   end
   for k, v in pairs(extra or {}) do body[k] = v end
-  local integ, err = eng.port:update_resync_state(eng.settings.integration.identifier, body)
+  -- the final state reaches Port also when the runner is stopping
+  local integ, err = eng:despite_stop(eng.port.update_resync_state, eng.port,
+    eng.settings.integration.identifier, body)
   if not integ then
     log.warning("could not report the resync state '%s' to Port: %s", status, tostring(err))
   end
