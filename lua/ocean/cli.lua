@@ -7,10 +7,14 @@
 --   ocean version [--short]      the version
 --   ocean port-app-config schema [PATH]  the mapping's JSON Schema (ocean.selector)
 --   ocean port-emulator ...      the bundled Port API emulator (ocean.emulator.cli)
+--   ocean path [--runtime RT] [--lua-path|--lua-cpath]  where lua-ocean's
+--                                modules are, as LUA_PATH/LUA_CPATH
 --   ocean help [COMMAND]         usage; `ocean COMMAND --help` is the same
 --
--- cli.main(argv) -> exit status (0 ok, 1 failure, 2 usage error). Each
--- command module has main(args) and answers --help itself.
+-- cli.main(argv [, where]) -> exit status (0 ok, 1 failure, 2 usage
+-- error). where: what bin/ocean found ({layout = "checkout", lua=, build=}
+-- or {layout = "prefix", prefix=}; nil: the interpreter's own paths).
+-- Each command module has main(args) and answers --help itself.
 local core = require "ocean.core"
 
 local _M = {}
@@ -30,9 +34,11 @@ commands:
   defaults clean [PATH] [--force] [--dry-run] [--destroy]
                        delete those blueprints and their entities
   version [--short]    print the version
+  path [--runtime lua5.4|luajit] [--lua-path|--lua-cpath]
+                       where lua-ocean's modules are (LUA_PATH, LUA_CPATH)
   port-app-config schema [PATH]
                        the JSON Schema of the integration's mapping
-  port-emulator --listen HOST:PORT [--data FILE]
+  port-emulator [--listen HOST:PORT] [--data FILE]
                        run the bundled Port API emulator
   help [COMMAND]       this text, or a command's
 
@@ -63,7 +69,7 @@ function version.main(args)
     elseif a == "--short" or a == "-s" then
       short = true
     else
-      io.stderr:write("ocean version: unknown argument ", a, "\n\n", VERSION_USAGE)
+      io.stderr:write("ocean version: unknown argument ", a, "\nsee ocean version --help\n")
       return 2
     end
   end
@@ -83,8 +89,91 @@ local commands = {
   ["port-app-config"] = "ocean.selector",
 }
 
-local function load_command(name)
+local PATH_USAGE = [[
+usage: ocean path [--runtime lua5.4|luajit] [--lua-path|--lua-cpath]
+
+Print where this ocean command finds lua-ocean's Lua modules and its C
+module (a checkout's lua/ and build/RT, make install's or a luarocks
+tree's share/lua/V and lib/lua/V), as luarocks path does:
+  export LUA_PATH='...;;'
+  export LUA_CPATH='...;;'
+so that another Lua program (a busted spec, a script) can require
+"ocean" and "ocean.json" with nothing set by hand:
+  eval "$(ocean path)"
+--runtime: for that runtime (default: the one running ocean; LuaJIT
+reads Lua 5.1's folders). --lua-path / --lua-cpath: only that value,
+without the trailing ;; (empty when the interpreter's own paths hold them).
+]]
+
+-- An absolute form of a path bin/ocean found from its own (maybe
+-- relative) name.
+local function absolute(p)
+  if p:sub(1, 1) == "/" then return p end
+  local h = io.popen("pwd")
+  local cwd = h and h:read("*l")
+  if h then h:close() end
+  return (cwd or ".") .. "/" .. p:gsub("^%./", "")
+end
+
+-- `ocean path`: the templates for runtime `rt`, or nil, err.
+local function templates(where, rt)
+  if not where then return "", "" end
+  where = { layout = where.layout, lua = where.lua and absolute(where.lua),
+            build = where.build and absolute(where.build),
+            prefix = where.prefix and absolute(where.prefix) }
+  if where.layout == "checkout" then
+    local c = where.build .. "/" .. rt
+    local f = io.open(c .. "/ocean/core.so", "rb")
+    if not f then return nil, "lua-ocean is not built for " .. rt .. " in " .. where.build
+      .. " (make " .. (rt == "luajit" and "luajit" or "lua54") .. ")" end
+    f:close()
+    return where.lua .. "/?.lua;" .. where.lua .. "/?/init.lua", c .. "/?.so"
+  end
+  local v = rt == "luajit" and "5.1" or "5.4"
+  local share, lib = where.prefix .. "/share/lua/" .. v, where.prefix .. "/lib/lua/" .. v
+  local f = io.open(share .. "/ocean/cli.lua", "rb")
+  if not f then return nil, "lua-ocean is not installed for " .. rt .. " in " .. where.prefix end
+  f:close()
+  return share .. "/?.lua;" .. share .. "/?/init.lua", lib .. "/?.so"
+end
+
+local function path_main(args, where)
+  local rt, only = rawget(_G, "jit") and "luajit" or "lua5.4", nil
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--help" or a == "-h" then
+      io.stdout:write(PATH_USAGE)
+      return 0
+    elseif a == "--runtime" and (args[i + 1] == "lua5.4" or args[i + 1] == "luajit") then
+      rt, i = args[i + 1], i + 1
+    elseif a == "--lua-path" or a == "--lua-cpath" then
+      only = a
+    else
+      io.stderr:write("ocean path: ", a == "--runtime" and "--runtime takes lua5.4 or luajit"
+        or "unknown argument " .. a, "\nsee ocean path --help\n")
+      return 2
+    end
+    i = i + 1
+  end
+  local lpath, cpath = templates(where, rt)
+  if not lpath then
+    io.stderr:write("ocean path: ", cpath, "\n")
+    return 1
+  end
+  if only == "--lua-path" then io.stdout:write(lpath, "\n")
+  elseif only == "--lua-cpath" then io.stdout:write(cpath, "\n")
+  else
+    local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+    io.stdout:write("export LUA_PATH=", q(lpath .. ";;"), "\n",
+                    "export LUA_CPATH=", q(cpath .. ";;"), "\n")
+  end
+  return 0
+end
+
+local function load_command(name, where)
   if name == "version" then return version end
+  if name == "path" then return { main = function(args) return path_main(args, where) end } end
   local modname = commands[name]
   if not modname then return nil end
   local ok, mod = pcall(require, modname)
@@ -93,7 +182,7 @@ local function load_command(name)
 end
 
 -- Returns the process exit code.
-function _M.main(argv)
+function _M.main(argv, where)
   local args = {}
   for i = 1, #argv do args[i] = argv[i] end
   local cmd = table.remove(args, 1)
@@ -112,13 +201,13 @@ function _M.main(argv)
     end
     cmd, args = args[1], { "--help" }
   end
-  local mod, err = load_command(cmd)
+  local mod, err = load_command(cmd, where)
   if not mod then
     if err then
       io.stderr:write("ocean: ", err, "\n")
       return 1
     end
-    io.stderr:write("ocean: unknown command '", cmd, "'\n\n", USAGE)
+    io.stderr:write("ocean: unknown command '", cmd, "'\nsee ocean help\n")
     return 2
   end
   return mod.main(args)

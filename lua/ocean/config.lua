@@ -1,7 +1,8 @@
 -- ocean.config: an integration's settings, as Ocean reads them.
 --
 -- Sources, highest priority first: explicit overrides (a table, e.g. from
--- the OpenResty adapter) -> OCEAN__* environment variables -> config.yaml in
+-- the OpenResty adapter) -> OCEAN__* environment variables (a field's own,
+-- then the JSON object of a nested group) -> config.yaml in
 -- the integration folder (camelCase keys; string values may be
 -- "{{ from env NAME }}") -> .port/spec.yaml defaults -> built-in defaults.
 --
@@ -32,7 +33,10 @@
 --   settings.warnings (said at WARNING by load unless the level is ERROR:
 --                      undeclared OCEAN__INTEGRATION__CONFIG__* names and
 --                      config.yaml integration.config keys, with the
---                      closest declared name)
+--                      closest declared name; OCEAN__* names it does not
+--                      read, with the closest one it reads)
+-- A nested group may also be one variable holding a JSON object, as in
+-- Ocean (OCEAN__PORT='{"client_id": ...}'): see "nested settings as JSON".
 --   config.decamelize(name) -> humps.decamelize(name) (see below)
 local yaml = require "ocean.yaml"
 local json = require "ocean.json"
@@ -466,7 +470,7 @@ end
 
 -- The spec's `configurations` -> integration.config, typed and checked.
 -- Returns config, secrets, warnings | nil, err.
-local function integration_config(spec, yaml_cfg, overrides, getenv, env_names)
+local function integration_config(spec, yaml_cfg, overrides, getenv, given_names, json_vals)
   local out, secrets, warnings = {}, {}, {}
   local declared, known = {}, {}
   local yaml_vals = get_path(yaml_cfg, "integration.config") or {}
@@ -491,6 +495,7 @@ local function integration_config(spec, yaml_cfg, overrides, getenv, env_names)
     local v = over_vals[name]
     if v == nil then v = over_vals[c.name] end
     if v == nil then v = getenv(env_name) end
+    if v == nil then v = json_vals[name] end
     if v == nil then v = yaml_vals[name] end
     if v == nil and c.default ~= nil and c.default ~= json.null then v = c.default end
     if v == nil and c.required then
@@ -507,7 +512,7 @@ local function integration_config(spec, yaml_cfg, overrides, getenv, env_names)
   table.sort(known)
   -- Values given without a spec entry are passed through (as before), but
   -- said: most often they are a typo of a declared name.
-  for _, n in ipairs(env_names) do
+  for _, n in ipairs(given_names) do
     local name = n:sub(#CONFIG_PREFIX + 1)
     if not declared[name:lower()] then
       local upper_known = {}
@@ -515,6 +520,16 @@ local function integration_config(spec, yaml_cfg, overrides, getenv, env_names)
       warnings[#warnings + 1] = unknown_setting(name, upper_known,
         function(x) return CONFIG_PREFIX .. x end, "")
       out[name:lower()] = getenv(n)
+    end
+  end
+  local json_names = {}
+  for k in pairs(json_vals) do json_names[#json_names + 1] = tostring(k) end
+  table.sort(json_names)
+  for _, k in ipairs(json_names) do
+    if not declared[k] then
+      warnings[#warnings + 1] = unknown_setting(k, known, function(x)
+        return x end, " in OCEAN__INTEGRATION__CONFIG's JSON")
+      if out[k] == nil then out[k] = json_vals[k] end
     end
   end
   local yaml_names = {}
@@ -534,13 +549,14 @@ local function integration_config(spec, yaml_cfg, overrides, getenv, env_names)
   return out, secrets, warnings
 end
 
--- Names of the OCEAN__INTEGRATION__CONFIG__* variables: those of an env
--- table, or of the process's environment (/proc/self/environ: os.getenv
--- can't list it; elsewhere the list is empty and typos go unreported).
-local function env_config_names(env)
+-- Names of the variables starting with `prefix` (and longer): those of an
+-- env table, or of the process's environment (/proc/self/environ:
+-- os.getenv can't list it; elsewhere the list is empty and typos go
+-- unreported).
+local function env_names(env, prefix)
   local names = {}
   local function consider(k)
-    if type(k) == "string" and k:sub(1, #CONFIG_PREFIX) == CONFIG_PREFIX and #k > #CONFIG_PREFIX then
+    if type(k) == "string" and k:sub(1, #prefix) == prefix and #k > #prefix then
       names[#names + 1] = k
     end
   end
@@ -552,6 +568,107 @@ local function env_config_names(env)
   end
   table.sort(names)
   return names
+end
+
+-- }====================
+
+-- {==================== nested settings as JSON ====================
+
+-- Ocean (pydantic's BaseSettings, env_nested_delimiter "__") also takes a
+-- nested model as one variable holding a JSON object:
+-- OCEAN__EVENT_LISTENER='{"type": "ONCE"}', OCEAN__PORT='{"client_id": ...}',
+-- OCEAN__INTEGRATION='{"identifier": ..., "config": {...}}',
+-- OCEAN__INTEGRATION__CONFIG='{"apiToken": ...}'. As in pydantic, the
+-- variable of the field itself wins (its __ form), then the nearest JSON
+-- parent (OCEAN__SSL__PORT before OCEAN__SSL). Keys are decamelized as in
+-- config.yaml; integration.config's values stay verbatim.
+
+-- "OCEAN__SSL__THIRD_PARTY__VERIFY" -> { "SSL", "THIRD_PARTY", "VERIFY" }
+-- (split on "__"; a single "_" belongs to the name).
+local function segments(env_name)
+  local segs, rest = {}, env_name:sub(8)
+  while true do
+    local i = rest:find("__", 1, true)
+    if not i then segs[#segs + 1] = rest return segs end
+    segs[#segs + 1] = rest:sub(1, i - 1)
+    rest = rest:sub(i + 2)
+  end
+end
+
+-- The parents of every OCEAN__* setting: OCEAN__PORT, OCEAN__SSL__PORT...
+local JSON_PARENTS = {}
+for _, st in ipairs(SETTINGS) do
+  if st[2]:sub(1, 7) == "OCEAN__" then
+    local segs = segments(st[2])
+    for i = 1, #segs - 1 do
+      JSON_PARENTS["OCEAN__" .. table.concat(segs, "__", 1, i)] = true
+    end
+  end
+end
+JSON_PARENTS["OCEAN__INTEGRATION__CONFIG"] = true
+
+-- The decoded, key-normalized object of parent variable `name` (cached in
+-- `cache`): the object | false (unset) | nil, err.
+local function json_parent(getenv, cache, name)
+  local c = cache[name]
+  if c ~= nil then return c end
+  local raw = getenv(name)
+  if raw == nil or raw == "" then
+    cache[name] = false
+    return false
+  end
+  local v, err = json.decode(raw)
+  if type(v) ~= "table" or v == json.null or json.is_array(v) then
+    return nil, ("invalid %s: expected a JSON object (Ocean's form of its nested settings)%s")
+      :format(name, err and (": " .. tostring(err)) or "")
+  end
+  local path = name:sub(8):lower():gsub("__", ".")
+  -- the object's own keys are setting names: normalized as its children
+  local wrapped = normalize_keys({ [path:match("[^.]+$")] = v }, path:match("^(.*)%.[^.]+$"))
+  v = wrapped[path:match("[^.]+$")]
+  cache[name] = v
+  return v
+end
+
+-- The value of setting `env_name` from the nearest JSON parent that holds
+-- it: value, parent's name | nil | nil, nil, err.
+local function from_json_parents(getenv, cache, env_name)
+  if env_name:sub(1, 7) ~= "OCEAN__" then return nil end
+  local segs = segments(env_name)
+  for depth = #segs - 1, 1, -1 do
+    local parent = "OCEAN__" .. table.concat(segs, "__", 1, depth)
+    local obj, err = json_parent(getenv, cache, parent)
+    if obj == nil then return nil, nil, err end
+    local v = obj
+    for i = depth + 1, #segs do
+      if type(v) ~= "table" or v == json.null then v = nil break end
+      v = v[segs[i]:lower()]
+    end
+    if v ~= nil and v ~= json.null then return v, parent end
+  end
+  return nil
+end
+
+-- One warning per OCEAN__* variable lua-ocean does not read (integration
+-- settings are checked against .port/spec.yaml apart), with the closest
+-- name it does read.
+local function unknown_top_level(env)
+  local known, is_known = {}, {}
+  for _, st in ipairs(SETTINGS) do
+    if st[2]:sub(1, 7) == "OCEAN__" then known[#known + 1] = st[2] end
+  end
+  for name in pairs(JSON_PARENTS) do known[#known + 1] = name end
+  table.sort(known)
+  for _, k in ipairs(known) do is_known[k] = true end
+  local out = {}
+  for _, n in ipairs(env_names(env, "OCEAN__")) do
+    if not is_known[n] and n:sub(1, #CONFIG_PREFIX) ~= CONFIG_PREFIX then
+      local suggestion = closest(n, known)
+      out[#out + 1] = ("unknown setting %s: lua-ocean reads no such variable%s"):format(n,
+        suggestion and ("; did you mean %s?"):format(suggestion) or "")
+    end
+  end
+  return out
 end
 
 -- }====================
@@ -584,10 +701,16 @@ function _M.load(opts)
     if type(raw) == "table" then yaml_cfg = normalize_keys(substitute(raw, getenv) or {}) end
   end
 
+  local json_cache = {}
   for _, s in ipairs(SETTINGS) do
     local key, env_name, ypath, kind, default = s[1], s[2], s[3], s[4], s[5]
     local v, source = get_path(overrides, key), "the overrides"
     if v == nil then v, source = getenv(env_name), env_name end
+    if v == nil or v == "" then
+      local jv, parent, jerr = from_json_parents(getenv, json_cache, env_name)
+      if jerr then return nil, jerr end
+      v, source = jv, parent
+    end
     if v == nil or v == "" then v, source = get_path(yaml_cfg, ypath), cfg_file end
     if v ~= nil then
       local parsed, perr = parsers[kind](v)
@@ -613,9 +736,21 @@ function _M.load(opts)
   settings.integration.version = settings.integration.version
     or (type(spec.version) == "string" and spec.version) or "0.1.0"
 
+  -- integration.config given as JSON: OCEAN__INTEGRATION's "config", then
+  -- OCEAN__INTEGRATION__CONFIG (nearer, wins)
+  local json_icfg = {}
+  for _, name in ipairs { "OCEAN__INTEGRATION", "OCEAN__INTEGRATION__CONFIG" } do
+    local obj, jerr = json_parent(getenv, json_cache, name)
+    if obj == nil then return nil, jerr end
+    if obj and name == "OCEAN__INTEGRATION" then obj = obj.config end
+    if type(obj) == "table" and obj ~= json.null and not json.is_array(obj) then
+      for k, v in pairs(obj) do json_icfg[k] = v end
+    end
+  end
   local icfg, secrets, warnings = integration_config(spec, yaml_cfg, overrides, getenv,
-    env_config_names(opts.env))
+    env_names(opts.env, CONFIG_PREFIX), json_icfg)
   if not icfg then return nil, secrets end
+  for _, w in ipairs(unknown_top_level(opts.env)) do warnings[#warnings + 1] = w end
   settings.integration.config = icfg
   settings.secrets = secrets
   if settings.port.client_secret then

@@ -145,7 +145,8 @@ local function dock(o, eng)
       .. " with port-app-config.yml)", id)
   end
   local bps = s.blueprints or {}
-  local created, berr = integration.create_blueprints(eng, bps)
+  -- said once, on stdout below (not also as an INFO line)
+  local created, berr = integration.create_blueprints(eng, bps, false, { quiet = true })
   if not created then return fail(o, "%s", berr) end
   local new = {}
   for _, bp in ipairs(created) do new[tostring(bp.identifier)] = true end
@@ -256,7 +257,7 @@ end
 function _M.main(args)
   local o, perr = parse_args(args)
   if not o then
-    io.stderr:write("ocean defaults: ", perr, "\n\n", USAGE)
+    io.stderr:write("ocean defaults: ", perr, "\nsee ocean defaults --help\n")
     return 2
   end
   if o.help then

@@ -95,6 +95,7 @@ function _M.new(opts)
     live = nil,
     caches = {},
     abort_requested = false,
+    stop_requested = false,
   }, Engine)
   log.watch(self.secrets)
   -- signals are kept for take_events(); retries and requests are logged
@@ -284,6 +285,14 @@ end
 -- engine's servers and wait hook are served between waits. timeout_ms:
 -- nil, "timeout" after that long. A cancelled wait raises
 -- runtime.CANCELLED.
+-- Once request_stop() was called (a signal to the runner), no wait goes
+-- on: a job still pending is cancelled (its retries with it) and await
+-- returns nil, "stopped"; a predicate is asked first (a run's own check
+-- raises its abort there). So the start-up's Port calls, the login's
+-- retries, on_start hooks and the listener's waits all end within one
+-- wait of the signal.
+local STOPPED = {}
+
 function Engine:await(what, timeout_ms)
   local job
   if type(what) == "function" then
@@ -291,12 +300,17 @@ function Engine:await(what, timeout_ms)
     what = function()
       self:tick()
       if pred() then return true end
+      if self.stop_requested and not self.stop_exempt then return STOPPED end
     end
   elseif getmetatable(what) == core.job_mt then
     job = what
     what = function()
       self:tick()
       if job:done() then return true end
+      if self.stop_requested and not self.stop_exempt then
+        job:cancel()
+        return STOPPED
+      end
     end
   end                           -- anything else: runtime.await says so
   self:record_requests()
@@ -309,6 +323,7 @@ function Engine:await(what, timeout_ms)
     if job and v == runtime.CANCELLED then job:cancel() end
     error(v, 0)
   end
+  if v == STOPPED then return nil, "stopped" end
   if job and v ~= nil then return job:result() end
   return v, err
 end
@@ -458,6 +473,34 @@ function Engine:request_abort()
   if self.run == nil then return false end
   self.abort_requested = true
   return true
+end
+
+-- Stop for good (the runner got SIGTERM/SIGINT): the running run is
+-- aborted, and every wait from now on ends at once (see await). Returns
+-- true when a run was running.
+function Engine:request_stop()
+  self.stop_requested = true
+  return self:request_abort()
+end
+
+function Engine:stopping()
+  return self.stop_requested == true
+end
+
+-- fn(...) with its waits exempt from a stop request: what must still
+-- reach Port once stopping (the run's final state, "aborted"). A second
+-- signal still exits at once (ocean sail). Returns what fn returns;
+-- raises what it raises.
+local function unexempt(self, prev, ok, ...)
+  self.stop_exempt = prev
+  if not ok then error((...), 0) end
+  return ...
+end
+
+function Engine:despite_stop(fn, ...)
+  local prev = self.stop_exempt
+  self.stop_exempt = true
+  return unexempt(self, prev, pcall(fn, ...))
 end
 
 -- policy(run) -> true (stop), false (go on) or nil (the default rule):

@@ -151,7 +151,11 @@ local function request(eng, opts, fname)
     follow_redirects = opts.follow_redirects ~= false,
     retry = retry or nil,
   }
-  local r = eng:await(job)
+  local r, why = eng:await(job)
+  if r == nil then
+    return nil, format("%s %s %s", method, opts.url,
+      why == "stopped" and "stopped: the integration is stopping" or "failed: " .. tostring(why))
+  end
   if r.error and (not r.status or r.status == 0) then
     return nil, format("%s %s failed: %s", method, log.redact_url(url), r.error)
   end

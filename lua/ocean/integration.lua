@@ -116,8 +116,9 @@ function _M.bootstrap(eng, opts)
 end
 
 -- Blueprints that don't exist yet: first without relations (their targets
--- may not exist yet), then with them (as Ocean does).
-function _M.create_blueprints(eng, blueprints, plan)
+-- may not exist yet), then with them (as Ocean does). opts.quiet: no INFO
+-- line per blueprint created (the caller says it).
+function _M.create_blueprints(eng, blueprints, plan, opts)
   local created = {}
   for _, bp in ipairs(blueprints) do
     local id = tostring(bp.identifier)
@@ -133,7 +134,7 @@ function _M.create_blueprints(eng, blueprints, plan)
         if not ok then
           return nil, ("cannot create blueprint '%s': %s"):format(id, tostring(err))
         end
-        log.info("created blueprint '%s'", id)
+        if not (opts and opts.quiet) then log.info("created blueprint '%s'", id) end
       end
       created[#created + 1] = bp
     end

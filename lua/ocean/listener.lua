@@ -107,7 +107,7 @@ end
 -- Stop after the running resync (aborted). Returns whether one was running.
 function Listener:stop()
   self.stopping = true
-  return self.eng:request_abort()
+  return self.eng:request_stop()
 end
 
 -- GET /health and POST /resync, before the integration's own routes.

@@ -112,13 +112,24 @@ local function escape_help(v)
   return (v:gsub("[\\\n]", { ["\\"] = "\\\\", ["\n"] = "\\n" }))
 end
 
--- A sample value as Prometheus writes it.
+-- A sample value as Prometheus writes it: the shortest text that reads
+-- back as the same double (0.1, not 0.10000000000000001).
 local function format_value(v)
   if v ~= v then return "NaN" end
   if v == huge then return "+Inf" end
   if v == -huge then return "-Inf" end
   if v == math.floor(v) and v > -2^53 and v < 2^53 then return format("%d", v) end
+  for _, f in ipairs { "%.15g", "%.16g" } do
+    local s = format(f, v)
+    if tonumber(s) == v then return s end
+  end
   return format("%.17g", v)
+end
+
+-- Seconds to the millisecond (the clocks' own resolution in nginx, whose
+-- differences otherwise print as 0.0090000629425048828).
+local function ms(s)
+  return math.floor((s or 0) * 1000 + 0.5) / 1000
 end
 _M.format_value = format_value
 
@@ -478,9 +489,10 @@ function _M.feed_resync(set, s, seconds)
     m.input_count:set({ kind, "load" }, k.entities or 0)
     m.upserted_count:set({ kind, "load" }, loaded)
     m.failed_count:set({ kind, "load" }, k.failed_entities or 0)
-    m.error_count:set({ kind, "resync" }, k.errors or 0)
-    m.success:set({ kind, "resync" }, (k.status == "completed" and (k.errors or 0) == 0) and 1 or 0)
-    m.duration_seconds:set({ kind, "resync" }, k.seconds or 0)
+    local errors = k.error_count or k.errors or 0
+    m.error_count:set({ kind, "resync" }, errors)
+    m.success:set({ kind, "resync" }, (k.status == "completed" and errors == 0) and 1 or 0)
+    m.duration_seconds:set({ kind, "resync" }, ms(k.seconds))
   end
   local rec = _M.KIND_RECONCILIATION
   m.deleted_count:set({ rec, "delete" }, s.deleted or 0)
@@ -488,7 +500,7 @@ function _M.feed_resync(set, s, seconds)
   local all = _M.KIND_RESYNC
   m.error_count:set({ all, "resync" }, s.error_count or 0)
   m.success:set({ all, "resync" }, s.ok and 1 or 0)
-  m.duration_seconds:set({ all, "resync" }, seconds or 0)
+  m.duration_seconds:set({ all, "resync" }, ms(seconds))
 end
 
 -- }====================

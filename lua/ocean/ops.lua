@@ -11,8 +11,10 @@
 -- Every operation takes opts.plan: compute and report, write nothing.
 --
 -- Each returns a report: {ok=, created=, updated=, failed=, deleted=,
--- not_owned=, delete_failed=, errors={...}, ...}; misuse (not a list)
--- raises.
+-- not_owned=, delete_failed=, dropped=, dropped_items={{index=, reason=}},
+-- errors={...}, ...}; misuse (not a list) raises. An item the mapping
+-- dropped (no identifier or blueprint) is written nowhere: it is counted
+-- in `dropped`, makes ok false and, as in a resync, holds back deletion.
 local core = require "ocean.core"
 local json = require "ocean.json"
 local log = require "ocean.log"
@@ -211,7 +213,7 @@ end
 -- Map raw items with every resource of a kind. Returns
 -- {passed = {...}, failed = {...}, errors = {...}} (errors as strings).
 local function map_kind(op, app, kind, raws, parse_all)
-  local out = { passed = {}, failed = {}, errors = {}, resources = 0 }
+  local out = { passed = {}, failed = {}, errors = {}, resources = 0, dropped = {} }
   local resources = resources_of(app, kind)
   out.resources = #resources
   for _, r in ipairs(resources) do
@@ -226,12 +228,18 @@ local function map_kind(op, app, kind, raws, parse_all)
       end
       for _, d in ipairs(res.dropped or {}) do
         log.warning("kind '%s': item %d dropped: %s", kind, d.index, d.reason)
+        out.dropped[#out.dropped + 1] = { index = d.index, reason = ("kind '%s': %s"):format(kind, d.reason) }
       end
       for _, e in ipairs(res.passed) do out.passed[#out.passed + 1] = e end
       for _, e in ipairs(res.failed) do out.failed[#out.failed + 1] = e end
     end
   end
   return out
+end
+
+-- "1 error", "3 errors"
+local function plural(n, word)
+  return ("%d %s%s"):format(n, word, n == 1 and "" or "s")
 end
 
 local function check_list(v, what, level)
@@ -248,10 +256,13 @@ local function as_list(raw)
   return raw
 end
 
-local function finish(rep, errors)
+local function finish(rep, errors, dropped)
   rep.errors = rep.errors or {}
   for _, e in ipairs(errors or {}) do rep.errors[#rep.errors + 1] = e end
+  rep.dropped_items = json.array(dropped or {})
+  rep.dropped = #rep.dropped_items
   rep.ok = #rep.errors == 0 and (rep.failed or 0) == 0 and (rep.delete_failed or 0) == 0
+    and rep.dropped == 0
   return rep
 end
 
@@ -280,7 +291,7 @@ function _M.register_raw(eng, kind, raw, opts)
     log.warning("register_raw: no resource of kind '%s' in the mapping", tostring(kind))
   end
   local rep = upsert_all(op, m.passed)
-  if #m.errors == 0 then
+  if #m.errors == 0 and #m.dropped == 0 then
     local upserted = {}
     for _, e in ipairs(m.passed) do
       local k = key_of(e)
@@ -293,9 +304,12 @@ function _M.register_raw(eng, kind, raw, opts)
     end
     delete_owned(op, gone, rep)
   else
-    log.warning("register_raw: %d error(s), not deleting entities that fail the selector", #m.errors)
+    local why = {}
+    if #m.errors > 0 then why[#why + 1] = plural(#m.errors, "error") end
+    if #m.dropped > 0 then why[#why + 1] = plural(#m.dropped, "item") .. " dropped" end
+    log.warning("register_raw: %s: not deleting entities that fail the selector", table.concat(why, ", "))
   end
-  return finish(rep, m.errors)
+  return finish(rep, m.errors, m.dropped)
 end
 
 -- Map and delete (only what this integration owns).
@@ -304,13 +318,14 @@ function _M.unregister_raw(eng, kind, raw, opts)
   if not op then return finish({}, { m }) end
   local rep = { created = 0, updated = 0, failed = 0 }
   delete_owned(op, m.passed, rep)
-  return finish(rep, m.errors)
+  return finish(rep, m.errors, m.dropped)
 end
 
 -- Apply the difference between two entity lists: upsert what is new or
 -- changed in `after`, delete (if owned) what `before` had and `after`
 -- doesn't. Nothing outside the two lists is touched.
-local function apply_diff(op, before, after, errors)
+local function apply_diff(op, before, after, errors, dropped)
+  dropped = dropped or {}
   local before_by = {}
   for _, e in ipairs(before) do
     local k = key_of(e)
@@ -332,12 +347,16 @@ local function apply_diff(op, before, after, errors)
     if not after_keys[k] then gone[#gone + 1] = e end
   end
   table.sort(gone, function(a, b) return key_of(a) < key_of(b) end)
-  if #errors == 0 then
+  if #errors == 0 and #dropped == 0 then
     delete_owned(op, gone, rep)
   elseif #gone > 0 then
-    log.warning("update: %d error(s), not deleting %d entities", #errors, #gone)
+    local why = {}
+    if #errors > 0 then why[#why + 1] = plural(#errors, "error") end
+    if #dropped > 0 then why[#why + 1] = plural(#dropped, "item") .. " dropped" end
+    log.warning("update: %s: not deleting %s", table.concat(why, ", "),
+      #gone == 1 and "1 entity" or (#gone .. " entities"))
   end
-  return finish(rep, errors)
+  return finish(rep, errors, dropped)
 end
 
 local function check_diff(diff, name)
@@ -358,7 +377,10 @@ function _M.update_raw_diff(eng, kind, diff, opts)
   local errors = {}
   for _, e in ipairs(mb.errors) do errors[#errors + 1] = e end
   for _, e in ipairs(ma.errors) do errors[#errors + 1] = e end
-  return apply_diff(op, mb.passed, ma.passed, errors)
+  local dropped = {}
+  for _, d in ipairs(mb.dropped) do dropped[#dropped + 1] = d end
+  for _, d in ipairs(ma.dropped) do dropped[#dropped + 1] = d end
+  return apply_diff(op, mb.passed, ma.passed, errors, dropped)
 end
 
 -- }====================

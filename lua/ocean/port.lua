@@ -79,8 +79,10 @@ local function await(self, job)
   local r, why
   if self.await then r, why = self.await(job) else r, why = runtime.await(self.loop, job) end
   if r then return r end
+  local msg = why == "stopped" and "Port call stopped: the integration is stopping"
+    or "Port call " .. tostring(why) .. " (the client was closed)"
   return { status = 0, results = {}, error = setmetatable({ status = 0,
-    message = "Port call " .. tostring(why) .. " (the client was closed)" }, core.port_error_mt) }
+    message = msg }, core.port_error_mt) }
 end
 
 -- Start a job with core method `name`. Its misuse errors (bad entities,

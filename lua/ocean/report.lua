@@ -229,8 +229,9 @@ end
 function _M.session_end(rep, held)
   local d = rep.deletion
   if rep.retried > 0 then
-    log.info("retried %d failed upserts in relation order (%d levels): %d succeeded",
-      rep.retried, rep.retry_levels, rep.retry_ok)
+    log.info("retried %d failed upsert%s in relation order (%d level%s): %d succeeded",
+      rep.retried, rep.retried == 1 and "" or "s", rep.retry_levels,
+      rep.retry_levels == 1 and "" or "s", rep.retry_ok)
   end
   _M.deletion(d, held)
   if not d.skipped and d.candidates > 0 then

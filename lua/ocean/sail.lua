@@ -72,14 +72,17 @@ PATH/config.yaml.
 Unless --once, it serves GET /integration/health, POST /integration/resync,
 the integration's routes under /integration and, with
 OCEAN__METRICS__ENABLED=true, Prometheus metrics at GET /metrics. SIGTERM or SIGINT stops it
-(a running resync is aborted and reported so); a second one exits at once.
+wherever it waits (a running resync is aborted and reported so; during
+start-up the pending Port call or retry is cancelled); a second one exits
+at once.
 
 Exit status:
   0  the resync completed and Port took every entity (--once), or the
      listener stopped on a signal
   1  the resync failed (a kind failed, the mapping or the owned entities'
      listing, Port unreachable mid-resync...: nothing was deleted) or was
-     aborted; or the start failed
+     aborted; or the start failed; or --once was stopped by a signal
+     before its resync ran
   2  usage error
   3  the resync completed, but the catalog is not as the source has it:
      Port rejected entities (listed), items whose itemsToParse failed held
@@ -273,7 +276,7 @@ local function handle_signals(eng, state)
         os.exit(1)
       end
       state.stopping = true
-      local resync = state.listener and state.listener:stop() or eng:request_abort()
+      local resync = state.listener and state.listener:stop() or eng:request_stop()
       log.info("%s received: stopping%s", ev.name, resync and " (aborting the running resync)" or "")
     end
   end
@@ -369,6 +372,14 @@ local function fail(msg)
   return 1
 end
 
+-- A signal during the start (Port unreachable and retried, a slow login,
+-- an on_start hook): every wait ended at once (engine:await); say where it
+-- stopped. --once: 1 (no resync ran); a listener: 0 (stopped as asked).
+local function stopped_at_start(once, where)
+  log.warning("stopped during start-up (%s): no resync ran", where)
+  return once and 1 or 0
+end
+
 -- The start, after settings: returns the exit code. Everything it opened
 -- is closed by the caller (cleanup).
 local function run(o, settings, state)
@@ -390,10 +401,11 @@ local function run(o, settings, state)
     end
   end
   local boot, berr = integration.bootstrap(eng, { plan = o.plan })
+  if state.stopping then return stopped_at_start(once, "bootstrap") end
   if not boot then return fail(berr) end
   local hok, herr = integration.run_on_start(eng)
+  if state.stopping then return stopped_at_start(once, "on_start hooks") end
   if not hok then return fail(herr) end
-  if state.stopping then return once and 1 or 0 end
   if once then
     local summary = eng:sync_raw_all { plan = o.plan, app_config = boot.mapping }
     print_summary(summary, boot)
@@ -406,7 +418,7 @@ end
 function _M.main(args)
   local o, perr = parse_args(args)
   if not o then
-    io.stderr:write("ocean sail: ", perr, "\n\n", USAGE)
+    io.stderr:write("ocean sail: ", perr, "\nsee ocean sail --help\n")
     return 2
   end
   if o.help then

@@ -182,7 +182,8 @@ configurations:
 
 local MAPPING_YAML = [[
 # The default mapping (Ocean's port-app-config.yml): created in Port with
-# the integration; from then on the mapping is Port's (edit it there).
+# the integration; from then on the mapping is Port's (edit it there, or
+# push this file's edits with `ocean defaults dock --update-mapping`).
 # Every value under mappings is a jq expression over one raw object.
 createMissingRelatedEntities: true
 deleteDependentEntities: true
@@ -386,7 +387,8 @@ background, with retries, and applied after a crash.
 ## Test
 
 ```sh
-busted --lua=lua5.4   # or luajit; needs `ocean` on PATH (or OCEAN_CMD="lua5.4 /path/to/bin/ocean") and curl
+busted --lua=lua5.4   # or luajit; needs `ocean` on PATH (or OCEAN_CMD="lua5.4 /path/to/bin/ocean") and curl;
+                      # lua-ocean's modules are found through `ocean path`
 ```
 ]==]
 
@@ -395,9 +397,26 @@ local SPEC_LUA = [==[
 -- background, `ocean sail <this folder> --once`, the catalog read back,
 -- a second resync that changes nothing, then the webhook.
 -- OCEAN_CMD: the `ocean` command (default: ocean on PATH). Needs curl.
-local json = require "ocean.json"
-
+-- lua-ocean's own modules (ocean.json) are found where that command finds
+-- them (`ocean path`: a checkout, make install or a luarocks tree), so no
+-- LUA_PATH needs setting by hand.
 local OCEAN = os.getenv("OCEAN_CMD") or "ocean"
+
+local function ocean_path(what)
+  local rt = rawget(_G, "jit") and "luajit" or "lua5.4"
+  local p = assert(io.popen(OCEAN .. " path --runtime " .. rt .. " --" .. what .. " 2>&1; echo \"rc=$?\""))
+  local out = p:read("a")
+  p:close()
+  local text, rc = out:match("^(.-)\n?rc=(%d+)\n$")
+  if rc ~= "0" then error("`" .. OCEAN .. " path` failed (is ocean on PATH, or OCEAN_CMD set?): " .. out, 0) end
+  return text
+end
+for what, field in pairs { ["lua-path"] = "path", ["lua-cpath"] = "cpath" } do
+  local t = ocean_path(what)
+  if t ~= "" then package[field] = t .. ";" .. package[field] end
+end
+
+local json = require "ocean.json"
 local BLUEPRINT = "@BLUEPRINT@"
 local KIND = "@KIND@"
 local HERE = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."

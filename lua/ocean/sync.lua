@@ -365,7 +365,11 @@ function Run:await(job)
     self:check_abort()
     return job:done() or nil
   end)
-  return v and job:result()
+  if v == nil then              -- the engine is stopping (engine:await)
+    self.aborted = true
+    error(ABORTED, 0)
+  end
+  return job:result()
 end
 
 -- }====================
@@ -392,7 +396,8 @@ local function new_kind_stats(run, c, raw)
                   entities = 0, filtered = 0, errors = 0, dropped = 0, items_errors = 0,
                   misconfigured = {}, created = 0, updated = 0, unknown = 0, unchanged = 0,
                   failed_entities = 0, t0 = now, said_at = now, status = "running",
-                  notes = report.notes(run.item_errors, c.label) }
+                  notes = report.notes(run.item_errors, c.label),
+                  run_errors_at_start = run.error_count, run_errlist_at_start = #run.errors }
   if run.session then stats.at_start = run.session:stats() end
   run.kinds[#run.kinds + 1] = stats
   return stats
@@ -472,6 +477,11 @@ end
 
 local function kind_done(run, stats, status)
   stats.status = status
+  -- every error of the resource, whatever raised it (its items' mapping,
+  -- its selector, its resync function, a missing function): the run's
+  -- errors counted while it ran (stats.errors: its items' alone)
+  stats.error_count = run.error_count - stats.run_errors_at_start
+  stats.first_error = run.errors[stats.run_errlist_at_start + 1]
   stats.seconds = run.eng.clock() - stats.t0
   read_counts(run, stats)
   if run.current == stats then run.current = nil end
@@ -574,8 +584,17 @@ end
 
 -- Step 6: retry, decide, confirm, delete (the session's phases).
 local function finish(run, threshold)
-  local blocked = {}
+  local blocked, explained = {}, 0
   for _, k in ipairs(run.kinds) do
+    -- a failed resource is the reason, named by its first error (its
+    -- selector, its resync function... each names its kind); the session
+    -- counts only the errors no resource explains
+    if (k.error_count or 0) > 0 and k.first_error then
+      local more = k.error_count - 1
+      blocked[#blocked + 1] = k.first_error .. (more > 0 and (" (and %d more error%s)")
+        :format(more, more == 1 and "" or "s") or "")
+      explained = explained + k.error_count
+    end
     if k.dropped > 0 then
       blocked[#blocked + 1] = ("%s: %d entities had no identifier or blueprint")
         :format(k.label, k.dropped)
@@ -585,7 +604,7 @@ local function finish(run, threshold)
   local held = {}
   for _, h in ipairs(run.held) do held[#held + 1] = h.blueprint end
   local job, err = run.session:finish { threshold = threshold, before = started_bound(run),
-                                        errors = run.error_count, blocked = blocked,
+                                        errors = run.error_count - explained, blocked = blocked,
                                         held = held }
   if not job then return run:add_error(nil, err) end
   local rep = run:await(job)
@@ -622,7 +641,9 @@ local function report_state(run, status, extra)
     body.lastResyncEnd = iso_now(eng)
   end
   for k, v in pairs(extra or {}) do body[k] = v end
-  local integ, err = eng.port:update_resync_state(eng.settings.integration.identifier, body)
+  -- the final state reaches Port also when the runner is stopping
+  local integ, err = eng:despite_stop(eng.port.update_resync_state, eng.port,
+    eng.settings.integration.identifier, body)
   if not integ then
     log.warning("could not report the resync state '%s' to Port: %s", status, tostring(err))
   end
@@ -746,7 +767,8 @@ local function guarded(run, body)
     summary.unchanged, summary.deleted,
     summary.delete_failed > 0 and (" (%d could not be deleted)"):format(summary.delete_failed) or "",
     summary.failed,
-    summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
+    summary.error_count > 0 and (" (%d error%s)"):format(summary.error_count,
+      summary.error_count == 1 and "" or "s") or "")
   return summary
 end
 

@@ -22,7 +22,7 @@ local MAPPING = {
 }
 
 local function user(login, extra)
-  local u = { login = login, name = "User " .. login, email = login .. "@x.io",
+  local u = { login = login, name = "User " .. tostring(login), email = tostring(login) .. "@x.io",
               active = true, team = "core" }
   for k, v in pairs(extra or {}) do u[k] = v end
   return u
@@ -61,6 +61,30 @@ describe("live-event operations", function()
     assert.are.equal(1, r.deleted)
     assert.is_nil(users().bob)
     assert.truthy(users().ann)
+  end)
+
+  it("reports an item the mapping dropped (no identifier): ok false, counted, no deletion", function()
+    ocean.register_raw("user", { user("ann"), user("bob") })
+    -- bob now fails the selector, but one item has no login: the state is
+    -- incomplete, as in a resync, so nothing is deleted
+    local r = ocean.register_raw("user", { user("bob", { active = false }), user(nil, { name = "Nobody" }),
+                                           user("cid") })
+    assert.is_false(r.ok)
+    assert.are.same({ 1, 1, 0, 0 }, { r.dropped, r.created, r.deleted or 0, #r.errors })
+    assert.are.equal(1, #r.dropped_items)
+    assert.are.equal(2, r.dropped_items[1].index)
+    assert.matches("^kind 'user': ", r.dropped_items[1].reason)
+    assert.truthy(users().bob)
+    assert.truthy(users().cid)
+    -- a clean call reports dropped 0
+    r = ocean.register_raw("user", { user("dan") })
+    assert.are.same({ true, 0 }, { r.ok, r.dropped })
+    -- unregister_raw and update_raw_diff say the same
+    r = ocean.unregister_raw("user", { user(nil) })
+    assert.are.same({ false, 1 }, { r.ok, r.dropped })
+    r = ocean.update_raw_diff("user", { before = { user("dan") }, after = { user(nil) } })
+    assert.are.same({ false, 1, 0 }, { r.ok, r.dropped, r.deleted or 0 })
+    assert.truthy(users().dan)
   end)
 
   it("unregister_raw deletes only what this integration owns", function()

@@ -93,15 +93,16 @@ describe("a resync function's result", function()
         assert.are.equal("resync function for kind 'team' returned nil, GET " .. api.url
           .. '/teams: HTTP 401 {"message":"bad token"}', s.errors[1])
         assert.is_true(s.deletion.skipped)
-        assert.are.equal("1 error(s) during the resync: the state is incomplete (failed: kind 'team')",
-          s.deletion.reasons[1])
+        assert.are.equal("resync function for kind 'team' returned nil, GET " .. api.url
+          .. '/teams: HTTP 401 {"message":"bad token"}', s.deletion.reasons[1])
       end)
       api.faults()
       assert.are.same({ "data", "mobile", "payments", "platform", "security" }, ids())
       assert.are.equal("failed", state())
       assert.are.equal(1, #grep(lines, "ERROR resync function for kind 'team' returned nil, GET"))
-      assert.are.equal(1, #grep(lines, "WARNING deletion skipped: 1 error(s) during the resync: "
-        .. "the state is incomplete (failed: kind 'team') (5 deletion candidates stay)"))
+      assert.are.equal(1, #grep(lines, "WARNING deletion skipped: resync function for kind 'team' "
+        .. "returned nil, GET " .. api.url .. '/teams: HTTP 401 {"message":"bad token"} '
+        .. "(5 deletion candidates stay)"))
     end)
 
   local bad = {

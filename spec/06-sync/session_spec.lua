@@ -116,7 +116,7 @@ describe("a sync session", function()
   local rules = {
     { "the caller's errors, then its own reasons",
       { threshold = 0.9, errors = 2, blocked = { "kind 'item': 1 entities had no identifier or blueprint" } },
-      { "2 error(s) during the resync: the state is incomplete",
+      { "2 errors during the resync: the state is incomplete",
         "kind 'item': 1 entities had no identifier or blueprint" } },
     { "a threshold of 0", { threshold = 0 },
       { "entityDeletionThreshold is 0: this integration never deletes" } },
@@ -150,7 +150,8 @@ describe("a sync session", function()
     local rep = await(assert(s:finish { threshold = 0.9 }))
     emu.clear_faults()
     assert.is_true(rep.deletion.skipped)
-    assert.are.same({ "the entities this integration owns could not be read" }, rep.deletion.reasons)
+    assert.are.same({ "the resync ended before the entities this integration owns were all read" },
+      rep.deletion.reasons)
     s:close()
     assert.are.same({ "a" }, ids())
   end)

@@ -131,6 +131,20 @@ describe("the engine's cache and metrics in ocean sail", function()
       p:stop()
     end)
 
+    it("counts a failed kind's errors (its resync function failed), not only its items'", function()
+      api.faults { { path = "^/users$", status = 401 } }
+      local p = start { OCEAN__METRICS__ENABLED = "true" }
+      resync(p)
+      local r = prom.parse(select(2, p:http("GET", "/metrics")))
+      for _, kind in ipairs { "user-0", "user-1" } do
+        assert.are.equal(1, prom.value(r, "error_count", { kind = kind, phase = "resync" }))
+        assert.are.equal(0, prom.value(r, "success", { kind = kind, phase = "resync" }))
+      end
+      assert.are.equal(2, prom.value(r, "error_count", { kind = "__resync__", phase = "resync" }))
+      assert.are.equal(0, prom.value(r, "success", { kind = "__resync__", phase = "resync" }))
+      p:stop()
+    end)
+
     it("serves the resync's counts in Prometheus text, with Ocean's names and ours", function()
       api.faults { { path = "^/users$", query = "page=3", status = 503, count = 1 } }
       local p = start { OCEAN__METRICS__ENABLED = "true" }
@@ -157,6 +171,13 @@ describe("the engine's cache and metrics in ocean sail", function()
         assert.is_true(v("duration_seconds", { kind = kind, phase = "resync" }) >= 0)
       end
       assert.are.equal(1, v("success", { kind = "__resync__", phase = "resync" }))
+      -- durations to the millisecond, written without float noise
+      local durations = 0
+      for value in text:gmatch("\nduration_seconds{[^}]*} (%S+)") do
+        durations = durations + 1
+        assert.matches("^%d+%.?%d?%d?%d?$", value)
+      end
+      assert.are.equal(3, durations)
       assert.are.equal(0, v("deleted_count", { kind = "__reconciliation__", phase = "delete" }))
       -- third-party requests: the five pages once (the cache), page 3 twice (a 503, retried)
       local ep = api.url .. "/users"

@@ -32,6 +32,7 @@ describe("ocean <command> --help", function()
     version = "usage: ocean version [--short]",
     ["port-emulator"] = "usage: ocean port-emulator",
     ["port-app-config"] = "usage: ocean port-app-config schema [PATH]",
+    path = "usage: ocean path [--runtime lua5.4|luajit]",
   }
   for cmd, first in pairs(first_lines) do
     it("describes " .. cmd .. " with --help, -h and `ocean help " .. cmd .. "` (exit 0)", function()
@@ -51,8 +52,22 @@ describe("ocean <command> --help", function()
   it("lists every command in `ocean help`", function()
     local r = sail.run({ "help" })
     assert.are.equal(0, r.rc)
-    for _, cmd in ipairs { "sail", "new", "defaults", "version", "port-emulator", "port-app-config", "help" } do
+    for _, cmd in ipairs { "sail", "new", "defaults", "version", "path", "port-emulator", "port-app-config", "help" } do
       assert.truthy(r.out:find("\n  " .. cmd .. " ", 1, true), cmd)
+    end
+  end)
+
+  it("answers a usage error with its one line and where the help is, not the whole help", function()
+    for _, case in ipairs {
+      { { "sail", "--bogus" }, "ocean sail: unknown option --bogus\nsee ocean sail --help\n" },
+      { { "defaults", "--bogus" },
+        "ocean defaults: unknown subcommand '--bogus' (use dock or clean)\nsee ocean defaults --help\n" },
+      { { "version", "--x" }, "ocean version: unknown argument --x\nsee ocean version --help\n" },
+      { { "dock" }, "ocean: unknown command 'dock'\nsee ocean help\n" },
+      { { "path", "--x" }, "ocean path: unknown argument --x\nsee ocean path --help\n" },
+    } do
+      local r = sail.run(case[1])
+      assert.are.same({ 2, case[2], "" }, { r.rc, r.err, r.out })
     end
   end)
 

@@ -96,6 +96,8 @@ describe("ocean defaults", function()
         "created integration 'defaults-" .. n .. "' with the mapping of port-app-config.yml",
         "created blueprint 'specGroup'",
         "created blueprint 'specItem'", "" }, "\n"), r.out)
+      -- said once: on stdout, not again as an INFO line
+      assert.is_nil(r.err:find("created blueprint", 1, true), r.err)
       assert.are.equal(".size > 0", port_mapping().resources[1].selector.query)
       local status, body = get("/blueprints/specItem")
       assert.are.equal(200, status)

@@ -19,7 +19,8 @@ local function clean(cmd, vars)
   return text, tonumber(rc)
 end
 
--- `ocean new` then `ocean sail --once` with the installed command.
+-- `ocean new` then `ocean sail --once` with the installed command, then
+-- the scaffold's own busted spec, which finds lua-ocean through it.
 local function scaffold_and_sync(ocean, tmp)
   local emu = ehelp.start { quiet = true }
   local dir = tmp .. "/installed-check"
@@ -30,6 +31,10 @@ local function scaffold_and_sync(ocean, tmp)
   assert.are.equal(0, rc, out)
   assert.are.equal(25, #emu.entities("installed-check-item"))
   emu.stop()
+  out, rc = clean("sh -c " .. q("cd " .. q(dir) .. " && busted --lua=" .. sail.runtime() .. " spec"),
+    { OCEAN_CMD = ocean, HOME = os.getenv("HOME") or "/tmp" })
+  assert.are.equal(0, rc, out)
+  assert.truthy(out:find("3 successes / 0 failures / 0 errors", 1, true), out)
 end
 
 local function version_line()

@@ -53,9 +53,12 @@ describe("ocean new", function()
     assert.truthy(entities[1].datasource:find("^port%-ocean/acme%-things/"), entities[1].datasource)
     emu.stop()
 
-    -- the scaffold's own spec (it starts its own emulator)
-    local out = sh(("cd %s && OCEAN_CMD=%s busted --lua=%s -o utfTerminal spec 2>&1; echo \"rc=$?\"")
-      :format(q(dir), q(ocean_cmd()), sail.runtime()))
+    -- the scaffold's own spec (it starts its own emulator), from a clean
+    -- environment: no LUA_PATH/LUA_CPATH, lua-ocean found through `ocean path`
+    local build = os.getenv("OCEAN_CORE_BUILD")
+    local out = sh(("cd %s && env -i PATH=%s HOME=%s %s OCEAN_CMD=%s busted --lua=%s -o utfTerminal spec 2>&1;"
+      .. " echo \"rc=$?\""):format(q(dir), q(os.getenv("PATH")), q(os.getenv("HOME") or "/tmp"),
+      build and ("OCEAN_CORE_BUILD=" .. q(build)) or "", q(ocean_cmd()), sail.runtime()))
     assert.truthy(out:find("3 successes / 0 failures / 0 errors", 1, true), out)
     assert.truthy(out:find("rc=0\n$"), out)
     -- and the generated Lua is lint-clean

@@ -410,10 +410,16 @@ int oc_sync_owned_state(const oc_sync_t *s, const char **err)
 
 /* {==================== upserts ==================== */
 
-static int retryable_status(int status)
+/* Worth another try after the first pass: no answer, 408, 429, 5xx, and
+ * a 404 that can be a related entity the pass creates later (Port's
+ * "not_found", or a code we don't know: retrying costs a request, not
+ * retrying loses the entity). A 404 "blueprint_not_found" (the blueprint
+ * itself is missing) stays missing however often it is sent. */
+static int retryable_result(int status, const char *code)
 {
-  return status == 0 || status == 404 || status == 408 || status == 429
-         || status >= 500;
+  if (status == 404)
+    return code == NULL || strcmp(code, "blueprint_not_found") != 0;
+  return status == 0 || status == 408 || status == 429 || status >= 500;
 }
 
 /* Move e into the failure list with Port's verdict. */
@@ -444,7 +450,7 @@ static void add_failure(oc_sync_t *s, ent_t *e, const char *bp,
   f->status = r->status;
   f->code = oc_sync_dups(r->code);
   f->message = oc_sync_dups(r->message);
-  f->retryable = !r->unresolved && retryable_status(r->status);
+  f->retryable = !r->unresolved && retryable_result(r->status, r->code);
 }
 
 /* Keyed entities are counted by what the owned index knew (so that a plan

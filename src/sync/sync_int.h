@@ -84,6 +84,7 @@ struct oc_sync {
   size_t nslots;
   oc_index_t *owned;
   int owned_state, confirm_state;
+  int listing_cut;               /* finish stopped a listing still running */
   char owned_err[OC_ERR_SIZE], confirm_err[OC_ERR_SIZE];
   oc_hashset_t *targets;         /* relation targets of produced entities */
   batch_t *batches;

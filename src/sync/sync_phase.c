@@ -90,8 +90,10 @@ int oc_sync_finish(oc_sync_t *s, const oc_sync_finish_t *f, char *err,
   s->phase = OC_SYNC_FINISHING;
   /* nothing was offered while listing: what it did not read yet, the
    * session does not know (deletion is then skipped) */
-  oc_sync_stop_listing(s, "the entities this integration owns could not "
-                       "be read");
+  if (s->owned_state == 0)
+    s->listing_cut = 1;
+  oc_sync_stop_listing(s, "the resync ended before the entities this "
+                       "integration owns were all read");
   for (i = 0; i < f->nblocked; i++)
     strlist_add(&s->reasons, f->blocked[i]);
   for (i = 0; i < f->nheld; i++) {
@@ -118,14 +120,16 @@ static int decide(oc_sync_t *s)
   s->reasons.v = NULL;
   s->reasons.n = 0;
   if (nerr > 0) {
-    snprintf(msg, sizeof msg, "%zu error(s) during the resync: the state "
-             "is incomplete", nerr);
+    snprintf(msg, sizeof msg, "%zu error%s during the resync: the state "
+             "is incomplete", nerr, nerr == 1 ? "" : "s");
     block(s, msg);
   }
   for (size_t i = 0; i < mine.n; i++)
     block(s, mine.v[i]);
   oc_sync_strlist_free(&mine);
-  if (oc_sync_owned_state(s, &oerr) != 1)
+  /* a listing finish cut short is a reason only when nothing else
+   * already stopped deletion: it ran short because the resync did */
+  if (oc_sync_owned_state(s, &oerr) != 1 && !(s->listing_cut && s->skipped))
     block(s, *oerr ? oerr : "the entities this integration owns could not "
           "be read");
   if (count == 0)
