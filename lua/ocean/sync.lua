@@ -610,18 +610,6 @@ local function finish(run, threshold)
   local rep = run:await(job)
   for _, e in ipairs(rep.errors) do run:add_error(nil, e) end
   run.deletion = rep.deletion
-  -- "N error(s) during the resync" names the resources that failed
-  local failed = {}
-  for _, k in ipairs(run.kinds) do
-    if k.status == "failed" then failed[#failed + 1] = k.label end
-  end
-  if #failed > 0 and rep.deletion and rep.deletion.reasons then
-    for i, why in ipairs(rep.deletion.reasons) do
-      if why:find("^%d+ error%(s%) during the resync") then
-        rep.deletion.reasons[i] = why .. " (failed: " .. report.some(failed, 5) .. ")"
-      end
-    end
-  end
   report.session_end(rep, run.held)
 end
 
