@@ -66,6 +66,36 @@ struct oc_mapping *oc_check_mapping(lua_State *L, int idx);
 jv oc_mapping_lua_raw(lua_State *L, int idx, struct oc_mapping *m, char *err,
                       size_t errlen);
 
+/* {==================== the mapping loop (lfeed.c) ====================
+ * Raw items from Lua through a compiled resource into a session: a list
+ * (tables or JSON texts) or one JSON text (an array or NDJSON), stopping
+ * at deadline_ms (monotonic; 0: never) and going on from `cur` when
+ * called again. offer gets each entity (consumed): passed, or failed the
+ * selector (only when want_failed); it returns 0 (counted), 1 (folded
+ * into an earlier entity: not counted again) or -1 with err (stops). */
+struct oc_mapping;
+typedef struct oc_feed {
+  lua_State *L;
+  struct oc_mapping *m;
+  int parse_all, want_failed;
+  int (*offer)(void *ud, jv entity, int passed, char *err, size_t errlen);
+  void *offer_ud;
+  int errors_t, dropped_t;       /* stack indexes of the report's lists */
+  unsigned char *mis;            /* field_count flags */
+  size_t index, nerrors, ndropped, entities, filtered;
+  oc_json_cursor_t cur;          /* list: items done; text: the cursor */
+  double deadline_ms;
+  int failed;
+  char err[OC_ERR_SIZE];
+} oc_feed_t;
+/* Map the items at idx: 1 when all are done (or an offer failed:
+ * f->failed), 0 when the deadline came first. */
+int oc_feed_run(lua_State *L, oc_feed_t *f, int idx);
+/* Push the report table of f. */
+void oc_feed_push_report(lua_State *L, const oc_feed_t *f);
+
+/* }==================== */
+
 /* {==================== ocean.Job (ljob.c) ====================
  * The handle of every asynchronous operation: the owner (a Loop, Port or
  * Sync userdata) creates the Job empty, hangs the record its C callbacks
