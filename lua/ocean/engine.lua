@@ -23,8 +23,9 @@
 --   secrets         values the log masks while this engine lives
 --   servers         HTTP servers waited on together with the loop
 --   events          signals read by the loop, until take_events()
---   live            the live-event session (not used yet: live events run
---                   one session per operation)
+--   live            the live session (ocean.core Live, made on first use by
+--                   live_session()): every live operation goes through it
+--                   (docs/live-events.md)
 -- and, through methods: the mapping fetched for live events (60 s), the
 -- wait hook, the running run and the abort state.
 --
@@ -114,8 +115,11 @@ local function port_client(self, s)
   })
 end
 
--- Close the loop and the Port client (the registrations stay).
+-- Close the live session, the loop and the Port client (the
+-- registrations stay).
 local function disconnect(self)
+  if self.live then pcall(self.live.close, self.live) end
+  self.live = nil
   if self.port then pcall(self.port.close, self.port) end
   if self.loop then pcall(self.loop.close, self.loop) end
   self.port, self.core_port, self.loop = nil, nil, nil
@@ -202,6 +206,15 @@ function Engine:await(what, timeout_ms)
   end
   return runtime.await(self:get_loop(), what, {
     timeout_ms = timeout_ms, servers = self.servers[1] and self.servers or nil,
+    between_waits = self.wait_hook, on_events = self.on_events })
+end
+
+-- Let the rest of the program run for a moment, between two slices of
+-- long work (the live operations' mapping): inside nginx the worker
+-- yields; standalone one turn of the loop and the wait hook.
+function Engine:pause()
+  return runtime.pause(self:get_loop(), {
+    servers = self.servers[1] and self.servers or nil,
     between_waits = self.wait_hook, on_events = self.on_events })
 end
 
@@ -348,8 +361,42 @@ function Engine:sync(entities, opts)
   return ops.sync(self:ensure_configured(2), entities, opts)
 end
 
-for _, name in ipairs { "register_raw", "unregister_raw", "update_raw_diff",
-                        "update_diff", "register", "unregister" } do
+-- The live session (one per engine), made on first use.
+function Engine:live_session()
+  if not self.live then
+    self:ensure_configured(3)
+    local s = self.settings
+    local le = type(s.live_events) == "table" and s.live_events or {}
+    self.live = core.live_new(self.loop, self.core_port, {
+      window_ms = le.window_ms, batch_max = s.upsert_batch_max_length,
+      batch_max_bytes = s.upsert_batch_max_bytes,
+      delete_batch = math.min(s.delete_batch_max or 100, 100) })
+  end
+  return self.live
+end
+
+-- Submit a live operation (ops.names: register_raw, unregister_raw,
+-- update_raw_diff, sync_raw_results, register, unregister, update_diff)
+-- to the live session: its ocean.Job, whose result is this caller's
+-- report (docs/live-events.md). Waits for the mapping, never for Port.
+function Engine:submit(name, ...)
+  return ops.submit(self:ensure_configured(2), name, ...)
+end
+
+-- The ownership index of a finished sync session (a resync's) becomes the
+-- live session's; true when adopted.
+function Engine:adopt_owned(session)
+  if not self.port then return false end
+  return self:live_session():adopt(session)
+end
+
+-- The live session's counters (docs/live-events.md).
+function Engine:live_stats()
+  if not self.port then return nil end
+  return self:live_session():stats()
+end
+
+for _, name in ipairs(ops.names) do
   local op = ops[name]
   Engine[name] = function(self, ...)
     return op(self:ensure_configured(2), ...)

@@ -11,6 +11,8 @@
 --     serves its HTTP requests there); opts.on_events(events): the
 --     signals the loop read (loop:watch_signals()).
 --   An engine (ocean.engine) passes its own: engine:await(job_or_fn).
+--   runtime.pause(loop [, opts]): let the rest run for a moment between
+--     two slices of long work (nginx: yields; standalone: one loop turn).
 --
 -- Standalone (lua5.4, luajit): blocks in loop:wait(), at most
 -- runtime.BLOCK_MS at a time, then runs opts.between_waits if given.
@@ -118,6 +120,22 @@ local function wait_blocking(loop, check, deadline, o)
     if v ~= nil then return v end
     if deadline and now_ms() >= deadline then return nil, "timeout" end
   end
+end
+
+-- Let the rest of the program run for a moment, between two slices of
+-- long work: inside nginx, yield the worker for STEP_MIN_MS; standalone,
+-- one turn of the loop without blocking (opts as await's), then
+-- opts.between_waits.
+function _M.pause(loop, opts)
+  opts = opts or NO_OPTS
+  if _M.in_nginx() then
+    check_exit(_G.ngx)
+    _G.ngx.sleep(_M.STEP_MIN_MS / 1000)
+    return
+  end
+  local events = loop:wait(0, opts.servers)
+  if events and opts.on_events then opts.on_events(events) end
+  if opts.between_waits then opts.between_waits() end
 end
 
 function _M.await(loop, what, opts)

@@ -469,6 +469,8 @@ local function guarded(run, body)
     end
   end
   local summary = summarize(run)
+  -- the live session keeps what the run knew of the owned entities
+  if run.session and not run.aborted and not run.plan then pcall(eng.adopt_owned, eng, run.session) end
   if run.session then run.session:close() end
   eng:end_run(run)
   log.info("%s %s %s: created %d, updated %d, unchanged %d, deleted %d, failed %d%s",

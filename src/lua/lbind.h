@@ -52,6 +52,11 @@ struct oc_server *oc_check_server(lua_State *L, int idx);
  * lport.c); raise otherwise. */
 struct oc_loop *oc_check_loop(lua_State *L, int idx);
 struct oc_port *oc_check_port(lua_State *L, int idx);
+/* The open "ocean.Sync" session at idx (lsync.c); raises otherwise. */
+struct oc_sync *oc_check_sync(lua_State *L, int idx);
+/* Where the "ocean.Port" userdata at idx keeps its client (NULL once
+ * closed): valid while that userdata lives. Raises if idx is not one. */
+struct oc_port *const *oc_port_slot(lua_State *L, int idx);
 /* Overlay the retry options of the Lua table at idx on *r (lloop.c);
  * raises on a bad option. */
 struct oc_retry;
@@ -144,6 +149,7 @@ void oc_open_loop(lua_State *L);
 void oc_open_server(lua_State *L);
 void oc_open_port(lua_State *L);
 void oc_open_sync(lua_State *L);
+void oc_open_live(lua_State *L);
 void oc_open_journal(lua_State *L);
 void oc_open_diff(lua_State *L);
 

@@ -64,6 +64,7 @@ int luaopen_ocean_core(lua_State *L)
   oc_open_server(L);
   oc_open_port(L);
   oc_open_sync(L);
+  oc_open_live(L);
   oc_open_diff(L);
   oc_open_journal(L);
   return 1;

@@ -53,6 +53,14 @@ static lsync_t *check_open(lua_State *L)
   return u;
 }
 
+struct oc_sync *oc_check_sync(lua_State *L, int idx)
+{
+  lsync_t *u = luaL_checkudata(L, idx, SYNC_MT);
+  if (!u->s)
+    luaL_argerror(L, idx, "sync session is closed");
+  return u->s;
+}
+
 /* The session slot of resource argument idx (1-based). */
 static int check_slot(lua_State *L, lsync_t *u, int idx)
 {
