@@ -18,8 +18,9 @@
 --   settings.http {max_connections, max_connections_per_client,
 --                  header_timeout, body_timeout}  (the server's limits; nil:
 --                  ocean.server's defaults)
---   settings.live_events {journal_dir}  (nil: the integration folder's
---                  .ocean/journal; see ocean.journal)
+--   settings.live_events {journal_dir  (nil: the integration folder's
+--                  .ocean/journal; see ocean.journal), window_ms (the live
+--                  session's batch window, 1..1000, default 50)}
 --   settings.spec, settings.default_mapping, settings.blueprints,
 --   settings.secrets  (strings to mask: sensitive values, stripped, non-blank)
 --   settings.warnings (said at WARNING by load unless the level is ERROR:
@@ -208,6 +209,13 @@ local parsers = {
   end,
   count = function(v) return parse_count(v, 0) end,
   count1 = function(v) return parse_count(v, 1) end,
+  window = function(v)             -- the live session's batch window, ms
+    local n = parse_number(v)
+    if not n or n ~= math.floor(n) or n < 1 or n > 1000 then
+      return nil, "is not a whole number of milliseconds between 1 and 1000"
+    end
+    return math.tointeger and math.tointeger(n) or n
+  end,
   positive = function(v)
     local n = parse_number(v)
     if not n or n <= 0 then return nil, "is not a positive number" end
@@ -291,6 +299,8 @@ local SETTINGS = {
   { "http.body_timeout", "OCEAN__HTTP__BODY_TIMEOUT", "http.body_timeout", "count1" },
   { "live_events.journal_dir", "OCEAN__LIVE_EVENTS__JOURNAL_DIR", "live_events.journal_dir",
     "string" },
+  { "live_events.window_ms", "OCEAN__LIVE_EVENTS__WINDOW_MS", "live_events.window_ms",
+    "window", 50 },
 }
 _M.SETTINGS = SETTINGS
 

@@ -565,41 +565,43 @@ static void batch_free(lbatch_t *b)
 
 static void on_window(void *ud);
 
-static void arm_window(oc_live_t *lv)
+static void cancel_window(oc_live_t *lv)
 {
-  if (!lv->loop)
-    return;
-  if (lv->timer)
+  if (lv->timer && lv->loop)
     oc_loop_cancel(lv->loop, lv->timer);
-  lv->timer = oc_loop_timer(lv->loop, lv->o.window_ms, on_window, lv);
+  lv->timer = 0;
 }
 
-/* Start the head if it may go. */
+/* Start the head batch when it may go: a closed one (a plan, or a batch
+ * of other options behind it), or an open one that is full or whose
+ * window is over. An open one that must wait gets a timer for the rest of
+ * its window. Open batches behind a running one keep collecting. */
 static void kick(oc_live_t *lv)
 {
   lbatch_t *b = lv->head;
+  int64_t left;
   if (!b || b->state > B_CLOSED)
     return;
-  if (b->state == B_OPEN
-      && oc_loop_now_ms() - b->opened_ms < lv->o.window_ms)
-    return;
-  if (b->state == B_OPEN && lv->tail == b && lv->timer && lv->loop) {
-    oc_loop_cancel(lv->loop, lv->timer);
-    lv->timer = 0;
+  if (b->state == B_OPEN) {
+    if (b->plan)
+      return;                    /* its operation closes it */
+    left = lv->o.window_ms - (oc_loop_now_ms() - b->opened_ms);
+    if (!b->full && left > 0) {
+      if (!lv->timer && lv->loop)
+        lv->timer = oc_loop_timer(lv->loop, (long)left, on_window, lv);
+      return;
+    }
   }
+  cancel_window(lv);
   b->state = B_CLOSED;
   oc_live_batch_start(lv, b);
 }
 
+/* No more writes for b (a plan's end, or writes of other options). */
 static void close_batch(oc_live_t *lv, lbatch_t *b)
 {
-  if (b->state != B_OPEN)
-    return;
-  b->state = B_CLOSED;
-  if (lv->tail == b && lv->timer && lv->loop) {
-    oc_loop_cancel(lv->loop, lv->timer);
-    lv->timer = 0;
-  }
+  if (b->state == B_OPEN)
+    b->state = B_CLOSED;
   kick(lv);
 }
 
@@ -607,8 +609,6 @@ static void on_window(void *ud)
 {
   oc_live_t *lv = ud;
   lv->timer = 0;
-  if (lv->tail && lv->tail->state == B_OPEN)
-    lv->tail->state = B_CLOSED;
   kick(lv);
 }
 
@@ -645,8 +645,6 @@ static lbatch_t *batch_for(oc_live_t *lv, oc_live_op_t *op)
     lv->head = b;
   lv->tail = b;
   lv->st.batches++;
-  if (!b->plan)
-    arm_window(lv);
   return b;
 }
 
@@ -705,19 +703,20 @@ static void count_write(oc_live_t *lv, lbatch_t *b, const lwrite_t *w,
     b->full = 1;
 }
 
-static int add_also(lent_t *e, oc_live_op_t *op)
+/* who shares e's outcome (unless it is the op whose write e now holds). */
+static int add_also(lent_t *e, oc_live_op_t *who, oc_live_op_t *owner)
 {
   oc_live_op_t **na;
   size_t i;
-  if (op == e->op)
+  if (who == owner)
     return 0;
   for (i = 0; i < e->nalso; i++)
-    if (e->also[i] == op)
+    if (e->also[i] == who)
       return 0;
   if (!(na = realloc(e->also, sizeof(*na) * (e->nalso + 1))))
     return -1;
   e->also = na;
-  e->also[e->nalso++] = op;
+  e->also[e->nalso++] = who;
   return 0;
 }
 
@@ -731,7 +730,7 @@ static int replace(oc_live_t *lv, lbatch_t *b, lent_t *e, oc_live_op_t *op,
   size_t i;
   lv->st.folded++;
   if (same) {
-    if (add_also(e, e->op))
+    if (add_also(e, e->op, op))
       return -1;
     if (is_delete(w->what)) {    /* the stronger ask: named, not a child */
       if (e->w.what == OC_LIVE_DELETE)
@@ -822,11 +821,13 @@ int oc_live_op_commit(oc_live_op_t *op, long budget_ms, char *err,
       snprintf(err, errlen, "out of memory");
       return -1;
     }
-    if (b->full && !b->plan)
-      close_batch(lv, b);
+    if (b->full && b == lv->head)
+      kick(lv);
   }
   if (op->o.plan && lv->tail && lv->tail->id == op->last_batch)
     close_batch(lv, lv->tail);
+  else
+    kick(lv);                    /* the window's timer */
   if (!op->pending)
     op_finish(op);
   return 1;
