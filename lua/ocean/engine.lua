@@ -70,6 +70,7 @@ function _M.new(opts)
     events = {},
     live = nil,
     abort_requested = false,
+    pauses = 0,                  -- Engine:pause calls so far (long work yielded)
   }, Engine)
   log.watch(self.secrets)
   self.on_events = function(events)
@@ -211,8 +212,10 @@ end
 
 -- Let the rest of the program run for a moment, between two slices of
 -- long work (the live operations' mapping): inside nginx the worker
--- yields; standalone one turn of the loop and the wait hook.
+-- yields; standalone one turn of the loop and the wait hook. Counted in
+-- eng.pauses.
 function Engine:pause()
+  self.pauses = self.pauses + 1
   return runtime.pause(self:get_loop(), {
     servers = self.servers[1] and self.servers or nil,
     between_waits = self.wait_hook, on_events = self.on_events })

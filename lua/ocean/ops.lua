@@ -25,7 +25,7 @@ local type, ipairs, pairs, tostring, pcall, error, next =
   type, ipairs, pairs, tostring, pcall, error, next
 
 local _M = {
-  MAP_BUDGET_MS = 10,        -- C work between two pauses (nginx: ~20 ms bound)
+  MAP_BUDGET_MS = 5,         -- ms of C work between two pauses (nginx: a ~20 ms bound)
 }
 
 -- {==================== arguments ====================

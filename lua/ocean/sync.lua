@@ -247,11 +247,22 @@ local function new_kind_stats(run, kind, raw)
   return stats
 end
 
--- Map and offer one batch of a kind (c: a compiled resource).
+-- C work between two pauses while a page is mapped (inside nginx a page
+-- of 50 000 objects must not stall the worker: ~20 ms at most).
+_M.MAP_BUDGET_MS = 5
+
+-- Map and offer one batch of a kind (c: a compiled resource), a slice of
+-- at most MAP_BUDGET_MS at a time, letting the rest run in between.
 local function feed_batch(run, c, stats, batch)
   local session = run.session
   run:await(session:ready())      -- the owned listing, then backpressure
-  local rep, err = session:feed(c.index, batch)
+  local acc = { budget_ms = _M.MAP_BUDGET_MS }
+  local rep, err = session:feed(c.index, batch, acc)
+  while rep == false do
+    run.eng:pause()
+    run:check_abort()
+    rep, err = session:feed(c.index, batch, acc)
+  end
   if not rep then error("sync: " .. err, 0) end   -- a submit failed: stop
   stats.batches = stats.batches + 1
   stats.raw = stats.raw + rep.items

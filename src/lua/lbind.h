@@ -98,6 +98,12 @@ typedef struct oc_feed {
 int oc_feed_run(lua_State *L, oc_feed_t *f, int idx);
 /* Push the report table of f. */
 void oc_feed_push_report(lua_State *L, const oc_feed_t *f);
+/* A feed kept between calls in the Lua table at acc (acc.state, a
+ * zeroed userdata of `size` bytes that starts with the oc_feed_t, made on
+ * the first call; acc.mis, acc.errors, acc.dropped): pushes 4 values and
+ * returns it, its L, m and report tables set for this call. */
+void *oc_feed_resume(lua_State *L, int acc, struct oc_mapping *m,
+                     size_t size);
 
 /* }==================== */
 
@@ -140,6 +146,9 @@ oc_job_t *oc_job_new(lua_State *L, const oc_job_class_t *cls, int owner_idx);
 void oc_job_start(oc_job_t *j, uint64_t id);
 
 /* }==================== */
+
+/* Milliseconds of the monotonic clock (lcore.c; core.monotonic_ms). */
+double oc_monotonic_ms(void);
 
 /* Openers: each adds its functions to the module table at the top. */
 void oc_open_json(lua_State *L);

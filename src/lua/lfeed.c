@@ -12,19 +12,11 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "mapping/mapping.h"
 
 #define MAX_REPORTED 100         /* item errors kept per report */
 #define CHECK_EVERY 8            /* items between two clock reads */
-
-static double now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
 
 static void add_report(oc_feed_t *f, int t, size_t *count, const char *key,
                        const char *msg)
@@ -110,7 +102,7 @@ static void map_lua_item(oc_feed_t *f, int idx)
 static int spent(oc_feed_t *f, size_t *count)
 {
   return f->deadline_ms > 0 && ++*count % CHECK_EVERY == 0
-         && now_ms() >= f->deadline_ms;
+         && oc_monotonic_ms() >= f->deadline_ms;
 }
 
 /* A list: items pos+1.. */
@@ -169,6 +161,39 @@ static int feed_text(lua_State *L, oc_feed_t *f, int idx)
   }
   oc_json_parser_free(&p);
   return done;
+}
+
+void *oc_feed_resume(lua_State *L, int acc, struct oc_mapping *m,
+                     size_t size)
+{
+  oc_feed_t *f;
+  size_t nf = oc_mapping_field_count(m);
+  acc = lua_absindex(L, acc);
+  lua_getfield(L, acc, "state");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    memset(lua_newuserdata(L, size), 0, size);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, acc, "state");
+    memset(lua_newuserdata(L, nf + 1), 0, nf + 1);
+    lua_setfield(L, acc, "mis");
+    lua_newtable(L);
+    lua_setfield(L, acc, "errors");
+    lua_newtable(L);
+    lua_setfield(L, acc, "dropped");
+  }
+  f = lua_touserdata(L, -1);
+  if (!f || lua_rawlen(L, -1) != size)
+    luaL_error(L, "BUG: acc.state is not a feed's");
+  lua_getfield(L, acc, "mis");
+  f->mis = lua_touserdata(L, -1);
+  lua_getfield(L, acc, "errors");
+  f->errors_t = lua_gettop(L);
+  lua_getfield(L, acc, "dropped");
+  f->dropped_t = lua_gettop(L);
+  f->L = L;
+  f->m = m;
+  return f;
 }
 
 int oc_feed_run(lua_State *L, oc_feed_t *f, int idx)

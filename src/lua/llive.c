@@ -39,14 +39,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mapping/mapping.h"
 #include "sync/diff.h"
 #include "sync/live_session.h"
 
 #define LIVE_MT "ocean.Live"
-#define FEED_MT "ocean.Live.feed"
 
 typedef struct llive {
   oc_live_t *lv;
@@ -70,13 +68,6 @@ static llive_t *check_open(lua_State *L)
   if (!live_of(u))
     luaL_error(L, "the live session is closed");
   return u;
-}
-
-static double now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
 static size_t opt_size(lua_State *L, int t, const char *k)
@@ -311,41 +302,10 @@ static int offer_write(void *ud, jv entity, int passed, char *err,
   return oc_live_op_add(st->op, what, st->flags, entity, err, errlen);
 }
 
-/* acc.state, acc.mis, acc.errors, acc.dropped: made on the first call,
- * pushed (in that order) on every call. */
-static feedstate_t *feed_state(lua_State *L, int acc, oc_mapping_t *m)
-{
-  feedstate_t *st;
-  size_t nf = oc_mapping_field_count(m);
-  lua_getfield(L, acc, "state");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    st = lua_newuserdata(L, sizeof *st);
-    memset(st, 0, sizeof *st);
-    luaL_setmetatable(L, FEED_MT);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, acc, "state");
-    memset(lua_newuserdata(L, nf + 1), 0, nf + 1);
-    lua_setfield(L, acc, "mis");
-    lua_newtable(L);
-    lua_setfield(L, acc, "errors");
-    lua_newtable(L);
-    lua_setfield(L, acc, "dropped");
-  }
-  st = luaL_checkudata(L, -1, FEED_MT);
-  lua_getfield(L, acc, "mis");
-  st->f.mis = lua_touserdata(L, -1);
-  lua_getfield(L, acc, "errors");
-  st->f.errors_t = lua_gettop(L);
-  lua_getfield(L, acc, "dropped");
-  st->f.dropped_t = lua_gettop(L);
-  return st;
-}
-
 static double deadline_of(lua_State *L, int idx)
 {
   double budget = luaL_optnumber(L, idx, 0);
-  return budget > 0 ? now_ms() + budget : 0;
+  return budget > 0 ? oc_monotonic_ms() + budget : 0;
 }
 
 /* live:map(job, mapping, items, acc, opts) -> done | nil, err */
@@ -362,12 +322,10 @@ static int llive_map(lua_State *L)
   lua_getfield(L, 6, "mode");
   mode = luaL_checkoption(L, -1, "upsert", mode_names);
   lua_getfield(L, 6, "budget_ms");               /* 8 */
-  st = feed_state(L, 5, m);
+  st = oc_feed_resume(L, 5, m, sizeof *st);
   st->op = op;
   st->what = mode_what[mode];
   st->flags = opt_bool(L, 6, "child", 0) ? OC_LIVE_CHILD : 0;
-  st->f.L = L;
-  st->f.m = m;
   st->f.parse_all = opt_bool(L, 6, "parse_all", 0);
   st->f.want_failed = st->f.parse_all && st->what == OC_LIVE_UPSERT;
   st->f.offer = offer_write;
@@ -413,7 +371,7 @@ static int llive_add(lua_State *L)
   lua_pop(L, 1);
   for (; i < n; i++) {
     jv e;
-    if (deadline > 0 && ++count % 16 == 0 && now_ms() >= deadline)
+    if (deadline > 0 && ++count % 16 == 0 && oc_monotonic_ms() >= deadline)
       break;
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
     if (!lua_istable(L, -1) || !has_key(L, -1, "identifier")
@@ -540,8 +498,6 @@ void oc_open_live(lua_State *L)
     lua_pushcfunction(L, llive_close);
     lua_setfield(L, -2, "__close");
   }
-  lua_pop(L, 1);
-  luaL_newmetatable(L, FEED_MT);
   lua_pop(L, 1);
   luaL_setfuncs(L, live_funcs, 0);
 }

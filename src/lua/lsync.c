@@ -212,41 +212,61 @@ static int offer_entity(void *ud, jv entity, int passed, char *err,
   return oc_sync_offer(u->s, u->feed_slot, entity, err, errlen);
 }
 
-/* session:feed(i, items) -> report | nil, err
+/* The slot's mapping (arg 2) at the top of the stack. */
+static oc_mapping_t *slot_mapping(lua_State *L, lsync_t *u)
+{
+  u->feed_slot = check_slot(L, u, 2);
+  oc_getuservalue(L, 1);
+  lua_rawgeti(L, -1, lua_tointeger(L, 2));
+  if (!luaL_testudata(L, -1, OC_MAPPING_MT))
+    luaL_argerror(L, 2, "the slot has no mapping (offer entities)");
+  return oc_check_mapping(L, -1);
+}
+
+/* session:feed(i, items [, acc]) -> report | false | nil, err
  * Maps items with the mapping of slot i and offers the entities. items: a
  * list of raw objects (tables or JSON texts), or one JSON text (an array
  * or NDJSON). report = {items=, entities=, filtered=, errors={{index=,
  * message=}}, error_count=, dropped={{index=, reason=}}, dropped_count=,
  * misconfigured={[path]=expr}} (lfeed.c); an entity produced before in
- * this session is not counted again. nil, err when an upsert could not be
- * submitted (out of memory, closed client). */
+ * this session is not counted again. acc (a table the caller keeps for
+ * these items, with budget_ms): at most that long per call; false until
+ * the items are all mapped (call again with the same items and acc).
+ * nil, err when an upsert could not be submitted (out of memory, closed
+ * client). */
 static int lsync_feed(lua_State *L)
 {
   lsync_t *u = check_open(L);
-  oc_feed_t f;
-  size_t nf;
-  memset(&f, 0, sizeof f);
-  f.L = L;
-  u->feed_slot = check_slot(L, u, 2);
-  lua_settop(L, 3);
-  oc_getuservalue(L, 1);                     /* 4 */
-  lua_rawgeti(L, 4, lua_tointeger(L, 2));    /* 5: the slot's mapping */
-  if (!luaL_testudata(L, 5, OC_MAPPING_MT))
-    return luaL_argerror(L, 2, "the slot has no mapping (offer entities)");
-  f.m = oc_check_mapping(L, 5);
-  nf = oc_mapping_field_count(f.m);
-  f.mis = lua_newuserdata(L, nf + 1);        /* 6: freed by the GC */
-  memset(f.mis, 0, nf + 1);
-  lua_newtable(L);                           /* 7: errors */
-  f.errors_t = 7;
-  lua_newtable(L);                           /* 8: dropped */
-  f.dropped_t = 8;
-  f.offer = offer_entity;
-  f.offer_ud = u;
-  oc_feed_run(L, &f, 3);
-  if (f.failed)
-    return push_fail(L, f.err);
-  oc_feed_push_report(L, &f);
+  oc_feed_t one, *f = &one;
+  int done;
+  lua_settop(L, 4);
+  if (lua_istable(L, 4)) {
+    double budget;
+    lua_getfield(L, 4, "budget_ms");
+    budget = lua_tonumber(L, -1);
+    f = oc_feed_resume(L, 4, slot_mapping(L, u), sizeof *f);
+    f->deadline_ms = budget > 0 ? oc_monotonic_ms() + budget : 0;
+  } else {
+    memset(f, 0, sizeof *f);
+    f->L = L;
+    f->m = slot_mapping(L, u);
+    f->mis = memset(lua_newuserdata(L, oc_mapping_field_count(f->m) + 1), 0,
+                    oc_mapping_field_count(f->m) + 1);
+    lua_newtable(L);
+    f->errors_t = lua_gettop(L);
+    lua_newtable(L);
+    f->dropped_t = lua_gettop(L);
+  }
+  f->offer = offer_entity;
+  f->offer_ud = u;
+  done = oc_feed_run(L, f, 3);
+  if (f->failed)
+    return push_fail(L, f->err);
+  if (!done) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  oc_feed_push_report(L, f);
   return 1;
 }
 
