@@ -2,7 +2,10 @@
 --
 --   ocean sail [PATH] ...        run an integration (ocean.sail)
 --   ocean new [PATH] ...         scaffold an integration (ocean.scaffold)
+--   ocean defaults dock|clean [PATH] ...  the blueprints and default mapping
+--                                in Port (ocean.defaults)
 --   ocean version [--short]      the version
+--   ocean port-app-config schema [PATH]  the mapping's JSON Schema (ocean.selector)
 --   ocean port-emulator ...      the bundled Port API emulator (ocean.emulator.cli)
 --   ocean help [COMMAND]         usage; `ocean COMMAND --help` is the same
 --
@@ -16,11 +19,19 @@ local USAGE = [[
 usage: ocean <command> [options]
 
 commands:
-  sail [PATH] [--once] [--plan] [--port N] [--host ADDR] [--log-level LEVEL]
+  sail [PATH] [-O|--once] [-p|--port N] [-l|--log-level LEVEL]
+       [-i|--initialize-port-resources BOOL] [--host ADDR] [--plan]
                        run the integration in PATH (default .)
   new [PATH] [--name NAME] [--type TYPE] [--kind KIND] [--yes] ...
                        scaffold a new integration in PATH
+  defaults dock [PATH] [--update-mapping]
+                       create the blueprints and the default mapping in Port
+                       (--update-mapping: push the local mapping)
+  defaults clean [PATH] [--force] [--dry-run] [--destroy]
+                       delete those blueprints and their entities
   version [--short]    print the version
+  port-app-config schema [PATH]
+                       the JSON Schema of the integration's mapping
   port-emulator --listen HOST:PORT [--data FILE]
                        run the bundled Port API emulator
   help [COMMAND]       this text, or a command's
@@ -68,6 +79,8 @@ local commands = {
   ["port-emulator"] = "ocean.emulator.cli",
   ["sail"] = "ocean.sail",
   ["new"] = "ocean.scaffold",
+  ["defaults"] = "ocean.defaults",
+  ["port-app-config"] = "ocean.selector",
 }
 
 local function load_command(name)

@@ -11,6 +11,7 @@
 --   settings.integration {identifier, type, version, config = {...}}
 --   settings.event_listener {type, interval, resync_on_start}
 --   settings.scheduled_resync_interval (minutes | nil), settings.initialize_port_resources,
+--   settings.metrics {enabled}  (OCEAN__METRICS__ENABLED: GET /metrics, ocean.metrics)
 --   settings.allow_env_jq, settings.entity_deletion_threshold (nil = mapping's),
 --   settings.upsert_batch_max_length, settings.upsert_batch_max_bytes,
 --   settings.delete_batch_max, settings.client_timeout, settings.third_party_verify_tls,
@@ -21,6 +22,10 @@
 --   settings.live_events {journal_dir  (nil: the integration folder's
 --                  .ocean/journal; see ocean.journal), window_ms (the live
 --                  session's batch window, 1..1000, default 50)}
+--   settings.log {progress_interval (s between a running kind's progress
+--                  lines, 10), item_errors (per kind and kind of problem,
+--                  the item errors logged one by one before "... and N
+--                  more", 10)}
 --   settings.spec, settings.default_mapping, settings.blueprints,
 --   settings.secrets  (strings to mask: sensitive values, stripped, non-blank)
 --   settings.warnings (said at WARNING by load unless the level is ERROR:
@@ -276,6 +281,7 @@ local SETTINGS = {
     "scheduled_resync_interval", "positive" },
   { "initialize_port_resources", "OCEAN__INITIALIZE_PORT_RESOURCES",
     "initialize_port_resources", "bool", true },
+  { "metrics.enabled", "OCEAN__METRICS__ENABLED", "metrics.enabled", "bool", false },
   { "allow_env_jq", "OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS",
     "allow_environment_variables_jq_access", "bool", false },
   { "entity_deletion_threshold", "OCEAN__ENTITY_DELETION_THRESHOLD",
@@ -301,6 +307,9 @@ local SETTINGS = {
     "string" },
   { "live_events.window_ms", "OCEAN__LIVE_EVENTS__WINDOW_MS", "live_events.window_ms",
     "window", 50 },
+  { "log.progress_interval", "OCEAN__LOG__PROGRESS_INTERVAL", "log.progress_interval",
+    "positive", 10 },
+  { "log.item_errors", "OCEAN__LOG__ITEM_ERRORS", "log.item_errors", "count", 10 },
 }
 _M.SETTINGS = SETTINGS
 

@@ -17,7 +17,7 @@
 --   port            the Port client (ocean.port) on that loop
 --   registry        resync functions and hooks: {kinds = {[kind] = {fn}},
 --                   all = {fn}, on_start, on_resync_start,
---                   on_resync_complete}
+--                   on_resync_complete, selectors = {[kind] = fields}}
 --   router          the integration's routes (ocean.router instance)
 --   mapping_cache   compiled jq programs by resource (ocean.mapping cache)
 --   secrets         values the log masks while this engine lives
@@ -26,23 +26,35 @@
 --   live            the live session (ocean.core Live, made on first use by
 --                   live_session()): every live operation goes through it
 --                   (docs/live-events.md)
+--   caches          ocean.cache objects scoped to each resync: the
+--                   engine's own (eng:cache(), behind
+--                   ocean.cache_iterator_result/cache_coroutine_result)
+--                   and those added with eng:add_cache(c); sync_raw_all
+--                   calls their begin_resync/end_resync around the run
+--   metrics         {reg, m} (ocean.metrics.engine_set) when
+--                   OCEAN__METRICS__ENABLED, else nil: fed from the loop's
+--                   request/retry events and each resync's summary
 -- and, through methods: the mapping fetched for live events (60 s), the
 -- wait hook, the running run and the abort state.
 --
 -- Errors: configure returns nil, err; the operations return reports (see
 -- docs/errors.md); misuse raises.
+local cache_mod = require "ocean.cache"
 local core = require "ocean.core"
 local config = require "ocean.config"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
+local metrics = require "ocean.metrics"
+local netlog = require "ocean.netlog"
 local ops = require "ocean.ops"
 local port_mod = require "ocean.port"
 local router_mod = require "ocean.router"
 local runtime = require "ocean.runtime"
+local selector = require "ocean.selector"
 local sync = require "ocean.sync"
 
-local type, error, ipairs, pcall, tostring, setmetatable =
-  type, error, ipairs, pcall, tostring, setmetatable
+local type, error, ipairs, pcall, tostring, setmetatable, getmetatable =
+  type, error, ipairs, pcall, tostring, setmetatable, getmetatable
 
 local _M = {}
 
@@ -55,7 +67,7 @@ local HTTP_ONLY_CONCURRENCY = 8    -- the loop of an engine without Port
 
 local function new_registry()
   return { kinds = {}, all = {}, on_start = {}, on_resync_start = {},
-           on_resync_complete = {} }
+           on_resync_complete = {}, selectors = {} }
 end
 
 -- A new engine, unconfigured unless opts say how (then as configure:
@@ -69,12 +81,23 @@ function _M.new(opts)
     servers = {},
     events = {},
     live = nil,
+    caches = {},
     abort_requested = false,
     pauses = 0,                  -- Engine:pause calls so far (long work yielded)
   }, Engine)
   log.watch(self.secrets)
+  -- signals are kept for take_events(); retries and requests are logged
+  -- (ocean.netlog) as soon as the loop reports them
   self.on_events = function(events)
-    for i = 1, #events do self.events[#self.events + 1] = events[i] end
+    local base = self.settings and self.settings.port and self.settings.port.base_url
+    for i = 1, #events do
+      local ev = events[i]
+      if netlog.say(ev, base) then
+        if self.metrics then metrics.feed_net_event(self.metrics, ev, base, self:metrics_kind()) end
+      else
+        self.events[#self.events + 1] = ev
+      end
+    end
   end
   if opts then
     local ok, err = self:configure(opts)
@@ -123,7 +146,7 @@ local function disconnect(self)
   self.live = nil
   if self.port then pcall(self.port.close, self.port) end
   if self.loop then pcall(self.loop.close, self.loop) end
-  self.port, self.core_port, self.loop = nil, nil, nil
+  self.port, self.core_port, self.loop, self.recording = nil, nil, nil, nil
   self.app_config_cache = nil
 end
 
@@ -147,13 +170,34 @@ function Engine:configure(opts)
   local lerr
   self.loop, lerr = core.loop_new { concurrency = s.port.concurrency }
   if not self.loop then return nil, lerr end
+  self:record_requests()
   local good, client, cerr = port_client(self, s)
   if not good or not client then
     disconnect(self)
     return nil, tostring(good and cerr or client)
   end
   self.settings, self.port, self.core_port = s, client, client.core
+  if s.metrics and s.metrics.enabled and not self.metrics then self:enable_metrics() end
   return self
+end
+
+-- Keep Prometheus metrics (OCEAN__METRICS__ENABLED does it at configure)
+-- in `store` (default: a Lua table; inside nginx, the shared dict's
+-- metrics.shared_dict_store). Returns self.metrics ({reg, m}).
+function Engine:enable_metrics(store)
+  self.metrics = metrics.engine_set(metrics.new { store = store or metrics.table_store() })
+  self:record_requests()
+  return self.metrics
+end
+
+-- The kind label of what runs now: the resource's kind-index (Ocean's
+-- "repository-0") while a resync function runs, else nil.
+function Engine:metrics_kind()
+  local ev = self.current_event
+  if ev and ev.kind and ev.resource_index then
+    return tostring(ev.kind) .. "-" .. tostring(ev.resource_index - 1)
+  end
+  return nil
 end
 
 function Engine:configured()
@@ -177,8 +221,21 @@ end
 function Engine:get_loop()
   if not self.loop then
     self.loop = assert(core.loop_new { concurrency = HTTP_ONLY_CONCURRENCY })
+    self:record_requests()
   end
   return self.loop
+end
+
+-- The loop reports every retry (logged at WARNING), and at DEBUG every
+-- request (ocean.netlog; also counted when metrics are on); checked again before each wait, so that a log
+-- level changed later takes effect.
+function Engine:record_requests()
+  -- every completed request when the log shows them or the metrics count them
+  local debug = log.enabled("DEBUG") or self.metrics ~= nil
+  if self.loop and self.recording ~= debug then
+    self.loop:record { retries = true, requests = debug }
+    self.recording = debug
+  end
 end
 
 -- ocean.http's client on this engine.
@@ -201,13 +258,32 @@ end
 -- this engine's servers and wait hook between waits. timeout_ms: nil,
 -- "timeout" after that long.
 function Engine:await(what, timeout_ms)
+  local job
   if type(what) == "function" then
     local pred = what
-    what = function() if pred() then return true end end
-  end
-  return runtime.await(self:get_loop(), what, {
+    what = function()
+      self:tick()
+      if pred() then return true end
+    end
+  elseif getmetatable(what) == core.job_mt then
+    job = what
+    what = function()
+      self:tick()
+      if job:done() then return true end
+    end
+  end                           -- anything else: runtime.await says so
+  self:record_requests()
+  local v, err = runtime.await(self:get_loop(), what, {
     timeout_ms = timeout_ms, servers = self.servers[1] and self.servers or nil,
     between_waits = self.wait_hook, on_events = self.on_events })
+  if job and v ~= nil then return job:result() end
+  return v, err
+end
+
+-- Between two waits: the running run's progress line when it is due.
+function Engine:tick()
+  local run = self.run
+  if run and run.tick then run:tick() end
 end
 
 -- Let the rest of the program run for a moment, between two slices of
@@ -222,10 +298,40 @@ function Engine:pause()
 end
 
 -- fn(engine) runs after every blocking wait (the runner serves its HTTP
--- requests there); nil removes it.
+-- requests there, outside the event of the resync function that waits:
+-- ocean.event is nil for them); nil removes it.
 function Engine:set_wait_hook(fn)
-  self.wait_hook = fn and function() return fn(self) end or nil
+  self.wait_hook = fn and function()
+    local ev = self.current_event
+    self.current_event = nil
+    fn(self)
+    self.current_event = ev
+  end or nil
 end
+
+-- {==================== the current event ====================
+
+-- Ocean's event context: while the resync functions of a resource run,
+-- ocean.event gives {type = "resync", resync_id=, kind=, resource_index=,
+-- resource_config= (the resource as written in the mapping: selector,
+-- port, ...; a copy), port_app_config=}. fn(...) runs with it; returns
+-- what fn returns (an error leaves it to end_run to clear).
+local function restore(self, prev, ...)
+  self.current_event = prev
+  return ...
+end
+
+function Engine:with_event(event, fn, ...)
+  local prev = self.current_event
+  self.current_event = event
+  return restore(self, prev, fn(...))
+end
+
+function Engine:event()
+  return self.current_event
+end
+
+-- }====================
 
 -- A C server (ocean.core Server) waited on with the loop.
 function Engine:add_server(c)
@@ -259,7 +365,10 @@ function Engine:begin_run(run)
 end
 
 function Engine:end_run(run)
-  if self.run == run then self.run = nil end
+  if self.run == run then
+    self.run = nil
+    self.current_event = nil
+  end
 end
 
 function Engine:running()
@@ -323,6 +432,17 @@ for _, name in ipairs { "on_start", "on_resync_start", "on_resync_complete" } do
   end
 end
 
+-- The shape of kind's custom selector fields (ocean.selector): every
+-- resync checks the mapping's resources of that kind against it.
+function Engine:selector_schema(kind, fields)
+  if type(kind) ~= "string" or kind == "" then
+    error("selector_schema: expected a kind (string) and a table of fields", 2)
+  end
+  selector.check_field_specs(fields)
+  self.registry.selectors[kind] = fields
+  return fields
+end
+
 -- The functions that produce kind: its own, then those for every kind.
 function Engine:resync_functions(kind)
   local fns = {}
@@ -348,16 +468,61 @@ function Engine:app_config(opts)
   if c and now - c.at < APP_CONFIG_TTL then return c.app end
   local app, err = sync.fetch_app_config(self)
   if not app then return nil, err end
-  self.app_config_cache = { app = app, at = now }
+  self:set_app_config(app)
   return app
+end
+
+-- The mapping live events use for the next 60 s: every resync sets the
+-- one it read, so that a webhook after it maps as the resync did.
+function Engine:set_app_config(app)
+  self.app_config_cache = { app = app, at = self.clock() }
 end
 
 -- }====================
 
 -- {==================== operations ====================
 
+-- The engine's own cache (ocean.cache, memory only), made on first use.
+function Engine:cache()
+  if not self.own_cache then
+    self.own_cache = cache_mod.new()
+    self:add_cache(self.own_cache)
+  end
+  return self.own_cache
+end
+
+-- Scope an ocean.cache object (e.g. one with a disk `dir`) to this
+-- engine's resyncs. Returns c.
+function Engine:add_cache(c)
+  if type(c) ~= "table" or type(c.begin_resync) ~= "function" then
+    error("add_cache: expected an ocean.cache object", 2)
+  end
+  for _, have in ipairs(self.caches) do
+    if have == c then return c end
+  end
+  self.caches[#self.caches + 1] = c
+  return c
+end
+
+-- A resync's scope over every cache: memory entries live from its start
+-- to its end (completed, failed or aborted alike).
+local function caches_scope(self, begin)
+  for _, c in ipairs(self.caches) do
+    if begin then c:begin_resync() else c:end_resync() end
+  end
+end
+
 function Engine:sync_raw_all(opts)
-  return sync.sync_raw_all(self:ensure_configured(2), opts)
+  local t0 = self.clock()
+  self:ensure_configured(2)
+  caches_scope(self, true)
+  local ok, summary = pcall(sync.sync_raw_all, self, opts)
+  caches_scope(self, false)
+  if not ok then error(summary, 0) end
+  if self.metrics and not (opts and opts.plan) and type(summary) == "table" then
+    metrics.feed_resync(self.metrics, summary, self.clock() - t0)
+  end
+  return summary
 end
 
 function Engine:sync(entities, opts)

@@ -4,8 +4,19 @@
 -- require("ocean.engine").new() makes others.
 --
 --   ocean.init{...}                     configure (settings, or config.load options)
---   ocean.on_resync([kind,] fn)         fn(kind) returns a list, or yields pages
+--   ocean.on_resync([kind,] fn)         fn(kind, resource) returns a list, or
+--                                        yields pages; resource: the mapping's
+--                                        resource config (ocean.event too)
+--   ocean.selector_schema(kind, fields)  declare kind's custom selector
+--                                        fields (ocean.selector), checked
+--                                        whenever a resync reads the mapping
+--   ocean.event                          the running resource's event:
+--                                        resource_config, kind, resync_id...
 --   ocean.on_start(fn), ocean.on_resync_start(fn), ocean.on_resync_complete(fn)
+--   ocean.cache_iterator_result(gen [, {name=, ttl=}])  Ocean's decorators on the
+--   ocean.cache_coroutine_result(fn [, {name=, ttl=}])  engine's cache (ocean.cache),
+--                                        scoped to each resync
+--   ocean.add_cache(c)                   scope an ocean.cache object of one's own
 --   ocean.sync_raw_all([{plan=}])       full resync -> summary
 --   ocean.update_raw_diff(kind, {before=, after=} [, opts])
 --   ocean.register_raw(kind, raw [, opts]), ocean.unregister_raw(kind, raw [, opts])
@@ -35,6 +46,20 @@ local default = engine.new()
 function _M.engine()
   return default
 end
+
+-- ocean.event: Ocean's event context, read through the default engine.
+-- While a resource's resync functions run (and whatever they call:
+-- generators, helpers, ocean.cache), ocean.event.resource_config is that
+-- resource as written in the mapping (resource_config.selector holds its
+-- custom selector fields), with .kind, .resource_index, .resync_id,
+-- .port_app_config and .type = "resync"; outside one, every field is nil.
+_M.event = setmetatable({}, {
+  __index = function(_, k)
+    local ev = default:event()
+    return ev and ev[k]
+  end,
+  __newindex = function() error("ocean.event is read-only", 2) end,
+})
 
 -- ocean.router is the default engine's; ocean.http and ocean.port are
 -- modules loaded on first use.
@@ -78,6 +103,7 @@ end
 -- {==================== registration and operations ====================
 
 function _M.on_resync(kind, fn) return default:on_resync(kind, fn) end
+function _M.selector_schema(kind, fields) return default:selector_schema(kind, fields) end
 function _M.on_start(fn) return default:on_start(fn) end
 function _M.on_resync_start(fn) return default:on_resync_start(fn) end
 function _M.on_resync_complete(fn) return default:on_resync_complete(fn) end
@@ -85,6 +111,12 @@ function _M.on_resync_complete(fn) return default:on_resync_complete(fn) end
 function _M.parse_items(resource, items, opts)
   return default:parse_items(resource, items, opts)
 end
+
+-- Ocean's caching decorators, on the default engine's cache: memory
+-- entries last one resync (the engine begins and ends their scope).
+function _M.cache_iterator_result(gen, opts) return default:cache():memoize_pages(gen, opts) end
+function _M.cache_coroutine_result(fn, opts) return default:cache():memoize(fn, opts) end
+function _M.add_cache(c) return default:add_cache(c) end
 
 function _M.sync_raw_all(opts) return default:sync_raw_all(opts) end
 function _M.register_raw(kind, raw, opts) return default:register_raw(kind, raw, opts) end

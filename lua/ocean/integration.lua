@@ -72,9 +72,12 @@ end
 -- OCEAN__INITIALIZE_PORT_RESOURCES: the blueprints, once per integration.
 local function initialize_resources(eng, integ, out, plan)
   local s = eng.settings
-  if not s.initialize_port_resources or (integ and integ.arePortResourcesInitialized == true) then
+  if not s.initialize_port_resources then
+    log.info("resources initialization disabled (-i false or OCEAN__INITIALIZE_PORT_RESOURCES=false):"
+      .. " blueprints not created")
     return true
   end
+  if integ and integ.arePortResourcesInitialized == true then return true end
   local created, berr = _M.create_blueprints(eng, s.blueprints or {}, plan)
   if not created then return nil, berr end
   for _, bp in ipairs(created) do

@@ -363,4 +363,134 @@ end
 
 -- }====================
 
+-- {==================== what the engine feeds ====================
+
+-- The engine's metrics: Ocean's and ours declared in reg, plus the feeding
+-- functions below. Returns {reg =, m = {name = metric}}.
+function _M.engine_set(reg)
+  local m = _M.declare(reg, _M.OCEAN)
+  for name, metric in pairs(_M.declare(reg, _M.LUA_OCEAN)) do m[name] = metric end
+  return { reg = reg, m = m }
+end
+
+-- Port's API paths as route templates: an identifier never becomes a
+-- label value (one series per blueprint or entity would grow without
+-- bound). Tried in order; a path none matches is "other".
+local PORT_ROUTES = {
+  { "^/v1/auth/access_token$", "/v1/auth/access_token" },
+  { "^/v1/integration$", "/v1/integration" },
+  { "^/v1/integration/[^/]+$", "/v1/integration/{identifier}" },
+  { "^/v1/integration/[^/]+/([%w_-]+)$", "/v1/integration/{identifier}/%s" },
+  { "^/v1/blueprints/entities/datasource%-entities$", "/v1/blueprints/entities/datasource-entities" },
+  { "^/v1/blueprints$", "/v1/blueprints" },
+  { "^/v1/blueprints/[^/]+$", "/v1/blueprints/{blueprint}" },
+  { "^/v1/blueprints/[^/]+/entities/bulk$", "/v1/blueprints/{blueprint}/entities/bulk" },
+  { "^/v1/blueprints/[^/]+/entities/search$", "/v1/blueprints/{blueprint}/entities/search" },
+  { "^/v1/blueprints/[^/]+/bulk/entities/delete$", "/v1/blueprints/{blueprint}/bulk/entities/delete" },
+  { "^/v1/blueprints/[^/]+/all%-entities$", "/v1/blueprints/{blueprint}/all-entities" },
+  { "^/v1/blueprints/[^/]+/entities$", "/v1/blueprints/{blueprint}/entities" },
+  { "^/v1/blueprints/[^/]+/entities/.+$", "/v1/blueprints/{blueprint}/entities/{entity}" },
+  { "^/v1/entities/search$", "/v1/entities/search" },
+  { "^/v1/organization$", "/v1/organization" },
+}
+
+-- The route template of a Port API path ("/v1/blueprints/x/entities/bulk"
+-- -> "/v1/blueprints/{blueprint}/entities/bulk"; unknown: "other").
+function _M.port_endpoint(path)
+  path = path:gsub("[?#].*$", "")
+  for _, r in ipairs(PORT_ROUTES) do
+    local cap = path:match(r[1])
+    if cap then
+      return type(cap) == "string" and r[2]:find("%s", 1, true) and format(r[2], cap) or r[2]
+    end
+  end
+  return "other"
+end
+
+-- A third-party URL as an endpoint label: scheme, host and path (the
+-- query, which may carry tokens, and any user:password@ left out).
+function _M.url_endpoint(url)
+  local scheme, host, path = url:match("^(%a[%w+.-]*://)([^/?#]*)([^?#]*)")
+  if not scheme then return "other" end
+  host = host:gsub("^[^@]*@", "")
+  return scheme .. host .. (path ~= "" and path or "/")
+end
+
+local function status_label(ev)
+  if ev.status and ev.status > 0 then return tostring(ev.status) end
+  return "error"
+end
+
+-- One event of the engine's loop (ocean.netlog's "request" and "retry").
+-- port_base: Port's base URL (its requests are told apart by it); kind:
+-- the running resource's kind-index, or nil outside one.
+function _M.feed_net_event(set, ev, port_base, kind)
+  local m = set.m
+  local url = ev.url or ""
+  local is_port = type(port_base) == "string" and port_base ~= "" and url:sub(1, #port_base) == port_base
+  local endpoint = is_port and _M.port_endpoint(url:sub(#port_base + 1)) or _M.url_endpoint(url)
+  kind = kind or _M.KIND_RUNTIME
+  if ev.type == "request" then
+    if is_port then
+      m.ocean_port_requests_total:inc({ endpoint = endpoint, status = status_label(ev) })
+    else
+      m.http_requests_count:inc({ endpoint = endpoint, kind = kind, phase = "extract",
+                                  status = status_label(ev) })
+    end
+  elseif ev.type == "retry" then
+    local target = is_port and "port" or "third_party"
+    local reason = ev.error and "network" or status_label(ev)
+    local wait = (ev.delay_ms or 0) / 1000
+    m.ocean_retries_total:inc({ target = target, reason = reason })
+    m.ocean_retry_wait_seconds_total:inc({ target = target }, wait)
+    if ev.status == 429 then
+      m.rate_limit_wait_seconds:inc({ kind = kind, phase = is_port and "load" or "extract",
+                                      endpoint = endpoint }, wait)
+    end
+  end
+end
+
+-- The per-resync gauges (all of Ocean's but the request counts, which
+-- accumulate), cleared when a resync ends so that a kind no longer in
+-- the mapping leaves no stale series.
+local PER_RESYNC = { "object_count", "upserted_count", "deleted_count", "failed_count",
+                     "error_count", "input_count", "success", "duration_seconds" }
+
+-- A finished resync's summary (ocean.sync's) into Ocean's gauges, per
+-- kind-index (the resource's kind and its 0-based place in the mapping),
+-- __reconciliation__ and __resync__. Our engine maps and upserts a
+-- resource's pages as they come, so extract, transform and load overlap:
+-- a resource's time is its duration_seconds{phase="resync"}.
+function _M.feed_resync(set, s, seconds)
+  local m = set.m
+  for _, name in ipairs(PER_RESYNC) do m[name]:clear() end
+  for _, k in ipairs(s.kinds or {}) do
+    local kind = tostring(k.kind) .. "-" .. tostring((k.index or 1) - 1)
+    local loaded = (k.created or 0) + (k.updated or 0) + (k.unknown or 0)
+    local oc = m.object_count
+    oc:set({ kind, "extract", "raw_extracted" }, k.raw or 0)
+    oc:set({ kind, "transform", "transformed" }, k.entities or 0)
+    oc:set({ kind, "transform", "filtered_out" }, k.filtered or 0)
+    oc:set({ kind, "transform", "failed" }, (k.dropped or 0) + (k.items_errors or 0))
+    oc:set({ kind, "load", "loaded" }, loaded)
+    oc:set({ kind, "load", "failed" }, k.failed_entities or 0)
+    oc:set({ kind, "load", "skipped" }, k.unchanged or 0)
+    m.input_count:set({ kind, "load" }, k.entities or 0)
+    m.upserted_count:set({ kind, "load" }, loaded)
+    m.failed_count:set({ kind, "load" }, k.failed_entities or 0)
+    m.error_count:set({ kind, "resync" }, k.errors or 0)
+    m.success:set({ kind, "resync" }, (k.status == "completed" and (k.errors or 0) == 0) and 1 or 0)
+    m.duration_seconds:set({ kind, "resync" }, k.seconds or 0)
+  end
+  local rec = _M.KIND_RECONCILIATION
+  m.deleted_count:set({ rec, "delete" }, s.deleted or 0)
+  m.object_count:set({ rec, "delete", "deleted" }, s.deleted or 0)
+  local all = _M.KIND_RESYNC
+  m.error_count:set({ all, "resync" }, s.error_count or 0)
+  m.success:set({ all, "resync" }, s.ok and 1 or 0)
+  m.duration_seconds:set({ all, "resync" }, seconds or 0)
+end
+
+-- }====================
+
 return _M

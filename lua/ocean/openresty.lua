@@ -17,13 +17,15 @@
 --     }
 --   }
 --
--- openresty.init{path=, env=, overrides=, dict=, prefix=, lock_ttl=,
+-- openresty.init{path=, env=, overrides=, dict=, metrics_dict=, prefix=, lock_ttl=,
 --                lock_wait=} -> true | nil, err          (init_by_lua)
 --   Settings as `ocean sail` reads them (ocean.config: overrides, then the
 --   OCEAN__* variables, then path/config.yaml), then path/main.lua: its
 --   registrations (on_resync, router routes, hooks). No network here; the
 --   YAML library (which sets a global) is loaded here, not in a request.
---   dict: the lua_shared_dict's name (default "ocean"); prefix: the
+--   dict: the lua_shared_dict's name (default "ocean"); metrics_dict: the
+--   one for metrics (default "ocean_metrics", needed only with
+--   OCEAN__METRICS__ENABLED=true); prefix: the
 --   location (default "/integration"); lock_ttl: seconds the resync lock
 --   lives unless refreshed (default 30); lock_wait: seconds a resync waits
 --   for a running one to abort (default 300).
@@ -44,6 +46,10 @@
 --   POST <prefix>/resync  202 at once; the resync runs in a timer
 --   anything else        the integration's ocean.router routes (the body
 --                         must be JSON: 400 otherwise; a failing handler: 500)
+-- openresty.metrics()                                   (content_by_lua, location = /metrics)
+--   With OCEAN__METRICS__ENABLED=true: Prometheus text of every worker's
+--   samples (ocean.metrics over lua_shared_dict ocean_metrics, or
+--   init{metrics_dict=}); else 404.
 -- openresty.exit_worker()                                (exit_worker_by_lua)
 --   Closes the worker's engine (loop, curl handles, Port client).
 --
@@ -62,6 +68,7 @@ local json = require "ocean.json"
 local log = require "ocean.log"
 local integration = require "ocean.integration"
 local listener = require "ocean.listener"
+local metrics = require "ocean.metrics"
 local router = require "ocean.router"
 
 local type, tostring, pcall, pairs, ipairs, error = type, tostring, pcall, pairs, ipairs, error
@@ -69,6 +76,7 @@ local ngx = _G.ngx
 
 local _M = {
   DEFAULT_DICT = "ocean",
+  DEFAULT_METRICS_DICT = "ocean_metrics",
   DEFAULT_PREFIX = "/integration",
   LOCK_TTL = 30,             -- s
   LOCK_WAIT = 300,           -- s
@@ -113,6 +121,11 @@ function _M.init(opts)
   end
   local settings, err = config.load { path = opts.path, env = opts.env, overrides = opts.overrides }
   if not settings then return nil, err end
+  local metrics_dict = opts.metrics_dict or _M.DEFAULT_METRICS_DICT
+  if settings.metrics and settings.metrics.enabled and not ngx.shared[metrics_dict] then
+    return nil, ("OCEAN__METRICS__ENABLED is true but lua_shared_dict %s is not declared"
+      .. " (add `lua_shared_dict %s 4m;` to http {})"):format(metrics_dict, metrics_dict)
+  end
   for _, s in ipairs(settings.secrets or {}) do log.add_secret(s) end
   if settings.log_level then log.set_level(settings.log_level) end
   local ok, cerr = config.require_port(settings)
@@ -123,6 +136,7 @@ function _M.init(opts)
   if not lok then return nil, log.mask(lerr) end
   S = {
     settings = settings, path = opts.path, dict_name = dict_name,
+    metrics_dict = settings.metrics and settings.metrics.enabled and metrics_dict or nil,
     prefix = (opts.prefix or _M.DEFAULT_PREFIX):gsub("/+$", ""),
     lock_ttl = opts.lock_ttl or _M.LOCK_TTL, lock_wait = opts.lock_wait or _M.LOCK_WAIT,
   }
@@ -414,6 +428,8 @@ function _M.init_worker()
     return nil, W.err
   end
   W.ctx = ctx
+  -- every worker feeds the same samples (the engine's own are a table)
+  if S.metrics_dict then ctx:enable_metrics(metrics.shared_dict_store(ngx.shared[S.metrics_dict])) end
   ctx:set_abort_policy(abort_policy())
   ngx.timer.at(0, warm)
   local every = listener.schedule_interval(S.settings)
@@ -490,6 +506,19 @@ local function read_body()
   body = f:read("*a")
   f:close()
   return body or ""
+end
+
+-- GET /metrics: every worker's samples, from the shared dict (404 when
+-- OCEAN__METRICS__ENABLED is not true).
+function _M.metrics()
+  if not S or not S.metrics_dict then
+    return respond(404, error_body("not_found", "metrics are off (OCEAN__METRICS__ENABLED)"))
+  end
+  if ngx.req.get_method() ~= "GET" then
+    return respond(405, error_body("method_not_allowed", "use GET"), { Allow = "GET" })
+  end
+  local set = metrics.engine_set(metrics.new { store = metrics.shared_dict_store(ngx.shared[S.metrics_dict]) })
+  return respond(200, set.reg:render(), { ["Content-Type"] = metrics.CONTENT_TYPE })
 end
 
 function _M.handle()

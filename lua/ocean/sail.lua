@@ -1,5 +1,6 @@
--- ocean.sail: the `ocean sail [PATH] [--once] [--plan] [--port N]
--- [--host ADDR] [--log-level LEVEL]` command line, running an integration
+-- ocean.sail: the `ocean sail [PATH] [-O|--once] [-p|--port N]
+-- [-l|--log-level LEVEL] [-i|--initialize-port-resources BOOL] [--host ADDR]
+-- [--plan]` command line (Ocean's flags, plus --host and --plan), running an integration
 -- folder the way Ocean runs a Python one. The parts it puts together:
 -- ocean.config (settings), ocean.integration (main.lua, the bootstrap),
 -- ocean.listener (when to resync, the health and resync routes),
@@ -16,7 +17,7 @@
 -- mapping, created if missing; blueprints created when
 -- OCEAN__INITIALIZE_PORT_RESOURCES; with --plan nothing is written) ->
 -- on_start hooks -> the listener:
---   ONCE           one resync; exit 0 when it succeeded, 1 otherwise
+--   ONCE           one resync; exit status as _M.exit_status (0, 1, 3)
 --   POLLING        resync on start (OCEAN__EVENT_LISTENER__RESYNC_ON_START),
 --                  then whenever Port's resync request is newer than the
 --                  last one handled (checked every
@@ -25,6 +26,7 @@
 -- plus a full resync every OCEAN__SCHEDULED_RESYNC_INTERVAL minutes.
 -- The HTTP server (--port, default 8000; 0: any free port, logged) serves
 -- GET /integration/health ({ok, listener, running, resyncs, last_resync}),
+-- GET /metrics (Prometheus text, when OCEAN__METRICS__ENABLED=true),
 -- POST /integration/resync (202; a running resync is aborted for the new
 -- one) and the integration's ocean.router routes under /integration,
 -- also while a resync runs (between its waits). SIGTERM/SIGINT/SIGHUP stop
@@ -34,46 +36,82 @@ local config = require "ocean.config"
 local integration = require "ocean.integration"
 local listener = require "ocean.listener"
 local log = require "ocean.log"
+local metrics = require "ocean.metrics"
+local router = require "ocean.router"
 local server = require "ocean.server"
 
 local _M = {}
 
 local USAGE = [[
-usage: ocean sail [PATH] [--once] [--port N] [--host ADDR] [--log-level LEVEL] [--plan]
+usage: ocean sail [PATH] [-O] [-p N] [-l LEVEL] [-i BOOL] [--host ADDR] [--plan]
 
-Run the integration in PATH (default: the current directory).
+Run the integration in PATH (default: the current directory). The options
+are Ocean's (`ocean sail` of port-ocean), plus --host and --plan.
 
-  --once             one resync, then exit (OCEAN__EVENT_LISTENER__TYPE=ONCE);
-                     exit status 0 when it succeeded, 1 otherwise
+  -O, --once         one resync, then exit (OCEAN__EVENT_LISTENER__TYPE=ONCE);
+                     see the exit statuses below
+  -p, --port N       HTTP port for routes and webhooks (default 8000,
+                     APPLICATION__PORT; 0: any free port, logged)
+  -l, --log-level LEVEL
+                     DEBUG, INFO, WARNING or ERROR (APPLICATION__LOG_LEVEL)
+  -i, --initialize-port-resources BOOL
+                     true: create the blueprints of .port/resources/blueprints.json
+                     at the start (once per integration); false: don't
+                     (default OCEAN__INITIALIZE_PORT_RESOURCES, true).
+                     true/false, yes/no, 1/0, on/off
+  --host ADDR        listen address (default 0.0.0.0)
   --plan             with --once: compute what the resync would create,
                      update and delete, and write nothing
-  --port N           HTTP port for routes and webhooks (default 8000,
-                     APPLICATION__PORT; 0: any free port, logged)
-  --host ADDR        listen address (default 0.0.0.0)
-  --log-level LEVEL  DEBUG, INFO, WARNING or ERROR (APPLICATION__LOG_LEVEL)
+  A long option's value may also follow '=' (--port=8000).
 
 Settings come from OCEAN__* environment variables (OCEAN__PORT__CLIENT_ID,
 OCEAN__PORT__CLIENT_SECRET, OCEAN__PORT__BASE_URL, OCEAN__INTEGRATION__IDENTIFIER,
 OCEAN__INTEGRATION__CONFIG__<NAME>, OCEAN__EVENT_LISTENER__TYPE, ...) and
 PATH/config.yaml.
 
-Unless --once, it serves GET /integration/health, POST /integration/resync
-and the integration's routes under /integration. SIGTERM or SIGINT stops it
+Unless --once, it serves GET /integration/health, POST /integration/resync,
+the integration's routes under /integration and, with
+OCEAN__METRICS__ENABLED=true, Prometheus metrics at GET /metrics. SIGTERM or SIGINT stops it
 (a running resync is aborted and reported so); a second one exits at once.
+
+Exit status:
+  0  the resync completed and Port took every entity (--once), or the
+     listener stopped on a signal
+  1  the resync failed (a kind failed, the mapping or the owned entities'
+     listing...: nothing was deleted) or was aborted; or the start failed
+  2  usage error
+  3  the resync completed, but some entities are not in Port as the source
+     has them: Port rejected them (listed), or items whose itemsToParse
+     failed held back their blueprints' deletion
 ]]
+
+-- Click's booleans, as Ocean's -i takes them.
+local BOOLS = { ["true"] = true, ["1"] = true, yes = true, y = true, t = true, on = true,
+                ["false"] = false, ["0"] = false, no = false, n = false, f = false, off = false }
+
+-- Short options as Ocean spells them -> their long names.
+local SHORT = { ["-O"] = "--once", ["-p"] = "--port", ["-l"] = "--log-level",
+                ["-i"] = "--initialize-port-resources", ["-h"] = "--help" }
 
 local function parse_args(args)
   local o = { path = "." }
   local i = 1
   while i <= #args do
     local a = args[i]
+    local inline
+    if a:sub(1, 2) == "--" and a:find("=", 3, true) then
+      a, inline = a:match("^(.-)=(.*)$")
+    end
+    local shown = a
+    a = SHORT[a] or a
     local function value()
+      if inline then return inline end
       i = i + 1
-      if args[i] == nil then return nil, a .. " needs a value" end
+      if args[i] == nil then return nil, shown .. " needs a value" end
       return args[i]
     end
     local v, err
-    if a == "--help" or a == "-h" then
+    if a == "--help" then
       o.help = true
     elseif a == "--once" then
       o.once = true
@@ -84,7 +122,7 @@ local function parse_args(args)
       if not v then return nil, err end
       o.port = tonumber(v)
       if not o.port or o.port < 0 or o.port > 65535 or o.port % 1 ~= 0 then
-        return nil, "--port: not a port number: " .. v
+        return nil, shown .. ": not a port number: " .. v
       end
     elseif a == "--host" then
       v, err = value()
@@ -93,13 +131,23 @@ local function parse_args(args)
     elseif a == "--log-level" then
       v, err = value()
       if not v then return nil, err end
-      o.log_level, err = log.check_level(v, a); if not o.log_level then return nil, err end
-    elseif a:sub(1, 1) == "-" then
-      return nil, "unknown option " .. a
+      o.log_level, err = log.check_level(v, shown); if not o.log_level then return nil, err end
+    elseif a == "--initialize-port-resources" then
+      v, err = value()
+      if not v then return nil, err end
+      o.initialize = BOOLS[v:lower()]
+      if o.initialize == nil then
+        return nil, shown .. ": not a boolean: " .. v .. " (true or false)"
+      end
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      return nil, "unknown option " .. shown
     elseif o.path_set then
       return nil, "more than one PATH given"
     else
       o.path, o.path_set = a, true
+    end
+    if inline and (a == "--help" or a == "--once" or a == "--plan") then
+      return nil, shown .. " takes no value"
     end
     i = i + 1
   end
@@ -109,8 +157,40 @@ end
 
 -- {==================== human output ====================
 
+-- The exit status of `ocean sail --once` (README, --help): 0 the resync
+-- completed and Port took every entity; 1 it failed (a kind failed, the
+-- mapping could not be read...; nothing was deleted) or was aborted, or
+-- the start failed; 2 a usage error; 3 it completed, but some entities
+-- are not in Port as the source has them (Port rejected them, or items
+-- whose itemsToParse failed held back their blueprints' deletion).
+_M.EXIT = { completed = 0, failed = 1, aborted = 1, usage = 2, partial = 3 }
+
+function _M.exit_status(summary)
+  return _M.EXIT[summary.outcome] or (summary.ok and 0 or 1)
+end
+
+local SHOWN = 20          -- rejected entities listed one by one
+
+local function print_problems(out, s)
+  local failures = s.failures or {}
+  for i, f in ipairs(failures) do
+    if i > SHOWN then
+      out:write(("  ... and %d more rejected entities\n"):format(#failures - SHOWN))
+      break
+    end
+    out:write(("  rejected %s/%s (%s): %s%s%s\n"):format(f.blueprint, f.identifier, f.label or "?",
+      f.status == 0 and "no answer" or tostring(f.status), f.code ~= "" and (" " .. f.code) or "",
+      f.message ~= "" and (": " .. log.mask(f.message)) or ""))
+  end
+  for _, h in ipairs(s.held or {}) do
+    out:write(("  deletion held back for blueprint '%s': %s\n"):format(h.blueprint, h.why))
+  end
+end
+
 local function print_summary(s, boot)
   local out = io.stdout
+  local unknown = (s.unknown or 0) > 0
+    and (", upserted %d (created or updated: unknown)"):format(s.unknown) or ""
   if s.plan then
     local would = boot and boot.would_create or {}
     if #would > 0 then
@@ -128,17 +208,21 @@ local function print_summary(s, boot)
       out:write(("  - %s/%s\n"):format(e.blueprint, e.identifier))
     end
   else
-    out:write(("resync %s: created %d, updated %d, unchanged %d, deleted %d, failed %d\n")
-      :format(s.ok and "completed" or (s.aborted and "aborted" or "failed"),
-        s.created, s.updated, s.unchanged, s.deleted, s.failed))
+    out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d\n")
+      :format(s.outcome == "partial" and "completed with failures" or s.outcome
+        or (s.ok and "completed" or (s.aborted and "aborted" or "failed")),
+        s.created, s.updated, unknown, s.unchanged, s.deleted, s.failed))
   end
   for _, k in ipairs(s.kinds or {}) do
     out:write(("  kind %-20s %6d objects -> %6d entities: created %d, updated %d, unchanged %d\n")
       :format(k.kind, k.raw, k.entities, k.created or 0, k.updated or 0, k.unchanged or 0))
   end
+  print_problems(out, s)
   if s.deletion and s.deletion.skipped and s.deletion.candidates > 0 then
     out:write(("  deletion skipped (%d candidates): %s\n"):format(s.deletion.candidates,
       table.concat(s.deletion.reasons, "; ")))
+  elseif s.deletion and s.deletion.skipped and #s.deletion.reasons > 0 then
+    out:write(("  deletion skipped: %s\n"):format(table.concat(s.deletion.reasons, "; ")))
   end
   for _, e in ipairs(s.errors or {}) do out:write("  error: ", log.mask(e), "\n") end
   out:flush()
@@ -175,6 +259,17 @@ end
 
 -- {==================== serving ====================
 
+-- GET /metrics (outside /integration, where Ocean serves it) when
+-- OCEAN__METRICS__ENABLED; nil otherwise (then a 404, as any unknown path).
+local function metrics_route(eng)
+  if not eng.metrics then return nil end
+  return function(req)
+    if req.path ~= "/metrics" then return nil end
+    if req.method ~= "GET" then return router.not_found(req, { "GET" }) end
+    return router.response(200, eng.metrics.reg:render(), { ["content-type"] = metrics.CONTENT_TYPE })
+  end
+end
+
 -- The HTTP server on the engine's router, under /integration, with the
 -- listener's own routes. It listens from the start (a port in use fails
 -- before anything is written to Port); requests are answered once serve()
@@ -182,7 +277,7 @@ end
 local function start_server(eng, o, state)
   local h = eng.settings.http or {}
   local srv, err = server.new { host = o.host or "0.0.0.0", port = eng.settings.http_port,
-    router = eng.router, prefix = "/integration",
+    router = eng.router, prefix = "/integration", outside = metrics_route(eng),
     max_connections = h.max_connections, max_connections_per_client = h.max_connections_per_client,
     header_timeout = h.header_timeout, body_timeout = h.body_timeout,
     log = function(level, msg) (log[level] or log.info)("%s", msg) end }
@@ -240,7 +335,7 @@ local function run(o, settings, state)
   if once then
     local summary = eng:sync_raw_all { plan = o.plan, app_config = boot.mapping }
     print_summary(summary, boot)
-    return summary.ok and 0 or 1
+    return _M.exit_status(summary)
   end
   serve(eng, state)
   return 0
@@ -266,6 +361,7 @@ function _M.main(args)
   if o.once then overrides.event_listener.type = "ONCE" end
   if o.port then overrides.http_port = o.port end
   if o.log_level then overrides.log_level = o.log_level end
+  if o.initialize ~= nil then overrides.initialize_port_resources = o.initialize end
   local settings, err = config.load { path = o.path, overrides = overrides }
   if not settings then
     io.stderr:write("ocean sail: ", err, "\n")

@@ -15,7 +15,8 @@
 -- the engine's integration router); the default is an "api" router (exact
 -- paths, raw bodies: the emulator's). opts.prefix: only paths under it
 -- reach the router, with the prefix removed (the runner's /integration);
--- others get the router's 404. srv:route/get/post/.../before/after are
+-- others get opts.outside(req)'s response when it gives one (the
+-- runner's GET /metrics), else the router's 404. srv:route/get/post/.../before/after are
 -- the router's. Responses may carry drop = true (close without an answer)
 -- or delay_ms = N (answer N ms later, without blocking others).
 local core = require "ocean.core"
@@ -95,7 +96,10 @@ local function answer(self, raw)
   local req = router.request(raw)
   local prefix = self.prefix
   if prefix then
-    if req.path:sub(1, #prefix + 1) ~= prefix .. "/" then return req, router.not_found(req) end
+    if req.path:sub(1, #prefix + 1) ~= prefix .. "/" then
+      local res = self.outside and self.outside(req)
+      return req, res or router.not_found(req)
+    end
     req.path = req.path:sub(#prefix + 1)
   end
   return req, self.router:handle(req)
@@ -220,7 +224,9 @@ end
 
 -- A server listening on opts.host (default 127.0.0.1) : opts.port
 -- (default 0: ephemeral). opts.max_body (bytes, default 1 MiB),
--- opts.log (function(level, message)), opts.router, opts.prefix, and the
+-- opts.log (function(level, message)), opts.router, opts.prefix,
+-- opts.outside (function(req) -> response | nil, for paths outside the
+-- prefix), and the
 -- limits that keep it answering under load (nil: the default):
 --   max_connections             total open connections (4096; lowered to
 --                               what RLIMIT_NOFILE allows, with a warning)
@@ -242,7 +248,7 @@ function _M.new(opts)
   if not c then return nil, err end
   local log = opts.log or default_log
   local self = setmetatable({
-    c = c, host = host, deferred = {}, log = log, prefix = opts.prefix,
+    c = c, host = host, deferred = {}, log = log, prefix = opts.prefix, outside = opts.outside,
     router = opts.router or router.new { kind = "api", log = log },
     reported = {}, next_report = 0,
   }, Server)

@@ -24,12 +24,14 @@ local json = require "ocean.json"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
 local otime = require "ocean.time"
+local report = require "ocean.report"
+local selector = require "ocean.selector"
 
-local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
+local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
+local setmetatable, getmetatable = setmetatable, getmetatable
 local coroutine_create, coroutine_resume, coroutine_status =
   coroutine.create, coroutine.resume, coroutine.status
 local traceback = debug.traceback
-local table_concat = table.concat
 local iso_at = otime.iso             -- ISO-8601 UTC with ms, as Port writes
 
 local _M = {}
@@ -38,6 +40,15 @@ local ABORTED = setmetatable({}, { __tostring = function() return "resync aborte
 _M.ABORTED = ABORTED
 
 -- {==================== helpers ====================
+
+-- A copy of a decoded JSON value (the resource config handed to resync
+-- functions: theirs to change, never the cached mapping's).
+local function deep_copy(v)
+  if type(v) ~= "table" or v == json.null then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = deep_copy(x) end
+  return setmetatable(c, getmetatable(v))
+end
 
 local function iso_now(eng)
   return iso_at(eng.clock())
@@ -129,14 +140,21 @@ end
 -- which would block an nginx worker). One entry per resource, in order:
 -- {index=, kind=, resource=, m= | err=}.
 local function compile_resources(eng, app)
-  local compiled = {}
+  local compiled, per_kind = {}, {}
   for i, resource in ipairs(app.resources) do
-    local kind = type(resource) == "table" and resource.kind or nil
+    local kind = tostring(type(resource) == "table" and resource.kind or nil)
     local ok, m, err = pcall(mapping.cached, resource, { allow_env = eng.settings.allow_env_jq },
                              eng.mapping_cache)
     if not ok then m, err = nil, tostring(m) end
-    compiled[i] = { index = i, kind = tostring(kind), resource = resource, m = m, err = err }
+    -- the declared selector fields (ocean.selector_schema), defaults set
+    local config, serr = deep_copy(resource), nil
+    if type(config) == "table" then config, serr = selector.check(eng.registry.selectors[kind], config) end
+    if serr then m, err = nil, ("kind '%s': %s"):format(kind, serr) end
+    per_kind[kind] = (per_kind[kind] or 0) + 1
+    compiled[i] = { index = i, kind = kind, resource = resource, m = m, err = err,
+                    config = config or deep_copy(resource) }
   end
+  for _, c in ipairs(compiled) do c.label = report.label(c.kind, c.index, per_kind[c.kind]) end
   return compiled
 end
 
@@ -144,44 +162,94 @@ end
 
 -- {==================== running resync functions ====================
 
--- A batch must be a list of raw objects (tables or JSON texts).
-local function check_batch(batch, kind)
-  if type(batch) == "string" then return true end
-  if type(batch) ~= "table" or batch == json.null then
-    return nil, ("a resync function for kind '%s' produced a %s, expected a list of objects")
-      :format(kind, type(batch))
-  end
-  for i = 1, #batch do
-    local item = batch[i]
-    if type(item) ~= "table" and type(item) ~= "string" then
-      return nil, ("a resync function for kind '%s' produced a %s at position %d, expected an object")
-        :format(kind, type(item), i)
-    end
-  end
-  return true
-end
+local function pack(...) return { n = select("#", ...), ... } end
 
--- Run fn(kind) as a coroutine; deliver(batch) for every yielded page and
--- for a returned list. Returns true, or nil, err when fn raised.
-local function run_resync_fn(fn, kind, deliver, run)
-  local co = coroutine_create(function(...) return fn(...) end)
-  local ok, res = coroutine_resume(co, kind)
-  while true do
-    run:check_abort()
-    if not ok then
-      return nil, ("resync function for kind '%s' failed: %s"):format(kind, tostring(res))
-    end
-    local dead = coroutine_status(co) == "dead"
-    if res ~= nil then
-      local good, err = check_batch(res, kind)
-      if good then
-        deliver(res)
-      else
-        run:add_error(kind, err)
+-- Why v is not a batch (a list of raw objects: tables or JSON texts, or
+-- one JSON text); nil when it is one.
+local function batch_problem(v)
+  local t = type(v)
+  if t == "string" then return nil end
+  if v == json.null then return "null" end
+  if t ~= "table" then return report.describe(v) end
+  local n, count = #v, 0
+  for _ in pairs(v) do count = count + 1 end
+  if count > n then
+    local keys, nkeys = {}, 0
+    for k in pairs(v) do
+      if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+        nkeys = nkeys + 1
+        keys[#keys + 1] = tostring(k)
       end
     end
-    if dead then return true end
-    ok, res = coroutine_resume(co)
+    table.sort(keys)
+    local names = report.some(keys, 5, nkeys)
+    if n == 0 then
+      return ("an object with keys %s: return its list of objects"):format(names)
+    end
+    return ("a table with %d list items and the keys %s: return a list of objects only")
+      :format(n, names)
+  end
+  for i = 1, n do
+    local it = type(v[i])
+    if it ~= "table" and it ~= "string" then
+      return ("a list whose item %d is %s: expected objects"):format(i, report.describe(v[i]))
+    end
+  end
+  return nil
+end
+_M.batch_problem = batch_problem
+
+-- What one resume of a resync function gave (r: packed coroutine.resume
+-- results after the status), as a batch, or nil, why. how: "returned" or
+-- "yielded". A resume that gave no value gives no batch (a generator's
+-- end, or a bare yield).
+local function take(r, how)
+  if r.n < 2 then return nil end
+  local v = r[2]
+  if v == nil then
+    if r.n >= 3 and r[3] ~= nil then
+      return nil, ("%s nil, %s"):format(how, tostring(r[3]))
+    end
+    return nil, how .. " nil: return a list of objects ({} when there are none)"
+  end
+  local problem = batch_problem(v)
+  if problem then return nil, how .. " " .. problem end
+  return v
+end
+
+-- Run fn(kind, resource) as a coroutine; deliver(batch) for every
+-- yielded page and for a returned list; fail(why) for anything else it
+-- gave (nil, err; an object page; ...), which fails the kind: a
+-- generator goes on (as Ocean's), a function is over. A function that
+-- neither yields a page nor returns a value fails too: a forgotten
+-- `return` must not read as an empty source (whose entities would be
+-- deleted); `return {}` says "none". Returns true, or nil, err when fn
+-- raised.
+local function run_resync_fn(fn, kind, resource, deliver, fail, run)
+  local co = coroutine_create(function(...) return fn(...) end)
+  local r = pack(coroutine_resume(co, kind, resource))
+  local gave = false
+  while true do
+    run:check_abort()
+    if not r[1] then
+      return nil, ("resync function for kind '%s' failed: %s"):format(kind, tostring(r[2]))
+    end
+    local dead = coroutine_status(co) == "dead"
+    local batch, why = take(r, dead and "returned" or "yielded")
+    gave = gave or r.n >= 2
+    if batch then
+      deliver(batch)
+    elseif why then
+      fail(("resync function for kind '%s' %s"):format(kind, why))
+    end
+    if dead then
+      if not gave then
+        fail(("resync function for kind '%s' returned nothing and yielded no page: return a "
+          .. "list of objects ({} when there are none)"):format(kind))
+      end
+      return true
+    end
+    r = pack(coroutine_resume(co))
   end
 end
 _M.run_resync_fn = run_resync_fn
@@ -194,9 +262,13 @@ local Run = {}
 Run.__index = Run
 
 local function new_run(eng, kind_of_event, opts)
+  local s = eng.settings or {}
+  local l = s.log or {}
   local r = setmetatable({
     eng = eng, id = uuid(), t0 = eng.clock(), plan = opts.plan and true or false,
-    event = kind_of_event, errors = {}, kinds = {}, aborted = false,
+    event = kind_of_event, errors = {}, error_count = 0, kinds = {}, aborted = false,
+    held = {}, progress_interval = l.progress_interval or 10,
+    item_errors = l.item_errors or 10,
   }, Run)
   r.started = iso_at(r.t0)
   return r
@@ -209,9 +281,32 @@ function Run:check_abort()
   end
 end
 
-function Run:add_error(kind, msg)
+-- An error of the run (it blocks deletion): counted, kept for the
+-- summary and logged; `logged` false: counted and kept, not logged (a
+-- capped item error says it itself).
+function Run:add_error(kind, msg, logged)
+  self.error_count = self.error_count + 1
   self.errors[#self.errors + 1] = kind and ("kind '%s': %s"):format(kind, msg) or msg
-  log.error("%s", self.errors[#self.errors])
+  if logged ~= false then log.error("%s", self.errors[#self.errors]) end
+end
+
+-- An error that is counted (and blocks deletion) but not kept one by one.
+function Run:count_error(n)
+  self.error_count = self.error_count + n
+end
+
+-- Between two waits: the running kind's progress line, at most every
+-- progress_interval seconds.
+function Run:tick()
+  local k = self.current
+  if not k or not self.session then return end
+  local now = self.eng.clock()
+  if now - k.said_at < self.progress_interval then return end
+  k.said_at = now
+  local st = self.session:stats()
+  report.progress(k.label, k, { entities = st.entities_sent - k.at_start.entities_sent,
+    requests = st.upsert_requests - k.at_start.upsert_requests,
+    failed = st.failed - k.at_start.failed }, now - k.t0)
 end
 
 -- Wait for a Job of the session; a run asked to stop raises ABORTED
@@ -240,9 +335,16 @@ local function open_session(run, o, slots, event_type)
   return run.session
 end
 
-local function new_kind_stats(run, kind, raw)
-  local stats = { kind = kind, batches = 0, raw = raw or 0, entities = 0, filtered = 0,
-                  errors = 0, dropped = 0, misconfigured = {} }
+-- The stats of one resource (c: a compiled resource, or a stand-in for
+-- sync(entities)).
+local function new_kind_stats(run, c, raw)
+  local now = run.eng.clock()
+  local stats = { kind = c.kind, index = c.index, label = c.label, batches = 0, raw = raw or 0,
+                  entities = 0, filtered = 0, errors = 0, dropped = 0, items_errors = 0,
+                  misconfigured = {}, created = 0, updated = 0, unknown = 0, unchanged = 0,
+                  failed_entities = 0, t0 = now, said_at = now, status = "running",
+                  notes = report.notes(run.item_errors, c.label) }
+  if run.session then stats.at_start = run.session:stats() end
   run.kinds[#run.kinds + 1] = stats
   return stats
 end
@@ -250,6 +352,43 @@ end
 -- C work between two pauses while a page is mapped (inside nginx a page
 -- of 50 000 objects must not stall the worker: ~20 ms at most).
 _M.MAP_BUDGET_MS = 5
+
+-- The problems a feed reported, noted per resource (capped) and counted.
+local function note_feed(run, c, stats, rep, batch)
+  local notes = stats.notes
+  if rep.error_count > 0 then
+    stats.errors = stats.errors + rep.error_count
+    for _, e in ipairs(rep.errors) do
+      local msg = ("item %d: %s"):format(e.index, e.message)
+      if notes:add("item errors", "error", ("kind '%s': %s"):format(c.kind, msg)) then
+        run:add_error(c.kind, msg, false)
+      else
+        run:count_error(1)
+      end
+    end
+    notes:skip("item errors", rep.error_count - #rep.errors)
+    run:count_error(rep.error_count - #rep.errors)
+  end
+  if rep.dropped_count > 0 then
+    stats.dropped = stats.dropped + rep.dropped_count
+    for _, d in ipairs(rep.dropped) do
+      notes:add("dropped entities", "warning",
+        ("kind '%s': item %d dropped: %s"):format(c.kind, d.index, d.reason))
+    end
+    notes:skip("dropped entities", rep.dropped_count - #rep.dropped)
+  end
+  if rep.items_error_count > 0 then
+    stats.items_errors = stats.items_errors + rep.items_error_count
+    for _, e in ipairs(rep.items_errors) do
+      notes:add("items whose itemsToParse failed", "warning", function()
+        return ("%s: %s: %s; its children are unknown, so deletion is held back for this "
+          .. "resource's blueprints"):format(c.label, report.where(stats.batches, batch, e.index),
+          e.message)
+      end)
+    end
+    notes:skip("items whose itemsToParse failed", rep.items_error_count - #rep.items_errors)
+  end
+end
 
 -- Map and offer one batch of a kind (c: a compiled resource), a slice of
 -- at most MAP_BUDGET_MS at a time, letting the rest run in between.
@@ -268,24 +407,11 @@ local function feed_batch(run, c, stats, batch)
   stats.raw = stats.raw + rep.items
   stats.entities = stats.entities + rep.entities
   stats.filtered = stats.filtered + rep.filtered
-  if rep.error_count > 0 then
-    stats.errors = stats.errors + rep.error_count
-    for _, e in ipairs(rep.errors) do
-      run:add_error(c.kind, ("item %d: %s"):format(e.index, e.message))
-    end
-    if rep.error_count > #rep.errors then
-      run:add_error(c.kind, ("... and %d more item errors"):format(rep.error_count - #rep.errors))
-    end
-  end
-  if rep.dropped_count > 0 then
-    stats.dropped = stats.dropped + rep.dropped_count
-    for _, d in ipairs(rep.dropped) do
-      log.warning("kind '%s': item %d dropped: %s", c.kind, d.index, d.reason)
-    end
-  end
+  note_feed(run, c, stats, rep, batch)
   for path, expr in pairs(rep.misconfigured) do
     stats.misconfigured[path] = expr
   end
+  run:tick()
 end
 
 -- Send what is left and wait for the answers.
@@ -295,56 +421,100 @@ local function drain(run)
   run:await(job)
 end
 
-local function log_misconfigured(stats)
-  if not next(stats.misconfigured) then return end
-  local parts = {}
-  for path, expr in pairs(stats.misconfigured) do parts[#parts + 1] = ("%s (%s)"):format(path, expr) end
-  table.sort(parts)
-  log.warning("kind '%s': fields that came out null (misconfigured?): %s", stats.kind,
-    table_concat(parts, ", "))
+-- The counts of a resource, from the session (exact also after the retry
+-- and when the run stopped half-way).
+local function read_counts(run, stats)
+  if not run.session or not stats.index then return end
+  local t = run.session:tag_stats(stats.index)
+  stats.created, stats.updated, stats.unknown = t.created, t.updated, t.unknown
+  stats.unchanged, stats.failed_entities = t.unchanged, t.failed
 end
 
-local function kind_done(run, stats, before, t0)
-  local after = run.session:stats()
-  stats.created = after.created - before.created
-  stats.updated = after.updated - before.updated
-  stats.unchanged = after.unchanged - before.unchanged
-  stats.failed_entities = after.failed - before.failed
-  stats.seconds = run.eng.clock() - t0
+local function kind_done(run, stats, status)
+  stats.status = status
+  stats.seconds = run.eng.clock() - stats.t0
+  read_counts(run, stats)
+  if run.current == stats then run.current = nil end
+  for _, line in ipairs(stats.notes:done(stats.errors > 0 and "error" or "warning")) do
+    if stats.errors > 0 then run.errors[#run.errors + 1] = line end
+  end
   local rate = stats.seconds > 0 and stats.raw / stats.seconds or 0
-  log.info("kind '%s': %d batches, %d objects -> %d entities (%d filtered); created %d, "
-    .. "updated %d, unchanged %d, failed %d (%.0f objects/s)%s", stats.kind, stats.batches,
-    stats.raw, stats.entities, stats.filtered, stats.created, stats.updated, stats.unchanged,
-    stats.failed_entities, rate, run.plan and " [plan]" or "")
+  local unknown = stats.unknown > 0 and (", upserted %d (created or updated: unknown)")
+    :format(stats.unknown) or ""
+  log.info("%s: %d batches, %d objects -> %d entities (%d filtered); created %d, "
+    .. "updated %d%s, unchanged %d, failed %d (%.0f objects/s)%s%s", stats.label, stats.batches,
+    stats.raw, stats.entities, stats.filtered, stats.created, stats.updated, unknown,
+    stats.unchanged, stats.failed_entities, rate, run.plan and " [plan]" or "",
+    status ~= "completed" and (" [" .. status .. "]") or "")
+end
+
+-- The blueprint a resource's mapping writes when it is a literal
+-- ('"service"'); nil when it is computed per entity.
+local function constant_blueprint(resource)
+  local p = type(resource) == "table" and resource.port
+  local e = type(p) == "table" and p.entity
+  local m = type(e) == "table" and e.mappings
+  local bp = type(m) == "table" and m.blueprint
+  if type(bp) ~= "string" then return nil end
+  local v = bp:match('^%s*"([^"\\]*)"%s*$') or bp:match("^%s*'([^'\\]*)'%s*$")
+  return v ~= "" and v or nil
+end
+
+-- A resource some of whose items could not be expanded (itemsToParse):
+-- the entities they would have given are unknown, so the owned entities
+-- of its blueprint must not be deleted (all deletion when the blueprint is
+-- computed per entity).
+local function hold_back(run, c, stats)
+  if stats.items_errors == 0 then return end
+  local why = ("%s: itemsToParse failed for %d %s"):format(c.label, stats.items_errors,
+    stats.items_errors == 1 and "item" or "items")
+  local bp = constant_blueprint(c.resource)
+  if bp then
+    run.held[#run.held + 1] = { blueprint = bp, why = why }
+  else
+    run.blocked_all = run.blocked_all or {}
+    run.blocked_all[#run.blocked_all + 1] = why .. ", and its blueprint is computed per entity"
+  end
+end
+
+-- Ocean's event for the functions of one resource (ocean.event).
+local function resource_event(run, c)
+  return { type = "resync", resync_id = run.id, kind = c.kind, resource_index = c.index,
+           resource_config = c.config, port_app_config = run.app }
 end
 
 -- Step 5 for one kind: its resync functions, batch by batch.
 local function process_kind(run, c)
   local kind = c.kind
-  local stats = new_kind_stats(run, kind)
-  local t0, before = run.eng.clock(), run.session:stats()
+  local stats = new_kind_stats(run, c)
+  run.current = stats
+  local sel = type(c.resource) == "table" and type(c.resource.selector) == "table"
+    and c.resource.selector.query
+  log.info("%s started (resource %d of %d%s)", c.label, c.index, run.nresources,
+    type(sel) == "string" and (", selector: " .. sel) or "")
   if not c.m then
     run:add_error(nil, c.err)        -- the message names the kind
-    stats.failed = true
+    kind_done(run, stats, "failed")
     return stats
   end
   local fns = run.eng:resync_functions(kind)
   if #fns == 0 then
     run:add_error(kind, ("no resync function is registered for kind '%s'"):format(kind))
-    stats.failed = true
+    kind_done(run, stats, "failed")
     return stats
   end
-  local errors_before = #run.errors
+  local errors_before = run.error_count
+  local event = resource_event(run, c)
   for _, fn in ipairs(fns) do
-    local ok, err = run_resync_fn(fn, kind, function(batch)
+    local ok, err = run.eng:with_event(event, run_resync_fn, fn, kind, c.config, function(batch)
       feed_batch(run, c, stats, batch)
-    end, run)
+    end, function(why) run:add_error(nil, why) end, run)
     if not ok then run:add_error(nil, err) end
   end
-  log_misconfigured(stats)
+  report.misconfigured(stats)
   drain(run)
-  kind_done(run, stats, before, t0)
-  stats.failed = #run.errors > errors_before
+  hold_back(run, c, stats)
+  kind_done(run, stats, run.error_count > errors_before and "failed" or "completed")
   return stats
 end
 
@@ -362,30 +532,6 @@ local function started_bound(run)
   return iso_at(run.t0 - SKEW_MARGIN)
 end
 
--- What the end of the session did, in the log.
-local function log_end(rep)
-  local d = rep.deletion
-  if rep.retried > 0 then
-    log.info("retried %d failed upserts in relation order (%d levels): %d succeeded",
-      rep.retried, rep.retry_levels, rep.retry_ok)
-  end
-  if d.skipped and d.candidates > 0 then
-    log.warning("not deleting %d entities: %s", d.candidates, table_concat(d.reasons, "; "))
-  elseif d.candidates > 0 then
-    if rep.confirmed < d.candidates then
-      log.info("%d deletion candidates changed since the resync started; they stay",
-        d.candidates - rep.confirmed)
-    end
-    if rep.protected_targets > 0 then
-      log.info("%d deletion candidates are relation targets of synced entities; they stay",
-        rep.protected_targets)
-    end
-  end
-  for _, e in ipairs(rep.failed_deletes) do
-    log.warning("could not delete %s/%s: %s", e.blueprint, e.identifier, e.message or "?")
-  end
-end
-
 -- Step 6: retry, decide, confirm, delete (the session's phases).
 local function finish(run, threshold)
   local blocked = {}
@@ -395,13 +541,17 @@ local function finish(run, threshold)
         :format(k.kind, k.dropped)
     end
   end
+  for _, why in ipairs(run.blocked_all or {}) do blocked[#blocked + 1] = why end
+  local held = {}
+  for _, h in ipairs(run.held) do held[#held + 1] = h.blueprint end
   local job, err = run.session:finish { threshold = threshold, before = started_bound(run),
-                                        errors = #run.errors, blocked = blocked }
+                                        errors = run.error_count, blocked = blocked,
+                                        held = held }
   if not job then return run:add_error(nil, err) end
   local rep = run:await(job)
   for _, e in ipairs(rep.errors) do run:add_error(nil, e) end
   run.deletion = rep.deletion
-  log_end(rep)
+  report.session_end(rep, run.held)
 end
 
 -- }====================
@@ -435,28 +585,62 @@ local function run_hooks(list, name, ...)
   return true
 end
 
+-- The failures with the resource each came from (`kind`, `label`).
+local function label_failures(run, failures)
+  local by_index = {}
+  for _, k in ipairs(run.kinds) do
+    if k.index then by_index[k.index] = k end
+  end
+  for _, f in ipairs(failures) do
+    local k = by_index[f.tag]
+    f.kind = k and k.kind or nil
+    f.label = k and k.label or "entities"
+  end
+  return failures
+end
+
+-- completed | partial (completed, but some entities are not in Port as
+-- the source has them: Port rejected them, or items could not be
+-- expanded) | failed | aborted.
+local function outcome_of(s)
+  if s.aborted then return "aborted" end
+  if not s.ok then return "failed" end
+  if s.failed > 0 or s.items_errors > 0 then return "partial" end
+  return "completed"
+end
+_M.outcome_of = outcome_of
+
 local function summarize(run)
   local session = run.session
   local st = session and session:stats() or {}
   local s = {
-    ok = #run.errors == 0 and not run.aborted,
+    ok = run.error_count == 0 and not run.aborted,
     aborted = run.aborted or nil,
     plan = run.plan or nil,
     resync_id = run.id,
-    created = st.created or 0, updated = st.updated or 0,
+    created = st.created or 0, updated = st.updated or 0, unknown = st.unknown or 0,
     unchanged = st.unchanged or 0, failed = st.failed or 0,
     deleted = run.deletion and run.deletion.deleted or 0,
-    errors = run.errors, kinds = run.kinds, deletion = run.deletion,
+    filtered = 0, items_errors = 0,
+    errors = run.errors, error_count = run.error_count, kinds = run.kinds,
+    deletion = run.deletion, held = run.held[1] and run.held or nil,
     requests = { upserts = st.upsert_requests or 0, deletes = st.delete_requests or 0 },
+    failures = {},
   }
+  for _, k in ipairs(run.kinds) do
+    read_counts(run, k)
+    s.filtered = s.filtered + k.filtered
+    s.items_errors = s.items_errors + k.items_errors
+  end
   if session then
-    s.failures = session:failures()
+    s.failures = label_failures(run, session:failures())
     if run.plan then
       local p = session:planned()
       s.planned = { create = p.create, update = p.update,
                     delete = run.deletion and run.deletion.planned or {} }
     end
   end
+  s.outcome = outcome_of(s)
   return s
 end
 
@@ -470,6 +654,7 @@ local function guarded(run, body)
     return traceback(tostring(e), 2)
   end)
   if not ok then
+    if run.current then kind_done(run, run.current, err == ABORTED and "aborted" or "failed") end
     if err == ABORTED then
       run.aborted = true
       log.warning("%s %s aborted: nothing was deleted", run.event, run.id)
@@ -484,10 +669,13 @@ local function guarded(run, body)
   if run.session and not run.aborted and not run.plan then pcall(eng.adopt_owned, eng, run.session) end
   if run.session then run.session:close() end
   eng:end_run(run)
-  log.info("%s %s %s: created %d, updated %d, unchanged %d, deleted %d, failed %d%s",
-    run.event, run.id, summary.ok and "completed" or (run.aborted and "aborted" or "failed"),
-    summary.created, summary.updated, summary.unchanged, summary.deleted, summary.failed,
-    #summary.errors > 0 and (" (" .. #summary.errors .. " errors)") or "")
+  report.failures(summary.failures)
+  log.info("%s %s %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d%s", run.event,
+    run.id, summary.outcome == "partial" and "completed" or summary.outcome, summary.created,
+    summary.updated, summary.unknown > 0 and (", upserted %d (created or updated: unknown)")
+      :format(summary.unknown) or "",
+    summary.unchanged, summary.deleted, summary.failed,
+    summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
   return summary
 end
 
@@ -496,10 +684,13 @@ end
 -- {==================== the operations ====================
 
 -- Steps 1 and 2: the mapping, "running" and the start hooks. nil when the
--- run cannot go on (recorded, and reported to Port).
+-- run cannot go on (recorded, and reported to Port). The mapping read is
+-- the one live events use from now on (ocean.engine's app-config cache),
+-- so that a webhook after the resync maps as it did.
 local function start_resync(run, opts)
   local app, err = _M.fetch_app_config(run.eng, opts)
   if app then
+    if not run.plan then run.eng:set_app_config(app) end
     run.running_state = report_state(run, "running")
     local ok, herr = run_hooks(run.eng.registry.on_resync_start, "on_resync_start")
     if ok then return app end
@@ -510,11 +701,11 @@ local function start_resync(run, opts)
 end
 
 local function complete(run)
-  if #run.errors == 0 then
+  if run.error_count == 0 then
     local ok, err = run_hooks(run.eng.registry.on_resync_complete, "on_resync_complete")
     if not ok then run:add_error(nil, err) end
   end
-  report_state(run, #run.errors == 0 and "completed" or "failed")
+  report_state(run, run.error_count == 0 and "completed" or "failed")
 end
 
 -- The full resync. opts: {plan=bool, app_config=table (skip the fetch)}.
@@ -526,11 +717,14 @@ function _M.sync_raw_all(eng, opts)
     log.info("resync %s started%s", run.id, run.plan and " (plan: nothing is written)" or "")
     local app = start_resync(run, opts)                            -- 1, 2
     if not app then return end
+    run.app = app
     local compiled = compile_resources(eng, app)                   -- 3
+    run.nresources = #compiled
     local slots = {}
     for i, c in ipairs(compiled) do slots[i] = c.m or false end
     open_session(run, app_options(app), slots, "resync")           -- 4
     for _, c in ipairs(compiled) do process_kind(run, c) end       -- 5
+    run.current = nil
     finish(run, threshold_of(eng, app))                            -- 6
     complete(run)
   end)
@@ -565,7 +759,8 @@ function _M.sync_entities(eng, entities, app, opts)
   return guarded(run, function()
     local session = open_session(run, app_options(app), { signature_of(entities) },
       opts.event_type or "http_request")
-    local stats = new_kind_stats(run, "(entities)", #entities)
+    local stats = new_kind_stats(run, { kind = "(entities)", index = 1, label = "entities" },
+      #entities)
     stats.batches = 1
     for i, e in ipairs(entities) do
       if type(e) ~= "table" or e.identifier == nil or e.blueprint == nil then
@@ -579,6 +774,7 @@ function _M.sync_entities(eng, entities, app, opts)
       end
     end
     drain(run)
+    stats.status = "completed"
     finish(run, threshold_of(eng, app))
   end)
 end

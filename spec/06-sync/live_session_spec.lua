@@ -402,6 +402,35 @@ describe("the live session", function()
   end)
 
   describe("the resync folds an entity produced several times", function()
+    local function kinds_of(s)
+      local out = {}
+      for _, k in ipairs(s.kinds) do if k.kind == "ticket" then out[#out + 1] = k end end
+      return out
+    end
+
+    local function totals(s)
+      return { s.created, s.updated, s.unknown, s.unchanged, s.failed }
+    end
+
+    local function sum_of_kinds(s)
+      local t = { 0, 0, 0, 0, 0 }
+      for _, k in ipairs(s.kinds) do
+        t[1], t[2], t[3] = t[1] + k.created, t[2] + k.updated, t[3] + k.unknown
+        t[4], t[5] = t[4] + k.unchanged, t[5] + k.failed_entities
+      end
+      return t
+    end
+
+    local function labels_sent()
+      local sent = {}
+      for _, req in ipairs(emu.requests { bodies = true }) do
+        if req.path == "/v1/blueprints/label/entities/bulk" then
+          for _, e in ipairs(req.body.entities) do sent[e.identifier] = (sent[e.identifier] or 0) + 1 end
+        end
+      end
+      return sent
+    end
+
     it("counts and sends 5 labels shared by 24 tickets once each", function()
       local names = { "a", "b", "c", "d", "e" }
       local tickets = {}
@@ -413,22 +442,66 @@ describe("the live session", function()
       local s = ocean.sync_raw_all()
       assert.is_true(s.ok, json.encode(s.errors))
       assert.are.equal(29, s.created)
-      local kinds = {}
-      for _, k in ipairs(s.kinds) do if k.kind == "ticket" then kinds[#kinds + 1] = k end end
+      local kinds = kinds_of(s)
       assert.are.same({ 24, 5 }, { kinds[1].entities, kinds[2].entities })
       assert.are.same({ 24, 5 }, { kinds[1].created, kinds[2].created })
-      local sent = {}
-      for _, req in ipairs(emu.requests { bodies = true }) do
-        if req.path == "/v1/blueprints/label/entities/bulk" then
-          for _, e in ipairs(req.body.entities) do sent[e.identifier] = (sent[e.identifier] or 0) + 1 end
-        end
-      end
-      assert.are.same({ a = 1, b = 1, c = 1, d = 1, e = 1 }, sent)
+      assert.are.same({ a = 1, b = 1, c = 1, d = 1, e = 1 }, labels_sent())
+      assert.are.same(totals(s), sum_of_kinds(s))
       -- a second resync: nothing changed, nothing sent, still counted once
       emu.clear_requests()
       s = ocean.sync_raw_all()
       assert.are.same({ 0, 29 }, { s.created, s.unchanged })
+      assert.are.same({ 24, 5 }, { kinds_of(s)[1].unchanged, kinds_of(s)[2].unchanged })
       assert.are.equal(0, count("POST", "/entities/bulk$"))
+      -- the owned listing fails: all is sent, each label once, and counted
+      -- 'unknown' once, in its resource
+      emu.faults { { method = "POST", path = "datasource%-entities", status = 500 } }
+      emu.clear_requests()
+      s = ocean.sync_raw_all()
+      emu.faults()
+      assert.are.same({ 0, 0, 29, 0 }, { s.created, s.updated, s.unknown, s.unchanged })
+      assert.are.same({ 24, 5 }, { kinds_of(s)[1].unknown, kinds_of(s)[2].unknown })
+      assert.are.same({ a = 1, b = 1, c = 1, d = 1, e = 1 }, labels_sent())
+      assert.are.same(totals(s), sum_of_kinds(s))
+    end)
+
+    it("counts an entity two resources produce once, in the first one's counts", function()
+      local OTHER_LABELS = { kind = "ticket", selector = { query = "true" },
+        port = { itemsToParse = ".labels", entity = { mappings = { identifier = ".item",
+          title = ".item", blueprint = '"label"' } } } }
+      local app = { createMissingRelatedEntities = true,
+        resources = json.array { TICKET, LABEL, OTHER_LABELS } }
+      eng:on_resync("ticket", function()
+        coroutine.yield { ticket("t1", { "x", "y" }), ticket("t2", { "y" }) }
+      end)
+      emu.clear_requests()
+      local s = ocean.sync_raw_all { app_config = app }
+      assert.is_true(s.ok, json.encode(s.errors))
+      assert.are.equal(4, s.created)
+      local k = kinds_of(s)
+      assert.are.same({ 2, 2, 0 }, { k[1].created, k[2].created, k[3].created })
+      assert.are.same({ 2, 2, 0 }, { k[1].entities, k[2].entities, k[3].entities })
+      assert.are.same(totals(s), sum_of_kinds(s))
+      assert.are.same({ x = 1, y = 1 }, labels_sent())
+    end)
+
+    it("counts a rejected duplicate once, under its resource, with its reason", function()
+      emu.faults { { method = "POST", path = "/v1/blueprints/label/entities/bulk", status = 422,
+        body = { ok = false, error = "invalid_request", message = "no labels today" } } }
+      eng:on_resync("ticket", function()
+        coroutine.yield { ticket("t1", { "x" }), ticket("t2", { "x" }), ticket("t3", { "x" }) }
+      end)
+      local s = ocean.sync_raw_all()
+      emu.faults()
+      assert.are.equal(1, s.failed)
+      local k = kinds_of(s)
+      assert.are.same({ 3, 0 }, { k[1].created, k[1].failed_entities })
+      assert.are.same({ 0, 1 }, { k[2].created, k[2].failed_entities })
+      assert.are.same(totals(s), sum_of_kinds(s))
+      assert.are.equal(1, #s.failures)
+      local f = s.failures[1]
+      assert.are.same({ "label", "x", 422, k[2].label }, { f.blueprint, f.identifier, f.status, f.label })
+      assert.are_not.equal(k[1].label, k[2].label)
     end)
 
     it("sends the last of differing versions within a bulk", function()

@@ -41,7 +41,7 @@ describe("ocean sail", function()
     assert.are.equal(0, r.rc)
     assert.are.equal("", r.err)
     assert.are.equal(
-      "usage: ocean sail [PATH] [--once] [--port N] [--host ADDR] [--log-level LEVEL] [--plan]\n",
+      "usage: ocean sail [PATH] [-O] [-p N] [-l LEVEL] [-i BOOL] [--host ADDR] [--plan]\n",
       r.out:match("^[^\n]*\n"))
     for _, opt in ipairs { "--once", "--plan", "--port N", "--host ADDR", "--log-level LEVEL",
                            "OCEAN__PORT__CLIENT_SECRET" } do

@@ -28,8 +28,10 @@ describe("ocean <command> --help", function()
   local first_lines = {
     sail = "usage: ocean sail [PATH]",
     new = "usage: ocean new [PATH]",
+    defaults = "usage: ocean defaults <dock|clean> [PATH]",
     version = "usage: ocean version [--short]",
     ["port-emulator"] = "usage: ocean port-emulator",
+    ["port-app-config"] = "usage: ocean port-app-config schema [PATH]",
   }
   for cmd, first in pairs(first_lines) do
     it("describes " .. cmd .. " with --help, -h and `ocean help " .. cmd .. "` (exit 0)", function()
@@ -49,7 +51,7 @@ describe("ocean <command> --help", function()
   it("lists every command in `ocean help`", function()
     local r = sail.run({ "help" })
     assert.are.equal(0, r.rc)
-    for _, cmd in ipairs { "sail", "new", "version", "port-emulator", "help" } do
+    for _, cmd in ipairs { "sail", "new", "defaults", "version", "port-emulator", "port-app-config", "help" } do
       assert.truthy(r.out:find("\n  " .. cmd .. " ", 1, true), cmd)
     end
   end)

@@ -8,6 +8,7 @@ local ehelp = require "spec.helpers.emulator"
 local nc = require "spec.helpers.nginx_conf"
 local sail = require "spec.helpers.sail"
 local json = require "ocean.json"
+local prom = require "spec.helpers.prometheus"
 
 local q, read_file, sh = ehelp.shell_quote, ehelp.read_file, ehelp.sh
 
@@ -51,7 +52,7 @@ describe("the documented nginx.conf", function()
       pid_file = "logs/nginx.pid", ready = "/integration/health",
       env = { OCEAN__PORT__BASE_URL = emu.url, OCEAN__PORT__CLIENT_ID = emu.client_id,
               OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
-              OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY" },
+              OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY", OCEAN__METRICS__ENABLED = "true" },
     })
   end)
   teardown(function()
@@ -69,7 +70,8 @@ describe("the documented nginx.conf", function()
                             "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
                             "pid logs/nginx.pid;", "error_log logs/error.log info;",
                             "access_log logs/access.log;", "client_body_temp_path tmp/client_body;",
-                            "client_max_body_size 25m;", "env OCEAN__PORT__CLIENT_SECRET;" } do
+                            "client_max_body_size 25m;", "env OCEAN__PORT__CLIENT_SECRET;",
+                            "lua_shared_dict ocean_metrics 4m;", "location = /metrics {" } do
       assert.truthy(conf:find(line, 1, true), line)
     end
   end)
@@ -100,6 +102,28 @@ describe("the documented nginx.conf", function()
       if e.identifier == "big-one" then found = e end
     end
     assert.are.equal("Big", found and found.title)
+  end)
+
+  it("serves Prometheus metrics from the shared dict after the resync", function()
+    -- after the resync of the test above
+    local status, text, headers = ng:http("GET", "/metrics")
+    assert.are.equal(200, status, text)
+    assert.are.equal("text/plain; version=0.0.4; charset=utf-8", headers["content-type"])
+    local r = prom.parse(text)
+    assert.are.equal(25, prom.value(r, "object_count", { kind = "item-0", phase = "extract",
+                                                         object_count_type = "raw_extracted" }))
+    assert.are.equal(25, prom.value(r, "upserted_count", { kind = "item-0", phase = "load" }))
+    assert.are.equal(1, prom.value(r, "success", { kind = "__resync__", phase = "resync" }))
+    local bulk = 0
+    for _, req in ipairs(emu.requests()) do
+      if req.method == "POST" and req.path == "/v1/blueprints/docs-conf-item/entities/bulk" then
+        bulk = bulk + 1
+      end
+    end
+    assert.is_true(bulk >= 2)
+    assert.are.equal(bulk, prom.value(r, "ocean_port_requests_total",
+      { endpoint = "/v1/blueprints/{blueprint}/entities/bulk", status = "200" }))
+    assert.are.same({ 405 }, { (ng:http("POST", "/metrics")) })
   end)
 
   it("writes its files under the prefix and logs [ocean] info lines there", function()

@@ -45,6 +45,7 @@ local function write_file(path, s)
   f:write(s)
   f:close()
 end
+_M.write_file = write_file
 
 local function sh(cmd)
   local p = assert(io.popen(cmd, "r"))

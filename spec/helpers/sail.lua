@@ -38,8 +38,9 @@ function _M.free_port()
   return port
 end
 
-local function command(args, env, dir, limit)
-  local parts = { "env -i", "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"),
+local function command(args, env, dir, limit, cwd)
+  local parts = { cwd and ("cd " .. q(cwd) .. " &&") or "",
+                  "env -i", "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"),
                   "HOME=" .. q(os.getenv("HOME") or "/tmp") }
   -- the build the suite runs on (build/jq17: against libjq 1.7.1)
   if os.getenv("OCEAN_CORE_BUILD") then
@@ -56,10 +57,17 @@ local function command(args, env, dir, limit)
   return concat(parts, " ")
 end
 
--- Run to the end: {rc=, out=, err=}.
+-- Run to the end: {rc=, out=, err=}. opts: limit (s), cwd (the
+-- directory it runs in), stdin (text fed to it; default: /dev/null).
 function _M.run(args, env, opts)
+  opts = opts or {}
   local dir = ehelp.tmpdir()
-  local rc = sh(command(args, env, dir, opts and opts.limit or 120) .. "; echo $?")
+  local cmd = command(args, env, dir, opts.limit or 120, opts.cwd)
+  if opts.stdin then
+    ehelp.write_file(dir .. "/in", opts.stdin)
+    cmd = cmd:gsub("< /dev/null$", "< " .. q(dir .. "/in"))
+  end
+  local rc = sh(cmd .. "; echo $?")
   local r = { rc = tonumber(rc), out = read_file(dir .. "/out") or "",
               err = read_file(dir .. "/err") or "" }
   os.execute("rm -rf " .. q(dir))

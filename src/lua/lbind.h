@@ -77,17 +77,22 @@ jv oc_mapping_lua_raw(lua_State *L, int idx, struct oc_mapping *m, char *err,
  * at deadline_ms (monotonic; 0: never) and going on from `cur` when
  * called again. offer gets each entity (consumed): passed, or failed the
  * selector (only when want_failed); it returns 0 (counted), 1 (folded
- * into an earlier entity: not counted again) or -1 with err (stops). */
+ * into an earlier entity: not counted again) or -1 with err (stops).
+ * An input the selector refused counts in `filtered` either way. With
+ * split_items, an item whose itemsToParse gave neither an array nor null
+ * goes to the report's items_errors list (its children are unknown),
+ * else to its errors. */
 struct oc_mapping;
 typedef struct oc_feed {
   lua_State *L;
   struct oc_mapping *m;
-  int parse_all, want_failed;
+  int parse_all, want_failed, split_items;
   int (*offer)(void *ud, jv entity, int passed, char *err, size_t errlen);
   void *offer_ud;
-  int errors_t, dropped_t;       /* stack indexes of the report's lists */
+  int errors_t, dropped_t, items_t; /* stack indexes of the report's
+                                       lists */
   unsigned char *mis;            /* field_count flags */
-  size_t index, nerrors, ndropped, entities, filtered;
+  size_t index, nerrors, ndropped, nitems, entities, filtered;
   oc_json_cursor_t cur;          /* list: items done; text: the cursor */
   double deadline_ms;
   int failed;
@@ -100,7 +105,8 @@ int oc_feed_run(lua_State *L, oc_feed_t *f, int idx);
 void oc_feed_push_report(lua_State *L, const oc_feed_t *f);
 /* A feed kept between calls in the Lua table at acc (acc.state, a
  * zeroed userdata of `size` bytes that starts with the oc_feed_t, made on
- * the first call; acc.mis, acc.errors, acc.dropped): pushes 4 values and
+ * the first call; acc.mis, acc.errors, acc.dropped, acc.items_errors):
+ * pushes 5 values and
  * returns it, its L, m and report tables set for this call. */
 void *oc_feed_resume(lua_State *L, int acc, struct oc_mapping *m,
                      size_t size);

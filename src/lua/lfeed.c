@@ -6,7 +6,8 @@
  * budget is spent and go on later from its cursor (a JSON text is read
  * element by element), so that a caller inside nginx can yield between
  * two slices. It keeps the report (items, entities, filtered, errors,
- * dropped, misconfigured fields) in the Lua tables the caller gives.
+ * dropped, items errors, misconfigured fields) in the Lua tables the
+ * caller gives.
  */
 #include "lbind.h"
 
@@ -66,6 +67,20 @@ static void on_dropped(void *ud, const char *reason)
   add_report(f, f->dropped_t, &f->ndropped, "reason", reason);
 }
 
+static void on_filtered(void *ud)
+{
+  ((oc_feed_t *)ud)->filtered++;
+}
+
+static void on_items_error(void *ud, const char *msg)
+{
+  oc_feed_t *f = ud;
+  if (f->split_items)
+    add_report(f, f->items_t, &f->nitems, "message", msg);
+  else
+    on_error(f, msg);
+}
+
 static void map_raw(oc_feed_t *f, jv raw)
 {
   oc_mapping_sink_t sink;
@@ -73,6 +88,8 @@ static void map_raw(oc_feed_t *f, jv raw)
   sink.entity = on_entity;
   sink.error = on_error;
   sink.dropped = on_dropped;
+  sink.filtered = on_filtered;
+  sink.items_error = on_items_error;
   sink.misconfigured = f->mis;
   sink.ud = f;
   oc_mapping_run(f->m, raw, f->parse_all, &sink);
@@ -181,6 +198,8 @@ void *oc_feed_resume(lua_State *L, int acc, struct oc_mapping *m,
     lua_setfield(L, acc, "errors");
     lua_newtable(L);
     lua_setfield(L, acc, "dropped");
+    lua_newtable(L);
+    lua_setfield(L, acc, "items_errors");
   }
   f = lua_touserdata(L, -1);
   if (!f || lua_rawlen(L, -1) != size)
@@ -191,6 +210,8 @@ void *oc_feed_resume(lua_State *L, int acc, struct oc_mapping *m,
   f->errors_t = lua_gettop(L);
   lua_getfield(L, acc, "dropped");
   f->dropped_t = lua_gettop(L);
+  lua_getfield(L, acc, "items_errors");
+  f->items_t = lua_gettop(L);
   f->L = L;
   f->m = m;
   return f;
@@ -205,11 +226,12 @@ int oc_feed_run(lua_State *L, oc_feed_t *f, int idx)
 }
 
 /* Push the report: {items=, entities=, filtered=, errors=, error_count=,
- * dropped=, dropped_count=, misconfigured={[path]=expr}}. */
+ * dropped=, dropped_count=, items_errors=, items_error_count=,
+ * misconfigured={[path]=expr}}. */
 void oc_feed_push_report(lua_State *L, const oc_feed_t *f)
 {
   size_t i, nf = oc_mapping_field_count(f->m);
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 11);
   lua_pushinteger(L, (lua_Integer)f->index);
   lua_setfield(L, -2, "items");
   lua_pushinteger(L, (lua_Integer)f->entities);
@@ -224,6 +246,10 @@ void oc_feed_push_report(lua_State *L, const oc_feed_t *f)
   lua_setfield(L, -2, "dropped");
   lua_pushinteger(L, (lua_Integer)f->ndropped);
   lua_setfield(L, -2, "dropped_count");
+  lua_pushvalue(L, f->items_t);
+  lua_setfield(L, -2, "items_errors");
+  lua_pushinteger(L, (lua_Integer)f->nitems);
+  lua_setfield(L, -2, "items_error_count");
   lua_newtable(L);
   for (i = 0; i < nf; i++)
     if (f->mis[i]) {

@@ -12,6 +12,8 @@
  *                attempts=, waited_ms=, elapsed_ms=} (a transfer that got no
  *                answer has status 0 and error set)
  *   loop:wait(timeout_ms [, servers]) -> events | nil, n
+ *     events: signals read, and (loop:record) retries and requests
+ *   loop:record{retries=bool, requests=bool}
  *   loop:next_timeout() -> ms (-1: nothing pending)
  *   loop:watch_signals([{keep_mask=}]) -> true | nil, err
  *   loop:set_concurrency(n)   loop:stats() -> {...}
@@ -402,19 +404,60 @@ static oc_server_t **read_servers(lua_State *L, int idx, size_t *n)
   return v;
 }
 
+static void set_int(lua_State *L, const char *k, lua_Integer v);
+
+/* One request event (see oc_loop_event_t) as a table; e->url is freed. */
+static void push_net_event(lua_State *L, oc_loop_event_t *e)
+{
+  lua_createtable(L, 0, 11);
+  lua_pushstring(L, e->type == OC_LOOP_EV_RETRY ? "retry" : "request");
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, e->method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, e->url ? e->url : "?");
+  lua_setfield(L, -2, "url");
+  oc_loop_event_clear(e);
+  set_int(L, "status", e->status);
+  if (e->error[0]) {
+    lua_pushstring(L, e->error);
+    lua_setfield(L, -2, "error");
+  }
+  set_int(L, "attempt", e->attempt);
+  set_int(L, "max_attempts", e->max_attempts);
+  set_int(L, "delay_ms", e->delay_ms);
+  set_int(L, "waited_ms", e->waited_ms);
+  set_int(L, "elapsed_ms", e->elapsed_ms);
+  lua_pushboolean(L, e->gave_up);
+  lua_setfield(L, -2, "gave_up");
+}
+
+/* The events list (created on first use) gets ev at the end. */
+static void add_event(lua_State *L, int *k)
+{
+  if (!*k) {
+    lua_newtable(L);
+    lua_insert(L, -2);
+  }
+  lua_rawseti(L, -2, ++*k);
+}
+
+/* loop:wait(ms [, servers]) -> events | nil, n: events are the signals
+ * read ({type="signal", signal=, name=}), then, when oc_loop_record is on
+ * (loop:record), the retries and requests ({type="retry"|"request",
+ * method=, url=, status=, error=, attempt=, max_attempts=, delay_ms=,
+ * waited_ms=, elapsed_ms=, gave_up=}) and {type="dropped", count=}. */
 static int l_wait(lua_State *L)
 {
   oc_loop_t *loop = oc_check_loop(L, 1);
   lua_Number t = luaL_optnumber(L, 2, -1);
-  size_t n;
+  size_t n, lost;
   oc_server_t **servers = read_servers(L, 3, &n);
   int events = oc_loop_wait(loop, t < 0 ? -1 : (long)t, servers, n);
   int s, k = 0;
+  oc_loop_event_t e;
   if (events < 0)
     return luaL_error(L, "loop:wait: out of memory");
   while ((s = oc_loop_take_signal(loop))) {
-    if (!k)
-      lua_newtable(L);
     lua_createtable(L, 0, 3);
     lua_pushliteral(L, "signal");
     lua_setfield(L, -2, "type");
@@ -422,7 +465,18 @@ static int l_wait(lua_State *L)
     lua_setfield(L, -2, "signal");
     lua_pushstring(L, signal_name(s));
     lua_setfield(L, -2, "name");
-    lua_rawseti(L, -2, ++k);
+    add_event(L, &k);
+  }
+  while (oc_loop_take_event(loop, &e)) {
+    push_net_event(L, &e);
+    add_event(L, &k);
+  }
+  if ((lost = oc_loop_events_dropped(loop))) {
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "dropped");
+    lua_setfield(L, -2, "type");
+    set_int(L, "count", (lua_Integer)lost);
+    add_event(L, &k);
   }
   if (!k)
     lua_pushnil(L);
@@ -510,8 +564,24 @@ static int l_retry_delay(lua_State *L)
 
 /* }==================== */
 
+/* loop:record{retries = bool, requests = bool}: what loop:wait reports
+ * (see l_wait); both false by default. */
+static int l_record(lua_State *L)
+{
+  oc_loop_t *loop = oc_check_loop(L, 1);
+  int retries, requests;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "retries");
+  retries = lua_toboolean(L, -1);
+  lua_getfield(L, 2, "requests");
+  requests = lua_toboolean(L, -1);
+  oc_loop_record(loop, retries, requests);
+  return 0;
+}
+
 static const luaL_Reg loop_methods[] = {
   {"request", l_request},
+  {"record", l_record},
   {"wait", l_wait},
   {"next_timeout", l_next_timeout},
   {"watch_signals", l_watch_signals},

@@ -15,9 +15,11 @@
  *   session:offer(i, entity) -> true | nil, err
  *   session:drain()        -> Job (true): every batch sent and answered
  *                             | nil, err
- *   session:finish{threshold=, before=, errors=, blocked={...}}
- *                          -> Job (the report) | nil, err
- *   session:report(), session:stats(), session:failures(),
+ *   session:finish{threshold=, before=, errors=, blocked={...},
+ *                  held={...}} -> Job (the report) | nil, err
+ *   session:report(), session:stats(), session:tag_stats(i),
+ *   session:failures() ({blueprint=, identifier=, status=, code=,
+ *     message=, retryable=, tag= (the resource i it came from)}),
  *   session:planned(), session:close() (also __gc, __close)
  *
  * The order of the phases lives in sync.c/sync_phase.c; the Jobs only
@@ -224,12 +226,16 @@ static oc_mapping_t *slot_mapping(lua_State *L, lsync_t *u)
 }
 
 /* session:feed(i, items [, acc]) -> report | false | nil, err
- * Maps items with the mapping of slot i and offers the entities. items: a
- * list of raw objects (tables or JSON texts), or one JSON text (an array
- * or NDJSON). report = {items=, entities=, filtered=, errors={{index=,
- * message=}}, error_count=, dropped={{index=, reason=}}, dropped_count=,
- * misconfigured={[path]=expr}} (lfeed.c); an entity produced before in
- * this session is not counted again. acc (a table the caller keeps for
+ * Maps items with the mapping of slot i and offers the entities (tagged
+ * i: session:tag_stats(i), failures' `tag`). items: a list of raw objects
+ * (tables or JSON texts), or one JSON text (an array or NDJSON). report =
+ * {items=, entities=, filtered= (inputs the selector refused),
+ * errors={{index=, message=}}, error_count=, dropped={{index=, reason=}},
+ * dropped_count=, items_errors={{index=, message=}} (itemsToParse gave
+ * neither an array nor null: that raw item's children are unknown),
+ * items_error_count=, misconfigured={[path]=expr}} (lfeed.c; at most 100
+ * entries per list, the counts are complete); an entity produced before
+ * in this session is not counted again. acc (a table the caller keeps for
  * these items, with budget_ms): at most that long per call; false until
  * the items are all mapped (call again with the same items and acc).
  * nil, err when an upsert could not be submitted (out of memory, closed
@@ -256,7 +262,12 @@ static int lsync_feed(lua_State *L)
     f->errors_t = lua_gettop(L);
     lua_newtable(L);
     f->dropped_t = lua_gettop(L);
+    lua_newtable(L);
+    f->items_t = lua_gettop(L);
   }
+  if (oc_sync_set_tag(u->s, (int)lua_tointeger(L, 2)))
+    return luaL_error(L, "out of memory");
+  f->split_items = 1;
   f->offer = offer_entity;
   f->offer_ud = u;
   done = oc_feed_run(L, f, 3);
@@ -280,6 +291,10 @@ static int lsync_offer(lua_State *L)
   if (!jv_is_valid(e)) {
     jv_free(e);
     return luaL_argerror(L, 3, err);
+  }
+  if (oc_sync_set_tag(u->s, (int)lua_tointeger(L, 2))) {
+    jv_free(e);
+    return luaL_error(L, "out of memory");
   }
   if (oc_sync_offer(u->s, slot, e, err, sizeof err) < 0)
     return push_fail(L, err);
@@ -391,8 +406,9 @@ static const char *const *opt_strings(lua_State *L, int t, const char *k,
   return v;
 }
 
-/* session:finish{threshold=, before=, errors=, blocked={...}}
- *   -> Job (its result: the report) | nil, err */
+/* session:finish{threshold=, before=, errors=, blocked={...},
+ *   held={blueprint...}} -> Job (its result: the report) | nil, err
+ * held: blueprints whose owned entities must not be deleted (sync.h). */
 static int lsync_finish(lua_State *L)
 {
   lsync_t *u = check_open(L);
@@ -408,6 +424,7 @@ static int lsync_finish(lua_State *L)
   lua_getfield(L, 2, "errors");
   f.errors = (size_t)luaL_optinteger(L, -1, 0);
   f.blocked = opt_strings(L, 2, "blocked", &f.nblocked);
+  f.held = opt_strings(L, 2, "held", &f.nheld);
   if (oc_sync_finish(u->s, &f, err, sizeof err))
     return push_fail(L, err);
   lua_settop(L, 1);
@@ -434,6 +451,21 @@ static int lsync_stats(lua_State *L)
   STAT(retried); STAT(retry_ok); STAT(upsert_requests); STAT(entities_sent);
   STAT(candidates); STAT(confirmed); STAT(protected_targets); STAT(deleted);
   STAT(delete_failed); STAT(delete_requests); STAT(in_flight);
+  STAT(unknown); STAT(held);
+  return 1;
+}
+
+/* session:tag_stats(i) -> {produced=, created=, updated=, unknown=,
+ * unchanged=, failed=}: what was fed or offered as resource i. */
+static int lsync_tag_stats(lua_State *L)
+{
+  oc_sync_tag_stats_t st;
+  lua_Integer i = luaL_checkinteger(L, 2);
+  oc_sync_tag_stats(check_open(L)->s, i < 0 || i > 65535 ? -1 : (int)i,
+                    &st);
+  lua_createtable(L, 0, 6);
+  STAT(produced); STAT(created); STAT(updated); STAT(unknown);
+  STAT(unchanged); STAT(failed);
   return 1;
 }
 
@@ -458,6 +490,8 @@ static int lsync_failures(lua_State *L)
     lua_setfield(L, -2, "message");
     lua_pushboolean(L, f.retryable);
     lua_setfield(L, -2, "retryable");
+    lua_pushinteger(L, f.tag);
+    lua_setfield(L, -2, "tag");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 1;
@@ -549,7 +583,7 @@ static void push_doomed(lua_State *L, const oc_sync_t *s, int only_failed)
   }
 }
 
-/* {candidates=, owned=, threshold=, deleted=, skipped=, reasons=, ratio=,
+/* {candidates=, owned=, held= (when some were), threshold=, deleted=, skipped=, reasons=, ratio=,
  *  would_delete= (plan, skipped), planned= (plan, decided)} */
 static void push_deletion(lua_State *L, const oc_sync_t *s,
                           const oc_sync_report_t *r,
@@ -560,6 +594,8 @@ static void push_deletion(lua_State *L, const oc_sync_t *s,
   lua_createtable(L, 0, 9);
   set_count(L, "candidates", st->candidates);
   set_count(L, "owned", st->owned);
+  if (st->held)
+    set_count(L, "held", st->held);
   lua_pushnumber(L, r->threshold);
   lua_setfield(L, -2, "threshold");
   set_count(L, "deleted", planned ? oc_sync_doomed_count(s) : st->deleted);
@@ -623,6 +659,7 @@ static const luaL_Reg sync_methods[] = {
   {"finish", lsync_finish},
   {"report", lsync_report},
   {"stats", lsync_stats},
+  {"tag_stats", lsync_tag_stats},
   {"failures", lsync_failures},
   {"planned", lsync_planned},
   {"close", lsync_close},

@@ -28,7 +28,8 @@
  *     null field is flagged misconfigured (a legitimate null too);
  *   - an entity whose identifier or blueprint is falsy in Ocean's (Python)
  *     sense (null, false, 0, "", [], {}) is dropped with a reason;
- *   - itemsToParse: the expression must give an array; each element makes
+ *   - itemsToParse: the expression must give an array (null: no
+ *     children, as Ocean; anything else is an error); each element makes
  *     one input {<parent fields>, <itemsToParseName>: element}, and with
  *     the top-level transform the simple path the expression starts with
  *     (`.a.b`, `.a["b"]`) is deleted from the parent copy.
@@ -125,6 +126,12 @@ typedef struct oc_mapping_sink {
   void (*error)(void *ud, const char *msg);
   /* An entity was dropped: its identifier or blueprint is falsy. */
   void (*dropped)(void *ud, const char *reason);
+  /* An input failed the selector (not called with parse_all, where the
+   * entity comes with passed = 0). */
+  void (*filtered)(void *ud);
+  /* itemsToParse gave something else than an array or null: the raw
+   * item's children are unknown. Called instead of error when set. */
+  void (*items_error)(void *ud, const char *msg);
   /* field_count flags; set to 1 for each field that came out null. */
   unsigned char *misconfigured;
   void *ud;

@@ -18,7 +18,8 @@ static void item_error(const oc_mapping_sink_t *sink, const char *msg)
     sink->error(sink->ud, msg);
 }
 
-/* "<what> must produce <expected>, got ..." for a slot that did not. */
+/* "<what> must produce <expected>, got ..." for a slot that did not (to
+ * sink->items_error for itemsToParse's slot, when set). */
 static void slot_error(oc_mapping_t *m, size_t i, const char *what,
                        const char *expected, const oc_mapping_sink_t *sink)
 {
@@ -38,7 +39,10 @@ static void slot_error(oc_mapping_t *m, size_t i, const char *what,
   else
     snprintf(msg, sizeof msg, "%s must produce %s, got %s", what, expected,
              got);
-  item_error(sink, msg);
+  if (i == m->nslots - 1 && m->has_items && sink->items_error)
+    sink->items_error(sink->ud, msg);
+  else
+    item_error(sink, msg);
 }
 
 /* {==================== values ==================== */
@@ -238,6 +242,8 @@ static int map_input(oc_mapping_t *m, jv input, int parse_all,
   oc_mapping_slots_reset(m);     /* in case a sink callback longjmp'ed */
   verdict = evaluate(m, input, parse_all, sink);
   if (verdict < 0 || (verdict == 0 && !parse_all)) {
+    if (verdict == 0 && sink->filtered)
+      sink->filtered(sink->ud);
     oc_mapping_slots_reset(m);
     return 0;
   }
@@ -291,6 +297,12 @@ static int run_items(oc_mapping_t *m, jv raw, int parse_all,
     eval_native(m, slot, raw);
   else
     oc_mapping_prog_slots(m, OC_MODE_ITEMS, jv_copy(raw));
+  if (m->state[slot] == OC_SLOT_VALUE
+      && jv_get_kind(m->val[slot]) == JV_KIND_NULL) {
+    oc_mapping_slots_reset(m);   /* null: no children (Ocean skips it) */
+    jv_free(raw);
+    return 0;
+  }
   if (m->state[slot] != OC_SLOT_VALUE
       || jv_get_kind(m->val[slot]) != JV_KIND_ARRAY) {
     slot_error(m, slot, "itemsToParse", "an array", sink);
@@ -318,7 +330,7 @@ int oc_mapping_run(oc_mapping_t *m, jv raw, int parse_all,
                    const oc_mapping_sink_t *sink)
 {
   static const oc_mapping_sink_t none = {NULL, NULL, NULL, NULL, NULL,
-                                         NULL};
+                                         NULL, NULL, NULL};
   if (!sink)
     sink = &none;
   if (jv_get_kind(raw) != JV_KIND_OBJECT) {

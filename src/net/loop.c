@@ -226,6 +226,8 @@ static void unwatch_signals(oc_loop_t *loop)
   sigprocmask(SIG_UNBLOCK, &ours, NULL);
 }
 
+static void events_free(oc_loop_t *loop);
+
 void oc_loop_free(oc_loop_t *loop)
 {
   oc_hook_t *h;
@@ -248,6 +250,7 @@ void oc_loop_free(oc_loop_t *loop)
     free(h);
   }
   unwatch_signals(loop);
+  events_free(loop);
   curl_multi_cleanup(loop->multi);
   free(loop);
 }
@@ -328,14 +331,91 @@ uint64_t oc_loop_timer(oc_loop_t *loop, long delay_ms, oc_timer_fn fn,
 
 /* }==================== */
 
+/* {==================== request events ==================== */
+
+void oc_loop_record(oc_loop_t *loop, int retries, int requests)
+{
+  loop->rec_retries = retries || requests;
+  loop->rec_requests = requests;
+}
+
+void oc_loop_event_clear(oc_loop_event_t *e)
+{
+  free(e->url);
+  e->url = NULL;
+}
+
+int oc_loop_take_event(oc_loop_t *loop, oc_loop_event_t *out)
+{
+  if (!loop->ev_count)
+    return 0;
+  *out = loop->ev[loop->ev_head];
+  loop->ev[loop->ev_head].url = NULL;
+  loop->ev_head = (loop->ev_head + 1) % OC_LOOP_EVENTS;
+  loop->ev_count--;
+  return 1;
+}
+
+size_t oc_loop_events_dropped(oc_loop_t *loop)
+{
+  size_t n = loop->ev_dropped;
+  loop->ev_dropped = 0;
+  return n;
+}
+
+/* Record what happened to x's last attempt (see oc_loop_event_t). */
+static void record(oc_loop_t *loop, const oc_xfer_t *x, int type,
+                   CURLcode code, int status, long delay, int gave_up)
+{
+  oc_loop_event_t *e;
+  if (!loop->rec_retries
+      || (type == OC_LOOP_EV_DONE && !loop->rec_requests && x->attempts < 2))
+    return;
+  if (loop->ev_count == OC_LOOP_EVENTS) {
+    loop->ev_dropped++;
+    return;
+  }
+  e = &loop->ev[(loop->ev_head + loop->ev_count++) % OC_LOOP_EVENTS];
+  memset(e, 0, sizeof *e);
+  e->type = type;
+  e->id = x->id;
+  snprintf(e->method, sizeof e->method, "%s", x->method);
+  if ((e->url = malloc(strlen(x->url) + 1)))
+    strcpy(e->url, x->url);
+  e->status = code == CURLE_OK ? status : 0;
+  if (code != CURLE_OK)
+    snprintf(e->error, sizeof e->error, "%.150s", x->too_large
+             ? "response too large" : x->errbuf[0] ? x->errbuf
+             : curl_easy_strerror(code));
+  e->attempt = x->attempts;
+  e->max_attempts = x->has_retry && x->retry.max_attempts > 0
+                    ? x->retry.max_attempts : 1;
+  e->delay_ms = delay;
+  e->waited_ms = x->waited_ms;
+  e->elapsed_ms = (long)(oc_loop_now_ms() - x->submitted_at);
+  e->gave_up = gave_up;
+}
+
+static void events_free(oc_loop_t *loop)
+{
+  oc_loop_event_t e;
+  while (oc_loop_take_event(loop, &e))
+    oc_loop_event_clear(&e);
+}
+
+/* }==================== */
+
 /* {==================== running transfers ==================== */
 
 static void complete(oc_loop_t *loop, oc_xfer_t *x, CURLcode code,
                      int status)
 {
-  oc_response_t *r = oc_xfer_response(x, code, status);
+  oc_response_t *r;
   oc_done_fn done = x->done;
   void *ud = x->ud;
+  record(loop, x, OC_LOOP_EV_DONE, code, status, 0,
+         code != CURLE_FAILED_INIT && oc_xfer_retryable(x, code, status));
+  r = oc_xfer_response(x, code, status);
   all_remove(loop, x);
   oc_xfer_free(x);
   loop->completed++;
@@ -391,6 +471,7 @@ static void attempt_done(oc_loop_t *loop, oc_xfer_t *x, CURLcode code)
     complete(loop, x, code, (int)status);
     return;
   }
+  record(loop, x, OC_LOOP_EV_RETRY, code, (int)status, delay, 0);
   x->waited_ms += delay;
   x->state = XF_WAITING;
   x->timer.fire = retry_fire;

@@ -134,6 +134,52 @@ uint64_t oc_loop_timer(oc_loop_t *loop, long delay_ms, oc_timer_fn fn,
 
 /* }==================== */
 
+/* {==================== request events ==================== */
+
+/* What the loop did that its user should be able to say: a retry it
+ * scheduled (what failed, the wait, attempt n of N), and a transfer that
+ * completed. C never calls Lua, so these are kept in a bounded queue that
+ * the caller drains between waits (oc_loop_take_event); recording is off
+ * until oc_loop_record() turns it on. Retries and the completion of a
+ * transfer that was retried are recorded once `retries` is on; every
+ * completion once `requests` is on too (a DEBUG log). When the queue is
+ * full, new events are counted as dropped, never blocking anything. */
+#define OC_LOOP_EVENTS 64
+
+enum { OC_LOOP_EV_RETRY = 1, OC_LOOP_EV_DONE = 2 };
+
+typedef struct oc_loop_event {
+  int type;                      /* OC_LOOP_EV_* */
+  uint64_t id;                   /* the transfer's id */
+  char method[16];
+  char *url;                     /* owned (oc_loop_event_clear); NULL on
+                                    OOM */
+  int status;                    /* the attempt's HTTP status; 0: none */
+  char error[160];               /* the attempt's transport error, or "" */
+  int attempt;                   /* RETRY: the attempt that failed; DONE:
+                                    sends made */
+  int max_attempts;              /* sends allowed in all (1: no retry) */
+  long delay_ms;                 /* RETRY: the wait before the next send */
+  long waited_ms;                /* time waited between attempts so far */
+  long elapsed_ms;               /* since the submit, queueing included */
+  int gave_up;                   /* DONE: the last answer was worth a
+                                    retry, but the attempts or the wait
+                                    cap were used up */
+} oc_loop_event_t;
+
+/* retries: record retries (and completions of retried transfers);
+ * requests: record every completion too. Both 0: record nothing (the
+ * default). */
+void oc_loop_record(oc_loop_t *loop, int retries, int requests);
+/* Take the oldest event: 1 (out filled; free out->url with
+ * oc_loop_event_clear), 0 when there is none. */
+int oc_loop_take_event(oc_loop_t *loop, oc_loop_event_t *out);
+void oc_loop_event_clear(oc_loop_event_t *e);
+/* Events lost to a full queue since the last call (and reset). */
+size_t oc_loop_events_dropped(oc_loop_t *loop);
+
+/* }==================== */
+
 /* {==================== the loop ==================== */
 
 typedef struct oc_loop_opts {

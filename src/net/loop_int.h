@@ -89,6 +89,9 @@ struct oc_loop {
   int sigq[OC_SIGQ], sighead, sigcount;
   int signalled;                /* a watched signal has arrived */
   int keep_mask;                /* ... then keep them blocked on free */
+  int rec_retries, rec_requests; /* what oc_loop_record asked for */
+  oc_loop_event_t ev[OC_LOOP_EVENTS];  /* a ring: ev_head, ev_count */
+  size_t ev_head, ev_count, ev_dropped;
 };
 
 /* transport.c */
@@ -99,6 +102,8 @@ void oc_xfer_free(oc_xfer_t *x);
 int oc_xfer_prepare(oc_xfer_t *x);
 /* After an attempt: the delay before the next one, or -1 for "done". */
 long oc_xfer_retry_delay(oc_xfer_t *x, CURLcode code, int status);
+/* 1 when the policy would retry this outcome (attempts and caps aside). */
+int oc_xfer_retryable(const oc_xfer_t *x, CURLcode code, int status);
 /* Move the outcome into a fresh response (NULL on OOM). */
 oc_response_t *oc_xfer_response(oc_xfer_t *x, CURLcode code, int status);
 

@@ -379,22 +379,25 @@ static long header_delay(oc_xfer_t *x)
   return -1;
 }
 
+int oc_xfer_retryable(const oc_xfer_t *x, CURLcode code, int status)
+{
+  const oc_retry_t *r = &x->retry;
+  if (!x->has_retry)
+    return 0;
+  if (code != CURLE_OK)
+    return !x->too_large && r->connection_errors && retryable_code(code);
+  return retryable_status(r, status);
+}
+
 long oc_xfer_retry_delay(oc_xfer_t *x, CURLcode code, int status)
 {
   const oc_retry_t *r = &x->retry;
   long d = -1;
   int max = r->max_attempts > 0 ? r->max_attempts : 1;
-  if (!x->has_retry || x->attempts >= max)
+  if (x->attempts >= max || !oc_xfer_retryable(x, code, status))
     return -1;
-  if (code != CURLE_OK) {
-    if (x->too_large || !r->connection_errors || !retryable_code(code))
-      return -1;
-  } else {
-    if (!retryable_status(r, status))
-      return -1;
-    if (r->honour_retry_after)
-      d = header_delay(x);
-  }
+  if (code == CURLE_OK && r->honour_retry_after)
+    d = header_delay(x);
   if (d < 0)
     d = backoff_ms(x, x->attempts);
   if (r->max_delay_ms > 0 && d > r->max_delay_ms)

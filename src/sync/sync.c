@@ -208,6 +208,8 @@ void oc_sync_free(oc_sync_t *s)
   free((char *)s->fin.before);
   oc_sync_strlist_free(&s->reasons);
   oc_sync_strlist_free(&s->errors);
+  oc_sync_strlist_free(&s->held);
+  free(s->tags);
   oc_buf_free(&s->scratch);
   oc_buf_free(&s->key);
   free(s);
@@ -265,6 +267,45 @@ int oc_sync_owned_each(const oc_sync_t *s, oc_sync_key_fn fn, void *ud)
   }
   return 0;
 }
+
+/* {==================== tags ==================== */
+
+#define MAX_TAG 65535
+
+int oc_sync_set_tag(oc_sync_t *s, int tag)
+{
+  if (tag < 0 || tag > MAX_TAG)
+    return -1;
+  if ((size_t)tag >= s->ntags) {
+    size_t n = (size_t)tag + 1;
+    oc_sync_tag_stats_t *t = realloc(s->tags, sizeof *t * n);
+    if (!t)
+      return -1;
+    memset(t + s->ntags, 0, sizeof *t * (n - s->ntags));
+    s->tags = t;
+    s->ntags = n;
+  }
+  s->tag = tag;
+  return 0;
+}
+
+void oc_sync_tag_stats(const oc_sync_t *s, int tag, oc_sync_tag_stats_t *out)
+{
+  if (tag >= 0 && (size_t)tag < s->ntags)
+    *out = s->tags[tag];
+  else
+    memset(out, 0, sizeof *out);
+}
+
+/* Count one more (or, d = -1, one less) `field` for tag; nothing when
+ * the tag was never set (tag 0 of a caller that does not tag). */
+#define TAG_ADD(s, tag, field, d) \
+  do { \
+    if ((tag) >= 0 && (size_t)(tag) < (s)->ntags) \
+      (s)->tags[tag].field += (size_t)(d); \
+  } while (0)
+
+/* }==================== */
 
 int oc_sync_busy(const oc_sync_t *s)
 {
@@ -436,10 +477,16 @@ static void count_success(oc_sync_t *s, const ent_t *e, int port_created)
 {
   if (e->dup)
     return;
-  if (e->owned >= 0 || (!e->key && !port_created))
+  if (e->owned >= 0 || (!e->key && !port_created)) {
     s->st.updated++;
-  else
+    TAG_ADD(s, e->tag, updated, 1);
+  } else if (e->key && s->owned_state != 1) {
+    s->st.unknown++;             /* the index is partial: not known */
+    TAG_ADD(s, e->tag, unknown, 1);
+  } else {
     s->st.created++;
+    TAG_ADD(s, e->tag, created, 1);
+  }
 }
 
 static void on_upserted(void *ud, const oc_port_entity_result_t *r)
@@ -458,12 +505,14 @@ static void on_upserted(void *ud, const oc_port_entity_result_t *r)
     if (j->retry && !e->dup) {
       s->st.retry_ok++;
       s->st.failed--;
+      TAG_ADD(s, e->tag, failed, -1);
     }
     oc_sync_ent_free(e);
     return;
   }
   if (!j->retry && !e->dup) {
     s->st.failed++;
+    TAG_ADD(s, e->tag, failed, 1);
     if (r->unresolved)
       s->st.unresolved++;
   }
@@ -621,6 +670,7 @@ static int enqueue(oc_sync_t *s, jv entity, long entry, int owned, int dup,
   e.owned = owned ? entry : -1;
   e.entry = entry;
   e.dup = dup;
+  e.tag = s->tag;
   if (keyed && !(e.key = oc_sync_dupn(s->key.p, s->key.n))) {
     jv_free(entity);
     return oc_sync_oom(err, errlen);
@@ -691,10 +741,16 @@ static int plan_offer(oc_sync_t *s, jv entity, long e, int keyed,
     jv_free(entity);
     return oc_sync_oom(err, errlen);
   }
-  if (e >= 0 || !keyed)          /* a search identifier finds an */
+  if (e >= 0 || !keyed) {        /* a search identifier finds an */
     s->st.updated++;             /* existing entity */
-  else
+    TAG_ADD(s, s->tag, updated, 1);
+  } else if (s->owned_state != 1) {
+    s->st.unknown++;
+    TAG_ADD(s, s->tag, unknown, 1);
+  } else {
     s->st.created++;
+    TAG_ADD(s, s->tag, created, 1);
+  }
   jv_free(entity);
   return 0;
 }
@@ -744,6 +800,7 @@ int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
       return offer_duplicate(s, slot, entity, e, h, err, errlen);
   }
   s->st.produced++;
+  TAG_ADD(s, s->tag, produced, 1);
   if (s->o.create_missing)
     oc_entity_targets(entity, add_target, s);
   if (!keyed) {
@@ -757,6 +814,7 @@ int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
     /* a listing that failed leaves the index partial: send anyway */
     if (s->owned_state == 1 && listed_h == h) {
       s->st.unchanged++;
+      TAG_ADD(s, s->tag, unchanged, 1);
       jv_free(entity);
       return 0;
     }
@@ -810,6 +868,7 @@ int oc_sync_failure(const oc_sync_t *s, size_t i, oc_sync_failure_t *out)
   out->code = f->code ? f->code : "";
   out->message = f->message ? f->message : "";
   out->retryable = f->retryable;
+  out->tag = f->e.tag;
   return 0;
 }
 

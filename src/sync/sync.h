@@ -83,7 +83,19 @@ typedef struct oc_sync_stats {
   size_t candidates, confirmed, protected_targets;
   size_t deleted, delete_failed, delete_requests;
   size_t in_flight;              /* entities submitted, not answered */
+  size_t held;                   /* owned entities kept because their
+                                    blueprint is held (oc_sync_finish) */
+  size_t unknown;                /* upserted, but whether created or
+                                    updated is unknown: the owned entities
+                                    could not be read */
 } oc_sync_stats_t;
+
+/* The counts of what was offered under one tag (oc_sync_set_tag), the
+ * retry included: created + updated + unknown + unchanged + failed is
+ * what was offered and answered. */
+typedef struct oc_sync_tag_stats {
+  size_t produced, created, updated, unknown, unchanged, failed;
+} oc_sync_tag_stats_t;
 
 typedef enum oc_sync_phase {
   OC_SYNC_SETUP, OC_SYNC_LISTING, OC_SYNC_FEEDING, OC_SYNC_FINISHING,
@@ -139,6 +151,12 @@ int oc_sync_owned_state(const oc_sync_t *s, const char **err);
  * for FEEDING: while LISTING every entity counts as changed. */
 int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
                   size_t errlen);
+/* Tag what is offered from now on (e.g. the caller's resource index,
+ * 0 .. 65535; default 0): counted apart (oc_sync_tag_stats) and named in
+ * the failures. -1 on OOM or a tag out of range. */
+int oc_sync_set_tag(oc_sync_t *s, int tag);
+/* The counts of a tag (zeros for a tag never used). */
+void oc_sync_tag_stats(const oc_sync_t *s, int tag, oc_sync_tag_stats_t *out);
 /* Send every partial batch now. 0 or -1 with err. */
 int oc_sync_flush(oc_sync_t *s, char *err, size_t errlen);
 /* 1 while more entities are in flight than max_pending allows. */
@@ -156,6 +174,7 @@ typedef struct oc_sync_failure {
   const char *message;
   int retryable;                 /* 404 (missing related entity), 429, 5xx,
                                     no answer: a retry may succeed */
+  int tag;                       /* the tag it was offered under */
 } oc_sync_failure_t;
 size_t oc_sync_failure_count(const oc_sync_t *s);
 int oc_sync_failure(const oc_sync_t *s, size_t i, oc_sync_failure_t *out);
@@ -192,6 +211,14 @@ typedef struct oc_sync_finish {
   const char *const *blocked;    /* the caller's own reasons not to delete
                                     (copied) */
   size_t nblocked;
+  const char *const *held;       /* blueprints whose owned entities are
+                                    never deletion candidates (the caller
+                                    could not produce all of them; copied).
+                                    With delete_dependents, the relation
+                                    targets of their owned entities stay
+                                    too, so that no delete cascades into
+                                    them */
+  size_t nheld;
 } oc_sync_finish_t;
 
 /* FEEDING (or LISTING: an unfinished listing is cancelled and counts as

@@ -97,16 +97,32 @@ int oc_sync_retry_level(oc_sync_t *s, int level, char *err, size_t errlen)
 
 /* {==================== reconciliation ==================== */
 
+/* 1 when the blueprint of key ("bp\0id") is held back. */
+static int held(const oc_sync_t *s, const char *key)
+{
+  size_t i;
+  for (i = 0; i < s->held.n; i++)
+    if (!strcmp(s->held.v[i], key))
+      return 1;
+  return 0;
+}
+
 size_t oc_sync_candidates(oc_sync_t *s)
 {
   size_t i, n = s->owned ? oc_index_count(s->owned) : 0;
   free(s->cands);
   s->cands = NULL;
   s->ncands = 0;
+  s->st.held = 0;
   if (!n || !(s->cands = malloc(sizeof(long) * n)))
     return 0;
   for (i = 0; i < n; i++) {
     unsigned f = oc_index_flags(s->owned, (long)i);
+    size_t kl;
+    if (s->held.n && held(s, oc_index_key(s->owned, (long)i, &kl))) {
+      s->st.held += !(f & (OC_INDEX_SEEN | OC_INDEX_FAILED));
+      continue;
+    }
     if (!(f & (OC_INDEX_SEEN | OC_INDEX_FAILED))) {
       oc_index_set_flags(s->owned, (long)i, f | FLAG_CANDIDATE);
       s->cands[s->ncands++] = (long)i;
@@ -152,6 +168,12 @@ static int add_doomed(oc_sync_t *s, jv entity, long entry, const char *key,
   return 0;
 }
 
+static void add_target(void *ud, const char *id, size_t n)
+{
+  oc_sync_t *s = ud;
+  oc_hashset_add(s->targets, oc_sync_target_hash(id, n));
+}
+
 static void on_confirm(void *ud, jv entity)
 {
   job_t *j = ud;
@@ -159,8 +181,15 @@ static void on_confirm(void *ud, jv entity)
   long e;
   unsigned f;
   oc_buf_reset(&s->key);
-  if (oc_entity_key(entity, &s->key)
-      || (e = oc_index_find(s->owned, s->key.p, s->key.n)) < 0) {
+  if (oc_entity_key(entity, &s->key)) {
+    jv_free(entity);
+    return;
+  }
+  /* an entity of a held blueprint may point at a candidate: deleting the
+   * candidate with its dependents would take it along */
+  if (s->held.n && s->o.delete_dependents && held(s, s->key.p))
+    oc_entity_targets(entity, add_target, s);
+  if ((e = oc_index_find(s->owned, s->key.p, s->key.n)) < 0) {
     jv_free(entity);
     return;
   }
@@ -226,7 +255,7 @@ int oc_sync_confirm_state(const oc_sync_t *s, const char **err)
 static void protect_targets(oc_sync_t *s)
 {
   size_t i, k = 0;
-  if (!s->o.create_missing)
+  if (!s->o.create_missing && !(s->held.n && s->o.delete_dependents))
     return;
   for (i = 0; i < s->ndoomed; i++) {
     doomed_t *d = &s->doomed[i];

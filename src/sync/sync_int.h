@@ -28,6 +28,7 @@ typedef struct ent {
   long entry;                    /* index entry (listed or new), or -1 */
   int dup;                       /* produced before in this run: not
                                     counted again */
+  int tag;                       /* oc_sync_set_tag's when offered */
 } ent_t;
 
 typedef struct batch {           /* entities waiting, per blueprint */
@@ -82,6 +83,7 @@ struct oc_sync {
   size_t own_errors;
   strlist_t reasons, errors;     /* why deletion was skipped; the session's
                                     own errors */
+  strlist_t held;                /* fin.held, copied */
   int decided, skipped, retry_levels;
   double ratio;
   char *event_type, *resync_id;
@@ -106,6 +108,9 @@ struct oc_sync {
   job_t *jobs;
   size_t outstanding;
   oc_sync_stats_t st;
+  int tag;                       /* the current tag (oc_sync_set_tag) */
+  oc_sync_tag_stats_t *tags;     /* counts per tag, ntags of them */
+  size_t ntags;
   oc_buf_t scratch, key;
 };
 

@@ -82,8 +82,8 @@ int oc_sync_finish(oc_sync_t *s, const oc_sync_finish_t *f, char *err,
     return -1;
   }
   s->fin = *f;
-  s->fin.blocked = NULL;
-  s->fin.nblocked = 0;
+  s->fin.blocked = s->fin.held = NULL;
+  s->fin.nblocked = s->fin.nheld = 0;
   if (f->before && !(s->fin.before = oc_sync_dups(f->before)))
     return oc_sync_oom(err, errlen);
   s->ratio = -1;
@@ -94,6 +94,12 @@ int oc_sync_finish(oc_sync_t *s, const oc_sync_finish_t *f, char *err,
                        "be read");
   for (i = 0; i < f->nblocked; i++)
     strlist_add(&s->reasons, f->blocked[i]);
+  for (i = 0; i < f->nheld; i++) {
+    strlist_add(&s->held, f->held[i]);
+    if (s->held.n != i + 1)      /* lost to OOM: hold everything back */
+      strlist_add(&s->reasons, "out of memory while holding back "
+                  "blueprints");
+  }
   if (oc_sync_flush(s, err, errlen))
     add_error(s, err);
   return 0;

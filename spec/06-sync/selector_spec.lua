@@ -1,0 +1,149 @@
+-- Declared selector fields (issue 13, deliverable 1's option): the mapping
+-- is checked whenever a resync reads it, the error names the field, the
+-- declared defaults reach the resync function; `ocean port-app-config
+-- schema PATH` prints the JSON Schema.
+local ehelp = require "spec.helpers.emulator"
+local oh = require "spec.helpers.ocean"
+local sail = require "spec.helpers.sail"
+local json = require "ocean.json"
+
+local q = ehelp.shell_quote
+
+local BLUEPRINTS = { { identifier = "issue", title = "Issue", schema = { properties = {} } } }
+
+local FIELDS = {
+  jql = { type = "string", required = true, description = "JQL filter" },
+  includeArchived = { type = "boolean", default = false },
+  maxResults = { type = "integer" },
+  state = { type = "string", enum = { "open", "closed" } },
+  apiQueryParams = { type = "object", properties = {
+    status = { type = "array", items = { type = "string" } },
+    team = { type = "string", required = true } } },
+}
+
+local function resource(selector)
+  selector.query = selector.query or "true"
+  return { kind = "issue", selector = selector, port = { entity = { mappings = {
+    identifier = ".key", title = ".key", blueprint = '"issue"' } } } }
+end
+
+describe("declared selector fields", function()
+  local emu, ocean
+
+  setup(function() emu = ehelp.start() end)
+  teardown(function() ehelp.stop_all() end)
+
+  local function run(selector)
+    emu.reset()
+    local _
+    _, ocean = oh.setup(emu, { blueprints = BLUEPRINTS,
+      mapping = { resources = json.array { resource(selector) } } })
+    ocean.selector_schema("issue", FIELDS)
+    local seen
+    ocean.on_resync("issue", function(_, r)
+      seen = r.selector
+      return { { key = "I-1" } }
+    end)
+    return ocean.sync_raw_all(), seen
+  end
+
+  it("reach the resync function checked, with their declared defaults", function()
+    local s, seen = run { jql = "project = X", apiQueryParams = { team = "a", status = { "open" } } }
+    assert.is_true(s.ok, json.encode(s.errors))
+    assert.are.same({ "project = X", false, "a", "open" },
+      { seen.jql, seen.includeArchived, seen.apiQueryParams.team, seen.apiQueryParams.status[1] })
+  end)
+
+  local bad = {
+    { { jql = 5 }, "selector.jql: expected a string, got a number" },
+    { {}, "selector.jql: required, missing" },
+    { { jql = "x", maxResults = 2.5 }, "selector.maxResults: expected an integer, got a number" },
+    { { jql = "x", state = "gone" }, 'selector.state: "gone" is not one of "open", "closed"' },
+    { { jql = "x", includeArchived = "yes" }, "selector.includeArchived: expected a boolean, got a string" },
+    { { jql = "x", apiQueryParams = { team = "a", status = { "open", 7 } } },
+      "selector.apiQueryParams.status[2]: expected a string, got a number" },
+    { { jql = "x", apiQueryParams = { status = { "open" } } },
+      "selector.apiQueryParams.team: required, missing" },
+    { { jql = "x", apiQueryParams = { "a" } }, "selector.apiQueryParams: expected an object, got an array" },
+  }
+  for _, case in ipairs(bad) do
+    it("fail the kind when the mapping breaks them, naming the field: " .. case[2], function()
+      local s, seen = run(case[1])
+      assert.is_false(s.ok)
+      assert.is_nil(seen)
+      assert.are.same({ "kind 'issue': " .. case[2] }, s.errors)
+      assert.is_true(s.deletion.skipped)
+    end)
+  end
+
+  it("are declared as documented, or the call raises naming the field", function()
+    ocean = require "ocean"
+    for _, case in ipairs {
+      { { jql = { type = "str" } }, "selector.jql: type must be string, number, integer, boolean, "
+        .. "object or array, got str" },
+      { { jql = { type = "string", requird = true } }, "selector.jql: unknown key 'requird'" },
+      { { query = { type = "string" } }, "'query' is the selector's own jq query" },
+      { { a = { type = "array", items = { type = "x" } } }, "selector.a[]: type must be" },
+      { { a = { type = "string", enum = {} } }, "selector.a: enum must be a non-empty list" },
+    } do
+      local ok, err = pcall(ocean.selector_schema, "issue", case[1])
+      assert.is_false(ok)
+      assert.truthy(err:find(case[2], 1, true), err)
+    end
+  end)
+end)
+
+describe("ocean port-app-config schema", function()
+  local dir
+
+  setup(function()
+    dir = ehelp.tmpdir()
+    os.execute("mkdir -p " .. q(dir .. "/.port"))
+    local f = assert(io.open(dir .. "/.port/spec.yaml", "w"))
+    f:write("type: jira-like\nversion: 1.0.0\n")
+    f:close()
+    f = assert(io.open(dir .. "/main.lua", "w"))
+    f:write([[
+local ocean = require "ocean"
+ocean.selector_schema("issue", {
+  jql = { type = "string", required = true, description = "JQL filter" },
+  includeArchived = { type = "boolean", default = false },
+  labels = { type = "array", items = { type = "string" } },
+})
+ocean.on_resync("issue", function() return {} end)
+ocean.on_resync("project", function() return {} end)
+]])
+    f:close()
+  end)
+  teardown(function() os.execute("rm -rf " .. q(dir)) end)
+
+  it("prints the JSON Schema of the mapping, with the declared selector fields", function()
+    local r = sail.run({ "port-app-config", "schema", dir }, {})
+    assert.are.equal(0, r.rc, r.err)
+    local s = assert(json.decode(r.out))
+    assert.are.same({ "http://json-schema.org/draft-07/schema#", "port app config of jira-like",
+                      { "resources" } }, { s["$schema"], s.title, s.required })
+    local any = s.properties.resources.items.anyOf
+    assert.are.same({ "issue", "project" }, { any[1].properties.kind.const, any[2].properties.kind.const })
+    local sel = any[1].properties.selector
+    assert.are.same({ "jql", "query" }, sel.required)
+    assert.are.same({ type = "string", description = "JQL filter" }, sel.properties.jql)
+    assert.are.same({ type = "boolean", default = false }, sel.properties.includeArchived)
+    assert.are.same({ type = "array", items = { type = "string" } }, sel.properties.labels)
+    assert.are.same({ "query" }, any[2].properties.selector.required)
+    assert.are.equal("#/definitions/port", any[1].properties.port["$ref"])
+    assert.are.same({ "identifier", "blueprint" }, s.definitions.port.properties.entity.properties
+      .mappings.required)
+  end)
+
+  it("says how to use it, and fails on a folder without main.lua", function()
+    local r = sail.run({ "port-app-config", "--help" }, {})
+    assert.are.equal(0, r.rc)
+    assert.truthy(r.out:find("^usage: ocean port%-app%-config schema %[PATH%]"), r.out)
+    r = sail.run({ "port-app-config", "scheme" }, {})
+    assert.are.equal(2, r.rc)
+    r = sail.run({ "port-app-config", "schema", dir .. "/nowhere" }, {})
+    assert.are.same({ 1, "" }, { r.rc, r.out })
+    assert.truthy(r.err:find("^ocean port%-app%-config: no main.lua in "), r.err)
+  end)
+end)
