@@ -73,6 +73,7 @@
 -- processors (get_processor_type), lakehouse and DSP modes.
 local json = require "ocean.json"
 local log = require "ocean.log"
+local ops = require "ocean.ops"
 
 local type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable =
   type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable
@@ -402,7 +403,8 @@ local function apply(eng, app, done, total, errors)
         { app_config = with_one(app, d.m.resource) })
     end
   end
-  for _, job in ipairs(jobs) do add_report(total, eng:await(job), errors) end
+  -- ops.await: the session's own log lines said, an unfinished job a report
+  for _, job in ipairs(jobs) do add_report(total, ops.await(eng, job), errors) end
 end
 
 -- Process one journaled event (a record of the journal: id, path,
