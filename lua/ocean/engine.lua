@@ -159,6 +159,8 @@ local function port_client(self, s)
     bulk_max_bytes = s.upsert_batch_max_bytes,
     delete_batch = math.min(s.delete_batch_max or 100, 100),
     retry = s.port.retry,
+    -- Ocean's client_timeout is its Port client's timeout too
+    timeout_ms = s.client_timeout and math.floor(s.client_timeout * 1000) or nil,
   })
 end
 
@@ -538,7 +540,7 @@ function Engine:selector_schema(kind, fields)
   if type(kind) ~= "string" or kind == "" then
     error("selector_schema: expected a kind (string) and a table of fields", 2)
   end
-  selector.check_field_specs(fields)
+  selector.check_field_specs(fields, kind)
   self.registry.selectors[kind] = fields
   return fields
 end

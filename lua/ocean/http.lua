@@ -9,8 +9,9 @@
 --     res = {status=, ok=(2xx), headers={lower-case}, body=, json=fn,
 --            attempts=, url=}
 --     json=<table>: sent as JSON (Content-Type set); timeout: seconds
---     (default OCEAN__CLIENT_TIMEOUT, 60); retry: false, or options of the
---     loop (statuses, max_attempts, base_delay_ms, max_total_wait_ms...);
+--     (default OCEAN__CLIENT_TIMEOUT, 60); retry: false or 0 (no retries),
+--     n (n retries, the default policy), or options of the loop
+--     (statuses, max_attempts, base_delay_ms, max_total_wait_ms...);
 --     by default 429, 408, 502, 503, 504 and connection errors are retried
 --     honouring Retry-After: 4 sends at most, at most 60 s of waiting.
 --     exact_numbers: res:json() keeps numbers a Lua number cannot hold
@@ -30,10 +31,15 @@
 --     fails, and nothing is deleted). Fits the generator style:
 --       for page in ocean.http.paginate(url) do coroutine.yield(page) end
 --
+-- Errors name the function and the option (http.get_json: opts.retry
+-- must be ...); URLs in errors lose their credentials (log.redact_url:
+-- user:****@, ?token=****).
+--
 -- These functions run on the default engine (require("ocean").engine());
 -- http.new(engine) gives the same functions on another engine (its loop,
 -- its settings: OCEAN__CLIENT_TIMEOUT, third-party TLS verification).
 local json = require "ocean.json"
+local log = require "ocean.log"
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local setmetatable = setmetatable
@@ -89,10 +95,32 @@ local DEFAULT_RETRY = {
 local Client = {}
 Client.__index = Client
 
-local function request(eng, opts)
-  if type(opts) ~= "table" then error("http.request: expected a table", 2) end
+-- opts.retry as the loop takes it: nil/true the defaults; false or 0 no
+-- retries; n (a whole number) n retries with the default policy; a table
+-- the loop's options. nil, why for anything else.
+local function retry_of(retry)
+  if retry == nil or retry == true then return DEFAULT_RETRY end
+  if retry == false or retry == 0 then return false end
+  if type(retry) == "number" then
+    if retry < 0 or retry % 1 ~= 0 or retry > 100 then
+      return nil, ("a whole number of retries from 0 to 100, got %s"):format(tostring(retry))
+    end
+    local r = {}
+    for k, v in pairs(DEFAULT_RETRY) do r[k] = v end
+    r.max_attempts = retry + 1
+    return r
+  end
+  if type(retry) == "table" then return retry end
+  return nil, ("false, a number of retries or a table of retry options, got a %s")
+    :format(type(retry))
+end
+
+-- fname: the public function called (http.get_json...), for errors.
+local function request(eng, opts, fname)
+  fname = fname or "http.request"
+  if type(opts) ~= "table" then error(fname .. ": expected a table of options", 3) end
   if type(opts.url) ~= "string" or not opts.url:match("^https?://") then
-    error("http.request: url must be an http(s) URL, got " .. tostring(opts.url), 2)
+    error(fname .. ": url must be an http(s) URL, got " .. log.redact_url(tostring(opts.url)), 3)
   end
   local settings = eng.settings
   local url = opts.url
@@ -105,18 +133,18 @@ local function request(eng, opts)
   if opts.json ~= nil then
     local err
     body, err = json.encode(opts.json)
-    if not body then error("http.request: " .. err, 2) end
+    if not body then error(fname .. ": opts.json: " .. err, 3) end
     headers[#headers + 1] = "Content-Type: application/json"
   end
   local method = opts.method or (body and "POST" or "GET")
   local timeout = opts.timeout or (settings and settings.client_timeout) or 60
   if type(timeout) ~= "number" or timeout <= 0 then
-    error("http.request: timeout must be a positive number of seconds", 2)
+    error(fname .. ": opts.timeout must be a positive number of seconds", 3)
   end
   local verify = opts.verify_tls
   if verify == nil then verify = not settings or settings.third_party_verify_tls ~= false end
-  local retry = opts.retry
-  if retry == nil then retry = DEFAULT_RETRY end
+  local retry, rerr = retry_of(opts.retry)
+  if retry == nil then error(fname .. ": opts.retry must be " .. rerr, 3) end
   local job = eng:get_loop():request {
     method = method, url = url, headers = headers, body = body,
     timeout_ms = math.floor(timeout * 1000), verify_tls = verify,
@@ -125,7 +153,7 @@ local function request(eng, opts)
   }
   local r = eng:await(job)
   if r.error and (not r.status or r.status == 0) then
-    return nil, format("%s %s failed: %s", method, opts.url, r.error)
+    return nil, format("%s %s failed: %s", method, log.redact_url(url), r.error)
   end
   return setmetatable({
     status = r.status, ok = r.status >= 200 and r.status < 300,
@@ -136,14 +164,17 @@ end
 
 -- Every request function, bound to engine eng.
 local function bind(c, eng)
-  function c.request(opts) return request(eng, opts) end
+  function c.request(opts, fname) return request(eng, opts, fname) end
   for _, m in ipairs { "get", "post", "put", "patch", "delete" } do
-    c[m] = function(url, opts)
+    c[m] = function(url, opts, fname)
+      if opts ~= nil and type(opts) ~= "table" then
+        error(("%s: options must be a table, got a %s"):format(fname or ("http." .. m), type(opts)), 2)
+      end
       local o = {}
       for k, v in pairs(opts or {}) do o[k] = v end
       o.method = m:upper()
       o.url = url
-      return request(eng, o)
+      return request(eng, o, fname or ("http." .. m))
     end
   end
   return c
@@ -151,11 +182,11 @@ end
 
 local function status_error(res, method, url)
   local snippet = (res.body or ""):sub(1, 200)
-  return format("%s %s: HTTP %d %s", method, url, res.status, snippet)
+  return format("%s %s: HTTP %d %s", method, log.redact_url(url), res.status, snippet)
 end
 
 function Client:get_json(url, opts)
-  local res, err = self.get(url, opts)
+  local res, err = self.get(url, opts, "http.get_json")
   if not res then return nil, err end
   if not res.ok then return nil, status_error(res, "GET", url) end
   return res:json()
@@ -196,6 +227,32 @@ local function copy(t)
   return c
 end
 
+-- A request's identity for loop detection: its URL, method, query and
+-- body, tables serialized with sorted keys.
+local function req_key(v, out)
+  local t = type(v)
+  if t ~= "table" then
+    out[#out + 1] = t:sub(1, 1) .. tostring(v)
+    return out
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  out[#out + 1] = "{"
+  for _, k in ipairs(keys) do
+    out[#out + 1] = k .. "="
+    req_key(v[k] ~= nil and v[k] or v[tonumber(k)], out)
+    out[#out + 1] = ","
+  end
+  out[#out + 1] = "}"
+  return out
+end
+
+local function request_key(req)
+  return table.concat(req_key({ req.url, req.method or "GET", req.query or false,
+    req.json == nil and false or req.json, req.body or false }, {}))
+end
+
 function Client:paginate(url, opts)
   if type(url) ~= "string" then error("http.paginate: expected a URL", 2) end
   opts = opts or {}
@@ -207,6 +264,7 @@ function Client:paginate(url, opts)
   end
   local request_fn = self.request
   local next_req = { url = url }
+  local seen, pages = {}, 0
   for k, v in pairs(opts) do
     if k ~= "next" and k ~= "items" and k ~= "text" then next_req[k] = v end
   end
@@ -214,14 +272,21 @@ function Client:paginate(url, opts)
     if not next_req then return nil end
     local req = next_req
     next_req = nil
-    local res, err = request_fn(req)
+    local key = request_key(req)
+    if seen[key] then
+      error(format("%s %s: page %d asks for a page already read (the pagination loops: the "
+        .. "same next URL or cursor again)", req.method or "GET", log.redact_url(req.url), pages + 1), 2)
+    end
+    seen[key] = true
+    pages = pages + 1
+    local res, err = request_fn(req, "http.paginate")
     if not res then error(err, 2) end
     local method = req.method or "GET"
     if not res.ok then error(status_error(res, method, res.url), 2) end
     local body, jerr
     if not opts.text or opts.next then
       body, jerr = res:json()
-      if body == nil then error(format("%s %s: %s", method, res.url, jerr), 2) end
+      if body == nil then error(format("%s %s: %s", method, log.redact_url(res.url), jerr), 2) end
     end
     local nxt
     if opts.next then
@@ -232,10 +297,6 @@ function Client:paginate(url, opts)
     if type(nxt) == "string" then
       next_req = copy(req)
       next_req.url, next_req.query = resolve_url(res.url, nxt), nil
-      if next_req.url == res.url then
-        error(format("%s %s: the next page is the same URL (the pagination loops)",
-          method, res.url), 2)
-      end
     elseif type(nxt) == "table" then
       next_req = copy(req)
       for k, v in pairs(nxt) do next_req[k] = v end

@@ -32,7 +32,12 @@ function _M.load(path)
   package.path = path .. "/?.lua;" .. path .. "/?/init.lua;" .. package.path
   local chunk, err = loadfile(main)
   if not chunk then return nil, err end
-  local ok, lerr = xpcall(chunk, debug.traceback)
+  -- a usage error of the declarations (ocean.selector) is its own
+  -- message; anything else comes with its traceback
+  local ok, lerr = xpcall(chunk, function(e)
+    if require("ocean.selector").is_usage_error(e) then return e end
+    return debug.traceback(e, 2)
+  end)
   if not ok then return nil, "main.lua failed: " .. tostring(lerr) end
   return true
 end

@@ -9,7 +9,10 @@
 --                                            holds while the engine lives
 --   log.parse_level(v), log.check_level(v, flag)  validate a level name
 --   log.set_sink(fn(level, line))            default: stderr (ngx.log in nginx)
---   log.mask(text) -> text with every registered secret replaced by ****
+--   log.mask(text) -> text with every registered secret replaced by ****,
+--                     and credentials in URLs masked (log.redact_url)
+--   log.redact_url(url) -> url without its password (user:****@) and with
+--                     secret-looking query values (token=****) masked
 local os_date, io_stderr = os.date, io.stderr
 local ipairs, pairs, next, tostring, select, setmetatable =
   ipairs, pairs, next, tostring, select, setmetatable
@@ -56,10 +59,51 @@ local function all_secrets()
   return all
 end
 
+-- {==================== URLs ====================
+
+-- Query parameters whose names look secret (a substring, any case).
+local SECRET_NAME = { "token", "key", "secret", "passw", "pwd", "auth", "sig",
+                      "credential", "session", "code" }
+
+local function secret_name(name)
+  name = name:lower()
+  for _, w in ipairs(SECRET_NAME) do
+    if name:find(w, 1, true) then return true end
+  end
+  return false
+end
+
+-- url with its credentials masked: the user information's password
+-- ("bob:****@"; a lone user name, often a token, as "****@") and the
+-- values of query parameters whose names look secret (token=****,
+-- access_token=****, api_key=****, signature=****...). The rest is kept,
+-- so the line still says which request it was.
+function _M.redact_url(url)
+  url = tostring(url)
+  url = url:gsub("^(%a[%w+.-]*://)([^/?#@]*)@", function(scheme, userinfo)
+    local user = userinfo:match("^([^:]*):")
+    return scheme .. (user and (user .. ":****") or "****") .. "@"
+  end)
+  local base, q, frag = url:match("^([^?#]*)%?([^#]*)(.*)$")
+  if base then
+    q = q:gsub("([^&=]+)=([^&]*)", function(k, v)
+      if v ~= "" and secret_name(k) then return k .. "=****" end
+    end)
+    url = base .. "?" .. q .. frag
+  end
+  return url
+end
+
+-- }====================
+
 function _M.mask(text)
   text = tostring(text)
   for _, s in ipairs(all_secrets()) do
     text = plain_find_replace(text, s, "****")
+  end
+  -- credentials inside URLs (user:password@, ?token=...), wherever a URL is
+  if text:find("://", 1, true) then
+    text = text:gsub("%a[%w+.-]*://[^%s\"'<>`]+", _M.redact_url)
   end
   -- whatever looks like a bearer token, even one we were never told about
   text = text:gsub("([Bb]earer%s+)[%w%-%._~%+/=]+", "%1****")

@@ -2,11 +2,15 @@
 -- ends, so that nothing fails silently (ocean.sync calls it; it decides
 -- nothing).
 --
---   report.label(c, count_of_kind)   how a resource is named in the log:
---                                    "kind 'team'", or "kind 'team' #2"
---                                    when the mapping has several
---                                    resources of that kind (#: its
---                                    position in the mapping's resources)
+--   report.label(kind, index, count_of_kind)  how a resource is named in
+--                                    every line about it: "kind 'team'",
+--                                    or "kind 'team' #3" when the mapping
+--                                    has several resources of that kind
+--                                    (#: its 1-based place in the
+--                                    mapping's resources, the "resource 3
+--                                    of N" of its start line)
+--   report.render(v)                 an error value as text (tables as
+--                                    bounded JSON)
 --   report.notes(cap)                per-kind capped item problems: the
 --                                    first `cap` of each sort are logged
 --                                    one by one, then one "... and N more"
@@ -22,6 +26,7 @@ local log = require "ocean.log"
 
 local format, concat = string.format, table.concat
 local pairs, ipairs, tostring, type, next, pcall = pairs, ipairs, tostring, type, next, pcall
+local getmetatable = getmetatable
 
 local _M = {}
 
@@ -99,13 +104,15 @@ end
 
 -- {==================== progress ====================
 
--- "kind 'user': 12400 objects read, 12390 entities, 600 upserts sent in
--- 30 requests, 3 failed, 1033 objects/s (12 s)"
+-- "kind 'user': 12400 objects read, 12390 entities, 600 upserts answered by
+-- Port (40 queued), 3 failed, 1033 objects/s (12 s)": sent.answered
+-- (upserts Port answered, this kind), sent.queued (handed to the Port
+-- client, not answered yet), sent.failed (this kind).
 function _M.progress(label, stats, sent, seconds)
   local rate = seconds > 0 and stats.raw / seconds or 0
-  log.info("%s: %d objects read, %d entities, %d upserts sent in %d requests, %d failed, "
-    .. "%.0f objects/s (%.0f s)", label, stats.raw, stats.entities, sent.entities,
-    sent.requests, sent.failed, rate, seconds)
+  log.info("%s: %d objects read, %d entities, %d upserts answered by Port (%d queued), %d failed, "
+    .. "%.0f objects/s (%.0f s)", label, stats.raw, stats.entities, sent.answered, sent.queued,
+    sent.failed, rate, seconds)
 end
 
 -- }====================
@@ -214,8 +221,8 @@ function _M.misconfigured(stats)
   local parts = {}
   for path, expr in pairs(stats.misconfigured) do parts[#parts + 1] = ("%s (%s)"):format(path, expr) end
   table.sort(parts)
-  log.warning("kind '%s': fields that came out null (misconfigured?): %s", stats.kind,
-    concat(parts, ", "))
+  log.warning("%s: fields that came out null (misconfigured?): %s",
+    stats.label or ("kind '" .. tostring(stats.kind) .. "'"), concat(parts, ", "))
 end
 
 -- What the end of the session did, in the log.
@@ -247,6 +254,50 @@ function _M.session_end(rep, held)
 end
 
 -- }====================
+
+-- A value raised or given as an error, as text for a message: a string
+-- as is; a table with __tostring through it; another table as bounded
+-- JSON ({"code":1}; cycles and functions shown as such), never
+-- "table: 0x..."; the rest by tostring. At most RENDER_MAX bytes. (The
+-- log and `ocean sail` mask secrets in it when they print it.)
+local RENDER_MAX = 500
+local function render_table(v, seen, depth)
+  if seen[v] then return '"<cycle>"' end
+  if depth > 4 then return '"..."' end
+  seen[v] = true
+  local n, keys = #v, {}
+  for k in pairs(v) do
+    if not (type(k) == "number" and k >= 1 and k <= n and k % 1 == 0) then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  local function one(x)
+    if type(x) == "table" and x ~= json.null then return render_table(x, seen, depth + 1) end
+    if type(x) == "string" or type(x) == "number" or type(x) == "boolean" or x == json.null then
+      local ok, t = pcall(json.encode, x)
+      if ok and t then return t end
+    end
+    return json.encode("<" .. type(x) .. ">")
+  end
+  for i = 1, n do parts[#parts + 1] = one(v[i]) end
+  for _, k in ipairs(keys) do parts[#parts + 1] = json.encode(tostring(k)) .. ":" .. one(v[k]) end
+  seen[v] = nil
+  if #keys == 0 and n > 0 then return "[" .. concat(parts, ",") .. "]" end
+  return "{" .. concat(parts, ",") .. "}"
+end
+
+function _M.render(v)
+  local s
+  if type(v) == "table" and v ~= json.null then
+    local mt = getmetatable(v)
+    if type(mt) == "table" and mt.__tostring then s = tostring(v)
+    else s = render_table(v, {}, 1) end
+  else
+    s = tostring(v)
+  end
+  if #s > RENDER_MAX then s = s:sub(1, RENDER_MAX) .. "..." end
+  return s
+end
 
 -- A value in a message: "a string", "a number (5)", "nil"...
 function _M.describe(v)

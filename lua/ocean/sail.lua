@@ -78,11 +78,15 @@ Exit status:
   0  the resync completed and Port took every entity (--once), or the
      listener stopped on a signal
   1  the resync failed (a kind failed, the mapping or the owned entities'
-     listing...: nothing was deleted) or was aborted; or the start failed
+     listing, Port unreachable mid-resync...: nothing was deleted) or was
+     aborted; or the start failed
   2  usage error
-  3  the resync completed, but some entities are not in Port as the source
-     has them: Port rejected them (listed), or items whose itemsToParse
-     failed held back their blueprints' deletion
+  3  the resync completed, but the catalog is not as the source has it:
+     Port rejected entities (listed), items whose itemsToParse failed held
+     back their blueprints' deletion, entities had no identifier or
+     blueprint, or deletion was skipped (entityDeletionThreshold...): the
+     reason is printed; or Port did not delete some stale
+     entities
 ]]
 
 -- Click's booleans, as Ocean's -i takes them.
@@ -157,12 +161,28 @@ end
 
 -- {==================== human output ====================
 
+-- Everything the command prints goes through one writer that masks
+-- secrets (registered ones and credentials in URLs, as the log does):
+-- identifiers, Port's messages, reasons and errors can all carry them.
+local Out = {}
+Out.__index = Out
+local function masked(f) return setmetatable({ f = f }, Out) end
+function Out:write(...)
+  local parts = { ... }
+  for i = 1, select("#", ...) do parts[i] = tostring(parts[i]) end
+  self.f:write(log.mask(table.concat(parts)))
+  return self
+end
+function Out:flush() self.f:flush() end
+
 -- The exit status of `ocean sail --once` (README, --help): 0 the resync
 -- completed and Port took every entity; 1 it failed (a kind failed, the
 -- mapping could not be read...; nothing was deleted) or was aborted, or
--- the start failed; 2 a usage error; 3 it completed, but some entities
--- are not in Port as the source has them (Port rejected them, or items
--- whose itemsToParse failed held back their blueprints' deletion).
+-- the start failed; 2 a usage error; 3 it completed, but the catalog is
+-- not as the source has it (Port rejected entities, items whose
+-- itemsToParse failed held back their blueprints' deletion, entities were
+-- dropped, deletion was skipped, or Port did not delete some stale
+-- entities: ocean.sync's outcome "partial").
 _M.EXIT = { completed = 0, failed = 1, aborted = 1, usage = 2, partial = 3 }
 
 function _M.exit_status(summary)
@@ -180,7 +200,7 @@ local function print_problems(out, s)
     end
     out:write(("  rejected %s/%s (%s): %s%s%s\n"):format(f.blueprint, f.identifier, f.label or "?",
       f.status == 0 and "no answer" or tostring(f.status), f.code ~= "" and (" " .. f.code) or "",
-      f.message ~= "" and (": " .. log.mask(f.message)) or ""))
+      f.message ~= "" and (": " .. f.message) or ""))
   end
   for _, h in ipairs(s.held or {}) do
     out:write(("  deletion held back for blueprint '%s': %s\n"):format(h.blueprint, h.why))
@@ -188,7 +208,7 @@ local function print_problems(out, s)
 end
 
 local function print_summary(s, boot)
-  local out = io.stdout
+  local out = masked(io.stdout)
   local unknown = (s.unknown or 0) > 0
     and (", upserted %d (created or updated: unknown)"):format(s.unknown) or ""
   if s.plan then
@@ -196,8 +216,11 @@ local function print_summary(s, boot)
     if #would > 0 then
       out:write("plan: the bootstrap would create ", table.concat(would, ", "), "\n")
     end
-    out:write(("plan: would create %d, update %d, delete %d; %d unchanged\n")
-      :format(s.created, s.updated, s.deleted, s.unchanged))
+    -- a plan that failed says so first: its counts are not the resync's
+    local head = ({ failed = "plan failed (incomplete)", aborted = "plan aborted (incomplete)",
+                    partial = "plan completed with failures" })[s.outcome] or "plan"
+    out:write(("%s: would create %d, update %d, delete %d; %d unchanged\n")
+      :format(head, s.created, s.updated, s.deleted, s.unchanged))
     for _, e in ipairs(s.planned and s.planned.create or {}) do
       out:write(("  + %s/%s\n"):format(e.blueprint, e.identifier))
     end
@@ -208,14 +231,21 @@ local function print_summary(s, boot)
       out:write(("  - %s/%s\n"):format(e.blueprint, e.identifier))
     end
   else
-    out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d\n")
+    out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d%s, failed %d\n")
       :format(s.outcome == "partial" and "completed with failures" or s.outcome
         or (s.ok and "completed" or (s.aborted and "aborted" or "failed")),
-        s.created, s.updated, unknown, s.unchanged, s.deleted, s.failed))
+        s.created, s.updated, unknown, s.unchanged, s.deleted,
+        (s.delete_failed or 0) > 0 and (" (%d could not be deleted)"):format(s.delete_failed) or "",
+        s.failed))
   end
   for _, k in ipairs(s.kinds or {}) do
-    out:write(("  kind %-20s %6d objects -> %6d entities: created %d, updated %d, unchanged %d\n")
-      :format(k.kind, k.raw, k.entities, k.created or 0, k.updated or 0, k.unchanged or 0))
+    -- "book #2" when the mapping has several book resources (as the log)
+    local name = k.kind .. (type(k.label) == "string" and k.label:match("( #%d+)$") or "")
+    local failed = (k.failed_entities or 0) > 0 and (", failed %d"):format(k.failed_entities) or ""
+    local mark = k.status and k.status ~= "completed" and (" [" .. k.status .. "]") or ""
+    out:write(("  kind %-20s %6d objects -> %6d entities: created %d, updated %d, unchanged %d%s%s\n")
+      :format(name, k.raw, k.entities, k.created or 0, k.updated or 0, k.unchanged or 0, failed,
+        mark))
   end
   print_problems(out, s)
   if s.deletion and s.deletion.skipped and s.deletion.candidates > 0 then
@@ -224,7 +254,7 @@ local function print_summary(s, boot)
   elseif s.deletion and s.deletion.skipped and #s.deletion.reasons > 0 then
     out:write(("  deletion skipped: %s\n"):format(table.concat(s.deletion.reasons, "; ")))
   end
-  for _, e in ipairs(s.errors or {}) do out:write("  error: ", log.mask(e), "\n") end
+  for _, e in ipairs(s.errors or {}) do out:write("  error: ", e, "\n") end
   out:flush()
 end
 _M.print_summary = print_summary
@@ -332,8 +362,10 @@ end
 
 -- }====================
 
+local stderr = masked(io.stderr)
+
 local function fail(msg)
-  io.stderr:write("ocean sail: ", log.mask(msg), "\n")
+  stderr:write("ocean sail: ", msg, "\n")
   return 1
 end
 
@@ -383,7 +415,7 @@ function _M.main(args)
   end
   local mf = io.open(o.path .. "/main.lua", "r")
   if not mf then
-    io.stderr:write("ocean sail: ", o.path, " is not an integration folder (it has no main.lua)\n")
+    stderr:write("ocean sail: ", o.path, " is not an integration folder (it has no main.lua)\n")
     return 1
   end
   mf:close()
@@ -394,7 +426,7 @@ function _M.main(args)
   if o.initialize ~= nil then overrides.initialize_port_resources = o.initialize end
   local settings, err = config.load { path = o.path, overrides = overrides }
   if not settings then
-    io.stderr:write("ocean sail: ", err, "\n")
+    stderr:write("ocean sail: ", err, "\n")
     return 1
   end
   local state = { stopping = false }

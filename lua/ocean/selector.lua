@@ -18,17 +18,22 @@
 -- fields). `query` is always there (a jq expression, a string). Fields
 -- not declared pass through unchecked, as Ocean keeps them.
 --
---   selector.check_field_specs(fields)  misuse raises (error level 3)
+--   selector.check_field_specs(fields, kind)  misuse raises a usage error
+--     naming the kind and the field (a wrong type, a default that is not
+--     of the field's type or enum), at the caller's caller
+--   selector.is_usage_error(e)  whether e was such an error (shown
+--     without a traceback by ocean.integration.load)
 --   selector.check(fields, resource) -> copy with defaults | nil, err
---     err names the field: "selector.jql: required, missing";
+--     err names every field that is wrong, "; "-separated:
+--     "selector.jql: required, missing";
 --     "selector.apiQueryParams.status[2]: expected a string, got a number"
---   selector.json_schema(kinds) -> a JSON Schema (draft-07) table of the
---     whole port app config; kinds: {[kind] = fields | false}
+--   selector.json_schema(kinds, title, catch_all) -> a JSON Schema
+--     (draft-07) table of the whole port app config; kinds: {[kind] =
+--     fields | false}; catch_all (or no kind): any kind is valid too
 --   selector.main(args)  the `ocean port-app-config` command
 local json = require "ocean.json"
 
-local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
-local sort = table.sort
+local type, pairs, ipairs, tostring, error, next = type, pairs, ipairs, tostring, error, next
 local format = string.format
 local math_type = math.type
 
@@ -41,39 +46,82 @@ local SPEC_KEYS = { type = true, required = true, default = true, description = 
 
 -- {==================== declarations ====================
 
-local function check_spec(spec, path)
+-- Misuse of the declaration is a usage error: raised as a plain message
+-- with the caller's place ("main.lua:3: selector_schema: kind 'book':
+-- ..."), remembered so that a loader (ocean.integration.load) shows it
+-- without a Lua traceback, which says nothing more about a wrong
+-- declaration.
+local usage_msgs, usage_count = {}, 0
+
+-- info: debug.getinfo of the place to name (nil: none).
+local function raise(msg, info)
+  if info and info.currentline and info.currentline > 0 then
+    local src = info.source and info.source:match("^@(.*)") or info.short_src
+    msg = format("%s:%d: %s", src, info.currentline, msg)
+  end
+  if usage_count > 100 then usage_msgs, usage_count = {}, 0 end
+  usage_msgs[msg], usage_count = true, usage_count + 1
+  error(msg, 0)
+end
+_M.raise = raise
+
+-- Whether e is a usage error raised by raise().
+function _M.is_usage_error(e)
+  return type(e) == "string" and usage_msgs[e] == true
+end
+
+local check_value
+
+local function check_spec(spec, path, fail)
   if type(spec) ~= "table" then
-    error(format("selector_schema: %s: expected a table {type = ...}", path), 4)
+    return fail(format("%s: expected a table {type = ...}", path))
   end
   for k in pairs(spec) do
     if not SPEC_KEYS[k] then
-      error(format("selector_schema: %s: unknown key '%s'", path, tostring(k)), 4)
+      return fail(format("%s: unknown key '%s'", path, tostring(k)))
     end
   end
   if not TYPES[spec.type] then
-    error(format("selector_schema: %s: type must be string, number, integer, boolean, object "
-      .. "or array, got %s", path, tostring(spec.type)), 4)
+    return fail(format("%s: type must be string, number, integer, boolean, object "
+      .. "or array, got %s", path, tostring(spec.type)))
   end
   if spec.enum ~= nil and (type(spec.enum) ~= "table" or spec.enum[1] == nil) then
-    error(format("selector_schema: %s: enum must be a non-empty list", path), 4)
+    return fail(format("%s: enum must be a non-empty list", path))
   end
-  if spec.items ~= nil then check_spec(spec.items, path .. "[]") end
+  if spec.items ~= nil then check_spec(spec.items, path .. "[]", fail) end
   if spec.properties ~= nil then
     if type(spec.properties) ~= "table" then
-      error(format("selector_schema: %s: properties must be a table of fields", path), 4)
+      return fail(format("%s: properties must be a table of fields", path))
     end
-    for k, v in pairs(spec.properties) do check_spec(v, path .. "." .. tostring(k)) end
+    for k, v in pairs(spec.properties) do check_spec(v, path .. "." .. tostring(k), fail) end
+  end
+  -- a default must be a value the field accepts (its type, its enum)
+  if spec.default ~= nil then
+    local errs = {}
+    check_value(spec, spec.default, path .. " (default)", errs)
+    if errs[1] then return fail(errs[1]) end
   end
 end
 
-function _M.check_field_specs(fields)
+-- fields: {name = spec}; kind: for the messages. Misuse raises a usage
+-- error naming the kind and the field, at the place of the caller's
+-- caller (level: 3 from ocean.selector_schema).
+function _M.check_field_specs(fields, kind)
+  local what = kind and format("selector_schema: kind '%s': ", tostring(kind)) or "selector_schema: "
+  local caller = debug.getinfo(3, "Sl")     -- main.lua (ocean.selector_schema tail-calls)
+  local function fail(msg) raise(what .. msg, caller) end
   if type(fields) ~= "table" then
-    error("selector_schema: expected a table of fields {name = {type = ...}}", 3)
+    fail("expected a table of fields {name = {type = ...}}")
   end
-  for name, spec in pairs(fields) do
-    if type(name) ~= "string" then error("selector_schema: field names must be strings", 3) end
-    if name == "query" then error("selector_schema: 'query' is the selector's own jq query", 3) end
-    check_spec(spec, "selector." .. name)
+  local names = {}
+  for name in pairs(fields) do
+    if type(name) ~= "string" then fail("field names must be strings") end
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if name == "query" then fail("'query' is the selector's own jq query") end
+    check_spec(fields[name], "selector." .. name, fail)
   end
 end
 
@@ -111,42 +159,40 @@ local function matches(spec, v)
   if t == "integer" then
     return type(v) == "number" and (math_type and math_type(v) == "integer" or v % 1 == 0)
   end
-  if t == "array" then return is_list(v) end
+  -- an empty table unmarked is either: an empty array here
+  if t == "array" then return is_list(v) or (type(v) == "table" and next(v) == nil) end
   return is_object(v)
 end
 
-local check_value
-
--- Fields in name order, missing ones first, so that the error named is
--- the same on every run (pairs' order is not).
-local function check_object(spec, v, path)
-  local props, names, given = spec.properties or {}, {}, {}
-  for name in pairs(props) do names[#names + 1] = name end
-  sort(names)
+-- Every problem is added to errs (a list of messages naming the field),
+-- in the fields' name order: a mapping with two wrong fields hears of
+-- both at once. Defaults are set only where the value was missing (v is
+-- a copy).
+local function check_object(spec, v, path, errs)
+  local names = {}
+  for name in pairs(spec.properties or {}) do names[#names + 1] = name end
+  table.sort(names)
   for _, name in ipairs(names) do
-    local sub = props[name]
-    if v[name] == nil or v[name] == json.null then
+    local sub = spec.properties[name]
+    local x = v[name]
+    if x == nil or x == json.null then
       if sub.default ~= nil then
         v[name] = sub.default
       elseif sub.required then
-        return nil, format("%s.%s: required, missing", path, name)
+        errs[#errs + 1] = format("%s.%s: required, missing", path, name)
       end
     else
-      given[#given + 1] = name
+      check_value(sub, x, path .. "." .. name, errs)
     end
   end
-  for _, name in ipairs(given) do
-    local ok, err = check_value(props[name], v[name], path .. "." .. name)
-    if not ok then return nil, err end
-  end
-  return true
 end
 
-function check_value(spec, v, path)
+function check_value(spec, v, path, errs)
   if not matches(spec, v) then
-    return nil, format("%s: expected %s %s, got %s", path,
+    errs[#errs + 1] = format("%s: expected %s %s, got %s", path,
       (spec.type == "integer" or spec.type == "array" or spec.type == "object") and "an" or "a",
       spec.type, describe(v))
+    return
   end
   if spec.enum then
     local found = false
@@ -154,18 +200,18 @@ function check_value(spec, v, path)
     if not found then
       local shown = {}
       for i, e in ipairs(spec.enum) do shown[i] = json.encode(e) end
-      return nil, format("%s: %s is not one of %s", path, json.encode(v), table.concat(shown, ", "))
+      errs[#errs + 1] = format("%s: %s is not one of %s", path, json.encode(v),
+        table.concat(shown, ", "))
+      return
     end
   end
   if spec.type == "array" and spec.items then
     for i, x in ipairs(v) do
-      local ok, err = check_value(spec.items, x, format("%s[%d]", path, i))
-      if not ok then return nil, err end
+      check_value(spec.items, x, format("%s[%d]", path, i), errs)
     end
   elseif spec.type == "object" and spec.properties then
-    return check_object(spec, v, path)
+    check_object(spec, v, path, errs)
   end
-  return true
 end
 
 -- resource: one entry of the mapping's resources (a copy: defaults are
@@ -180,8 +226,9 @@ function _M.check(fields, resource)
   if type(sel) ~= "table" then
     return nil, "selector: expected an object, got " .. describe(sel)
   end
-  local ok, err = check_object({ properties = fields }, sel, "selector")
-  if not ok then return nil, err end
+  local errs = {}
+  check_object({ properties = fields }, sel, "selector", errs)
+  if errs[1] then return nil, table.concat(errs, "; ") end
   return resource
 end
 
@@ -227,11 +274,22 @@ local PORT = {
 }
 
 -- kinds: {[kind] = fields | false}, every kind the integration knows.
-function _M.json_schema(kinds, title)
+-- catch_all: a resync function registered for every kind (then, or with
+-- no kind at all, a resource of any kind is valid too).
+function _M.json_schema(kinds, title, catch_all)
   local names = {}
   for k in pairs(kinds) do names[#names + 1] = k end
   table.sort(names)
   local any = json.array {}
+  if catch_all or #names == 0 then
+    -- a resync function for every kind: any kind, its selector's query
+    any[#any + 1] = { type = "object", required = json.array { "kind", "selector", "port" },
+      properties = { kind = { type = "string" },
+        selector = { type = "object", required = json.array { "query" },
+          properties = { query = { type = "string",
+            description = "a jq expression giving true or false" } } },
+        port = { ["$ref"] = "#/definitions/port" } } }
+  end
   for _, kind in ipairs(names) do
     local sel = field_schema { type = "object", properties = kinds[kind] or {} }
     sel.properties.query = { type = "string", description = "a jq expression giving true or false" }
@@ -285,7 +343,7 @@ function _M.main(args)
   local path = args[2] or "."
   local ok, err = require("ocean.integration").load(path)
   if not ok then
-    io.stderr:write("ocean port-app-config: ", tostring(err), "\n")
+    io.stderr:write("ocean port-app-config: ", require("ocean.log").mask(err), "\n")
     return 1
   end
   local reg = require("ocean").engine().registry
@@ -300,7 +358,8 @@ function _M.main(args)
     local typ = t:match("\ntype:%s*([%w%-_]+)") or t:match("^type:%s*([%w%-_]+)")
     if typ then title = "port app config of " .. typ end
   end
-  io.stdout:write(assert(json.encode(_M.json_schema(kinds, title))), "\n")
+  io.stdout:write(assert(json.encode(_M.json_schema(kinds, title, reg.all and reg.all[1] ~= nil))),
+    "\n")
   return 0
 end
 

@@ -142,22 +142,35 @@ end
 -- unchanged mapping is not compiled again (~20 ms of jq_compile each,
 -- which would block an nginx worker). One entry per resource, in order:
 -- {index=, kind=, resource=, m= | err=}.
+local function kind_of(resource)
+  return tostring(type(resource) == "table" and resource.kind or nil)
+end
+
 local function compile_resources(eng, app)
   local compiled, per_kind = {}, {}
+  for _, resource in ipairs(app.resources) do
+    local kind = kind_of(resource)
+    per_kind[kind] = (per_kind[kind] or 0) + 1
+  end
   for i, resource in ipairs(app.resources) do
-    local kind = tostring(type(resource) == "table" and resource.kind or nil)
+    local kind = kind_of(resource)
+    -- "kind 'x'", or "kind 'x' #i" (i: its place in the mapping) when the
+    -- mapping has several resources of that kind: in every line about it
+    local label = report.label(kind, i, per_kind[kind])
     local ok, m, err = pcall(mapping.cached, resource, mapping.options(eng.settings),
                              eng.mapping_cache)
     if not ok then m, err = nil, tostring(m) end
+    if err and label ~= ("kind '%s'"):format(kind) then
+      local prefix = ("kind '%s'"):format(kind)
+      if err:sub(1, #prefix) == prefix then err = label .. err:sub(#prefix + 1) end
+    end
     -- the declared selector fields (ocean.selector_schema), defaults set
     local config, serr = deep_copy(resource), nil
     if type(config) == "table" then config, serr = selector.check(eng.registry.selectors[kind], config) end
-    if serr then m, err = nil, ("kind '%s': %s"):format(kind, serr) end
-    per_kind[kind] = (per_kind[kind] or 0) + 1
-    compiled[i] = { index = i, kind = kind, resource = resource, m = m, err = err,
+    if serr then m, err = nil, ("%s: %s"):format(label, serr) end
+    compiled[i] = { index = i, kind = kind, resource = resource, m = m, err = err, label = label,
                     config = config or deep_copy(resource) }
   end
-  for _, c in ipairs(compiled) do c.label = report.label(c.kind, c.index, per_kind[c.kind]) end
   return compiled
 end
 
@@ -206,14 +219,33 @@ _M.batch_problem = batch_problem
 -- results after the status), as a batch, or nil, why. how: "returned" or
 -- "yielded". A resume that gave no value gives no batch (a generator's
 -- end, or a bare yield).
+-- The contract: one value (a list of objects: one page), or nil, err;
+-- anything beyond (a second page in the same yield, `return list, extra`)
+-- is refused whole (nothing of it is offered): a value silently dropped
+-- would read as entities gone at the source, and be deleted.
 local function take(r, how)
   if r.n < 2 then return nil end
   local v = r[2]
   if v == nil then
     if r.n >= 3 and r[3] ~= nil then
-      return nil, ("%s nil, %s"):format(how, tostring(r[3]))
+      if r.n > 3 then
+        return nil, ("%s %d values (nil, %s, ...): give nil, err or one list of objects")
+          :format(how, r.n - 1, report.render(r[3]))
+      end
+      return nil, ("%s nil, %s"):format(how, report.render(r[3]))
     end
     return nil, how .. " nil: return a list of objects ({} when there are none)"
+  end
+  if r.n > 2 then
+    local many = true
+    for i = 3, r.n do many = many and type(r[i]) == "table" and r[i] ~= json.null end
+    if how == "yielded" and many then
+      return nil, ("yielded %d pages in one yield: yield one page at a time; nothing of "
+        .. "them was synced"):format(r.n - 1)
+    end
+    return nil, ("%s %d values (%s, then %s): %s one list of objects; nothing of them was "
+      .. "synced"):format(how, r.n - 1, report.describe(v), report.describe(r[3]),
+      how == "yielded" and "yield" or "return")
   end
   local problem = batch_problem(v)
   if problem then return nil, how .. " " .. problem end
@@ -229,14 +261,15 @@ end
 -- deleted); `return {}` says "none". Returns true, or nil, err when fn
 -- raised. The coroutine is adopted by the running task: its waits yield
 -- to the scheduler (scheduler.resume passes them up), not to this loop.
-local function run_resync_fn(fn, kind, resource, deliver, fail, run)
+local function run_resync_fn(fn, kind, resource, deliver, fail, run, name)
+  name = name or ("kind '%s'"):format(kind)
   local co = run.eng.scheduler:adopt(coroutine_create(function(...) return fn(...) end))
   local r = pack(coroutine_resume(co, kind, resource))
   local gave = false
   while true do
     run:check_abort()
     if not r[1] then
-      return nil, ("resync function for kind '%s' failed: %s"):format(kind, tostring(r[2]))
+      return nil, ("resync function for %s failed: %s"):format(name, report.render(r[2]))
     end
     local dead = coroutine_status(co) == "dead"
     local batch, why = take(r, dead and "returned" or "yielded")
@@ -244,12 +277,12 @@ local function run_resync_fn(fn, kind, resource, deliver, fail, run)
     if batch then
       deliver(batch)
     elseif why then
-      fail(("resync function for kind '%s' %s"):format(kind, why))
+      fail(("resync function for %s %s"):format(name, why))
     end
     if dead then
       if not gave then
-        fail(("resync function for kind '%s' returned nothing and yielded no page: return a "
-          .. "list of objects ({} when there are none)"):format(kind))
+        fail(("resync function for %s returned nothing and yielded no page: return a "
+          .. "list of objects ({} when there are none)"):format(name))
       end
       return true
     end
@@ -278,19 +311,28 @@ local function new_run(eng, kind_of_event, opts)
   return r
 end
 
+-- Port known to be unreachable (a retried request got no answer until
+-- its retry budget ran out: the core port's unreachable()) stops the run
+-- as failed, nothing deleted, rather than sending every later request
+-- into another round of retries.
+local PORT_DOWN = {}
+
 function Run:check_abort()
   if self.aborted or (self.eng:should_abort(self)) then
     self.aborted = true
     error(ABORTED, 0)
   end
+  local cp = self.eng.core_port
+  local down = cp and cp:unreachable()
+  if down then error(setmetatable({ message = down }, PORT_DOWN), 0) end
 end
 
 -- An error of the run (it blocks deletion): counted, kept for the
 -- summary and logged; `logged` false: counted and kept, not logged (a
 -- capped item error says it itself).
-function Run:add_error(kind, msg, logged)
+function Run:add_error(label, msg, logged)
   self.error_count = self.error_count + 1
-  self.errors[#self.errors + 1] = kind and ("kind '%s': %s"):format(kind, msg) or msg
+  self.errors[#self.errors + 1] = label and (label .. ": " .. msg) or msg
   if logged ~= false then log.error("%s", self.errors[#self.errors]) end
 end
 
@@ -300,7 +342,10 @@ function Run:count_error(n)
 end
 
 -- Between two waits: the running kind's progress line, at most every
--- progress_interval seconds.
+-- progress_interval seconds (at the first wait after it is due). Upserts
+-- are counted when Port answered them (answered), apart from those handed
+-- to the Port client and not answered yet (queued: waiting for a slot, on
+-- the wire or waiting to retry).
 function Run:tick()
   local k = self.current
   if not k or not self.session then return end
@@ -308,9 +353,9 @@ function Run:tick()
   if now - k.said_at < self.progress_interval then return end
   k.said_at = now
   local st = self.session:stats()
-  report.progress(k.label, k, { entities = st.entities_sent - k.at_start.entities_sent,
-    requests = st.upsert_requests - k.at_start.upsert_requests,
-    failed = st.failed - k.at_start.failed }, now - k.t0)
+  local a0 = k.at_start.entities_sent - (k.at_start.in_flight or 0)
+  report.progress(k.label, k, { answered = st.entities_sent - (st.in_flight or 0) - a0,
+    queued = st.in_flight or 0, failed = st.failed - k.at_start.failed }, now - k.t0)
 end
 
 -- Wait for a Job of the session; a run asked to stop raises ABORTED
@@ -363,9 +408,11 @@ local function note_feed(run, c, stats, rep, batch)
   if rep.error_count > 0 then
     stats.errors = stats.errors + rep.error_count
     for _, e in ipairs(rep.errors) do
-      local msg = ("item %d: %s"):format(e.index, e.message)
-      if notes:add("item errors", "error", ("kind '%s': %s"):format(c.kind, msg)) then
-        run:add_error(c.kind, msg, false)
+      -- index 0: the page itself (a JSON text that is not a list)
+      local msg = e.index > 0 and ("item %d: %s"):format(e.index, e.message)
+        or ("page %d: %s"):format(stats.batches, e.message)
+      if notes:add("item errors", "error", ("%s: %s"):format(c.label, msg)) then
+        run:add_error(c.label, msg, false)
       else
         run:count_error(1)
       end
@@ -377,7 +424,7 @@ local function note_feed(run, c, stats, rep, batch)
     stats.dropped = stats.dropped + rep.dropped_count
     for _, d in ipairs(rep.dropped) do
       notes:add("dropped entities", "warning",
-        ("kind '%s': item %d dropped: %s"):format(c.kind, d.index, d.reason))
+        ("%s: item %d dropped: %s"):format(c.label, d.index, d.reason))
     end
     notes:skip("dropped entities", rep.dropped_count - #rep.dropped)
   end
@@ -503,7 +550,7 @@ local function process_kind(run, c)
   end
   local fns = run.eng:resync_functions(kind)
   if #fns == 0 then
-    run:add_error(kind, ("no resync function is registered for kind '%s'"):format(kind))
+    run:add_error(c.label, ("no resync function is registered for kind '%s'"):format(kind))
     kind_done(run, stats, "failed")
     return stats
   end
@@ -512,7 +559,7 @@ local function process_kind(run, c)
   for _, fn in ipairs(fns) do
     local ok, err = run.eng:with_event(event, run_resync_fn, fn, kind, c.config, function(batch)
       feed_batch(run, c, stats, batch)
-    end, function(why) run:add_error(nil, why) end, run)
+    end, function(why) run:add_error(nil, why) end, run, c.label)
     if not ok then run:add_error(nil, err) end
   end
   report.misconfigured(stats)
@@ -541,8 +588,8 @@ local function finish(run, threshold)
   local blocked = {}
   for _, k in ipairs(run.kinds) do
     if k.dropped > 0 then
-      blocked[#blocked + 1] = ("kind '%s': %d entities had no identifier or blueprint")
-        :format(k.kind, k.dropped)
+      blocked[#blocked + 1] = ("%s: %d entities had no identifier or blueprint")
+        :format(k.label, k.dropped)
     end
   end
   for _, why in ipairs(run.blocked_all or {}) do blocked[#blocked + 1] = why end
@@ -555,6 +602,18 @@ local function finish(run, threshold)
   local rep = run:await(job)
   for _, e in ipairs(rep.errors) do run:add_error(nil, e) end
   run.deletion = rep.deletion
+  -- "N error(s) during the resync" names the resources that failed
+  local failed = {}
+  for _, k in ipairs(run.kinds) do
+    if k.status == "failed" then failed[#failed + 1] = k.label end
+  end
+  if #failed > 0 and rep.deletion and rep.deletion.reasons then
+    for i, why in ipairs(rep.deletion.reasons) do
+      if why:find("^%d+ error%(s%) during the resync") then
+        rep.deletion.reasons[i] = why .. " (failed: " .. report.some(failed, 5) .. ")"
+      end
+    end
+  end
   report.session_end(rep, run.held)
 end
 
@@ -603,13 +662,19 @@ local function label_failures(run, failures)
   return failures
 end
 
--- completed | partial (completed, but some entities are not in Port as
--- the source has them: Port rejected them, or items could not be
--- expanded) | failed | aborted.
+-- completed | partial (completed, but the catalog is not as the source
+-- has it: Port rejected entities, items could not be expanded, entities
+-- were dropped for want of an identifier or blueprint, or deletion was
+-- skipped (the threshold...), so stale entities stay; or some stale entities could not be
+-- deleted) | failed | aborted.
 local function outcome_of(s)
   if s.aborted then return "aborted" end
   if not s.ok then return "failed" end
-  if s.failed > 0 or s.items_errors > 0 then return "partial" end
+  if s.failed > 0 or s.items_errors > 0 or (s.dropped or 0) > 0
+     or (s.delete_failed or 0) > 0
+     or (s.deletion and s.deletion.skipped) then
+    return "partial"
+  end
   return "completed"
 end
 _M.outcome_of = outcome_of
@@ -625,7 +690,8 @@ local function summarize(run)
     created = st.created or 0, updated = st.updated or 0, unknown = st.unknown or 0,
     unchanged = st.unchanged or 0, failed = st.failed or 0,
     deleted = run.deletion and run.deletion.deleted or 0,
-    filtered = 0, items_errors = 0,
+    delete_failed = not run.plan and st.delete_failed or 0,
+    filtered = 0, items_errors = 0, dropped = 0,
     errors = run.errors, error_count = run.error_count, kinds = run.kinds,
     deletion = run.deletion, held = run.held[1] and run.held or nil,
     requests = { upserts = st.upsert_requests or 0, deletes = st.delete_requests or 0 },
@@ -635,6 +701,7 @@ local function summarize(run)
     read_counts(run, k)
     s.filtered = s.filtered + k.filtered
     s.items_errors = s.items_errors + k.items_errors
+    s.dropped = s.dropped + k.dropped
   end
   if session then
     s.failures = label_failures(run, session:failures())
@@ -654,7 +721,7 @@ local function guarded(run, body)
   local eng = run.eng
   eng:begin_run(run)
   local ok, err = xpcall(body, function(e)
-    if e == ABORTED then return e end
+    if e == ABORTED or getmetatable(e) == PORT_DOWN then return e end
     return traceback(tostring(e), 2)
   end)
   if not ok then
@@ -663,6 +730,9 @@ local function guarded(run, body)
       run.aborted = true
       log.warning("%s %s aborted: nothing was deleted", run.event, run.id)
       if run.event == "resync" then pcall(report_state, run, "aborted") end
+    elseif getmetatable(err) == PORT_DOWN then
+      run:add_error(nil, ("%s failed: %s; it stops here and nothing was deleted")
+        :format(run.event, err.message))
     else
       run:add_error(nil, run.event .. " failed: " .. tostring(err))
       if run.event == "resync" then pcall(report_state, run, "failed") end
@@ -674,11 +744,21 @@ local function guarded(run, body)
   if run.session then run.session:close() end
   eng:end_run(run)
   report.failures(summary.failures)
-  log.info("%s %s %s: created %d, updated %d%s, unchanged %d, deleted %d, failed %d%s", run.event,
+  if run.plan then
+    -- a plan writes nothing: it says what the resync would do
+    log.info("%s %s plan %s: would create %d, update %d, delete %d; unchanged %d, failed %d%s",
+      run.event, run.id, summary.outcome == "partial" and "completed" or summary.outcome,
+      summary.created, summary.updated, summary.deleted, summary.unchanged, summary.failed,
+      summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
+    return summary
+  end
+  log.info("%s %s %s: created %d, updated %d%s, unchanged %d, deleted %d%s, failed %d%s", run.event,
     run.id, summary.outcome == "partial" and "completed" or summary.outcome, summary.created,
     summary.updated, summary.unknown > 0 and (", upserted %d (created or updated: unknown)")
       :format(summary.unknown) or "",
-    summary.unchanged, summary.deleted, summary.failed,
+    summary.unchanged, summary.deleted,
+    summary.delete_failed > 0 and (" (%d could not be deleted)"):format(summary.delete_failed) or "",
+    summary.failed,
     summary.error_count > 0 and (" (" .. summary.error_count .. " errors)") or "")
   return summary
 end

@@ -12,9 +12,9 @@ describe("retry header parsing", function()
   local now = 1700000000
   local cases = {
     { "1", 1000 }, { "0", 0 }, { " 2 ", 2000 }, { "0.25", 250 },
-    { "10000", 10000000 },                  -- not above 10000: seconds
-    { tostring(now + 3), 3000 },            -- above 10000: an epoch
-    { tostring(now - 5), 0 },               -- an epoch in the past
+    { "10000", 10000000 },
+    { "100000", 100000000 },                -- Retry-After: always seconds
+    { tostring(now + 3), 1000000000000 },   -- (capped at 1e9 s)
     { "Tue, 14 Nov 2023 22:13:25 GMT", 5000 },   -- IMF-fixdate (now + 5)
     { "Tuesday, 14-Nov-23 22:13:25 GMT", 5000 }, -- RFC 850
     { "Tue Nov 14 22:13:25 2023", 5000 },        -- asctime
@@ -23,6 +23,13 @@ describe("retry header parsing", function()
   for _, c in ipairs(cases) do
     it(("reads %q as %d ms"):format(c[1], c[2]), function()
       assert.are.equal(c[2], core.retry_delay_ms(c[1], now))
+    end)
+  end
+  -- x-ratelimit-reset: a number above 10000 is an epoch, as Ocean reads it
+  for _, c in ipairs({ { "10000", 10000000 }, { tostring(now + 3), 3000 },
+                       { tostring(now - 5), 0 } }) do
+    it(("reads x-ratelimit-reset %q as %d ms"):format(c[1], c[2]), function()
+      assert.are.equal(c[2], core.retry_delay_ms(c[1], now, "x-ratelimit-reset"))
     end)
   end
   for _, bad in ipairs({ "", "soon", "1s", "-1", "1 2" }) do
@@ -240,12 +247,68 @@ describe("loop", function()
       assert.is_true(r.waited_ms <= 500)
     end)
 
-    it("caps one wait, Retry-After included", function()
+    it("gives up at once when Retry-After asks for more than one wait may be", function()
       emu.faults{ { path = "^/v1/m", status = 429, retry_after = "100", count = 1 } }
       local r = fetch(loop, { url = emu.url .. "/v1/m",
         retry = { base_delay_ms = 10, max_delay_ms = 150 } })
+      assert.are.equal(429, r.status)
+      assert.are.equal(1, r.attempts)            -- never retried before it allows
+      assert.are.equal(0, r.waited_ms)
+    end)
+
+    it("gives up at once when Retry-After passes the retry budget, and says so", function()
+      -- a huge number is seconds (RFC 9110), never an epoch: the old
+      -- reading made it "0 ms" and 11 sends in 0.3 s
+      emu.faults{ { path = "^/v1/m", status = 429, retry_after = "100000", count = 1 } }
+      loop:record{ retries = true }
+      local done
+      local r = runtime.await(loop, loop:request{ url = emu.url .. "/v1/m",
+        retry = { base_delay_ms = 10, max_total_wait_ms = 5000 } }, { on_events = function(evs)
+          for _, e in ipairs(evs) do if e.type == "request" then done = e end end
+        end })
+      loop:record{}
+      assert.are.equal(429, r.status)
+      assert.are.equal(1, r.attempts)
+      assert.is_truthy(done, "a gave-up event")
+      assert.is_true(done.gave_up)
+      assert.are.equal(100000000, done.asked_ms)
+    end)
+
+    it("waits what Retry-After asks when it fits, and backs off on 0 or a past date", function()
+      emu.faults{ { path = "^/v1/ra", status = 429, retry_after = "0.3", count = 1 } }
+      local r = fetch(loop, { url = emu.url .. "/v1/ra", retry = { base_delay_ms = 10 } })
       assert.are.equal(2, r.attempts)
-      assert.are.equal(150, r.waited_ms)
+      assert.are.equal(300, r.waited_ms)
+      for _, v in ipairs({ "0", "Tue, 14 Nov 2023 22:13:00 GMT" }) do
+        emu.faults{ { path = "^/v1/rz", status = 503, retry_after = v, count = 2 } }
+        r = fetch(loop, { url = emu.url .. "/v1/rz", retry = { base_delay_ms = 40 } })
+        assert.are.equal(3, r.attempts)
+        assert.is_true(r.waited_ms >= 108, v .. ": " .. r.waited_ms)   -- 40 + 80, -10 %
+      end
+    end)
+
+    it("keeps every retry event, however many come between two waits", function()
+      -- the queue used to hold 64 and drop the rest ("N request events
+      -- were not logged"); retries must never go unsaid
+      loop:set_concurrency(150)
+      emu.faults{ { path = "^/v1/many", status = 503, count = 150 } }
+      loop:record{ retries = true }
+      local jobs, retries, dropped = {}, 0, 0
+      for i = 1, 150 do
+        jobs[i] = loop:request{ url = emu.url .. "/v1/many" .. i,
+                                retry = { base_delay_ms = 1, max_attempts = 2 } }
+      end
+      for i = 1, 150 do
+        runtime.await(loop, jobs[i], { on_events = function(evs)
+          for _, e in ipairs(evs) do
+            if e.type == "retry" then retries = retries + 1 end
+            if e.type == "dropped" then dropped = dropped + e.count end
+          end
+        end })
+      end
+      loop:record{}
+      loop:set_concurrency(5)
+      assert.are.same({ 150, 0 }, { retries, dropped })
     end)
 
     it("keeps the slot free while waiting to retry", function()

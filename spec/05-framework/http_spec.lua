@@ -73,6 +73,14 @@ describe("ocean.http", function()
     api.faults { { path = "^/teams$", status = 503, count = 1 } }
     res = assert(http.get(api.url .. "/teams", { retry = false }))
     assert.are.same({ 503, false, 1 }, { res.status, res.ok, res.attempts })
+    -- retry = 0: no retries either; retry = n: n retries at most
+    api.faults { { path = "^/teams$", status = 503, count = 1 } }
+    res = assert(http.get(api.url .. "/teams", { retry = 0 }))
+    assert.are.same({ 503, 1 }, { res.status, res.attempts })
+    api.faults { { path = "^/teams$", status = 503, count = 3 } }
+    res = assert(http.get(api.url .. "/teams", { retry = 1 }))
+    assert.are.same({ 503, 2 }, { res.status, res.attempts })
+    api.faults()
   end)
 
   it("gives up at once when Retry-After is beyond the cap on waiting", function()
@@ -102,7 +110,15 @@ describe("ocean.http", function()
     assert.has_error(function() http.request { url = "ftp://x" } end,
       "http.request: url must be an http(s) URL, got ftp://x")
     assert.has_error(function() http.get(api.url, { timeout = -1 }) end,
-      "http.request: timeout must be a positive number of seconds")
+      "http.get: opts.timeout must be a positive number of seconds")
+    -- the function called and the option, never "bad self"
+    assert.has_error(function() http.get_json(api.url, { retry = "often" }) end,
+      "http.get_json: opts.retry must be false, a number of retries or a table of retry "
+        .. "options, got a string")
+    assert.has_error(function() http.get_json(api.url, { retry = 1.5 }) end,
+      "http.get_json: opts.retry must be a whole number of retries from 0 to 100, got 1.5")
+    assert.has_error(function() http.get_json(api.url, "fast") end,
+      "http.get_json: options must be a table, got a string")
     assert.has_error(function() http.paginate(api.url, { next = "x" }) end,
       "http.paginate: opts.next must be a function")
   end)
@@ -194,7 +210,29 @@ describe("ocean.http", function()
     it("raises when the next page is the page itself", function()
       local ok, err = pcall(collect, api.url .. "/teams", { next = function(_, _, url) return url end })
       assert.is_false(ok)
-      assert.truthy(err:find("the next page is the same URL", 1, true), err)
+      assert.truthy(err:find("page 2 asks for a page already read (the pagination loops", 1, true),
+        err)
+    end)
+
+    it("raises when a cursor comes back after other pages (A -> B -> A)", function()
+      local n = 0
+      local ok, err = pcall(collect, api.url .. "/teams", { next = function()
+        n = n + 1
+        return { query = { cursor = n % 2 == 1 and "b" or "a" } }
+      end })
+      assert.is_false(ok)
+      -- pages: first (no cursor), b, a, b again -> the 4th is refused
+      assert.are.equal(3, n)
+      assert.truthy(err:find("page 4 asks for a page already read", 1, true), err)
+    end)
+
+    it("follows cursors that keep changing", function()
+      local n = 0
+      local pages = collect(api.url .. "/teams", { next = function()
+        n = n + 1
+        if n < 4 then return { query = { from = "c" .. n, limit = 2 } } end
+      end })
+      assert.are.equal(4, #pages)
     end)
   end)
 end)

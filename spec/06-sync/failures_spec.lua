@@ -167,7 +167,7 @@ describe("nothing fails silently", function()
         .. "more$", false))
       -- every retry said, and the giving up
       assert.truthy(#grep(lines, "^WARNING retrying Port POST /v1/blueprints/service/entities/bulk in "
-        .. "%d ms %(attempt 2/2%): HTTP 503$", false) >= 1)
+        .. "%d ms %(attempt 2 of at most 2, within [%d.]+ s of waiting%): HTTP 503$", false) >= 1)
       assert.truthy(#grep(lines, "^WARNING gave up on Port POST /v1/blueprints/service/entities/bulk "
         .. "after 2 attempts %(%d ms of waiting%): HTTP 503$", false) >= 1)
       assert.is_nil(next(grep(emu.entities("service"), "x")))
@@ -229,7 +229,7 @@ describe("nothing fails silently", function()
       lines = capture("WARNING", function() s = ocean.sync_raw_all() end)
       assert.are.same({
         "WARNING deletion skipped: 1 error(s) during the resync: the state is incomplete "
-          .. "(11 deletion candidates stay)",
+          .. "(failed: kind 'team') (11 deletion candidates stay)",
         "WARNING deletion skipped: deleting 11 of 12 owned entities (92%) is above "
           .. "entityDeletionThreshold (10%) (11 deletion candidates stay)" },
         grep(lines, "deletion skipped"))
@@ -256,7 +256,7 @@ describe("nothing fails silently", function()
                         "INFO kind 'service' started (resource 2 of 2, selector: true)" },
         grep(lines, " started (resource", true))
       local progress = grep(lines, "^INFO kind 'service': %d+ objects read, %d+ entities, %d+ upserts "
-        .. "sent in %d+ requests, 0 failed, %d+ objects/s %(%d+ s%)$", false)
+        .. "answered by Port %(%d+ queued%), 0 failed, %d+ objects/s %(%d+ s%)$", false)
       assert.is_true(#progress >= 2, table.concat(lines, "\n"))
     end)
 
@@ -269,8 +269,10 @@ describe("nothing fails silently", function()
       emu.faults()
       assert.is_true(s.ok, json.encode(s.errors))
       assert.are.same({
-        "WARNING retrying Port POST /v1/blueprints/team/entities/bulk in 50 ms (attempt 2/11): HTTP 429",
-        "WARNING retrying Port POST /v1/blueprints/team/entities/bulk in 50 ms (attempt 3/11): HTTP 429",
+        "WARNING retrying Port POST /v1/blueprints/team/entities/bulk in 50 ms (attempt 2 of at "
+          .. "most 11, within 120.0 s of waiting): HTTP 429",
+        "WARNING retrying Port POST /v1/blueprints/team/entities/bulk in 50 ms (attempt 3 of at "
+          .. "most 11, within 120.0 s of waiting): HTTP 429",
       }, grep(lines, "retrying"))
       assert.truthy(grep(lines, "INFO Port POST /v1/blueprints/team/entities/bulk: HTTP 200 after 3 "
         .. "attempts")[1])

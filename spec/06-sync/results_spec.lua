@@ -93,7 +93,7 @@ describe("a resync function's result", function()
         assert.are.equal("resync function for kind 'team' returned nil, GET " .. api.url
           .. '/teams: HTTP 401 {"message":"bad token"}', s.errors[1])
         assert.is_true(s.deletion.skipped)
-        assert.are.equal("1 error(s) during the resync: the state is incomplete",
+        assert.are.equal("1 error(s) during the resync: the state is incomplete (failed: kind 'team')",
           s.deletion.reasons[1])
       end)
       api.faults()
@@ -101,7 +101,7 @@ describe("a resync function's result", function()
       assert.are.equal("failed", state())
       assert.are.equal(1, #grep(lines, "ERROR resync function for kind 'team' returned nil, GET"))
       assert.are.equal(1, #grep(lines, "WARNING deletion skipped: 1 error(s) during the resync: "
-        .. "the state is incomplete (5 deletion candidates stay)"))
+        .. "the state is incomplete (failed: kind 'team') (5 deletion candidates stay)"))
     end)
 
   local bad = {
@@ -117,6 +117,23 @@ describe("a resync function's result", function()
     { "a list with keys besides", function() return { { id = "x" }, total = 1 } end,
       "returned a table with 1 list items and the keys total: return a list of objects only" },
     { "json null", function() return json.null end, "returned null" },
+    -- beyond the contract: nothing of it is synced (the first page was
+    -- silently taken, the rest dropped, and its entities deleted)
+    { "two pages in one yield", function() coroutine.yield({ { id = "x" } }, { { id = "y" } }) end,
+      "yielded 2 pages in one yield: yield one page at a time; nothing of them was synced" },
+    { "three pages in one yield", function() coroutine.yield({}, {}, {}) end,
+      "yielded 3 pages in one yield: yield one page at a time; nothing of them was synced" },
+    { "a page and something else in one yield", function() coroutine.yield({ { id = "x" } }, 5) end,
+      "yielded 2 values (a table, then a number (5)): yield one list of objects; nothing of them "
+        .. "was synced" },
+    { "a list and an extra value", function() return { { id = "x" } }, true end,
+      "returned 2 values (a table, then a boolean (true)): return one list of objects; nothing "
+        .. "of them was synced" },
+    { "a table raised", function() error({ code = 1, list = { 1, 2 } }) end,
+      'failed: {"code":1,"list":[1,2]}' },
+    { "a table with __tostring raised", function()
+        error(setmetatable({}, { __tostring = function() return "custom error" end })) end,
+      "failed: custom error" },
   }
   for _, case in ipairs(bad) do
     it("fails the kind, naming what came back, and deletes nothing: " .. case[1], function()
@@ -163,6 +180,18 @@ describe("a resync function's result", function()
     s = ocean.sync_raw_all()
     assert.is_true(s.ok, json.encode(s.errors))
     assert.are.equal(5, s.deleted)
+  end)
+
+  it("numbers a page that is not JSON by its page, as items are numbered from 1", function()
+    start(function()
+      coroutine.yield { { id = "platform", name = "Platform" } }
+      coroutine.yield "hello"
+    end)
+    local s = ocean.sync_raw_all()
+    assert.is_false(s.ok)
+    assert.are.equal(1, #s.errors)
+    assert.truthy(s.errors[1]:find("^kind 'team': page 2: invalid JSON"), s.errors[1])
+    assert.are.equal(5, #ids())
   end)
 
   it("accepts pages of JSON texts and a JSON text page", function()
@@ -223,6 +252,33 @@ describe("the resource config", function()
       local cfg = select(2, emu.api("GET", "/v1/integration/spec-integration")).integration.config
       assert.are.equal("project = A", cfg.resources[1].selector.jql)
     end)
+
+  it("names a resource by its place in the mapping in every line, its errors too", function()
+    -- 'project' first: the first 'team' resource is the mapping's second
+    local project = team_resource()
+    project.kind = "project"
+    local m = mapping { project, team_resource { jql = "A" }, team_resource { jql = "B" } }
+    emu.reset()
+    local _
+    _, ocean = oh.setup(emu, { blueprints = BLUEPRINTS, mapping = m })
+    ocean.on_resync("project", function() return {} end)
+    ocean.on_resync("team", function(_, r)
+      if r.selector.jql == "B" then return nil, "B is down" end
+      return { { id = "t1", name = "T1" }, 7 }
+    end)
+    local s
+    local lines = capture("INFO", function() s = ocean.sync_raw_all() end)
+    assert.are.same({ "kind 'project'", "kind 'team' #2", "kind 'team' #3" },
+      { s.kinds[1].label, s.kinds[2].label, s.kinds[3].label })
+    assert.are.same({ "INFO kind 'team' #2 started (resource 2 of 3, selector: true)" },
+      grep(lines, "kind 'team' #2 started"))
+    assert.are.same({
+      "resync function for kind 'team' #2 returned a list whose item 2 is a number (7): expected objects",
+      "resync function for kind 'team' #3 returned nil, B is down",
+    }, { s.errors[1], s.errors[2] })
+    assert.are.equal(1, #grep(lines, "ERROR resync function for kind 'team' #3 returned nil, B is down"))
+    assert.are.equal(1, #grep(lines, "(failed: kind 'team' #2, kind 'team' #3)"))
+  end)
 
   it("is not what a webhook handled between a resync function's waits sees", function()
     emu.reset()

@@ -65,6 +65,10 @@ describe("declared selector fields", function()
     { { jql = "x", apiQueryParams = { status = { "open" } } },
       "selector.apiQueryParams.team: required, missing" },
     { { jql = "x", apiQueryParams = { "a" } }, "selector.apiQueryParams: expected an object, got an array" },
+    -- every wrong field at once, in name order
+    { { jql = 42, maxResults = "x", state = "gone" }, "selector.jql: expected a string, got a number; "
+      .. "selector.maxResults: expected an integer, got a string; "
+      .. 'selector.state: "gone" is not one of "open", "closed"' },
   }
   for _, case in ipairs(bad) do
     it("fail the kind when the mapping breaks them, naming the field: " .. case[2], function()
@@ -85,11 +89,22 @@ describe("declared selector fields", function()
       { { query = { type = "string" } }, "'query' is the selector's own jq query" },
       { { a = { type = "array", items = { type = "x" } } }, "selector.a[]: type must be" },
       { { a = { type = "string", enum = {} } }, "selector.a: enum must be a non-empty list" },
+      -- a default must be a value of the field's type and enum
+      { { maxPages = { type = "integer", default = "lots" } },
+        'selector.maxPages (default): expected an integer, got a string' },
+      { { s = { type = "string", enum = { "a", "b" }, default = "c" } },
+        'selector.s (default): "c" is not one of "a", "b"' },
+      { { o = { type = "object", properties = { n = { type = "number", default = true } } } },
+        "selector.o.n (default): expected a number, got a boolean" },
     } do
       local ok, err = pcall(ocean.selector_schema, "issue", case[1])
       assert.is_false(ok)
-      assert.truthy(err:find(case[2], 1, true), err)
+      assert.truthy(err:find("selector_schema: kind 'issue': " .. case[2], 1, true), err)
+      assert.is_nil(err:find("traceback", 1, true), err)
     end
+    -- a good default is fine
+    ocean.selector_schema("issue", { n = { type = "integer", default = 5 },
+                                     e = { type = "string", enum = { "a" }, default = "a" } })
   end)
 end)
 
@@ -135,6 +150,50 @@ ocean.on_resync("project", function() return {} end)
     assert.are.same({ "identifier", "blueprint" }, s.definitions.port.properties.entity.properties
       .mappings.required)
   end)
+
+  it("allows any kind for an integration with a resync function for every kind", function()
+    local d = ehelp.tmpdir()
+    local f = assert(io.open(d .. "/main.lua", "w"))
+    f:write('local ocean = require "ocean"\nocean.on_resync(function(kind) return {} end)\n')
+    f:close()
+    local r = sail.run({ "port-app-config", "schema", d }, {})
+    assert.are.equal(0, r.rc, r.err)
+    local any = assert(json.decode(r.out)).properties.resources.items.anyOf
+    assert.are.equal(1, #any)      -- never an empty anyOf (which no resource matches)
+    assert.are.same({ type = "string" }, any[1].properties.kind)
+    assert.are.same({ "query" }, any[1].properties.selector.required)
+    -- with declared kinds too, the catch-all still allows the others
+    f = assert(io.open(d .. "/main.lua", "a"))
+    f:write('ocean.on_resync("issue", function() return {} end)\n')
+    f:close()
+    r = sail.run({ "port-app-config", "schema", d }, {})
+    any = assert(json.decode(r.out)).properties.resources.items.anyOf
+    assert.are.same({ { type = "string" }, { const = "issue" } },
+      { any[1].properties.kind, any[2].properties.kind })
+    os.execute("rm -rf " .. q(d))
+  end)
+
+  it("says a wrong declaration in main.lua without a Lua traceback, naming kind and field",
+    function()
+      local d = ehelp.tmpdir()
+      local f = assert(io.open(d .. "/main.lua", "w"))
+      f:write('local ocean = require "ocean"\n'
+        .. 'ocean.selector_schema("book", { maxPages = { type = "int" } })\n')
+      f:close()
+      local r = sail.run({ "port-app-config", "schema", d }, {})
+      assert.are.equal(1, r.rc)
+      assert.are.equal("ocean port-app-config: main.lua failed: " .. d .. "/main.lua:2: "
+        .. "selector_schema: kind 'book': selector.maxPages: type must be string, number, "
+        .. "integer, boolean, object or array, got int\n", r.err)
+      -- a plain bug keeps its traceback
+      f = assert(io.open(d .. "/main.lua", "w"))
+      f:write('local x = nil\nreturn x.y\n')
+      f:close()
+      r = sail.run({ "port-app-config", "schema", d }, {})
+      assert.are.equal(1, r.rc)
+      assert.truthy(r.err:find("stack traceback", 1, true), r.err)
+      os.execute("rm -rf " .. q(d))
+    end)
 
   it("says how to use it, and fails on a folder without main.lua", function()
     local r = sail.run({ "port-app-config", "--help" }, {})

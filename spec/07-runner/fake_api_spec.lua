@@ -99,8 +99,9 @@ describe("examples/fake-api", function()
     assert.are.equal(1, r.rc)
     assert.are.equal("resync failed: created 0, updated 0, unchanged 23, deleted 0, failed 0\n"
       .. "  kind team                      5 objects ->      5 entities: created 0, updated 0, unchanged 5\n"
-      .. "  kind user                     20 objects ->     18 entities: created 0, updated 0, unchanged 18\n"
-      .. "  deletion skipped (27 candidates): 1 error(s) during the resync: the state is incomplete\n"
+      .. "  kind user                     20 objects ->     18 entities: created 0, updated 0, unchanged 18 [failed]\n"
+      .. "  deletion skipped (27 candidates): 1 error(s) during the resync: the state is incomplete "
+      .. "(failed: kind 'user')\n"
       .. "  error: resync function for kind 'user' failed: " .. EXAMPLE .. "/main.lua:N: GET "
       .. api.url .. '/users?page=3&per_page=10: HTTP 500 {"message":"injected fault"}\n',
       (r.out:gsub("main%.lua:%d+:", "main.lua:N:")))

@@ -216,6 +216,12 @@ static const char *const guards[] = {
   "def _modify(paths; update): reduce path(paths) as $p ([., []];"
   " ([.[0] | getpath($p) | first(update)]) as $u"
   " | [4, 12, ., $p, $u] | __oc_ffi) | . as [$d, $l] | $d | delpaths($l);",
+  /* libjq's own map_values runs its own _modify: the update then runs
+   * while `.[]` over the object is still live inside path(...), and an
+   * error in it makes libjq (1.6 and 1.7.1, ON_BACKTRACK(EACH)) drop a
+   * reference to the next key, never freed. Here `|=` is the _modify
+   * above: the paths are collected before the update runs. */
+  "def map_values(f): .[] |= f;",
   "def pick(pathexps): . as $__oc_t | reduce path(pathexps) as $p (null;"
   " setpath($p; $__oc_t | getpath($p)));",
   "def fromstream(f): {x: null, e: false} as $__oc_i"

@@ -427,6 +427,9 @@ static void push_net_event(lua_State *L, oc_loop_event_t *e)
   set_int(L, "delay_ms", e->delay_ms);
   set_int(L, "waited_ms", e->waited_ms);
   set_int(L, "elapsed_ms", e->elapsed_ms);
+  set_int(L, "max_wait_ms", e->max_wait_ms);
+  if (e->asked_ms >= 0)
+    set_int(L, "asked_ms", e->asked_ms);
   lua_pushboolean(L, e->gave_up);
   lua_setfield(L, -2, "gave_up");
 }
@@ -444,8 +447,9 @@ static void add_event(lua_State *L, int *k)
 /* loop:wait(ms [, servers]) -> events | nil, n: events are the signals
  * read ({type="signal", signal=, name=}), then, when oc_loop_record is on
  * (loop:record), the retries and requests ({type="retry"|"request",
- * method=, url=, status=, error=, attempt=, max_attempts=, delay_ms=,
- * waited_ms=, elapsed_ms=, gave_up=}) and {type="dropped", count=}. */
+ * method=, url=, status=, error=, attempt=, max_attempts=, max_wait_ms=,
+ * delay_ms=, waited_ms=, elapsed_ms=, asked_ms= (a Retry-After beyond the
+ * retry budget, which ended the retries), gave_up=}) and {type="dropped", count=}. */
 static int l_wait(lua_State *L)
 {
   oc_loop_t *loop = oc_check_loop(L, 1);
@@ -549,13 +553,16 @@ static int l_tostring(lua_State *L)
   return 1;
 }
 
-/* retry_delay_ms(header_value [, now_epoch_s]) -> ms | nil: how long a
- * Retry-After / x-ratelimit-reset value asks to wait (for specs). */
+/* retry_delay_ms(header_value [, now_epoch_s [, header_name]]) -> ms | nil:
+ * how long a Retry-After (the default) or x-ratelimit-reset value asks to
+ * wait (for specs). */
 static int l_retry_delay(lua_State *L)
 {
   const char *v = luaL_checkstring(L, 1);
   long long now = (long long)luaL_optnumber(L, 2, (lua_Number)time(NULL));
-  long d = oc_retry_header_delay_ms(v, now);
+  const char *name = luaL_optstring(L, 3, "retry-after");
+  long d = oc_retry_header_delay_ms(v, now,
+                                    strcmp(name, "x-ratelimit-reset") == 0);
   if (d < 0)
     return 0;
   lua_pushinteger(L, d);

@@ -725,6 +725,19 @@ static int l_stats(lua_State *L)
   return 1;
 }
 
+/* port:unreachable() -> message | nil: while Port is known to be down
+ * (a retried request got no answer until its retry budget ran out), every
+ * request fails at once with this message. */
+static int l_unreachable(lua_State *L)
+{
+  const char *m = oc_port_unreachable(oc_check_port(L, 1));
+  if (m)
+    lua_pushstring(L, m);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static int l_tostring(lua_State *L)
 {
   lport_t *u = to_lport(L, 1);
@@ -751,6 +764,7 @@ static const luaL_Reg port_methods[] = {
   {"list_owned", l_list_owned},
   {"token", l_token},
   {"stats", l_stats},
+  {"unreachable", l_unreachable},
   {"close", l_port_close},
   {NULL, NULL}
 };

@@ -351,7 +351,7 @@ int oc_loop_take_event(oc_loop_t *loop, oc_loop_event_t *out)
     return 0;
   *out = loop->ev[loop->ev_head];
   loop->ev[loop->ev_head].url = NULL;
-  loop->ev_head = (loop->ev_head + 1) % OC_LOOP_EVENTS;
+  loop->ev_head = (loop->ev_head + 1) % loop->ev_cap;
   loop->ev_count--;
   return 1;
 }
@@ -363,19 +363,44 @@ size_t oc_loop_events_dropped(oc_loop_t *loop)
   return n;
 }
 
+/* Room for one more event: the ring doubles (unrolled) when full, up to
+ * OC_LOOP_EVENTS. 0, or -1 when it cannot grow. */
+static int events_room(oc_loop_t *loop)
+{
+  size_t cap, i;
+  oc_loop_event_t *ev;
+  if (loop->ev_count < loop->ev_cap)
+    return 0;
+  if (loop->ev_cap >= OC_LOOP_EVENTS)
+    return -1;
+  cap = loop->ev_cap ? loop->ev_cap * 2 : 64;
+  if (cap > OC_LOOP_EVENTS)
+    cap = OC_LOOP_EVENTS;
+  if (!(ev = malloc(cap * sizeof *ev)))
+    return -1;
+  for (i = 0; i < loop->ev_count; i++)
+    ev[i] = loop->ev[(loop->ev_head + i) % loop->ev_cap];
+  free(loop->ev);
+  loop->ev = ev;
+  loop->ev_cap = cap;
+  loop->ev_head = 0;
+  return 0;
+}
+
 /* Record what happened to x's last attempt (see oc_loop_event_t). */
 static void record(oc_loop_t *loop, const oc_xfer_t *x, int type,
                    CURLcode code, int status, long delay, int gave_up)
 {
   oc_loop_event_t *e;
   if (!loop->rec_retries
-      || (type == OC_LOOP_EV_DONE && !loop->rec_requests && x->attempts < 2))
+      || (type == OC_LOOP_EV_DONE && !loop->rec_requests && x->attempts < 2
+          && !(code == CURLE_OK && status == 401) && x->asked_ms < 0))
     return;
-  if (loop->ev_count == OC_LOOP_EVENTS) {
+  if (events_room(loop)) {
     loop->ev_dropped++;
     return;
   }
-  e = &loop->ev[(loop->ev_head + loop->ev_count++) % OC_LOOP_EVENTS];
+  e = &loop->ev[(loop->ev_head + loop->ev_count++) % loop->ev_cap];
   memset(e, 0, sizeof *e);
   e->type = type;
   e->id = x->id;
@@ -390,10 +415,12 @@ static void record(oc_loop_t *loop, const oc_xfer_t *x, int type,
   e->attempt = x->attempts;
   e->max_attempts = x->has_retry && x->retry.max_attempts > 0
                     ? x->retry.max_attempts : 1;
+  e->max_wait_ms = x->has_retry ? x->retry.max_total_wait_ms : 0;
   e->delay_ms = delay;
   e->waited_ms = x->waited_ms;
   e->elapsed_ms = (long)(oc_loop_now_ms() - x->submitted_at);
   e->gave_up = gave_up;
+  e->asked_ms = type == OC_LOOP_EV_DONE ? x->asked_ms : -1;
 }
 
 static void events_free(oc_loop_t *loop)
@@ -401,6 +428,9 @@ static void events_free(oc_loop_t *loop)
   oc_loop_event_t e;
   while (oc_loop_take_event(loop, &e))
     oc_loop_event_clear(&e);
+  free(loop->ev);
+  loop->ev = NULL;
+  loop->ev_cap = 0;
 }
 
 /* }==================== */

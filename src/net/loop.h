@@ -42,8 +42,11 @@ typedef struct oc_retry {
   int nstatuses;
   int max_attempts;        /* sends in all (1 = never retry); 0 = 1 */
   long base_delay_ms;      /* back-off before retry n: base * 2^(n-1) +-10% */
-  long max_delay_ms;       /* cap on one wait (also on Retry-After);
-                              0: no cap */
+  long max_delay_ms;       /* cap on one wait; 0: no cap. A Retry-After
+                              is waited as asked when it fits this and
+                              what is left of max_total_wait_ms, else the
+                              retries end at once (the event's asked_ms).
+                              Retry-After 0 or a past date: the back-off */
   long max_total_wait_ms;  /* give up (answer with the last response)
                               when the next wait would pass it; 0: no cap */
   int connection_errors;   /* retry refused/reset/timeout/empty reply */
@@ -58,9 +61,11 @@ void oc_retry_port_defaults(oc_retry_t *r);
 void oc_retry_defaults(oc_retry_t *r);
 
 /* Delay in ms that a Retry-After / x-ratelimit-reset value asks for:
- * seconds (fractions allowed), epoch seconds when > 10000 (as Ocean), or
- * an HTTP-date. -1 when unparseable. now: wall-clock epoch seconds. */
-long oc_retry_header_delay_ms(const char *value, long long now);
+ * delay-seconds (fractions allowed) or an HTTP-date (RFC 9110 10.2.3: a
+ * Retry-After number is always seconds); epoch_ok (x-ratelimit-reset):
+ * a number > 10000 is epoch seconds, as Ocean reads that header. -1 when
+ * unparseable. now: wall-clock epoch seconds. */
+long oc_retry_header_delay_ms(const char *value, long long now, int epoch_ok);
 
 /* }==================== */
 
@@ -138,13 +143,15 @@ uint64_t oc_loop_timer(oc_loop_t *loop, long delay_ms, oc_timer_fn fn,
 
 /* What the loop did that its user should be able to say: a retry it
  * scheduled (what failed, the wait, attempt n of N), and a transfer that
- * completed. C never calls Lua, so these are kept in a bounded queue that
+ * completed. C never calls Lua, so these are kept in a queue that
  * the caller drains between waits (oc_loop_take_event); recording is off
  * until oc_loop_record() turns it on. Retries and the completion of a
- * transfer that was retried are recorded once `retries` is on; every
- * completion once `requests` is on too (a DEBUG log). When the queue is
- * full, new events are counted as dropped, never blocking anything. */
-#define OC_LOOP_EVENTS 64
+ * transfer that was retried (or answered 401: a token to renew) are
+ * recorded once `retries` is on; every
+ * completion once `requests` is on too (a DEBUG log). The queue grows as
+ * needed up to OC_LOOP_EVENTS (so no retry goes unsaid); past that, new
+ * events are counted as dropped, never blocking anything. */
+#define OC_LOOP_EVENTS 65536
 
 enum { OC_LOOP_EV_RETRY = 1, OC_LOOP_EV_DONE = 2 };
 
@@ -159,9 +166,15 @@ typedef struct oc_loop_event {
   int attempt;                   /* RETRY: the attempt that failed; DONE:
                                     sends made */
   int max_attempts;              /* sends allowed in all (1: no retry) */
+  long max_wait_ms;              /* the policy's cap on the total wait
+                                    (0: none): whichever of it and
+                                    max_attempts comes first ends retries */
   long delay_ms;                 /* RETRY: the wait before the next send */
   long waited_ms;                /* time waited between attempts so far */
   long elapsed_ms;               /* since the submit, queueing included */
+  long asked_ms;                 /* DONE: the wait Retry-After asked for
+                                    when it ended the retries (beyond the
+                                    budget); -1 otherwise */
   int gave_up;                   /* DONE: the last answer was worth a
                                     retry, but the attempts or the wait
                                     cap were used up */

@@ -52,6 +52,7 @@ typedef struct oc_xfer {
   /* across attempts */
   int attempts;
   long waited_ms;
+  long asked_ms;                  /* a Retry-After beyond the budget, or -1 */
   int64_t submitted_at;
 } oc_xfer_t;
 
@@ -90,8 +91,9 @@ struct oc_loop {
   int signalled;                /* a watched signal has arrived */
   int keep_mask;                /* ... then keep them blocked on free */
   int rec_retries, rec_requests; /* what oc_loop_record asked for */
-  oc_loop_event_t ev[OC_LOOP_EVENTS];  /* a ring: ev_head, ev_count */
-  size_t ev_head, ev_count, ev_dropped;
+  oc_loop_event_t *ev;            /* a ring of ev_cap: ev_head, ev_count;
+                                     grows up to OC_LOOP_EVENTS */
+  size_t ev_cap, ev_head, ev_count, ev_dropped;
 };
 
 /* transport.c */

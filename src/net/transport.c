@@ -47,7 +47,7 @@ void oc_retry_defaults(oc_retry_t *r)
   r->base_delay_ms = 100;
 }
 
-long oc_retry_header_delay_ms(const char *v, long long now)
+long oc_retry_header_delay_ms(const char *v, long long now, int epoch_ok)
 {
   char *end;
   double secs;
@@ -59,7 +59,7 @@ long oc_retry_header_delay_ms(const char *v, long long now)
     while (*end == ' ' || *end == '\t')
       end++;
     if (*end == '\0') {
-      if (secs > 10000)          /* an epoch, as Ocean reads it */
+      if (epoch_ok && secs > 10000)   /* x-ratelimit-reset: an epoch */
         secs = secs - (double)now;
       if (secs < 0)
         secs = 0;
@@ -134,6 +134,7 @@ oc_xfer_t *oc_xfer_new(oc_loop_t *loop, const oc_request_t *req, char *err,
     return NULL;
   }
   x->loop = loop;
+  x->asked_ms = -1;
   x->flags = req->flags;
   x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
   x->connect_timeout_ms = req->connect_timeout_ms > 0
@@ -372,7 +373,7 @@ static long header_delay(oc_xfer_t *x)
   for (k = 0; k < sizeof names / sizeof names[0]; k++)
     for (i = 0; i < x->nrh; i++)
       if (strcmp(x->rh[i].name, names[k]) == 0) {
-        long d = oc_retry_header_delay_ms(x->rh[i].value, now);
+        long d = oc_retry_header_delay_ms(x->rh[i].value, now, k == 1);
         if (d >= 0)
           return d;
       }
@@ -392,16 +393,29 @@ int oc_xfer_retryable(const oc_xfer_t *x, CURLcode code, int status)
 long oc_xfer_retry_delay(oc_xfer_t *x, CURLcode code, int status)
 {
   const oc_retry_t *r = &x->retry;
-  long d = -1;
+  long d, h = -1;
   int max = r->max_attempts > 0 ? r->max_attempts : 1;
+  x->asked_ms = -1;
   if (x->attempts >= max || !oc_xfer_retryable(x, code, status))
     return -1;
-  if (code == CURLE_OK && r->honour_retry_after)
-    d = header_delay(x);
-  if (d < 0)
-    d = backoff_ms(x, x->attempts);
+  d = backoff_ms(x, x->attempts);
   if (r->max_delay_ms > 0 && d > r->max_delay_ms)
     d = r->max_delay_ms;
+  if (code == CURLE_OK && r->honour_retry_after)
+    h = header_delay(x);
+  /* The server's wait is honoured as asked when it fits one wait
+   * (max_delay_ms) and what is left of the retry budget; one beyond ends
+   * the retries now (asked_ms says why) rather than retrying before the
+   * server allows. 0 (or an HTTP-date in the past) keeps the back-off:
+   * retries must not hammer. */
+  if (h > 0) {
+    if ((r->max_total_wait_ms > 0 && x->waited_ms + h > r->max_total_wait_ms)
+        || (r->max_delay_ms > 0 && h > r->max_delay_ms)) {
+      x->asked_ms = h;
+      return -1;
+    }
+    d = h;
+  }
   if (r->max_total_wait_ms > 0 && x->waited_ms + d > r->max_total_wait_ms)
     return -1;
   return d;

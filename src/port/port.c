@@ -308,11 +308,60 @@ static void preq_submit(preq_t *p)
 
 static void token_ensure(oc_port_t *P);
 
+/* Port is unreachable once a retried request used up its retry budget
+ * without an answer (refused, reset, timed out, empty reply): later
+ * requests then fail at once with that error (no second round of retries
+ * against a Port known to be down) for as long as the retry budget
+ * (max_total_wait_ms), after which the next request tries again. Any
+ * answer clears it. A 5xx is an answer: Port is up, that request failed
+ * (its entities are rejections, explained as such). */
+static void note_health(oc_port_t *P, const char *method, const char *path,
+                        const oc_response_t *res)
+{
+  oc_port_error_t e;
+  char what[200];
+  long budget = P->retry.max_total_wait_ms > 0 ? P->retry.max_total_wait_ms
+                                               : 120000;
+  if (!res)
+    return;
+  if (res->curl_code == 0 && res->status > 0) {
+    oc_port_error_free(P->down_error);
+    P->down_error = NULL;
+    return;
+  }
+  if (res->attempts < 2 || res->curl_code == 0)
+    return;
+  snprintf(what, sizeof what, "%.150s", res->error);
+  memset(&e, 0, sizeof e);
+  e.status = 0;
+  snprintf(e.method, sizeof e.method, "%s", method);
+  snprintf(e.path, sizeof e.path, "%s", path);
+  snprintf(e.code, sizeof e.code, "port_unreachable");
+  snprintf(e.message, sizeof e.message,
+           "Port is unreachable: %.7s %.200s gave up after %d attempts "
+           "(%.1f s of waiting): %.200s", method, path, res->attempts,
+           (double)res->waited_ms / 1000.0, what);
+  oc_port_error_free(P->down_error);
+  P->down_error = oc_port_error_dup(&e);
+  P->down_until = oc_loop_now_ms() + budget;
+}
+
+const char *oc_port_unreachable(const oc_port_t *P)
+{
+  if (P->down_error && oc_loop_now_ms() < P->down_until)
+    return P->down_error->message;
+  return NULL;
+}
+
 void oc_preq_send(preq_t *p)
 {
   oc_port_t *P = p->port;
   if (!P->loop)
     return;                      /* the loop is gone: nothing will run */
+  if (P->down_error && oc_loop_now_ms() < P->down_until) {
+    preq_defer(p, P->down_error);
+    return;
+  }
   if ((p->flags & OC_PORT_AUTH) || p->nosend) {
     if (P->creds_error && oc_loop_now_ms() < P->creds_failed_until) {
       preq_defer(p, P->creds_error);
@@ -352,6 +401,7 @@ static void xfer_done(void *ud, oc_response_t *res)
     oc_preq_send(p);
     return;
   }
+  note_health(P, p->method, p->path, res);
   preq_complete(p, res, NULL);
   oc_response_free(res);
 }
@@ -487,6 +537,7 @@ static void token_done(void *ud, oc_response_t *res)
   jv v;
   memset(&e, 0, sizeof e);
   P->token_xfer = 0;
+  note_health(P, "POST", "/v1/auth/access_token", res);
   if (!res) {
     oc_port_error_set(&e, 0, "POST", "/v1/auth/access_token",
                       "out of memory");
@@ -641,6 +692,7 @@ void oc_port_free(oc_port_t *P)
   if (P->client_secret)
     memset(P->client_secret, 0, strlen(P->client_secret));
   oc_port_error_free(P->creds_error);
+  oc_port_error_free(P->down_error);
   oc_keycache_free(P->kc);
   free(P->api);
   free(P->ua);

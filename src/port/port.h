@@ -224,6 +224,12 @@ uint64_t oc_port_delete(oc_port_t *port, const char *bp,
  * (`next` cursors), last updated before `before` (ISO-8601; NULL: no
  * bound). entity_fn gets each entity, owned by the callee. */
 typedef void (*oc_port_jv_fn)(void *ud, jv entity);
+/* The message that makes every request fail at once while Port is known
+ * to be unreachable (a retried request got no answer - refused, reset,
+ * timed out, empty reply - until its retry budget ran out, within the
+ * last retry budget), or NULL. */
+const char *oc_port_unreachable(const oc_port_t *port);
+
 uint64_t oc_port_list_owned(oc_port_t *port, const char *before,
                             oc_port_jv_fn entity_fn, oc_port_done_fn done_fn,
                             void *ud, char *err, size_t errlen);

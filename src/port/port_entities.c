@@ -408,6 +408,65 @@ static int in_list(jv list, const char *id)
   return found;
 }
 
+/* The entry of Port's "errors" list for id (an object), or jv_null(). */
+static jv error_for(jv errors, const char *id)
+{
+  int i, n = jv_get_kind(errors) == JV_KIND_ARRAY
+             ? jv_array_length(jv_copy(errors)) : 0;
+  for (i = 0; i < n; i++) {
+    jv o = jv_array_get(jv_copy(errors), i);
+    const char *eid = oc_jv_str(o, "identifier");
+    if (eid && strcmp(eid, id) == 0)
+      return o;
+    jv_free(o);
+  }
+  return jv_null();
+}
+
+/* One id of a 2xx answer: deleted (in deletedEntities, or in errors with
+ * 404: it is already gone - e.g. a retried request whose first answer
+ * was lost after Port had deleted it), or failed with Port's error for
+ * it, or "Port did not delete it" when Port says nothing of it. */
+static void delete_one(preq_t *p, const oc_response_t *res, jv deleted,
+                       jv errors, size_t k)
+{
+  const dchunk_t *c = p->data;
+  pjob_t *j = p->job;
+  delstate_t *d = j->state;
+  oc_port_error_t e;
+  jv o, st;
+  int status;
+  if (in_list(deleted, c->ids[k])) {
+    d->id_fn(j->ud, c->first + k, 1, NULL);
+    return;
+  }
+  o = error_for(errors, c->ids[k]);
+  if (jv_get_kind(o) != JV_KIND_OBJECT) {
+    jv_free(o);
+    d->id_fn(j->ud, c->first + k, 0, NULL);
+    return;
+  }
+  st = jv_object_get(jv_copy(o), jv_string("statusCode"));
+  status = jv_get_kind(st) == JV_KIND_NUMBER ? (int)jv_number_value(st) : 0;
+  jv_free(st);
+  if (status == 404) {
+    d->id_fn(j->ud, c->first + k, 1, NULL);
+  } else {
+    const char *code = oc_jv_str(o, "error"), *msg = oc_jv_str(o, "message");
+    char what[OC_ERR_SIZE];
+    snprintf(what, sizeof what, "%d%s%.60s%s%.400s", status ? status
+             : res->status, code ? " " : "", code ? code : "",
+             msg ? ": " : "", msg ? msg : "");
+    oc_port_error_set(&e, status ? status : res->status, p->method, p->path,
+                      what);
+    if (code)
+      snprintf(e.code, sizeof e.code, "%s", code);
+    oc_port_scrub(p->port, &e);
+    d->id_fn(j->ud, c->first + k, 0, &e);
+  }
+  jv_free(o);
+}
+
 static void delete_handler(preq_t *p, const oc_response_t *res,
                            const oc_port_error_t *err)
 {
@@ -415,7 +474,7 @@ static void delete_handler(preq_t *p, const oc_response_t *res,
   pjob_t *j = p->job;
   delstate_t *d = j->state;
   oc_port_error_t e;
-  jv v, list;
+  jv v, list, errors;
   size_t k;
   memset(&e, 0, sizeof e);
   if (!err && res->status >= 200 && res->status < 300) {
@@ -423,12 +482,15 @@ static void delete_handler(preq_t *p, const oc_response_t *res,
     if (jv_is_valid(v)) {
       list = jv_get_kind(v) == JV_KIND_OBJECT
         ? jv_object_get(jv_copy(v), jv_string("deletedEntities")) : jv_null();
+      errors = jv_get_kind(v) == JV_KIND_OBJECT
+        ? jv_object_get(jv_copy(v), jv_string("errors")) : jv_null();
       if (jv_get_kind(list) != JV_KIND_ARRAY) {
         jv_free(list);
         list = jv_array();
       }
       for (k = 0; k < c->n; k++)
-        d->id_fn(j->ud, c->first + k, in_list(list, c->ids[k]), NULL);
+        delete_one(p, res, list, errors, k);
+      jv_free(errors);
       jv_free(list);
       jv_free(v);
       return;
@@ -546,13 +608,41 @@ typedef struct liststate {
   oc_port_jv_fn entity_fn;
   oc_port_done_fn done_fn;
   char *before;
+  char **seen;                   /* the cursors followed so far */
+  size_t nseen, capseen;
 } liststate_t;
 
 static void liststate_free(void *s)
 {
   liststate_t *l = s;
+  size_t i;
+  for (i = 0; i < l->nseen; i++)
+    free(l->seen[i]);
+  free(l->seen);
   free(l->before);
   free(l);
+}
+
+/* A cursor Port gave before makes the listing loop: 1 (seen), 0 (kept
+ * as seen now), -1 (out of memory). */
+static int cursor_seen(liststate_t *l, const char *cursor)
+{
+  size_t i;
+  char **p;
+  for (i = 0; i < l->nseen; i++)
+    if (strcmp(l->seen[i], cursor) == 0)
+      return 1;
+  if (l->nseen == l->capseen) {
+    size_t cap = l->capseen ? l->capseen * 2 : 16;
+    if (!(p = realloc(l->seen, cap * sizeof *p)))
+      return -1;
+    l->seen = p;
+    l->capseen = cap;
+  }
+  if (!(l->seen[l->nseen] = strdup(cursor)))
+    return -1;
+  l->nseen++;
+  return 0;
 }
 
 static int send_page(pjob_t *j, const char *cursor);
@@ -593,9 +683,20 @@ static void list_handler(preq_t *p, const oc_response_t *res,
     l->entity_fn(j->ud, jv_array_get(jv_copy(list), i));
   jv_free(list);
   next = oc_jv_str(v, "next");
-  if (next && *next && send_page(j, next)) {
-    oc_port_error_set(&e, 0, p->method, p->path, "out of memory");
-    oc_pjob_note_error(j, &e);
+  if (next && *next) {
+    int seen = cursor_seen(l, next);
+    if (seen > 0) {
+      char what[300];
+      snprintf(what, sizeof what, "Port returned the same next cursor "
+               "twice ('%.60s', after %zu pages): the listing would "
+               "never end", next, l->nseen + 1);
+      oc_port_error_set(&e, res->status, p->method, p->path, what);
+      snprintf(e.code, sizeof e.code, "repeated_cursor");
+      oc_pjob_note_error(j, &e);
+    } else if (seen < 0 || send_page(j, next)) {
+      oc_port_error_set(&e, 0, p->method, p->path, "out of memory");
+      oc_pjob_note_error(j, &e);
+    }
   }
   jv_free(v);
 }

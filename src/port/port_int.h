@@ -72,6 +72,8 @@ struct oc_port {
   uint64_t token_xfer;           /* fetch in flight */
   int64_t creds_failed_until;
   oc_port_error_t *creds_error;
+  int64_t down_until;            /* Port unreachable: fail fast until */
+  oc_port_error_t *down_error;   /* ... with this (NULL: Port answers) */
   preq_t *whead, *wtail;         /* waiting for the token */
   pjob_t *jobs;
   uint64_t next_job;
