@@ -53,14 +53,6 @@ describe("ocean sail serving concurrently", function()
     end, 40, "the answers")
   end
 
-  local function bulks()
-    local out = {}
-    for _, r in ipairs(emu.requests()) do
-      if r.method == "POST" and r.path:match("/entities/bulk$") then out[#out + 1] = r end
-    end
-    return out
-  end
-
   it("lets no webhook wait behind another's Port call, and answers health at once", function()
     emu.clear_requests()
     emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 3000 } }
@@ -70,13 +62,13 @@ describe("ocean sail serving concurrently", function()
         json.encode { id = "c" .. i, name = "Concurrent " .. i })
     end
     -- the three webhooks' upserts reach Port together, in one bulk request
-    sail.eventually(function() return #bulks() > 0 end, 10, "a bulk upsert in flight")
+    sail.eventually(function() return #emu.bulk_upserts() > 0 end, 10, "a bulk upsert in flight")
     local health = wait_all { p:background("GET", "/integration/health", nil, {}) }[1]
     local answers = wait_all(hooks)
     emu.faults()
     assert.are.equal(200, health[1])
     assert.is_true(health[2] < 1, "health took " .. health[2] .. " s")
-    local sent = bulks()
+    local sent = emu.bulk_upserts()
     assert.are.equal(1, #sent, "one bulk request for the three webhooks")
     assert.are.equal(3, sent[1].entities)
     for i, a in ipairs(answers) do

@@ -194,13 +194,6 @@ describe("requests in one nginx worker #nginx", function()
   end)
 
   it("never wait behind one another's Port call, and health answers at once", function()
-    local function bulks()
-      local out = {}
-      for _, r in ipairs(emu.requests()) do
-        if r.method == "POST" and r.path:match("/entities/bulk$") then out[#out + 1] = r end
-      end
-      return out
-    end
     emu.clear_requests()
     emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 3000 } }
     local hooks = {}
@@ -209,7 +202,7 @@ describe("requests in one nginx worker #nginx", function()
         json.encode { id = "c" .. i, name = "Concurrent " .. i })
     end
     -- the live session coalesces the three upserts into one bulk request
-    assert(nh.wait_for(function() return #bulks() > 0 end, 10, 0.05), "a bulk upsert in flight")
+    assert(nh.wait_for(function() return #emu.bulk_upserts() > 0 end, 10, 0.05), "a bulk upsert in flight")
     local code, seconds = ng:timed("GET", "/integration/health")
     assert.are.equal(200, code)
     assert.is_true(seconds < 1, "health took " .. seconds .. " s")
@@ -220,7 +213,7 @@ describe("requests in one nginx worker #nginx", function()
       assert.is_true(t >= 2.9 and t < 5.5, ("request %d took %.2f s"):format(i, t))
     end
     emu.faults()
-    local sent = bulks()
+    local sent = emu.bulk_upserts()
     assert.are.equal(1, #sent, "one bulk request for the three requests")
     assert.are.equal(3, sent[1].entities)
     assert.are.equal(3, #emu.entities("specItem"))
