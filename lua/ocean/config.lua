@@ -23,7 +23,8 @@
 --                  ocean.server's defaults)
 --   settings.live_events {journal_dir (nil: the integration folder's
 --                  .ocean/journal; see ocean.journal), concurrency (events
---                  applied at once, 100), max_attempts (5)}
+--                  applied at once, 100), max_attempts (5), window_ms (the
+--                  live session's batch window, 1..1000, default 50)}
 --   settings.log {progress_interval (s between a running kind's progress
 --                  lines, 10), item_errors (per kind and kind of problem,
 --                  the item errors logged one by one before "... and N
@@ -219,6 +220,13 @@ local parsers = {
   end,
   count = function(v) return parse_count(v, 0) end,
   count1 = function(v) return parse_count(v, 1) end,
+  window = function(v)             -- the live session's batch window, ms
+    local n = parse_number(v)
+    if not n or n ~= math.floor(n) or n < 1 or n > 1000 then
+      return nil, "is not a whole number of milliseconds between 1 and 1000"
+    end
+    return math.tointeger and math.tointeger(n) or n
+  end,
   positive = function(v)
     local n = parse_number(v)
     if not n or n <= 0 then return nil, "is not a positive number" end
@@ -315,6 +323,8 @@ local SETTINGS = {
     "count1", 100 },
   { "live_events.max_attempts", "OCEAN__LIVE_EVENTS__MAX_ATTEMPTS", "live_events.max_attempts",
     "count1", 5 },
+  { "live_events.window_ms", "OCEAN__LIVE_EVENTS__WINDOW_MS", "live_events.window_ms",
+    "window", 50 },
   { "log.progress_interval", "OCEAN__LOG__PROGRESS_INTERVAL", "log.progress_interval",
     "positive", 10 },
   { "log.item_errors", "OCEAN__LOG__ITEM_ERRORS", "log.item_errors", "count", 10 },

@@ -27,11 +27,12 @@
 --                   every wait of a task yields to it
 --   cancelled       light threads of nginx cancelled by ocean.gather
 --                   (weak keys)
---   live            the live-event session (not used yet: live events run
---                   one session per operation)
 --   webhooks        the webhook processors by path (ocean.webhook)
 --   event_queue     the durable queue of live events (ocean.event_queue),
 --                   once open_live_events opened it
+--   live            the live session (ocean.core Live, made on first use by
+--                   live_session()): every live operation goes through it
+--                   (docs/live-events.md)
 --   caches          ocean.cache objects scoped to each resync: the
 --                   engine's own (eng:cache(), behind
 --                   ocean.cache_iterator_result/cache_coroutine_result)
@@ -96,6 +97,7 @@ function _M.new(opts)
     caches = {},
     abort_requested = false,
     stop_requested = false,
+    pauses = 0,                  -- Engine:pause calls so far (long work yielded)
   }, Engine)
   log.watch(self.secrets)
   -- signals are kept for take_events(); retries and requests are logged
@@ -163,8 +165,11 @@ local function port_client(self, s)
   })
 end
 
--- Close the loop and the Port client (the registrations stay).
+-- Close the live session, the loop and the Port client (the
+-- registrations stay).
 local function disconnect(self)
+  if self.live then pcall(self.live.close, self.live) end
+  self.live = nil
   if self.port then pcall(self.port.close, self.port) end
   if self.loop then pcall(self.loop.close, self.loop) end
   self.port, self.core_port, self.loop, self.recording = nil, nil, nil, nil
@@ -375,6 +380,26 @@ end
 
 function Engine:map(items, fn, opts)
   return gather.map(self, items, fn, opts)
+end
+
+-- Let the rest of the program run for a moment, between two slices of
+-- long work (the live operations' and a resync's mapping), counted in
+-- eng.pauses. Inside nginx the worker yields (runtime.pause); in a task
+-- of the scheduler (an `ocean sail` request, the listener's resync) the
+-- task yields to the scheduler, which runs the others and the loop; in
+-- the main thread the scheduler runs nested for one turn. It never runs
+-- the wait hook from inside a task: that would start requests under the
+-- feet of the task whose mapping is sliced.
+function Engine:pause()
+  self.pauses = self.pauses + 1
+  if runtime.in_nginx() then
+    return runtime.pause(self:get_loop(), { on_events = self.on_events })
+  end
+  if not self.scheduler:can_yield() then    -- the main thread: one loop turn
+    runtime.pause(self:get_loop(), { servers = self.servers[1] and self.servers or nil,
+      between_waits = self.wait_hook, on_events = self.on_events })
+  end
+  self:sleep(0)
 end
 
 -- fn(engine) runs after every blocking wait (the runner serves its HTTP
@@ -698,8 +723,42 @@ function Engine:sync(entities, opts)
   return ops.sync(self:ensure_configured(2), entities, opts)
 end
 
-for _, name in ipairs { "register_raw", "unregister_raw", "update_raw_diff",
-                        "update_diff", "register", "unregister" } do
+-- The live session (one per engine), made on first use.
+function Engine:live_session()
+  if not self.live then
+    self:ensure_configured(3)
+    local s = self.settings
+    local le = type(s.live_events) == "table" and s.live_events or {}
+    self.live = core.live_new(self.loop, self.core_port, {
+      window_ms = le.window_ms, batch_max = s.upsert_batch_max_length,
+      batch_max_bytes = s.upsert_batch_max_bytes,
+      delete_batch = math.min(s.delete_batch_max or 100, 100) })
+  end
+  return self.live
+end
+
+-- Submit a live operation (ops.names: register_raw, unregister_raw,
+-- update_raw_diff, sync_raw_results, register, unregister, update_diff)
+-- to the live session: its ocean.Job, whose result is this caller's
+-- report (docs/live-events.md). Waits for the mapping, never for Port.
+function Engine:submit(name, ...)
+  return ops.submit(self:ensure_configured(2), name, ...)
+end
+
+-- The ownership index of a finished sync session (a resync's) becomes the
+-- live session's; true when adopted.
+function Engine:adopt_owned(session)
+  if not self.port then return false end
+  return self:live_session():adopt(session)
+end
+
+-- The live session's counters (docs/live-events.md).
+function Engine:live_stats()
+  if not self.port then return nil end
+  return self:live_session():stats()
+end
+
+for _, name in ipairs(ops.names) do
   local op = ops[name]
   Engine[name] = function(self, ...)
     return op(self:ensure_configured(2), ...)

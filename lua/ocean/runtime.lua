@@ -21,6 +21,9 @@
 --   engine:sleep(seconds).
 --   A cancelled wait (ocean.gather cancels the functions still running
 --   when one fails) raises runtime.CANCELLED, after cancelling its Job.
+--   runtime.pause(loop [, opts]): let the rest run for a moment between
+--     two slices of long work (nginx: yields; standalone: one loop turn;
+--     an engine with a scheduler yields to it instead: Engine:pause).
 --
 -- Standalone (lua5.4, luajit), with a scheduler: in a task, the wait
 -- yields and the scheduler waits on the loop for every task at once;
@@ -138,6 +141,22 @@ local function wait_blocking(loop, check, deadline, o)
     if v ~= nil then return v end
     if deadline and now_ms() >= deadline then return nil, "timeout" end
   end
+end
+
+-- Let the rest of the program run for a moment, between two slices of
+-- long work: inside nginx, yield the worker for STEP_MIN_MS; standalone,
+-- one turn of the loop without blocking (opts as await's), then
+-- opts.between_waits.
+function _M.pause(loop, opts)
+  opts = opts or NO_OPTS
+  if _M.in_nginx() then
+    check_exit(_G.ngx)
+    _G.ngx.sleep(_M.STEP_MIN_MS / 1000)
+    return
+  end
+  local events = loop:wait(0, opts.servers)
+  if events and opts.on_events then opts.on_events(events) end
+  if opts.between_waits then opts.between_waits() end
 end
 
 function _M.await(loop, what, opts)

@@ -403,6 +403,10 @@ local function new_kind_stats(run, c, raw)
   return stats
 end
 
+-- C work between two pauses while a page is mapped (inside nginx a page
+-- of 50 000 objects must not stall the worker: ~20 ms at most).
+_M.MAP_BUDGET_MS = 5
+
 -- The problems a feed reported, noted per resource (capped) and counted.
 local function note_feed(run, c, stats, rep, batch)
   local notes = stats.notes
@@ -442,11 +446,18 @@ local function note_feed(run, c, stats, rep, batch)
   end
 end
 
--- Map and offer one batch of a kind (c: a compiled resource).
+-- Map and offer one batch of a kind (c: a compiled resource), a slice of
+-- at most MAP_BUDGET_MS at a time, letting the rest run in between.
 local function feed_batch(run, c, stats, batch)
   local session = run.session
   run:await(session:ready())      -- the owned listing, then backpressure
-  local rep, err = session:feed(c.index, batch)
+  local acc = { budget_ms = _M.MAP_BUDGET_MS }
+  local rep, err = session:feed(c.index, batch, acc)
+  while rep == false do
+    run.eng:pause()
+    run:check_abort()
+    rep, err = session:feed(c.index, batch, acc)
+  end
   if not rep then error("sync: " .. err, 0) end   -- a submit failed: stop
   stats.batches = stats.batches + 1
   stats.raw = stats.raw + rep.items
@@ -737,6 +748,8 @@ local function guarded(run, body)
     end
   end
   local summary = summarize(run)
+  -- the live session keeps what the run knew of the owned entities
+  if run.session and not run.aborted and not run.plan then pcall(eng.adopt_owned, eng, run.session) end
   if run.session then run.session:close() end
   eng:end_run(run)
   report.failures(summary.failures)

@@ -58,9 +58,11 @@
 --      (ocean.gather), each retried as Ocean does (should_retry, backoff,
 --      max_retries).
 --   5. The results are applied per resource, with that resource only:
---      updated -> ocean.register_raw(kind, updated) (entities that now fail
---      the selector are deleted if owned), then deleted ->
---      ocean.unregister_raw(kind, deleted). Results of processors that
+--      one sync_raw_results(kind, {updated =, deleted =}) each (updates
+--      first; entities that now fail the selector are deleted if owned;
+--      a mapping error deletes nothing), all submitted to the engine's
+--      live session before any is awaited, so that they share its
+--      coalesced batches (docs/live-events.md). Results of processors that
 --      succeeded are applied even when another failed (Ocean); the event
 --      is then retried as a whole later (applying is idempotent).
 --   6. Done: the event leaves the journal. Failed: the journal counts the
@@ -71,6 +73,7 @@
 -- processors (get_processor_type), lakehouse and DSP modes.
 local json = require "ocean.json"
 local log = require "ocean.log"
+local ops = require "ocean.ops"
 
 local type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable =
   type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable
@@ -366,31 +369,42 @@ local function with_one(app, resource)
   return one
 end
 
+-- The counts of a live session's report (ocean.ops) summed over the
+-- resources of an event.
+local COUNTS = { "created", "updated", "unchanged", "failed", "deleted", "not_owned", "kept",
+                 "superseded", "delete_failed" }
 local function add_report(total, rep, errors)
-  for _, k in ipairs { "created", "updated", "failed", "deleted", "not_owned", "delete_failed" } do
+  for _, k in ipairs(COUNTS) do
     total[k] = (total[k] or 0) + (rep[k] or 0)
   end
   for _, e in ipairs(rep.errors or {}) do errors[#errors + 1] = e end
   if rep.ok == false and #(rep.errors or {}) == 0 then
-    errors[#errors + 1] = format("%d failed upserts, %d failed deletions", rep.failed or 0,
-      rep.delete_failed or 0)
+    local why = {}
+    for _, f in ipairs(rep.failures or {}) do
+      why[#why + 1] = format("%s/%s: %s", tostring(f.blueprint), tostring(f.identifier),
+        tostring(f.message or f.error or f.status))
+    end
+    errors[#errors + 1] = format("%d failed upserts, %d failed deletions%s", rep.failed or 0,
+      rep.delete_failed or 0, #why > 0 and " (" .. concat(why, "; ") .. ")" or "")
   end
 end
 
--- Step 5: apply the results, per resource: every update first, then
--- every deletion.
-local STEPS = { { "updated", "register_raw" }, { "deleted", "unregister_raw" } }
+-- Step 5: apply the results through the live session: one
+-- sync_raw_results per resource (its updates, then its deletions), every
+-- job submitted before the first is awaited, so that the resources of
+-- this event (and other events applied meanwhile) share bulk requests.
 local function apply(eng, app, done, total, errors)
-  for _, step in ipairs(STEPS) do
-    local field, op = step[1], step[2]
-    for _, d in ipairs(done) do
-      local items = d.res[field]
-      if #items > 0 then
-        add_report(total, eng[op](eng, d.m.kind, items, { app_config = with_one(app, d.m.resource) }),
-          errors)
-      end
+  local jobs = {}
+  for _, d in ipairs(done) do
+    local res = d.res
+    if #res.updated > 0 or #res.deleted > 0 then
+      jobs[#jobs + 1] = eng:submit("sync_raw_results", d.m.kind,
+        { updated = res.updated, deleted = res.deleted },
+        { app_config = with_one(app, d.m.resource) })
     end
   end
+  -- ops.await: the session's own log lines said, an unfinished job a report
+  for _, job in ipairs(jobs) do add_report(total, ops.await(eng, job), errors) end
 end
 
 -- Process one journaled event (a record of the journal: id, path,

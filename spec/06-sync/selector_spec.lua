@@ -62,7 +62,8 @@ describe("declared selector fields", function()
     { { jql = "x", includeArchived = "yes" }, "selector.includeArchived: expected a boolean, got a string" },
     { { jql = "x", apiQueryParams = { team = "a", status = { "open", 7 } } },
       "selector.apiQueryParams.status[2]: expected a string, got a number" },
-    { { jql = "x", apiQueryParams = { status = {} } }, "selector.apiQueryParams.team: required, missing" },
+    { { jql = "x", apiQueryParams = { status = { "open" } } },
+      "selector.apiQueryParams.team: required, missing" },
     { { jql = "x", apiQueryParams = { "a" } }, "selector.apiQueryParams: expected an object, got an array" },
     -- every wrong field at once, in name order
     { { jql = 42, maxResults = "x", state = "gone" }, "selector.jql: expected a string, got a number; "

@@ -195,6 +195,89 @@ describe("a sync session", function()
     assert.are.same({ "A", "B" }, { emu.entities("item")[1].title, emu.entities("item")[2].title })
   end)
 
+  -- session:feed with acc = {budget_ms = ...}: false until the items are
+  -- all mapped; the caller calls again with the same items and acc.
+  local function feed_sliced(s, items, budget_ms)
+    local acc, calls = { budget_ms = budget_ms }, 1
+    local rep, err = s:feed(1, items, acc)
+    while rep == false do
+      calls = calls + 1
+      loop:wait(0)                       -- the rest runs between two slices
+      rep, err = s:feed(1, items, acc)
+    end
+    return assert(rep, err), calls
+  end
+
+  -- What a feed report says, without the order-free tables.
+  local function summary(rep)
+    local errs, drops = {}, {}
+    for _, e in ipairs(rep.errors) do errs[#errs + 1] = e.index end
+    for _, d in ipairs(rep.dropped) do drops[#drops + 1] = d.index end
+    return { items = rep.items, entities = rep.entities, filtered = rep.filtered,
+             error_count = rep.error_count, errors = errs,
+             dropped_count = rep.dropped_count, dropped = drops }
+  end
+
+  -- 600 raw items: tables and JSON texts, one that does not parse (an
+  -- item error) and two without an identifier (dropped), far apart.
+  local function page()
+    local items = {}
+    for i = 1, 600 do
+      items[i] = i % 2 == 0 and { id = "p" .. i, t = "T" .. i }
+                 or ('{"id":"p%d","t":"T%d"}'):format(i, i)
+    end
+    items[17] = "{not json"
+    items[250] = { t = "no id" }
+    items[599] = '{"t":"no id either"}'
+    return items
+  end
+
+  for _, form in ipairs { "a list of tables and JSON texts", "one JSON text" } do
+    it("maps a page in time slices when given a budget (" .. form .. "): the same report and entities", function()
+      local items = page()
+      if form == "one JSON text" then
+        for i, v in ipairs(items) do
+          if type(v) == "table" then items[i] = json.encode(v) end
+        end
+        items[17] = '{"id":"p17","t":"T17"}'   -- a bad element would end the stream
+        items = "[" .. table.concat(items, ",") .. "]"
+      end
+      local whole = session()
+      await(whole:ready())
+      local once = summary(assert(whole:feed(1, items)))
+      await(assert(whole:drain()))
+      whole:close()
+      local first = ids()
+      emu.reset()
+      assert.are.equal(201, (emu.api("POST", "/v1/blueprints",
+        { identifier = "item", title = "Item", schema = { properties = {} } })))
+      local s = session()
+      await(s:ready())
+      local rep, calls = feed_sliced(s, items, 1e-6)
+      await(assert(s:drain()))
+      s:close()
+      -- at least 7 items a slice (the clock is read every 8th): many calls
+      assert.is_true(calls >= 10, calls .. " calls")
+      assert.is_true(calls <= 100, calls .. " calls")
+      assert.are.same(once, summary(rep))
+      assert.are.equal(form == "one JSON text" and 598 or 597, rep.entities)
+      assert.are.same(first, ids())
+      assert.are.equal(rep.entities, #ids())
+    end)
+  end
+
+  it("maps in one call when the budget is not reached, and a report per acc", function()
+    local s = session()
+    await(s:ready())
+    local rep, calls = feed_sliced(s, { { id = "a", t = "A" }, { id = "b", t = "B" } }, 1000)
+    assert.are.same({ 1, 2, 2 }, { calls, rep.items, rep.entities })
+    rep, calls = feed_sliced(s, { { id = "c", t = "C" } }, 1000)     -- a new acc: a new report
+    assert.are.same({ 1, 1, 1 }, { calls, rep.items, rep.entities })
+    await(assert(s:drain()))
+    s:close()
+    assert.are.same({ "a", "b", "c" }, ids())
+  end)
+
   it("refuses slots it does not have", function()
     local s = session { slots = { false, { title = true, properties = json.array {} } } }
     assert.has_error(function() s:feed(1, {}) end, "bad argument #1 to 'feed' (no such slot)")

@@ -177,6 +177,14 @@ local function build(emu)
     return control(emu, "GET", path).requests
   end
   function emu.clear_requests() control(emu, "DELETE", "/_emulator/requests") end
+  -- The bulk upsert requests in the log (POST .../entities/bulk), oldest first.
+  function emu.bulk_upserts()
+    local out = {}
+    for _, r in ipairs(emu.requests()) do
+      if r.method == "POST" and r.path:match("/entities/bulk$") then out[#out + 1] = r end
+    end
+    return out
+  end
   function emu.faults(rules)
     if rules == nil then return control(emu, "DELETE", "/_emulator/faults") end
     return control(emu, "POST", "/_emulator/faults", { rules = json.array(rules) })

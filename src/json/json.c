@@ -414,6 +414,83 @@ int oc_json_parse_stream(oc_json_parser_t *p, const char *s, size_t n)
   return 0;
 }
 
+
+/* Stop at s + off with "what" (for the cursor). */
+static int fail_at(oc_json_parser_t *p, const char *s, size_t n, size_t off,
+                   const char *what)
+{
+  p->start = s;
+  p->s = s + off;
+  p->end = s + n;
+  return fail(p, what);
+}
+
+static size_t skip_ws_at(const char *s, size_t n, size_t off)
+{
+  while (off < n && (s[off] == ' ' || s[off] == '\n' || s[off] == '\r'
+                     || s[off] == '\t'))
+    off++;
+  return off;
+}
+
+int oc_json_cursor_next(oc_json_cursor_t *c, oc_json_parser_t *p,
+                        const char *s, size_t n)
+{
+  size_t off = skip_ws_at(s, n, c->off);
+  switch (c->state) {
+  case OC_CURSOR_START:
+    if (off >= n)
+      break;
+    if (s[off] != '[') {
+      c->state = OC_CURSOR_NDJSON;
+      c->off = off;
+      return 1;
+    }
+    c->state = OC_CURSOR_ARRAY;
+    off = skip_ws_at(s, n, off + 1);
+    if (off < n && s[off] == ']') {
+      c->off = off + 1;
+      return oc_json_cursor_next_end(c, p, s, n);
+    }
+    c->off = off;
+    return 1;
+  case OC_CURSOR_ARRAY:
+    if (off < n && s[off] == ',') {
+      c->off = skip_ws_at(s, n, off + 1);
+      return 1;
+    }
+    if (off < n && s[off] == ']') {
+      c->off = off + 1;
+      return oc_json_cursor_next_end(c, p, s, n);
+    }
+    c->state = OC_CURSOR_DONE;
+    return fail_at(p, s, n, off, "',' or ']' expected in array");
+  case OC_CURSOR_NDJSON:
+    if (off >= n)
+      break;
+    c->off = off;
+    return 1;
+  case OC_CURSOR_AFTER:
+    if (off < n) {
+      c->state = OC_CURSOR_DONE;
+      return fail_at(p, s, n, off, "unexpected data after the JSON array");
+    }
+    break;
+  default:
+    return 0;
+  }
+  c->state = OC_CURSOR_DONE;
+  c->off = n;
+  return 0;
+}
+
+int oc_json_cursor_next_end(oc_json_cursor_t *c, oc_json_parser_t *p,
+                            const char *s, size_t n)
+{
+  c->state = OC_CURSOR_AFTER;
+  return oc_json_cursor_next(c, p, s, n);
+}
+
 /* }==================== */
 
 /* {==================== key cache ==================== */

@@ -66,6 +66,24 @@ int oc_json_parse_next(oc_json_parser_t *p, const char *text, size_t n,
  * way; positions count from the start of s. Returns 0 or -1 (p->err). */
 int oc_json_parse_stream(oc_json_parser_t *p, const char *s, size_t n);
 
+/* A cursor over a stream (the elements of one JSON array, or NDJSON
+ * values), one element at a time, so that a caller can stop between two:
+ * oc_json_cursor_next() moves c->off to the start of the next element and
+ * returns 1 (the caller parses it with oc_json_parse_next(.., c->off, &used)
+ * and adds `used` to c->off), 0 at the end, or -1 with p->err set (the
+ * same messages as oc_json_parse_stream). Start with {0, 0}. */
+enum { OC_CURSOR_START, OC_CURSOR_ARRAY, OC_CURSOR_NDJSON, OC_CURSOR_AFTER,
+       OC_CURSOR_DONE };
+typedef struct oc_json_cursor {
+  size_t off;
+  int state;
+} oc_json_cursor_t;
+int oc_json_cursor_next(oc_json_cursor_t *c, oc_json_parser_t *p,
+                        const char *s, size_t n);
+/* The array ended at c->off: only whitespace may follow. */
+int oc_json_cursor_next_end(oc_json_cursor_t *c, oc_json_parser_t *p,
+                            const char *s, size_t n);
+
 /* Describe the parser's current position (for callback errors). */
 void oc_json_parser_where(oc_json_parser_t *p, char *out, size_t outlen);
 

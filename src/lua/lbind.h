@@ -52,6 +52,11 @@ struct oc_server *oc_check_server(lua_State *L, int idx);
  * lport.c); raise otherwise. */
 struct oc_loop *oc_check_loop(lua_State *L, int idx);
 struct oc_port *oc_check_port(lua_State *L, int idx);
+/* The open "ocean.Sync" session at idx (lsync.c); raises otherwise. */
+struct oc_sync *oc_check_sync(lua_State *L, int idx);
+/* Where the "ocean.Port" userdata at idx keeps its client (NULL once
+ * closed): valid while that userdata lives. Raises if idx is not one. */
+struct oc_port *const *oc_port_slot(lua_State *L, int idx);
 /* Overlay the retry options of the Lua table at idx on *r (lloop.c);
  * raises on a bad option. */
 struct oc_retry;
@@ -65,6 +70,48 @@ struct oc_mapping *oc_check_mapping(lua_State *L, int idx);
  * mapping reads (lmapping.c). jv_invalid() with err on bad data. */
 jv oc_mapping_lua_raw(lua_State *L, int idx, struct oc_mapping *m, char *err,
                       size_t errlen);
+
+/* {==================== the mapping loop (lfeed.c) ====================
+ * Raw items from Lua through a compiled resource into a session: a list
+ * (tables or JSON texts) or one JSON text (an array or NDJSON), stopping
+ * at deadline_ms (monotonic; 0: never) and going on from `cur` when
+ * called again. offer gets each entity (consumed): passed, or failed the
+ * selector (only when want_failed); it returns 0 (counted), 1 (folded
+ * into an earlier entity: not counted again) or -1 with err (stops).
+ * An input the selector refused counts in `filtered` either way. With
+ * split_items, an item whose itemsToParse gave neither an array nor null
+ * goes to the report's items_errors list (its children are unknown),
+ * else to its errors. */
+struct oc_mapping;
+typedef struct oc_feed {
+  lua_State *L;
+  struct oc_mapping *m;
+  int parse_all, want_failed, split_items;
+  int (*offer)(void *ud, jv entity, int passed, char *err, size_t errlen);
+  void *offer_ud;
+  int errors_t, dropped_t, items_t; /* stack indexes of the report's
+                                       lists */
+  unsigned char *mis;            /* field_count flags */
+  size_t index, nerrors, ndropped, nitems, entities, filtered;
+  oc_json_cursor_t cur;          /* list: items done; text: the cursor */
+  double deadline_ms;
+  int failed;
+  char err[OC_ERR_SIZE];
+} oc_feed_t;
+/* Map the items at idx: 1 when all are done (or an offer failed:
+ * f->failed), 0 when the deadline came first. */
+int oc_feed_run(lua_State *L, oc_feed_t *f, int idx);
+/* Push the report table of f. */
+void oc_feed_push_report(lua_State *L, const oc_feed_t *f);
+/* A feed kept between calls in the Lua table at acc (acc.state, a
+ * zeroed userdata of `size` bytes that starts with the oc_feed_t, made on
+ * the first call; acc.mis, acc.errors, acc.dropped, acc.items_errors):
+ * pushes 5 values and
+ * returns it, its L, m and report tables set for this call. */
+void *oc_feed_resume(lua_State *L, int acc, struct oc_mapping *m,
+                     size_t size);
+
+/* }==================== */
 
 /* {==================== ocean.Job (ljob.c) ====================
  * The handle of every asynchronous operation: the owner (a Loop, Port or
@@ -106,6 +153,9 @@ void oc_job_start(oc_job_t *j, uint64_t id);
 
 /* }==================== */
 
+/* Milliseconds of the monotonic clock (lcore.c; core.monotonic_ms). */
+double oc_monotonic_ms(void);
+
 /* Openers: each adds its functions to the module table at the top. */
 void oc_open_json(lua_State *L);
 void oc_open_job(lua_State *L);
@@ -114,6 +164,7 @@ void oc_open_loop(lua_State *L);
 void oc_open_server(lua_State *L);
 void oc_open_port(lua_State *L);
 void oc_open_sync(lua_State *L);
+void oc_open_live(lua_State *L);
 void oc_open_journal(lua_State *L);
 void oc_open_diff(lua_State *L);
 

@@ -36,12 +36,16 @@ static int l_realtime_ms(lua_State *L)
   return 1;
 }
 
-static int l_monotonic_ms(lua_State *L)
+double oc_monotonic_ms(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0
-                    + (lua_Number)ts.tv_nsec / 1e6);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static int l_monotonic_ms(lua_State *L)
+{
+  lua_pushnumber(L, (lua_Number)oc_monotonic_ms());
   return 1;
 }
 
@@ -64,6 +68,7 @@ int luaopen_ocean_core(lua_State *L)
   oc_open_server(L);
   oc_open_port(L);
   oc_open_sync(L);
+  oc_open_live(L);
   oc_open_diff(L);
   oc_open_journal(L);
   return 1;

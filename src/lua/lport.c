@@ -65,6 +65,11 @@ static lport_t *to_lport(lua_State *L, int idx)
   return (lport_t *)luaL_checkudata(L, idx, PORT_MT);
 }
 
+oc_port_t *const *oc_port_slot(lua_State *L, int idx)
+{
+  return &to_lport(L, idx)->port;
+}
+
 oc_port_t *oc_check_port(lua_State *L, int idx)
 {
   lport_t *u = to_lport(L, idx);

@@ -39,10 +39,10 @@
 #include "sync/sync.h"
 
 #define SYNC_MT "ocean.Sync"
-#define MAX_REPORTED 100         /* item errors kept per feed */
 
 typedef struct lsync {
   oc_sync_t *s;
+  int feed_slot;                 /* the slot of the feed running */
   int nslots;
   int *slots;                    /* resource i (0-based) -> session slot */
 } lsync_t;
@@ -53,6 +53,14 @@ static lsync_t *check_open(lua_State *L)
   if (!u->s)
     luaL_error(L, "sync session is closed");
   return u;
+}
+
+struct oc_sync *oc_check_sync(lua_State *L, int idx)
+{
+  lsync_t *u = luaL_checkudata(L, idx, SYNC_MT);
+  if (!u->s)
+    luaL_argerror(L, idx, "sync session is closed");
+  return u->s;
 }
 
 /* The session slot of resource argument idx (1-based). */
@@ -198,166 +206,26 @@ static int lsync_state(lua_State *L)
 
 /* {==================== feed ==================== */
 
-typedef struct feed {
-  lua_State *L;
-  oc_sync_t *s;
-  oc_mapping_t *m;
-  int slot, errors_t, dropped_t, items_t;
-  size_t index, nerrors, ndropped, nitems, entities, filtered;
-  int failed;                    /* an offer failed: err */
-  char err[OC_ERR_SIZE];
-} feed_t;
-
-static void add_report(feed_t *f, int t, size_t *count, const char *key,
-                       const char *msg)
+static int offer_entity(void *ud, jv entity, int passed, char *err,
+                        size_t errlen)
 {
-  lua_State *L = f->L;
-  (*count)++;
-  if (*count > MAX_REPORTED)
-    return;
-  lua_createtable(L, 0, 2);
-  lua_pushinteger(L, (lua_Integer)f->index);
-  lua_setfield(L, -2, "index");
-  lua_pushstring(L, msg);
-  lua_setfield(L, -2, key);
-  lua_rawseti(L, t, (lua_Integer)*count);
+  lsync_t *u = ud;
+  (void)passed;                  /* only passed entities come here */
+  return oc_sync_offer(u->s, u->feed_slot, entity, err, errlen);
 }
 
-static int feed_entity(void *ud, jv entity, int passed)
+/* The slot's mapping (arg 2) at the top of the stack. */
+static oc_mapping_t *slot_mapping(lua_State *L, lsync_t *u)
 {
-  feed_t *f = ud;
-  if (!passed) {
-    f->filtered++;
-    jv_free(entity);
-    return 0;
-  }
-  f->entities++;
-  if (oc_sync_offer(f->s, f->slot, entity, f->err, sizeof f->err)) {
-    f->failed = 1;
-    return -1;
-  }
-  return 0;
+  u->feed_slot = check_slot(L, u, 2);
+  oc_getuservalue(L, 1);
+  lua_rawgeti(L, -1, lua_tointeger(L, 2));
+  if (!luaL_testudata(L, -1, OC_MAPPING_MT))
+    luaL_argerror(L, 2, "the slot has no mapping (offer entities)");
+  return oc_check_mapping(L, -1);
 }
 
-static void feed_error(void *ud, const char *msg)
-{
-  feed_t *f = ud;
-  add_report(f, f->errors_t, &f->nerrors, "message", msg);
-}
-
-static void feed_dropped(void *ud, const char *reason)
-{
-  feed_t *f = ud;
-  add_report(f, f->dropped_t, &f->ndropped, "reason", reason);
-}
-
-static void feed_filtered(void *ud)
-{
-  ((feed_t *)ud)->filtered++;
-}
-
-static void feed_items_error(void *ud, const char *msg)
-{
-  feed_t *f = ud;
-  add_report(f, f->items_t, &f->nitems, "message", msg);
-}
-
-/* Map and offer one raw item at stack index idx (table or JSON text). */
-static void feed_one(feed_t *f, const oc_mapping_sink_t *sink, int idx)
-{
-  lua_State *L = f->L;
-  char err[OC_ERR_SIZE];
-  jv raw;
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    raw = oc_mapping_parse_item(f->m, s, n, err, sizeof err);
-  } else {
-    raw = oc_mapping_lua_raw(L, idx, f->m, err, sizeof err);
-  }
-  if (!jv_is_valid(raw)) {
-    jv_free(raw);
-    feed_error(f, err);
-    return;
-  }
-  oc_mapping_run(f->m, raw, 0, sink);
-}
-
-typedef struct each_ctx {
-  feed_t *f;
-  const oc_mapping_sink_t *sink;
-} each_ctx_t;
-
-static int feed_each_json(jv value, size_t index, void *ud)
-{
-  each_ctx_t *c = ud;
-  c->f->index = index + 1;
-  oc_mapping_run(c->f->m, value, 0, c->sink);
-  return c->f->failed ? -1 : 0;
-}
-
-/* Push the report of a finished feed (errors at 7, dropped at 8, items
- * errors at 9). */
-static void push_feed_report(lua_State *L, feed_t *f, const unsigned char *mis,
-                             size_t nf)
-{
-  size_t i;
-  lua_createtable(L, 0, 11);
-  lua_pushvalue(L, f->items_t);
-  lua_setfield(L, -2, "items_errors");
-  lua_pushinteger(L, (lua_Integer)f->nitems);
-  lua_setfield(L, -2, "items_error_count");
-  lua_pushinteger(L, (lua_Integer)f->index);
-  lua_setfield(L, -2, "items");
-  lua_pushinteger(L, (lua_Integer)f->entities);
-  lua_setfield(L, -2, "entities");
-  lua_pushinteger(L, (lua_Integer)f->filtered);
-  lua_setfield(L, -2, "filtered");
-  lua_pushvalue(L, f->errors_t);
-  lua_setfield(L, -2, "errors");
-  lua_pushinteger(L, (lua_Integer)f->nerrors);
-  lua_setfield(L, -2, "error_count");
-  lua_pushvalue(L, f->dropped_t);
-  lua_setfield(L, -2, "dropped");
-  lua_pushinteger(L, (lua_Integer)f->ndropped);
-  lua_setfield(L, -2, "dropped_count");
-  lua_newtable(L);
-  for (i = 0; i < nf; i++)
-    if (mis[i]) {
-      lua_pushstring(L, oc_mapping_field_expr(f->m, i));
-      lua_setfield(L, -2, oc_mapping_field_path(f->m, i));
-    }
-  lua_setfield(L, -2, "misconfigured");
-}
-
-/* Map the items at idx (a list, or one JSON text) and offer them. */
-static void feed_items(lua_State *L, feed_t *f, const oc_mapping_sink_t *sink,
-                       int idx)
-{
-  size_t i, n;
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    const char *text = lua_tolstring(L, idx, &n);
-    char err[OC_ERR_SIZE];
-    each_ctx_t c = { f, sink };
-    if (oc_mapping_each_json(f->m, text, n, feed_each_json, &c, err,
-                             sizeof err) && !f->failed) {
-      f->index = 0;
-      feed_error(f, err);
-    }
-    return;
-  }
-  luaL_checktype(L, idx, LUA_TTABLE);
-  n = (size_t)lua_rawlen(L, idx);
-  for (i = 1; i <= n && !f->failed; i++) {
-    f->index = i;
-    lua_rawgeti(L, idx, (lua_Integer)i);
-    feed_one(f, sink, lua_gettop(L));
-    lua_pop(L, 1);
-  }
-  f->index = n;
-}
-
-/* session:feed(i, items) -> report | nil, err
+/* session:feed(i, items [, acc]) -> report | false | nil, err
  * Maps items with the mapping of slot i and offers the entities (tagged
  * i: session:tag_stats(i), failures' `tag`). items: a list of raw objects
  * (tables or JSON texts), or one JSON text (an array or NDJSON). report =
@@ -365,49 +233,51 @@ static void feed_items(lua_State *L, feed_t *f, const oc_mapping_sink_t *sink,
  * errors={{index=, message=}}, error_count=, dropped={{index=, reason=}},
  * dropped_count=, items_errors={{index=, message=}} (itemsToParse gave
  * neither an array nor null: that raw item's children are unknown),
- * items_error_count=, misconfigured={[path]=expr}} (at most 100 entries
- * per list; the counts are complete). nil, err when an upsert could not
- * be submitted (out of memory, closed client). */
+ * items_error_count=, misconfigured={[path]=expr}} (lfeed.c; at most 100
+ * entries per list, the counts are complete); an entity produced before
+ * in this session is not counted again. acc (a table the caller keeps for
+ * these items, with budget_ms): at most that long per call; false until
+ * the items are all mapped (call again with the same items and acc).
+ * nil, err when an upsert could not be submitted (out of memory, closed
+ * client). */
 static int lsync_feed(lua_State *L)
 {
   lsync_t *u = check_open(L);
-  feed_t f;
-  oc_mapping_sink_t sink;
-  size_t nf;
-  unsigned char *mis;
-  memset(&f, 0, sizeof f);
-  f.L = L;
-  f.s = u->s;
-  f.slot = check_slot(L, u, 2);
-  lua_settop(L, 3);
-  oc_getuservalue(L, 1);                     /* 4 */
-  lua_rawgeti(L, 4, lua_tointeger(L, 2));    /* 5: the slot's mapping */
-  if (!luaL_testudata(L, 5, OC_MAPPING_MT))
-    return luaL_argerror(L, 2, "the slot has no mapping (offer entities)");
-  f.m = oc_check_mapping(L, 5);
-  nf = oc_mapping_field_count(f.m);
-  mis = lua_newuserdata(L, nf + 1);          /* 6: freed by the GC */
-  memset(mis, 0, nf + 1);
-  lua_newtable(L);                           /* 7: errors */
-  f.errors_t = 7;
-  lua_newtable(L);                           /* 8: dropped */
-  f.dropped_t = 8;
-  lua_newtable(L);                           /* 9: items errors */
-  f.items_t = 9;
+  oc_feed_t one, *f = &one;
+  int done;
+  lua_settop(L, 4);
+  if (lua_istable(L, 4)) {
+    double budget;
+    lua_getfield(L, 4, "budget_ms");
+    budget = lua_tonumber(L, -1);
+    f = oc_feed_resume(L, 4, slot_mapping(L, u), sizeof *f);
+    f->deadline_ms = budget > 0 ? oc_monotonic_ms() + budget : 0;
+  } else {
+    memset(f, 0, sizeof *f);
+    f->L = L;
+    f->m = slot_mapping(L, u);
+    f->mis = memset(lua_newuserdata(L, oc_mapping_field_count(f->m) + 1), 0,
+                    oc_mapping_field_count(f->m) + 1);
+    lua_newtable(L);
+    f->errors_t = lua_gettop(L);
+    lua_newtable(L);
+    f->dropped_t = lua_gettop(L);
+    lua_newtable(L);
+    f->items_t = lua_gettop(L);
+  }
   if (oc_sync_set_tag(u->s, (int)lua_tointeger(L, 2)))
     return luaL_error(L, "out of memory");
-  memset(&sink, 0, sizeof sink);
-  sink.entity = feed_entity;
-  sink.error = feed_error;
-  sink.dropped = feed_dropped;
-  sink.filtered = feed_filtered;
-  sink.items_error = feed_items_error;
-  sink.misconfigured = mis;
-  sink.ud = &f;
-  feed_items(L, &f, &sink, 3);
-  if (f.failed)
-    return push_fail(L, f.err);
-  push_feed_report(L, &f, mis, nf);
+  f->split_items = 1;
+  f->offer = offer_entity;
+  f->offer_ud = u;
+  done = oc_feed_run(L, f, 3);
+  if (f->failed)
+    return push_fail(L, f->err);
+  if (!done) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  oc_feed_push_report(L, f);
   return 1;
 }
 
@@ -426,7 +296,7 @@ static int lsync_offer(lua_State *L)
     jv_free(e);
     return luaL_error(L, "out of memory");
   }
-  if (oc_sync_offer(u->s, slot, e, err, sizeof err))
+  if (oc_sync_offer(u->s, slot, e, err, sizeof err) < 0)
     return push_fail(L, err);
   lua_pushboolean(L, 1);
   return 1;
@@ -576,7 +446,7 @@ static int lsync_stats(lua_State *L)
   oc_sync_stats_t st;
   oc_sync_stats(check_open(L)->s, &st);
   lua_createtable(L, 0, 24);
-  STAT(owned); STAT(produced); STAT(created); STAT(updated);
+  STAT(owned); STAT(produced); STAT(duplicates); STAT(created); STAT(updated);
   STAT(unchanged); STAT(failed); STAT(unresolved); STAT(always);
   STAT(retried); STAT(retry_ok); STAT(upsert_requests); STAT(entities_sent);
   STAT(candidates); STAT(confirmed); STAT(protected_targets); STAT(deleted);

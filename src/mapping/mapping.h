@@ -158,6 +158,12 @@ int oc_mapping_run(oc_mapping_t *m, jv raw, int parse_all,
  * line/column and a short excerpt, never the whole input). */
 jv oc_mapping_parse_item(oc_mapping_t *m, const char *s, size_t n,
                          char *err, size_t errlen);
+/* One JSON value at s + off (positions in messages count from s), as
+ * oc_mapping_parse_item; *used: bytes consumed from off (trailing
+ * whitespace included). With oc_json_cursor_next, a stream one element at
+ * a time. */
+jv oc_mapping_parse_at(oc_mapping_t *m, const char *s, size_t n, size_t off,
+                       size_t *used, char *err, size_t errlen);
 /* oc_json_each (a JSON array or NDJSON) with the mapping's key cache and
  * nesting bound. */
 int oc_mapping_each_json(oc_mapping_t *m, const char *s, size_t n,

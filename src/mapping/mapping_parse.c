@@ -238,6 +238,26 @@ jv oc_mapping_parse_item(oc_mapping_t *m, const char *s, size_t n,
   return b.result;
 }
 
+jv oc_mapping_parse_at(oc_mapping_t *m, const char *s, size_t n, size_t off,
+                       size_t *used, char *err, size_t errlen)
+{
+  pbuilder_t b;
+  oc_json_parser_t p;
+  int rc;
+  oc_json_parser_init(&p, &pb_sax, &b, m->max_depth);
+  pb_init(&b, m, &p);
+  rc = oc_json_parse_next(&p, s, n, off, used);
+  if (rc) {
+    snprintf(err, errlen, "%s", p.err[0] ? p.err : "invalid JSON");
+    if (b.done)
+      jv_free(b.result);
+    b.result = jv_invalid();
+  }
+  pb_free(&b);
+  oc_json_parser_free(&p);
+  return b.result;
+}
+
 int oc_mapping_each_json(oc_mapping_t *m, const char *s, size_t n,
                          oc_json_each_fn each, void *ud, char *err,
                          size_t errlen)

@@ -246,6 +246,7 @@ uint64_t oc_projection_hash(const oc_projection_t *p, jv entity,
                             oc_buf_t *scratch)
 {
   int first = 1;
+  uint64_t h;
   oc_buf_reset(scratch);
   oc_buf_addc(scratch, '{');
   if (p->full || p->icon)
@@ -261,7 +262,8 @@ uint64_t oc_projection_hash(const oc_projection_t *p, jv entity,
   if (p->full || p->title)
     add_field(scratch, entity, "title", 0, &first);
   oc_buf_addc(scratch, '}');
-  return oc_hash64(scratch->p ? scratch->p : "", scratch->n, 0x6f63);
+  h = oc_hash64(scratch->p ? scratch->p : "", scratch->n, 0x6f63);
+  return h == OC_HASH_UNKNOWN ? 1 : h;
 }
 
 /* }==================== */
@@ -410,6 +412,11 @@ size_t oc_index_count(const oc_index_t *ix)
 const uint64_t *oc_index_hashes(const oc_index_t *ix, long e)
 {
   return ix->hashes + (size_t)e * ix->nhash;
+}
+
+void oc_index_set_hash(oc_index_t *ix, long e, size_t i, uint64_t h)
+{
+  ix->hashes[(size_t)e * ix->nhash + i] = h;
 }
 
 unsigned oc_index_flags(const oc_index_t *ix, long e)

@@ -53,7 +53,9 @@ int oc_projection_equal(const oc_projection_t *a, const oc_projection_t *b);
 
 /* Hash of the entity's content seen through p: title, icon, team (sorted;
  * [] and null count as absent), properties and relations, in canonical
- * form where null-valued members don't count. entity is borrowed. */
+ * form where null-valued members don't count. entity is borrowed. Never
+ * OC_HASH_UNKNOWN. */
+#define OC_HASH_UNKNOWN 0u
 uint64_t oc_projection_hash(const oc_projection_t *p, jv entity,
                             oc_buf_t *scratch);
 
@@ -76,6 +78,8 @@ int oc_index_put(oc_index_t *ix, const char *key, size_t klen,
 long oc_index_find(const oc_index_t *ix, const char *key, size_t klen);
 size_t oc_index_count(const oc_index_t *ix);
 const uint64_t *oc_index_hashes(const oc_index_t *ix, long entry);
+/* Set hash i (< nhash) of entry. */
+void oc_index_set_hash(oc_index_t *ix, long entry, size_t i, uint64_t h);
 unsigned oc_index_flags(const oc_index_t *ix, long entry);
 void oc_index_set_flags(oc_index_t *ix, long entry, unsigned flags);
 /* The key of entry e (not NUL-terminated; blueprint \0 identifier). */

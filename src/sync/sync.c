@@ -145,6 +145,7 @@ oc_sync_t *oc_sync_new(oc_port_t *port, const oc_sync_opts_t *opts,
   s->o.event_type = s->event_type;
   s->o.resync_id = s->resync_id;
   s->targets = oc_hashset_new();
+  s->created_ms = oc_loop_now_ms();
   s->owned_state = 1;            /* nothing to list until asked */
   s->confirm_state = 1;
   if (!s->targets) {
@@ -242,7 +243,29 @@ int oc_sync_add_slot(oc_sync_t *s, jv signature)
 void oc_sync_stats(const oc_sync_t *s, oc_sync_stats_t *out)
 {
   *out = s->st;
-  out->owned = s->owned ? oc_index_count(s->owned) : 0;
+  out->owned = s->owned ? oc_index_count(s->owned) - s->nnew : 0;
+}
+
+int64_t oc_sync_created_ms(const oc_sync_t *s)
+{
+  return s->created_ms;
+}
+
+int oc_sync_owned_each(const oc_sync_t *s, oc_sync_key_fn fn, void *ud)
+{
+  size_t i, n = s->owned ? oc_index_count(s->owned) : 0;
+  if (s->owned_state != 1)
+    return -1;
+  for (i = 0; i < n; i++) {
+    unsigned f = oc_index_flags(s->owned, (long)i);
+    size_t kl;
+    const char *k;
+    if ((f & FLAG_DELETED) || ((f & FLAG_NEW) && !(f & FLAG_WRITTEN)))
+      continue;
+    k = oc_index_key(s->owned, (long)i, &kl);
+    fn(ud, k, kl);
+  }
+  return 0;
 }
 
 /* {==================== tags ==================== */
@@ -458,6 +481,8 @@ static void add_failure(oc_sync_t *s, ent_t *e, const char *bp,
  * identifiers) by Port's answer. */
 static void count_success(oc_sync_t *s, const ent_t *e, int port_created)
 {
+  if (e->dup)
+    return;
   if (e->owned >= 0 || (!e->key && !port_created)) {
     s->st.updated++;
     TAG_ADD(s, e->tag, updated, 1);
@@ -480,7 +505,10 @@ static void on_upserted(void *ud, const oc_port_entity_result_t *r)
   e = &j->ents[r->index];
   if (r->ok) {
     count_success(s, e, r->created);
-    if (j->retry) {
+    if (e->entry >= 0)
+      oc_index_set_flags(s->owned, e->entry,
+                         oc_index_flags(s->owned, e->entry) | FLAG_WRITTEN);
+    if (j->retry && !e->dup) {
       s->st.retry_ok++;
       s->st.failed--;
       TAG_ADD(s, e->tag, failed, -1);
@@ -488,15 +516,15 @@ static void on_upserted(void *ud, const oc_port_entity_result_t *r)
     oc_sync_ent_free(e);
     return;
   }
-  if (!j->retry) {
+  if (!j->retry && !e->dup) {
     s->st.failed++;
     TAG_ADD(s, e->tag, failed, 1);
     if (r->unresolved)
       s->st.unresolved++;
   }
-  if (e->owned >= 0)
-    oc_index_set_flags(s->owned, e->owned,
-                       oc_index_flags(s->owned, e->owned) | OC_INDEX_FAILED);
+  if (e->entry >= 0)
+    oc_index_set_flags(s->owned, e->entry,
+                       oc_index_flags(s->owned, e->entry) | OC_INDEX_FAILED);
   add_failure(s, e, j->bp, r);
 }
 
@@ -618,14 +646,36 @@ static void blueprint_text(jv entity, oc_buf_t *out)
   oc_buf_cstr(out);
 }
 
-/* Queue a changed entity (consumed) for its blueprint's next request. */
-static int enqueue(oc_sync_t *s, jv entity, long owned, int keyed,
-                   char *err, size_t errlen)
+/* Replace the queued entity of key s->key in batch b by text (last
+ * write wins within a bulk). 1 when it was there (text consumed), 0 not. */
+static int replace_queued(oc_sync_t *s, batch_t *b, char *text, size_t len)
+{
+  size_t i;
+  for (i = 0; i < b->n; i++) {
+    ent_t *q = &b->ents[i];
+    if (q->key && q->klen == s->key.n && !memcmp(q->key, s->key.p, q->klen)) {
+      b->bytes = b->bytes - q->len + len;
+      free(q->text);
+      q->text = text;
+      q->len = len;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Queue a changed entity (consumed) for its blueprint's next request.
+ * entry: its index entry (or -1); owned: listed (count as updated); dup:
+ * produced before (replaces the queued one, else sent uncounted). */
+static int enqueue(oc_sync_t *s, jv entity, long entry, int owned, int dup,
+                   int keyed, char *err, size_t errlen)
 {
   ent_t e;
   batch_t *b;
   memset(&e, 0, sizeof e);
-  e.owned = owned;
+  e.owned = owned ? entry : -1;
+  e.entry = entry;
+  e.dup = dup;
   e.tag = s->tag;
   if (keyed && !(e.key = oc_sync_dupn(s->key.p, s->key.n))) {
     jv_free(entity);
@@ -643,6 +693,15 @@ static int enqueue(oc_sync_t *s, jv entity, long owned, int keyed,
     oc_sync_ent_free(&e);
     return oc_sync_oom(err, errlen);
   }
+  if (dup && e.key) {
+    oc_buf_reset(&s->key);
+    oc_buf_add(&s->key, e.key, e.klen);
+    if (replace_queued(s, b, e.text, e.len)) {
+      e.text = NULL;
+      oc_sync_ent_free(&e);
+      return 0;
+    }
+  }
   if (b->n > 0 && b->bytes + e.len + 16 > s->o.batch_max_bytes
       && submit_batch(s, b, err, errlen)) {
     oc_sync_ent_free(&e);
@@ -657,11 +716,77 @@ static int enqueue(oc_sync_t *s, jv entity, long owned, int keyed,
   return 0;
 }
 
+/* A key not in the index: add it as produced (FLAG_NEW), with the hash of
+ * `slot` and OC_HASH_UNKNOWN for the others. Its entry, or -1 on OOM. */
+static long add_produced(oc_sync_t *s, int slot, uint64_t h)
+{
+  uint64_t hs[16], *v = hs;
+  size_t i;
+  long e;
+  if (s->nslots > 16 && !(v = malloc(sizeof(uint64_t) * s->nslots)))
+    return -1;
+  for (i = 0; i < s->nslots; i++)
+    v[i] = OC_HASH_UNKNOWN;
+  v[slot] = h;
+  e = oc_index_put(s->owned, s->key.p, s->key.n, v) ? -1
+      : oc_index_find(s->owned, s->key.p, s->key.n);
+  if (v != hs)
+    free(v);
+  if (e >= 0) {
+    oc_index_set_flags(s->owned, e, OC_INDEX_SEEN | FLAG_NEW);
+    s->nnew++;
+  }
+  return e;
+}
+
+/* Plan mode: record and count what would be written. */
+static int plan_offer(oc_sync_t *s, jv entity, long e, int keyed,
+                      char *err, size_t errlen)
+{
+  if (keyed && keylist_add(&s->planned[e >= 0], s->key.p, s->key.n)) {
+    jv_free(entity);
+    return oc_sync_oom(err, errlen);
+  }
+  if (e >= 0 || !keyed) {        /* a search identifier finds an */
+    s->st.updated++;             /* existing entity */
+    TAG_ADD(s, s->tag, updated, 1);
+  } else if (s->owned_state != 1) {
+    s->st.unknown++;
+    TAG_ADD(s, s->tag, unknown, 1);
+  } else {
+    s->st.created++;
+    TAG_ADD(s, s->tag, created, 1);
+  }
+  jv_free(entity);
+  return 0;
+}
+
+/* An entity whose key was produced before in this run (entry e): dropped
+ * when equal to the last one produced, else the last write wins. 1, or
+ * -1 with err. */
+static int offer_duplicate(oc_sync_t *s, int slot, jv entity, long e,
+                           uint64_t h, char *err, size_t errlen)
+{
+  unsigned f = oc_index_flags(s->owned, e);
+  s->st.duplicates++;
+  if (oc_index_hashes(s->owned, e)[slot] == h || s->o.plan) {
+    jv_free(entity);
+    return 1;
+  }
+  oc_index_set_hash(s->owned, e, (size_t)slot, h);
+  if (s->o.create_missing)
+    oc_entity_targets(entity, add_target, s);
+  if (enqueue(s, entity, e, !(f & FLAG_NEW), 1, 1, err, errlen))
+    return -1;
+  return 1;
+}
+
 int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
                   size_t errlen)
 {
   long e = -1;
-  int keyed;
+  int keyed, listed = 0;
+  uint64_t h = 0;
   if (s->phase >= OC_SYNC_FINISHING) {
     jv_free(entity);
     snprintf(err, errlen, "BUG: sync offer after the session finished");
@@ -672,48 +797,40 @@ int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
     snprintf(err, errlen, "BUG: sync offer to unknown slot %d", slot);
     return -1;
   }
-  s->st.produced++;
-  TAG_ADD(s, s->tag, produced, 1);
   oc_buf_reset(&s->key);
   keyed = oc_entity_key(entity, &s->key) == 0;
+  if (keyed) {
+    h = oc_projection_hash(s->slots[slot], entity, &s->scratch);
+    e = oc_index_find(s->owned, s->key.p, s->key.n);
+    if (e >= 0 && (oc_index_flags(s->owned, e) & OC_INDEX_SEEN))
+      return offer_duplicate(s, slot, entity, e, h, err, errlen);
+  }
+  s->st.produced++;
+  TAG_ADD(s, s->tag, produced, 1);
   if (s->o.create_missing)
     oc_entity_targets(entity, add_target, s);
-  if (keyed) {
-    e = oc_index_find(s->owned, s->key.p, s->key.n);
-    if (e >= 0) {
-      uint64_t h = oc_projection_hash(s->slots[slot], entity, &s->scratch);
-      oc_index_set_flags(s->owned, e,
-                         oc_index_flags(s->owned, e) | OC_INDEX_SEEN);
-      /* a listing that failed leaves the index partial: send anyway */
-      if (s->owned_state == 1 && oc_index_hashes(s->owned, e)[slot] == h) {
-        s->st.unchanged++;
-        TAG_ADD(s, s->tag, unchanged, 1);
-        jv_free(entity);
-        return 0;
-      }
-    }
-  } else {
+  if (!keyed) {
     s->st.always++;
-  }
-  if (s->o.plan) {
-    if (keyed && keylist_add(&s->planned[e >= 0], s->key.p, s->key.n)) {
+  } else if (e >= 0) {
+    const uint64_t listed_h = oc_index_hashes(s->owned, e)[slot];
+    listed = 1;
+    oc_index_set_flags(s->owned, e,
+                       oc_index_flags(s->owned, e) | OC_INDEX_SEEN);
+    oc_index_set_hash(s->owned, e, (size_t)slot, h);
+    /* a listing that failed leaves the index partial: send anyway */
+    if (s->owned_state == 1 && listed_h == h) {
+      s->st.unchanged++;
+      TAG_ADD(s, s->tag, unchanged, 1);
       jv_free(entity);
-      return oc_sync_oom(err, errlen);
+      return 0;
     }
-    if (e >= 0 || !keyed) {        /* a search identifier finds an */
-      s->st.updated++;             /* existing entity */
-      TAG_ADD(s, s->tag, updated, 1);
-    } else if (s->owned_state != 1) {
-      s->st.unknown++;
-      TAG_ADD(s, s->tag, unknown, 1);
-    } else {
-      s->st.created++;
-      TAG_ADD(s, s->tag, created, 1);
-    }
+  } else if ((e = add_produced(s, slot, h)) < 0) {
     jv_free(entity);
-    return 0;
+    return oc_sync_oom(err, errlen);
   }
-  return enqueue(s, entity, e, keyed, err, errlen);
+  if (s->o.plan)
+    return plan_offer(s, entity, listed ? e : -1, keyed, err, errlen);
+  return enqueue(s, entity, e, listed, 0, keyed, err, errlen);
 }
 
 int oc_sync_flush(oc_sync_t *s, char *err, size_t errlen)

@@ -70,7 +70,11 @@ typedef struct oc_sync_opts {
 
 typedef struct oc_sync_stats {
   size_t owned;                  /* entities owned at the start */
-  size_t produced;               /* entities offered */
+  size_t produced;               /* distinct entities offered */
+  size_t duplicates;             /* offers of an entity produced before in
+                                    this run: counted and sent once (a
+                                    different content replaces the queued
+                                    one: the last write wins in a bulk) */
   size_t created, updated, unchanged, failed;
   size_t unresolved;             /* search identifier matched nothing */
   size_t always;                 /* no stable key: upserted unconditionally */
@@ -138,9 +142,13 @@ int oc_sync_owned_state(const oc_sync_t *s, const char **err);
 
 /* Offer one mapped entity (consumed) compared through `slot`. Unchanged
  * entities cost nothing; others are queued and sent when a blueprint's
- * batch is full. Returns 0, or -1 with err (OOM, submit failure, or a
- * session already finishing). Meant for FEEDING: while LISTING every
- * entity counts as changed. */
+ * batch is full. An entity (same key) offered before in this session is a
+ * duplicate (itemsToParse children shared by many parents): it is counted
+ * and sent once; with a different content it replaces the queued one (the
+ * last write wins within a bulk) or, when that one was sent already, is
+ * sent again (still counted once). Returns 0, 1 for a duplicate, or -1
+ * with err (OOM, submit failure, or a session already finishing). Meant
+ * for FEEDING: while LISTING every entity counts as changed. */
 int oc_sync_offer(oc_sync_t *s, int slot, jv entity, char *err,
                   size_t errlen);
 /* Tag what is offered from now on (e.g. the caller's resource index,
@@ -176,6 +184,15 @@ int oc_sync_failure(const oc_sync_t *s, size_t i, oc_sync_failure_t *out);
 size_t oc_sync_planned_count(const oc_sync_t *s, int which);
 const char *oc_sync_planned_key(const oc_sync_t *s, int which, size_t i,
                                 size_t *klen);
+
+/* What this integration owns once the session is over, as far as the
+ * session knows: the listed entities it did not delete, and those it
+ * created. fn gets each key (blueprint \0 identifier; borrowed). Returns
+ * 0, or -1 (nothing called) when the listing did not complete. */
+typedef void (*oc_sync_key_fn)(void *ud, const char *key, size_t klen);
+int oc_sync_owned_each(const oc_sync_t *s, oc_sync_key_fn fn, void *ud);
+/* oc_loop_now_ms() when the session was made. */
+int64_t oc_sync_created_ms(const oc_sync_t *s);
 
 /* }==================== */
 

@@ -140,7 +140,8 @@ const char *oc_sync_candidate_key(const oc_sync_t *s, size_t i,
   return oc_index_key(s->owned, s->cands[i], klen);
 }
 
-static int add_doomed(oc_sync_t *s, jv entity, const char *key, size_t klen)
+static int add_doomed(oc_sync_t *s, jv entity, long entry, const char *key,
+                      size_t klen)
 {
   doomed_t *d;
   size_t bl = strlen(key);
@@ -162,6 +163,7 @@ static int add_doomed(oc_sync_t *s, jv entity, const char *key, size_t klen)
     return -1;
   }
   d->entity = entity;
+  d->entry = entry;
   s->ndoomed++;
   return 0;
 }
@@ -197,7 +199,7 @@ static void on_confirm(void *ud, jv entity)
     return;
   }
   oc_index_set_flags(s->owned, e, f | FLAG_CONFIRMED);
-  if (add_doomed(s, entity, s->key.p, s->key.n)) {
+  if (add_doomed(s, entity, e, s->key.p, s->key.n)) {
     jv_free(entity);
     s->confirm_state = -1;
     snprintf(s->confirm_err, sizeof s->confirm_err, "out of memory");
@@ -319,6 +321,8 @@ static void on_deleted(void *ud, size_t index, int deleted,
   if (deleted) {
     d->outcome = 1;
     s->st.deleted++;
+    oc_index_set_flags(s->owned, d->entry,
+                       oc_index_flags(s->owned, d->entry) | FLAG_DELETED);
   } else {
     d->outcome = -1;
     s->st.delete_failed++;

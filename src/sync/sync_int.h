@@ -14,6 +14,9 @@
 
 #define FLAG_CANDIDATE 4u
 #define FLAG_CONFIRMED 8u
+#define FLAG_NEW 16u                   /* produced, not listed */
+#define FLAG_WRITTEN 32u               /* an upsert of it succeeded */
+#define FLAG_DELETED 64u               /* this run deleted it */
 
 /* An entity on its way to Port. */
 typedef struct ent {
@@ -21,7 +24,10 @@ typedef struct ent {
   size_t len;
   char *key;                     /* blueprint \0 identifier; NULL: none */
   size_t klen;
-  long owned;                    /* owned index entry, or -1 */
+  long owned;                    /* owned index entry when listed, or -1 */
+  long entry;                    /* index entry (listed or new), or -1 */
+  int dup;                       /* produced before in this run: not
+                                    counted again */
   int tag;                       /* oc_sync_set_tag's when offered */
 } ent_t;
 
@@ -39,6 +45,7 @@ typedef struct failure {
 
 typedef struct doomed {          /* a confirmed deletion candidate */
   jv entity;
+  long entry;                    /* its owned index entry */
   char *bp, *id;
   int level, outcome;
   char *message;
@@ -82,7 +89,10 @@ struct oc_sync {
   char *event_type, *resync_id;
   oc_projection_t **slots;
   size_t nslots;
-  oc_index_t *owned;
+  oc_index_t *owned;             /* listed entries, then the produced
+                                    ones (FLAG_NEW) */
+  size_t nnew;                   /* entries FLAG_NEW */
+  int64_t created_ms;            /* oc_loop_now_ms() at oc_sync_new */
   int owned_state, confirm_state;
   int listing_cut;               /* finish stopped a listing still running */
   char owned_err[OC_ERR_SIZE], confirm_err[OC_ERR_SIZE];

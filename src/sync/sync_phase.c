@@ -134,7 +134,7 @@ static int decide(oc_sync_t *s)
           "be read");
   if (count == 0)
     return 0;
-  owned = s->owned ? oc_index_count(s->owned) : 0;
+  owned = s->owned ? oc_index_count(s->owned) - s->nnew : 0;
   s->ratio = owned > 0 ? (double)count / (double)owned : 1;
   if (s->fin.threshold <= 0) {
     block(s, "entityDeletionThreshold is 0: this integration never "

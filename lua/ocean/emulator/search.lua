@@ -5,7 +5,10 @@
 -- $identifier $blueprint $datasource $title $team $icon $createdAt
 -- $updatedAt $createdBy $updatedBy, or a property name. Operators: = !=
 -- in notIn contains doesNotContains containsAny beginsWith
--- doesNotBeginsWith endsWith doesNotEndsWith isEmpty isNotEmpty > >= < <=.
+-- doesNotBeginsWith endsWith doesNotEndsWith isEmpty isNotEmpty > >= < <=;
+-- and the relation operator {operator = "relatedTo", blueprint = B,
+-- value = id | {ids}}: entities related to one of those, either way
+-- (`required` is ignored, `direction` refused).
 -- A query without rules matches every entity.
 --
 -- search.run narrows the candidates with the top-level `and` rules on
@@ -169,12 +172,64 @@ local VALUE_KIND = {
 
 local compile_query
 
-local function compile_rule(rule, path)
+-- The identifiers a relation value names (a string, or a list of them).
+local function each_target(v, fn)
+  if type(v) == "string" then return fn(v) end
+  if type(v) == "table" and v ~= null then
+    for _, x in ipairs(v) do
+      if type(x) == "string" and fn(x) then return true end
+    end
+  end
+end
+
+-- relatedTo: entities with a relation to one of the entities `value`
+-- (identifiers of blueprint `blueprint`), in either direction (they point
+-- at it, or it points at them). Relations match by identifier.
+local function compile_related(rule, path, store)
+  local value, bp = rule.value, rule.blueprint
+  if type(bp) ~= "string" then
+    return nil, path .. ": relatedTo needs a 'blueprint'"
+  end
+  if rule.direction ~= nil then
+    return nil, path .. ": relatedTo's 'direction' is not supported by the emulator"
+  end
+  local ids = {}
+  if type(value) == "string" then
+    ids[value] = true
+  elseif util.is_array(value) then
+    for _, v in ipairs(value) do ids[tostring(v)] = true end
+  else
+    return nil, path .. ": relatedTo needs an identifier or a list of them as 'value'"
+  end
+  local function points_at_target(e)
+    for _, v in pairs(type(e.relations) == "table" and e.relations or {}) do
+      if each_target(v, function(id) return ids[id] end) then return true end
+    end
+  end
+  return function(e)
+    if e.blueprint == bp and ids[e.identifier] then return false end
+    if points_at_target(e) then return true end
+    for id in pairs(ids) do
+      local t = store and store:get(bp, id)
+      if t then
+        for _, v in pairs(type(t.relations) == "table" and t.relations or {}) do
+          if each_target(v, function(x) return x == e.identifier end) then return true end
+        end
+      end
+    end
+    return false
+  end
+end
+
+local function compile_rule(rule, path, store)
   if not util.is_object(rule) then
     return nil, path .. ": a rule must be an object"
   end
   if rule.combinator ~= nil or rule.rules ~= nil then
-    return compile_query(rule, path)
+    return compile_query(rule, path, store)
+  end
+  if rule.operator == "relatedTo" then
+    return compile_related(rule, path, store)
   end
   local prop, op, value = rule.property, rule.operator, rule.value
   if type(prop) ~= "string" then
@@ -196,7 +251,7 @@ local function compile_rule(rule, path)
   return function(e) return fn(get(e), value) end
 end
 
-function compile_query(q, path)
+function compile_query(q, path, store)
   path = path or "query"
   if not util.is_object(q) then return nil, path .. " must be an object" end
   local comb = q.combinator or "and"
@@ -210,7 +265,7 @@ function compile_query(q, path)
   end
   local preds = {}
   for i, r in ipairs(rules) do
-    local p, err = compile_rule(r, format("%s.rules[%d]", path, i - 1))
+    local p, err = compile_rule(r, format("%s.rules[%d]", path, i - 1), store)
     if not p then return nil, err end
     preds[i] = p
   end
@@ -233,8 +288,9 @@ function compile_query(q, path)
 end
 
 -- Compile a query into a predicate on entities; nil, err when invalid.
-function _M.compile(q)
-  return compile_query(q, "query")
+-- store: needed by relatedTo rules.
+function _M.compile(q, store)
+  return compile_query(q, "query", store)
 end
 
 -- Narrowing hints from the top-level `and` rules.
@@ -287,7 +343,7 @@ end
 -- opts.blueprint restricts the search to one blueprint.
 -- Returns the list, or nil, err for an invalid query.
 function _M.run(store, q, opts)
-  local pred, err = _M.compile(q)
+  local pred, err = _M.compile(q, store)
   if not pred then return nil, err end
   local bp, ids = hints(q)
   local only = opts and opts.blueprint
