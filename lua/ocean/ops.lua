@@ -172,8 +172,13 @@ function submit.register_raw(eng, kind, raw, opts)
   local errors, n = map_kind(eng, live, job, app, kind, raws, "upsert")
   if n == 0 then log.warning("register_raw: no resource of kind '%s' in the mapping", tostring(kind)) end
   if errors > 0 then
-    log.warning("register_raw: %d error(s) or dropped item(s), not deleting entities that fail "
-      .. "the selector", errors)
+    local ndrop = #(DROPPED[job] or {})
+    local why = {}
+    if errors > ndrop then
+      why[#why + 1] = (errors - ndrop) == 1 and "1 error" or (errors - ndrop) .. " errors"
+    end
+    if ndrop > 0 then why[#why + 1] = (ndrop == 1 and "1 item" or ndrop .. " items") .. " dropped" end
+    log.warning("register_raw: %s: not deleting entities that fail the selector", table.concat(why, ", "))
   end
   return commit(eng, live, job, errors > 0)
 end
