@@ -50,7 +50,7 @@ describe("expression analysis", function()
 
   local whole = { ".", "..", "keys", "to_entries", "length", ".[]", ".[0]", ".[.k]",
     "select(.a)", ". as $r | $r.a", ".a |= 1", ".a = 1", "def f: .; f", "tojson",
-    "@base64", "try .a catch .", "$__oc_in", "has(\"a\")", "not", "map(.a)",
+    "@base64", "try .a catch .", "has(\"a\")", "not", "map(.a)",
     'getpath(["a"])', "paths", "with_entries(.)", "error", '."a\\(.b)"', '."\\u0061"',
     "{(.a): .}", "if . then 1 else 2 end", "reduce . as $x (0; 1)",
     ".a | def f: .; f" }                   -- (safe: `;` is taken as back on the item)

@@ -128,6 +128,25 @@ describe("the evaluation budget", function()
       .. "(SIGTERM, SIGINT, SIGQUIT or SIGHUP)\n2\ttrue\nSIGTERM\nrc=0\n", out)
   end)
 
+  it("stops a runaway item on a pending SIGTERM with no limits at all (0 and 0)", function()
+    -- the watchdog runs without a time or memory limit too: it still
+    -- watches the stop signals
+    local out = child([[
+      local core = require "ocean.core"
+      local loop = core.loop_new {}
+      assert(loop:watch_signals { keep_mask = true })
+      os.execute("(sleep 0.3; kill -TERM $PPID) >/dev/null 2>&1 &")
+      local ocean = require "ocean"
+      local t0 = os.time()
+      local r = ocean.parse_items({kind = "k", selector = {query = "true"},
+        port = {entity = {mappings = {identifier = ".id", blueprint = '"b"',
+        properties = {x = "def f: f; f"}}}}}, {{id = "a"}}, {time_limit = 0, memory_limit = 0})
+      print(r.errors[1].message)
+      print(os.time() - t0 < 5)]])
+    assert.are.equal("properties.x: the mapping expression was interrupted: the process is stopping "
+      .. "(SIGTERM, SIGINT, SIGQUIT or SIGHUP)\ntrue\nrc=0\n", out)
+  end)
+
   it("recovers from libjq running out of memory (jv_mem_alloc)", function()
     -- no cap of our own, and an address space too small for the array:
     -- malloc fails inside libjq, which would abort the process

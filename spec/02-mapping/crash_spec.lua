@@ -127,6 +127,24 @@ describe("no crash", function()
       -- libjq 1.6: _strindices with an empty needle never returns
       { "\"abc\" | indices(\"\")", json.array() },
       { "\"aaa\" | indices(\"aa\")", { 0, 1 } },
+      -- nan in a path component given as a value (getpath, setpath,
+      -- delpaths, del, |=): libjq 1.6 asserts on a nan slice bound and
+      -- loops in jv_dels on a nan index; 1.7.1 aborts on the latter.
+      -- jq 1.7.1's answer, or a field error (null, misconfigured)
+      { ".a.c | setpath([{\"start\":nan,\"end\":1}]; [9])", { 9, 2 } },
+      { ".a.c | setpath([{\"start\":0,\"end\":nan}]; [9])", { 9 } },
+      { ".a.c | delpaths([[{\"start\":nan,\"end\":1}]])", { 2 } },
+      { ".a.c | getpath([{\"start\":nan,\"end\":1}])", { 1 } },
+      { ".a.c | getpath([nan])", null, true },
+      { ".a | getpath([\"c\", {\"start\":1,\"end\":nan}])", { 2 } },
+      { ".a.c | delpaths([[nan]])", null, true },
+      { ".a.c | del(.[nan])", null, true },
+      { ".a.c | delpaths([[1], [nan]])", null, true },
+      { ".a.c | setpath([nan]; 1)", null, true },
+      { ".a.c | delpaths([[1e300], [-1e300], [infinite]])", { 1, 2 } },
+      { ".a.c | del(.[0])", { 2 } },
+      { ".a.c | .[] |= empty", {} },
+      { "path(getpath([\"a\", \"c\"]))", { "a", "c" } },
       -- libjq 1.6: a nan slice bound asserts (parse_slice)
       { "[1,2,3] | .[nan:]", { 1, 2, 3 } },
       { "[1,2,3] | .[:nan]", { 1, 2, 3 } },

@@ -337,7 +337,9 @@ void oc_budget_arm(oc_budget_t *b, jq_state *jq, double seconds,
   if (b->forks != fork_count)
     after_fork(b);
   pthread_mutex_lock(&b->mu);
-  if (!b->thread_on && !b->thread_failed && (seconds > 0 || bytes))
+  /* with no limits too: the watchdog still stops an item on a pending
+   * SIGTERM/SIGINT/SIGQUIT/SIGHUP */
+  if (!b->thread_on && !b->thread_failed)
     start_thread(b);
   b->armed = 1;
   b->gen++;

@@ -228,6 +228,32 @@ static void lex_loc(lexer_t *x, const char *w, level_t *lv)
                 shorthand ? "\"__loc__\": " : "", line);
 }
 
+/* libjq's own underscore builtins (1.6 and 1.7.1, top level): the
+ * operators' functions, the C halves of public builtins, and 1.6's
+ * `_input` (the engine's channel to C). Public ones are guarded by the
+ * prelude; these would bypass a guard or reach a C routine with
+ * arguments no public builtin passes. jq's manual names none of them;
+ * `_nwise` (guarded, common in the wild) stays allowed. */
+static const char *const libjq_internal[] = {
+  "_plus", "_minus", "_multiply", "_divide", "_mod", "_equal", "_notequal",
+  "_less", "_lesseq", "_greater", "_greatereq", "_negate", "_match_impl",
+  "_strindices", "_input", "_sort_by_impl", "_group_by_impl",
+  "_min_by_impl", "_max_by_impl", "_modify", "_assign", "_flatten", NULL};
+
+/* Whether the name w[0..n) (a function, or a $variable / label without
+ * its '$') is reserved: the engine's own definitions and bindings
+ * (__oc_..., see jqprelude.c, mapping_prog.c) and libjq's internals. */
+static int reserved_name(const char *w, size_t n)
+{
+  int i;
+  if (n >= 5 && !memcmp(w, "__oc_", 5))
+    return 1;
+  for (i = 0; libjq_internal[i]; i++)
+    if (word_is(w, n, libjq_internal[i]))
+      return 1;
+  return 0;
+}
+
 /* An identifier in code (s on its first byte): copied; `import "..."` and
  * `include "..."` are refused (libjq would look for modules on disk);
  * `if ... end` without `else` gets `else . end` (jq 1.7). */
@@ -254,6 +280,18 @@ static int lex_ident(lexer_t *x, level_t *lv)
   if (keyword_position && next < x->end && *next == ':' && (next + 1 >= x->end
                                                            || next[1] != ':'))
     keyword_position = 0;
+  /* a name the user's text calls, defines or binds (not a .field, not an
+   * object key: {k: v}, {k}) must not be one of the engine's */
+  if (!(w != x->start && w[-1] == '.'
+        && !(w - 1 != x->start && w[-2] == '.'))
+      && !(lv && lv->open == '{' && !after_dollar
+           && (x->last == '{' || x->last == ','))
+      && reserved_name(w, n)) {
+    char what[OC_ERR_SIZE];
+    snprintf(what, sizeof what, "reserved name '%s%.*s'",
+             after_dollar ? "$" : "", (int)(n > 64 ? 64 : n), w);
+    return lex_fail(x, w, what);
+  }
   if (keyword_position && lv && word_is(w, n, "end") && lv->ifs > 0
       && !lv->has_else[--lv->ifs])
     oc_buf_adds(x->out, "else . ");

@@ -32,8 +32,12 @@
  *                                libjq 1.6 asserts)
  *   $__loc__                 ->  {"file":"<top-level>","line":L}, L the
  *                                line in src
- * Also checks that brackets balance and that the expression does not use
- * import/include. Returns 0, or -1 with a message in err (out then holds
+ * Also checks that brackets balance, that the expression does not use
+ * import/include, and that it names no reserved name: the engine's
+ * __oc_... definitions and $__oc_... bindings, libjq's underscore
+ * internals (_plus, _match_impl, _input, ...; not _nwise) - as a call, a
+ * definition, a $variable or a label; .fields, object keys and strings
+ * are not names ("reserved name '__oc_ffi' at line 1, column 7"). Returns 0, or -1 with a message in err (out then holds
  * a partial result). Never reads past src + n. */
 int oc_jq_rewrite(const char *src, size_t n, oc_buf_t *out, char *err,
                   size_t errlen);

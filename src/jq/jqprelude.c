@@ -68,6 +68,23 @@ static const char *const head[] = {
   "def __oc_b_format(f): format(f);",
   "def __oc_b_split(s): split(s);",
   "def __oc_b_explode: explode;",
+  "def __oc_b_getpath(p): getpath(p);",
+  "def __oc_b_delpaths(p): delpaths(p);",
+  /* path components as jq 1.7.1 takes them: a nan slice bound is 0 / the
+   * length (libjq 1.6 asserts in parse_slice); a nan index cannot be set
+   * or deleted (1.6 loops in jv_dels, 1.7.1 aborts) */
+  "def __oc_path($p; $what): if ($p | type) != \"array\" then $p"
+  " else [$p[] | if type == \"object\" then"
+  " (if (.start | type) == \"number\" and .start != .start"
+  " then . + {start: null} else . end)"
+  " | (if (.end | type) == \"number\" and .end != .end"
+  " then . + {end: null} else . end)"
+  " elif $what != null and type == \"number\" and . != ."
+  " then error(\"Cannot \" + $what + \" array element at NaN index\")"
+  " else . end] end;",
+  "def getpath($p): __oc_b_getpath(__oc_path($p; null));",
+  "def delpaths($ps): __oc_b_delpaths(if ($ps | type) != \"array\" then $ps"
+  " else [$ps[] | __oc_path(.; \"delete\")] end);",
   NULL
 };
 
@@ -209,7 +226,9 @@ static const char *const guards[] = {
   " then _strindices($i) else .[$i] end;",
   "def index($i): indices($i) | .[0];",
   "def rindex($i): indices($i) | .[-1:][0];",
-  "def setpath(p; v): v as $v | p as $p | [4, 6, ., $p] | __oc_ffi"
+  "def del(f): delpaths([path(f)]);",
+  "def setpath(p; v): v as $v | __oc_path(p; \"set\") as $p"
+  " | [4, 6, ., $p] | __oc_ffi"
   " | __oc_b_setpath($p; $v);",
   "def _assign(paths; $value): reduce path(paths) as $p (.;"
   " setpath($p; $value));",

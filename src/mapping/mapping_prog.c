@@ -154,6 +154,13 @@ static void add_prelude(oc_buf_t *p, const oc_mapping_t *m)
   oc_jq_prelude(p, m->jq17, m->guard_divide);
   if (!allow_env)
     oc_buf_adds(p, "def env: {}; {} as $ENV |\n");
+  else   /* the process environment, but not Port's client secret nor
+          * secret-looking integration settings (docs/jq.md) */
+    oc_buf_adds(p, "def __oc_env: $ENV | with_entries(select(.key"
+                " | . == \"OCEAN__PORT__CLIENT_SECRET\" or (startswith("
+                "\"OCEAN__INTEGRATION__CONFIG__\") and test(\"SECRET|TOKEN|"
+                "PASSWORD|PASSWD|KEY|CREDENTIAL|PRIVATE|AUTH\"; \"i\"))"
+                " | not)); def env: __oc_env; __oc_env as $ENV |\n");
 }
 
 static void add_defs(oc_mapping_t *m, oc_buf_t *p)
