@@ -143,6 +143,17 @@ describe("no crash", function()
       { ".a.c | setpath([nan]; 1)", null, true },
       { ".a.c | delpaths([[1e300], [-1e300], [infinite]])", { 1, 2 } },
       { ".a.c | del(.[0])", { 2 } },
+      -- ... and as an index written in the expression, nth and indices
+      -- (jqlex.c: x[e] -> x[__oc_idx(e)]); jq 1.7.1's answers
+      { ".a.c | .[{\"start\":nan,\"end\":1}]", { 1 } },
+      { ".a.c | .[{\"start\":nan,\"end\":1}] = [9]", { 9, 2 } },
+      { ".a.c | .[{\"start\":nan,\"end\":1}] |= [9]", { 9, 2 } },
+      { ".a.c | .[{\"start\":0,\"end\":nan}]", { 1, 2 } },
+      { ".a.c | {\"start\":nan,\"end\":1} as $s | .[$s]", { 1 } },
+      { ".a.c | nth({\"start\":nan,\"end\":1})", { 1 } },
+      { "\"abc\" | indices({\"start\":nan,\"end\":1})", "a" },
+      { ".a.c | .[.[0]]", 2 },
+      { ".a | .[(\"c\")] | .[-1:]", { 2 } },
       { ".a.c | .[] |= empty", {} },
       { "path(getpath([\"a\", \"c\"]))", { "a", "c" } },
       -- libjq 1.6: a nan slice bound asserts (parse_slice)

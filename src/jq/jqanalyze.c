@@ -135,7 +135,7 @@ static int harmless_ident(const oc_jq_tok_t *k,
     "now", "env", "builtins", "infinite", "nan", "input_line_number",
     "input_filename", "input", "inputs", NULL};
   static const char *const with_args[] = {"range", "error", "first", "last",
-    "limit", "isempty", "nth", "__oc_slice", NULL};
+    "limit", "isempty", "nth", "__oc_slice", "__oc_idx", NULL};
   int i;
   for (i = 0; plain[i]; i++)
     if (oc_jq_word_is(k, plain[i]))
@@ -471,7 +471,7 @@ static const char *const single_fns[] = {
   "datesub", "env", "builtins", "input_line_number", "input_filename",
   "have_decnum", "have_literal_numbers", "toboolean", "halt",
   "halt_error", "debug", "stderr", "input", "until",
-  "__oc_slice", "__oc_n", NULL
+  "__oc_slice", "__oc_idx", "__oc_n", NULL
 };
 
 /* Builtins whose arguments may have any number of outputs: they collect

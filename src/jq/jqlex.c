@@ -349,6 +349,54 @@ static void close_slice(lexer_t *x, level_t *lv)
   free(body);
 }
 
+/* Whether body[0..n) is blank, a number literal or a plain string
+ * literal: an index that can never be a slice object. */
+static int constant_key(const char *b, size_t n)
+{
+  size_t i = 0, j;
+  while (i < n && strchr(" \t\r\n", b[i]))
+    i++;
+  while (n > i && strchr(" \t\r\n", b[n - 1]))
+    n--;
+  if (i == n)
+    return 1;                              /* .[] */
+  if (b[i] == '"') {
+    if (n - i < 2 || b[n - 1] != '"')
+      return 0;
+    for (j = i + 1; j + 1 < n; j++)
+      if (b[j] == '\\')
+        return 0;                          /* escapes, \( ... ) */
+    return 1;
+  }
+  for (j = i; j < n; j++)
+    if (!strchr("0123456789.eE+-", b[j]))
+      return 0;
+  return 1;
+}
+
+/* The ']' of an index `x[e]` just came: unless e is a constant, rewrite
+ * it as x[__oc_idx(e)], which turns a slice object's nan bound into null
+ * (jq 1.7.1's answer): libjq 1.6's parse_slice asserts on one. */
+static void close_index(lexer_t *x, level_t *lv)
+{
+  oc_buf_t *o = x->out;
+  size_t blen = o->n - lv->body;
+  char *body;
+  if (constant_key(o->p + lv->body, blen))
+    return;
+  body = malloc(blen + 1);
+  if (!body) {
+    o->oom = 1;
+    return;
+  }
+  memcpy(body, o->p + lv->body, blen);
+  o->n = lv->body;
+  oc_buf_adds(o, "__oc_idx(");
+  oc_buf_add(o, body, blen);
+  oc_buf_addc(o, ')');
+  free(body);
+}
+
 static int lex_close(lexer_t *x, level_t *stack, int *top, int interpolation)
 {
   char c = *x->s, want = c == ')' ? '(' : c == ']' ? '[' : '{';
@@ -366,6 +414,8 @@ static int lex_close(lexer_t *x, level_t *stack, int *top, int interpolation)
   (*top)--;
   if (c == ']' && stack[*top].colon)
     close_slice(x, &stack[*top]);
+  else if (c == ']' && stack[*top].index)
+    close_index(x, &stack[*top]);
   oc_buf_addc(x->out, c);
   x->s++;
   x->term_end = 1;

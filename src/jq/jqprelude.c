@@ -55,6 +55,13 @@ static const char *const head[] = {
   "def __oc_slice(a; b): a as $a | b as $b"
   " | {start: (if $a != $a then null else $a end),"
   " end: (if $b != $b then null else $b end)};",
+  /* x[e] (jqlex.c), nth, indices: a slice object's nan bound as null */
+  "def __oc_idx(k): k as $k | if ($k | type) == \"object\" then"
+  " ($k | if (.start | type) == \"number\" and .start != .start"
+  " then . + {start: null} else . end"
+  " | if (.end | type) == \"number\" and .end != .end"
+  " then . + {end: null} else . end) else $k end;",
+  "def nth($n): .[__oc_idx($n)];",
   "def __oc_b_multiply(a; b): _multiply(a; b);",
   "def __oc_b_divide(a; b): _divide(a; b);",
   "def __oc_b_setpath(p; v): setpath(p; v);",
@@ -223,7 +230,7 @@ static const char *const guards[] = {
   "def indices($i): if type == \"array\" and ($i | type) == \"array\""
   " then .[$i] elif type == \"array\" then .[[$i]]"
   " elif type == \"string\" and ($i | type) == \"string\""
-  " then _strindices($i) else .[$i] end;",
+  " then _strindices($i) else .[__oc_idx($i)] end;",
   "def index($i): indices($i) | .[0];",
   "def rindex($i): indices($i) | .[-1:][0];",
   "def del(f): delpaths([path(f)]);",
