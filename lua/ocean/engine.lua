@@ -621,7 +621,7 @@ function Engine:open_live_events(opts)
   local base = (journal.path(s, { folder = "." }) or ""):match("([^/]*)%.sqlite3$")
   local q, qerr = event_queue.open(self, {
     path = path, concurrency = le.concurrency, max_attempts = le.max_attempts,
-    adopt = opts.adopt, base = base })
+    adopt = opts.adopt, base = base, worker = opts.suffix and tostring(opts.suffix) })
   if not q then return nil, qerr end
   self.event_queue = q
   return q

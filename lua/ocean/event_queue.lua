@@ -39,6 +39,7 @@
 local core = require "ocean.core"
 local journal = require "ocean.journal"
 local log = require "ocean.log"
+local metrics = require "ocean.metrics"
 local webhook = require "ocean.webhook"
 
 local type, tostring, pcall, ipairs, setmetatable = type, tostring, pcall, ipairs, setmetatable
@@ -69,7 +70,8 @@ end
 
 -- Open the journal at opts.path and make the queue (not started).
 -- opts: concurrency, max_attempts, adopt (nginx: orphaned journals of
--- the same folder whose name is <opts.base>-<pid>.sqlite3).
+-- the same folder whose name is <opts.base>-<pid>.sqlite3), worker
+-- (nginx: this worker's pid, naming its share of ocean_journal_depth).
 -- nil, err when the journal cannot be opened.
 function _M.open(eng, opts)
   local max_attempts = opts.max_attempts or _M.MAX_ATTEMPTS
@@ -85,6 +87,7 @@ function _M.open(eng, opts)
     eng = eng, j = j, path = opts.path, own = { j = j, path = opts.path, busy = 0 },
     concurrency = opts.concurrency or _M.CONCURRENCY,
     max_attempts = max_attempts, nginx = in_nginx(), adopt = opts.adopt, base = opts.base,
+    worker = opts.worker,
     orphans = {}, known = {}, running = 0, backing_off = 0, wake = false, wake_cond = {},
     stop_cond = {},
     counts = { received = 0, applied = 0, failed = 0, retried = 0, dead = 0, adopted = 0 },
@@ -334,6 +337,8 @@ function Queue:adopt_orphans()
         local o = { j = j, path = path, busy = 0 }
         local st = j:stats() or { pending = 0, dead = 0 }
         self.orphans[#self.orphans + 1] = o
+        -- its owner's share of ocean_journal_depth: now counted in ours
+        if self.eng.metrics then metrics.forget_live_worker(self.eng.metrics, rest:match("^%d+")) end
         self.counts.adopted = self.counts.adopted + 1
         n = n + 1
         log.warning("adopted the live-event journal %s of a process that is gone: %d pending, "
@@ -377,6 +382,11 @@ local function consume_timer(premature, self)
       pcall(self.adopt_orphans, self)
       next_adopt = ngx.now() + _M.ADOPT_EVERY
     end
+    -- this worker's share of the live-event metrics (the shared dict sums them)
+    if self.eng.metrics then
+      ok, err = pcall(metrics.feed_live, self.eng.metrics, self, self.worker)
+      if not ok then log.warning("live events: feeding the metrics failed: %s", tostring(err)) end
+    end
     self.sema:wait(_M.POLL_S)
   end
 end
@@ -404,12 +414,22 @@ function Queue:stop()
 end
 
 -- The journal's counts and this queue's: {pending=, claimed=, dead=,
--- oldest_age=, running=, backing_off=, received=, applied=, failed=,
--- retried=, dead_lettered=, adopted=, orphans=}.
+-- oldest_age=, depth=, running=, backing_off=, received=, applied=,
+-- failed=, retried=, dead_lettered=, adopted=, orphans=}. pending (the
+-- own journal's events not done and not dead; claimed ones included),
+-- claimed, dead, oldest_age: the own journal; depth: pending plus the
+-- adopted journals' pending (what is journaled and not yet applied);
+-- received, applied, failed (attempts), retried, dead_lettered: this
+-- queue's cumulative counts since it was opened.
 function Queue:stats()
   local st = self.j and self.j:stats() or {}
   local c = self.counts
-  return { pending = st.pending, claimed = st.claimed, dead = st.dead,
+  local depth = st.pending or 0
+  for _, o in ipairs(self.orphans) do
+    local ost = o.j and o.j:stats()
+    if ost then depth = depth + ost.pending end
+  end
+  return { pending = st.pending, claimed = st.claimed, dead = st.dead, depth = depth,
            oldest_age = st.oldest_age, running = self.running, backing_off = self.backing_off,
            received = c.received, applied = c.applied, failed = c.failed, retried = c.retried,
            dead_lettered = c.dead, adopted = c.adopted, orphans = #self.orphans,

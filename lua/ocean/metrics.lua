@@ -493,6 +493,7 @@ function _M.feed_resync(set, s, seconds)
     m.error_count:set({ kind, "resync" }, errors)
     m.success:set({ kind, "resync" }, (k.status == "completed" and errors == 0) and 1 or 0)
     m.duration_seconds:set({ kind, "resync" }, ms(k.seconds))
+    _M.feed_budget_hits(set, kind, k.budget_hits)
   end
   local rec = _M.KIND_RECONCILIATION
   m.deleted_count:set({ rec, "delete" }, s.deleted or 0)
@@ -501,6 +502,88 @@ function _M.feed_resync(set, s, seconds)
   m.error_count:set({ all, "resync" }, s.error_count or 0)
   m.success:set({ all, "resync" }, s.ok and 1 or 0)
   m.duration_seconds:set({ all, "resync" }, ms(seconds))
+end
+
+-- The budget a mapping error message says was hit: "time" (`exceeded
+-- the time limit (1 s)`), "memory" (`exceeded the memory limit (256
+-- MiB)`, `would exceed the memory limit`: src/jq/jqbudget.c), else nil.
+function _M.budget_of(message)
+  if type(message) ~= "string" then return nil end
+  if message:find("exceeded the time limit", 1, true) then return "time" end
+  if message:find("exceeded the memory limit", 1, true)
+    or message:find("would exceed the memory limit", 1, true) then
+    return "memory"
+  end
+  return nil
+end
+
+-- Item errors (a feed report's `errors`: {index=, message=}) that the
+-- mapping's budget stopped, counted into counts ({time=n, memory=n}, made
+-- when nil). Returns counts. Only the errors a report lists are seen (it
+-- keeps the first 100 of a page).
+function _M.count_budget_hits(errors, counts)
+  counts = counts or {}
+  for _, e in ipairs(errors or {}) do
+    local b = _M.budget_of(e.message)
+    if b then counts[b] = (counts[b] or 0) + 1 end
+  end
+  return counts
+end
+
+-- counts ({time=n, memory=n}) into ocean_mapping_budget_hits_total of
+-- the kind-index `kind`.
+function _M.feed_budget_hits(set, kind, counts)
+  for _, budget in ipairs { "time", "memory" } do
+    local n = counts and counts[budget] or 0
+    if n > 0 then set.m.ocean_mapping_budget_hits_total:inc({ kind = kind, budget = budget }, n) end
+  end
+end
+
+-- The live-event queue's states (ocean.event_queue's cumulative counts):
+-- queued = journaled (answered 2xx), processed = applied, failed = dead
+-- letters (an event that failed every attempt; a retried attempt is not
+-- a failed event).
+local LIVE_STATES = { { "queued", "received" }, { "processed", "applied" },
+                      { "failed", "dead_lettered" } }
+
+local function depth_key(worker) return "live_journal_depth_of:" .. worker end
+
+-- One queue's counts into ocean_live_events_total{state} and
+-- ocean_journal_depth, as the increase since the last feed of this queue
+-- (remembered in q.metrics_fed), so that in nginx, where every worker has
+-- its queue and all add into one shared dict, the samples are the sum of
+-- the workers'. worker (nginx: the pid) keeps this worker's share of the
+-- depth in the store (outside any family, so not rendered) for
+-- forget_live_worker. Called at each scrape and by nginx's consumer.
+function _M.feed_live(set, q, worker)
+  local st = q:stats()
+  local fed = q.metrics_fed
+  if not fed then
+    fed = { queued = 0, processed = 0, failed = 0, depth = 0 }
+    q.metrics_fed = fed
+  end
+  local m = set.m
+  for _, s in ipairs(LIVE_STATES) do
+    local now = st[s[2]] or 0
+    if m.ocean_live_events_total:inc({ state = s[1] }, now - fed[s[1]]) then fed[s[1]] = now end
+  end
+  local depth = st.depth or 0
+  if m.ocean_journal_depth:inc(nil, depth - fed.depth) then
+    fed.depth = depth
+    if worker then set.reg.store:set(depth_key(worker), depth) end
+  end
+end
+
+-- A worker that is gone (nginx: its journal adopted by another, whose
+-- feed now counts its events): its share of ocean_journal_depth removed.
+function _M.forget_live_worker(set, worker)
+  if not worker then return end
+  local store = set.reg.store
+  local share = store:get(depth_key(worker))
+  if share then
+    set.m.ocean_journal_depth:dec(nil, share)
+    store:delete(depth_key(worker))
+  end
 end
 
 -- }====================

@@ -538,6 +538,13 @@ function _M.metrics()
     return respond(405, error_body("method_not_allowed", "use GET"), { Allow = "GET" })
   end
   local set = metrics.engine_set(metrics.new { store = metrics.shared_dict_store(ngx.shared[S.metrics_dict]) })
+  -- this worker's live-event counts as of now (the others' consumers feed
+  -- theirs at least every event_queue.POLL_S seconds)
+  local q = W.ctx and W.ctx.metrics and W.ctx.event_queue
+  if q then
+    local ok, err = pcall(metrics.feed_live, W.ctx.metrics, q, q.worker)
+    if not ok then log.warning("metrics: feeding the live-event counts failed: %s", tostring(err)) end
+  end
   return respond(200, set.reg:render(), { ["Content-Type"] = metrics.CONTENT_TYPE })
 end
 

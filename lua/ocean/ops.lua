@@ -19,6 +19,7 @@
 local json = require "ocean.json"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
+local metrics = require "ocean.metrics"
 local sync = require "ocean.sync"
 
 local type, ipairs, pairs, tostring, pcall, error, next =
@@ -55,12 +56,18 @@ end
 
 -- {==================== one operation ====================
 
+-- Also their places in the mapping (1-based; app.resource_places: those
+-- of a mapping cut down to some of its resources, as ocean.webhook does).
 local function resources_of(app, kind)
-  local out = {}
-  for _, r in ipairs(type(app.resources) == "table" and app.resources or {}) do
-    if type(r) == "table" and r.kind == kind then out[#out + 1] = r end
+  local out, places = {}, {}
+  local given = type(app.resource_places) == "table" and app.resource_places or {}
+  for i, r in ipairs(type(app.resources) == "table" and app.resources or {}) do
+    if type(r) == "table" and r.kind == kind then
+      out[#out + 1] = r
+      places[#out] = given[i] or i
+    end
   end
-  return out
+  return out, places
 end
 
 -- A resource whose entities are itemsToParse children of the raw item.
@@ -88,7 +95,12 @@ local DROPPED = setmetatable({}, { __mode = "k" })
 
 -- The item errors, dropped entities of one mapping report, said. Returns
 -- the errors plus the dropped items (what holds back deletion).
-local function report_items(live, job, kind, rep)
+local function report_items(eng, live, job, kind, index, rep)
+  if eng.metrics then
+    -- items the mapping's time or memory budget stopped, per kind-index
+    metrics.feed_budget_hits(eng.metrics, kind .. "-" .. (index - 1),
+      metrics.count_budget_hits(rep.errors))
+  end
   for _, e in ipairs(rep.errors) do
     live:error(job, ("kind '%s': item %d: %s"):format(kind, e.index, e.message))
   end
@@ -108,8 +120,9 @@ end
 -- time. Returns the number of errors (dropped items included) and of
 -- resources.
 local function map_kind(eng, live, job, app, kind, raws, mode)
-  local errors, resources = 0, resources_of(app, kind)
-  for _, r in ipairs(resources) do
+  local resources, places = resources_of(app, kind)
+  local errors = 0
+  for i, r in ipairs(resources) do
     -- main's mapping options: env access and the per-item time/memory budget
     local ok, m, err = pcall(mapping.cached, r, mapping.options(eng.settings), eng.mapping_cache)
     if not ok or not m then
@@ -124,7 +137,7 @@ local function map_kind(eng, live, job, app, kind, raws, mode)
         if done then break end
         eng:pause()
       end
-      errors = errors + report_items(live, job, kind, acc.report)
+      errors = errors + report_items(eng, live, job, kind, places[i], acc.report)
     end
   end
   return errors, #resources

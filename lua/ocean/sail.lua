@@ -299,6 +299,8 @@ local function metrics_route(eng)
   return function(req)
     if req.path ~= "/metrics" then return nil end
     if req.method ~= "GET" then return router.not_found(req, { "GET" }) end
+    -- the live-event queue's counts and journal depth, as of this scrape
+    if eng.event_queue then metrics.feed_live(eng.metrics, eng.event_queue) end
     return router.response(200, eng.metrics.reg:render(), { ["content-type"] = metrics.CONTENT_TYPE })
   end
 end

@@ -23,6 +23,7 @@ local core = require "ocean.core"
 local json = require "ocean.json"
 local log = require "ocean.log"
 local mapping = require "ocean.mapping"
+local metrics = require "ocean.metrics"
 local otime = require "ocean.time"
 local report = require "ocean.report"
 local scheduler = require "ocean.scheduler"
@@ -423,6 +424,8 @@ local function note_feed(run, c, stats, rep, batch)
       end
     end
     notes:skip("item errors", rep.error_count - #rep.errors)
+    -- items the mapping's time or memory budget stopped (the engine's metrics)
+    stats.budget_hits = metrics.count_budget_hits(rep.errors, stats.budget_hits)
     run:count_error(rep.error_count - #rep.errors)
   end
   if rep.dropped_count > 0 then

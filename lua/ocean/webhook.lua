@@ -362,10 +362,12 @@ local function matches_of(eng, ev, app)
 end
 
 -- The mapping with one resource: the operations then map with it alone.
-local function with_one(app, resource)
+local function with_one(app, resource, index)
   local one = {}
   for k, v in pairs(app) do one[k] = v end
   one.resources = json.array { resource }
+  -- its place in the whole mapping (ocean.ops: the metrics' kind-index)
+  one.resource_places = { index }
   return one
 end
 
@@ -400,7 +402,7 @@ local function apply(eng, app, done, total, errors)
     if #res.updated > 0 or #res.deleted > 0 then
       jobs[#jobs + 1] = eng:submit("sync_raw_results", d.m.kind,
         { updated = res.updated, deleted = res.deleted },
-        { app_config = with_one(app, d.m.resource) })
+        { app_config = with_one(app, d.m.resource, d.m.index) })
     end
   end
   -- ops.await: the session's own log lines said, an unfinished job a report

@@ -248,6 +248,88 @@ describe("ocean.metrics", function()
       assert.are.same({ nil, "no memory" }, { g:inc({ k = "3" }) })
       assert.are.equal(1, prom.value(prom.parse(reg:render()), "g", { k = "1" }))
     end)
+
+    -- Live events (ocean.event_queue's stats) fed by two nginx workers, each
+    -- with its own queue and its own engine set over the one dict.
+    local function queue(st)
+      return { stats = function() return st end }
+    end
+    local function live(reg)
+      local r = prom.parse(reg:render())
+      return { prom.value(r, "ocean_live_events_total", { state = "queued" }),
+               prom.value(r, "ocean_live_events_total", { state = "processed" }),
+               prom.value(r, "ocean_live_events_total", { state = "failed" }),
+               prom.value(r, "ocean_journal_depth") }
+    end
+
+    it("sums the live-event counts and journal depths of every worker's queue", function()
+      local dict = fake_dict(100)
+      local set1 = metrics.engine_set(metrics.new { store = metrics.shared_dict_store(dict) })
+      local set2 = metrics.engine_set(metrics.new { store = metrics.shared_dict_store(dict) })
+      local st1 = { received = 5, applied = 3, dead_lettered = 1, depth = 1 }
+      local st2 = { received = 2, applied = 0, dead_lettered = 0, depth = 2 }
+      local q1, q2 = queue(st1), queue(st2)
+      metrics.feed_live(set1, q1, "101")
+      metrics.feed_live(set2, q2, "102")
+      assert.are.same({ 7, 3, 1, 3 }, live(set1.reg))
+      -- fed again with no change: nothing added (increases only)
+      metrics.feed_live(set1, q1, "101")
+      assert.are.same({ 7, 3, 1, 3 }, live(set2.reg))
+      -- worker 1 applies its event, worker 2 one of its two
+      st1.applied, st1.depth = 4, 0
+      st2.applied, st2.depth = 1, 1
+      metrics.feed_live(set1, q1, "101")
+      metrics.feed_live(set2, q2, "102")
+      assert.are.same({ 7, 5, 1, 1 }, live(set1.reg))
+      -- worker 2 dies; worker 1 adopts its journal (now in its own depth)
+      metrics.forget_live_worker(set1, "102")
+      st1.depth = 1
+      metrics.feed_live(set1, q1, "101")
+      assert.are.same({ 7, 5, 1, 1 }, live(set1.reg))
+      st1.applied, st1.depth = 5, 0
+      metrics.feed_live(set1, q1, "101")
+      assert.are.same({ 7, 6, 1, 0 }, live(set1.reg))
+      -- the shares kept for forget_live_worker are not rendered
+      assert.is_nil(set1.reg:render():find("live_journal_depth_of", 1, true))
+      metrics.forget_live_worker(set1, "999")      -- unknown: nothing
+      assert.are.same({ 7, 6, 1, 0 }, live(set1.reg))
+    end)
+
+    it("adds what a full dict refused at the next feed", function()
+      local dict = fake_dict(60)
+      local set = metrics.engine_set(metrics.new { store = metrics.shared_dict_store(dict) })
+      local st = { received = 2, applied = 1, dead_lettered = 0, depth = 1 }
+      local q = queue(st)
+      for i = 1, 60 do dict:set("other:" .. i, i) end
+      metrics.feed_live(set, q)
+      assert.are.same({}, live(set.reg))
+      for i = 1, 10 do dict:delete("other:" .. i) end
+      metrics.feed_live(set, q)
+      assert.are.same({ 2, 1, 0, 1 }, live(set.reg))
+    end)
+  end)
+
+  describe("budget hits", function()
+    it("tells the time and memory budgets apart by jqbudget.c's words", function()
+      assert.are.equal("time", metrics.budget_of(
+        "properties.size: the mapping expression exceeded the time limit (5 s)"))
+      assert.are.equal("memory", metrics.budget_of("x: exceeded the memory limit (256 MiB)"))
+      assert.are.equal("memory", metrics.budget_of("x: would exceed the memory limit (256 MiB)"))
+      assert.is_nil(metrics.budget_of("x: null (null) has no keys"))
+      assert.is_nil(metrics.budget_of(nil))
+      local counts = metrics.count_budget_hits({
+        { index = 1, message = "a: exceeded the time limit (1 s)" },
+        { index = 2, message = "b: cannot index string" },
+        { index = 3, message = "c: would exceed the memory limit (1 MiB)" },
+        { index = 4, message = "d: exceeded the time limit (1 s)" } })
+      assert.are.same({ time = 2, memory = 1 }, counts)
+      local set = metrics.engine_set(metrics.new())
+      metrics.feed_budget_hits(set, "repo-0", counts)
+      metrics.feed_budget_hits(set, "repo-0", { time = 1 })
+      local r = prom.parse(set.reg:render())
+      assert.are.equal(3, prom.value(r, "ocean_mapping_budget_hits_total", { kind = "repo-0", budget = "time" }))
+      assert.are.equal(1, prom.value(r, "ocean_mapping_budget_hits_total", { kind = "repo-0", budget = "memory" }))
+    end)
   end)
 end)
 

@@ -2,7 +2,10 @@
 -- scopes ocean.cache_iterator_result to each resync (two resources of one
 -- kind fetch the API's pages once: counted in the fake API's request log),
 -- and GET /metrics (OCEAN__METRICS__ENABLED) serves Prometheus text with
--- the resync's real counts, parsed by a strict parser.
+-- the resync's real counts, parsed by a strict parser; then the live
+-- events' counts and the journal's depth (spec/fixtures/live's webhook
+-- processor), and the items the mapping's time budget stopped, in a
+-- resync and in a live event.
 local ehelp = require "spec.helpers.emulator"
 local fake = require "spec.helpers.fake_api"
 local json = require "ocean.json"
@@ -10,6 +13,19 @@ local prom = require "spec.helpers.prometheus"
 local sail = require "spec.helpers.sail"
 
 local FIXTURE = ehelp.root() .. "/spec/fixtures/cached"
+local LIVE = ehelp.root() .. "/spec/fixtures/live"
+local SECRET = "hush-hush-webhook-secret"
+
+-- A copy of fixture `from` in a new folder with `mapping` as its
+-- port-app-config.yml. Returns the folder.
+local function with_mapping(from, mapping)
+  local dir = ehelp.tmpdir() .. "/integration"
+  assert(os.execute(("cp -r %s %s"):format(ehelp.shell_quote(from), ehelp.shell_quote(dir))))
+  local f = assert(io.open(dir .. "/.port/resources/port-app-config.yml", "w"))
+  f:write(mapping)
+  f:close()
+  return dir
+end
 local PAGES = { "/users?per_page=10", "/users?page=2&per_page=10", "/users?page=3&per_page=10",
                 "/users?page=4&per_page=10", "/users?page=5&per_page=10" }
 
@@ -205,6 +221,150 @@ describe("the engine's cache and metrics in ocean sail", function()
         end
       end
       p:stop()
+    end)
+
+    it("counts the items the mapping's time budget stopped, per kind-index", function()
+      -- user 1 alone joined on 2023-01-01: its role never ends (1 s budget)
+      local dir = with_mapping(FIXTURE, [[
+resources:
+  - kind: user
+    selector:
+      query: .active
+    port:
+      entity:
+        mappings:
+          identifier: .login
+          title: .name
+          blueprint: '"cachedUser"'
+          properties:
+            role: 'if .joined_at == "2023-01-01T09:00:00Z" then (def f: f; f) else .role end'
+  - kind: user
+    selector:
+      query: .role == "admin"
+    port:
+      entity:
+        mappings:
+          identifier: .login
+          title: .name
+          blueprint: '"cachedAdmin"'
+]])
+      local port = sail.free_port()
+      local e = env { OCEAN__METRICS__ENABLED = "true", OCEAN__MAPPING_TIME_LIMIT = "1",
+                      OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY" }
+      local p = sail.start({ "sail", dir, "-p", tostring(port), "--host", "127.0.0.1" }, e,
+        { port = port })
+      p:wait_ready()
+      local r = prom.parse(select(2, p:http("GET", "/metrics")))
+      assert.is_nil(prom.value(r, "ocean_mapping_budget_hits_total", { kind = "user-0", budget = "time" }))
+      resync(p)
+      r = prom.parse(select(2, p:http("GET", "/metrics")))
+      assert.are.equal(1, prom.value(r, "ocean_mapping_budget_hits_total",
+        { kind = "user-0", budget = "time" }))
+      assert.is_nil(prom.value(r, "ocean_mapping_budget_hits_total", { kind = "user-1", budget = "time" }))
+      assert.is_nil(prom.value(r, "ocean_mapping_budget_hits_total",
+        { kind = "user-0", budget = "memory" }))
+      assert.are.equal(1, prom.value(r, "error_count", { kind = "user-0", phase = "resync" }))
+      -- no live-event processor: no live-event samples
+      assert.is_nil(prom.value(r, "ocean_journal_depth"))
+      p:stop()
+    end)
+  end)
+
+  describe("GET /metrics with live events", function()
+    local function start(dir, extra)
+      local port = sail.free_port()
+      local e = env(extra)
+      e.OCEAN__METRICS__ENABLED = "true"
+      e.OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY"
+      e.OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET
+      e.OCEAN__LIVE_EVENTS__JOURNAL_DIR = ehelp.tmpdir() .. "/journal"
+      local p = sail.start({ "sail", dir, "-p", tostring(port), "--host", "127.0.0.1" }, e,
+        { port = port })
+      p:wait_ready()
+      return p
+    end
+
+    local function hook(p, item)
+      local status = p:http("POST", "/integration/items", { body = { item = item },
+        headers = { ["X-Secret"] = SECRET } })
+      assert.are.equal(200, status)
+    end
+
+    local function scrape(p)
+      local status, text = p:http("GET", "/metrics")
+      assert.are.equal(200, status)
+      local r = prom.parse(text)
+      return function(name, labels) return prom.value(r, name, labels) end
+    end
+
+    it("counts events queued and processed, and the journal's depth before and after", function()
+      local p = start(LIVE)
+      local v = scrape(p)
+      assert.are.same({ 0, 0, 0, 0 }, { v("ocean_live_events_total", { state = "queued" }),
+        v("ocean_live_events_total", { state = "processed" }),
+        v("ocean_live_events_total", { state = "failed" }), v("ocean_journal_depth") })
+      -- Port is slow: the events are journaled, answered, not yet applied
+      emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 1500 } }
+      hook(p, { id = "m1", name = "One", size = 1 })
+      hook(p, { id = "m2", name = "Two", size = 2 })
+      hook(p, { id = "m3", name = "Three", size = 3 })
+      v = scrape(p)
+      assert.are.equal(3, v("ocean_live_events_total", { state = "queued" }))
+      assert.are.equal(3, v("ocean_journal_depth") + v("ocean_live_events_total", { state = "processed" }))
+      assert.is_true(v("ocean_journal_depth") >= 1, "nothing was pending while Port was slow")
+      sail.eventually(function()
+        return scrape(p)("ocean_live_events_total", { state = "processed" }) == 3
+      end, 30, "the events applied")
+      emu.faults()
+      assert.are.equal(3, #emu.entities("specItem"))
+      v = scrape(p)
+      assert.are.same({ 3, 3, 0, 0 }, { v("ocean_live_events_total", { state = "queued" }),
+        v("ocean_live_events_total", { state = "processed" }),
+        v("ocean_live_events_total", { state = "failed" }), v("ocean_journal_depth") })
+      -- a scrape adds nothing by itself (the feed adds increases only)
+      v = scrape(p)
+      assert.are.equal(3, v("ocean_live_events_total", { state = "queued" }))
+      assert.are.equal(3, v("ocean_live_events_total", { state = "processed" }))
+      assert.are.equal(0, (p:stop()))
+    end)
+
+    it("counts a dead letter as failed, and its items stopped by the time budget", function()
+      local dir = with_mapping(LIVE, [[
+resources:
+  - kind: other
+    selector:
+      query: "true"
+    port:
+      entity:
+        mappings:
+          identifier: .id
+          blueprint: '"specItem"'
+  - kind: item
+    selector:
+      query: "true"
+    port:
+      entity:
+        mappings:
+          identifier: .id
+          title: .name
+          blueprint: '"specItem"'
+          properties:
+            size: 'def f: f; f'
+]])
+      local p = start(dir, { OCEAN__MAPPING_TIME_LIMIT = "1", OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1" })
+      hook(p, { id = "spin", name = "Spin", size = 1 })
+      sail.eventually(function()
+        return scrape(p)("ocean_live_events_total", { state = "failed" }) == 1
+      end, 30, "the dead letter")
+      local v = scrape(p)
+      assert.are.equal(1, v("ocean_live_events_total", { state = "queued" }))
+      assert.are.equal(0, v("ocean_live_events_total", { state = "processed" }))
+      assert.are.equal(0, v("ocean_journal_depth"))     -- a dead letter is not waiting
+      -- the resource's place in the whole mapping (the second), as in a resync
+      assert.are.equal(1, v("ocean_mapping_budget_hits_total", { kind = "item-1", budget = "time" }))
+      assert.is_nil(v("ocean_mapping_budget_hits_total", { kind = "item-1", budget = "memory" }))
+      assert.are.equal(0, #emu.entities("specItem"))
+      assert.are.equal(0, (p:stop()))
     end)
   end)
 end)

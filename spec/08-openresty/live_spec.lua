@@ -9,6 +9,7 @@ local burst = require "spec.helpers.burst"
 local ehelp = require "spec.helpers.emulator"
 local fake = require "spec.helpers.fake_api"
 local nh = require "spec.helpers.nginx"
+local prom = require "spec.helpers.prometheus"
 
 local LIVE = ehelp.root() .. "/spec/fixtures/live"
 local SECRET = "nginx-webhook-secret"
@@ -27,6 +28,7 @@ describe("live events in nginx #nginx", function()
       OCEAN__INTEGRATION__CONFIG__ITEMS_API = api.url,
       OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
       OCEAN__PORT__CONCURRENCY = "20",
+      OCEAN__METRICS__ENABLED = "true",
     } }
     local ok = nh.wait_for(function()
       local _, h = ng:json("GET", "/integration/health")
@@ -54,6 +56,18 @@ describe("live events in nginx #nginx", function()
     return out
   end
 
+  -- GET /metrics: the live-event samples, as the workers last fed them
+  -- (each at least every second), summed in the shared dict
+  local function live_metrics()
+    local status, text = ng:http("GET", "/metrics")
+    assert.are.equal(200, status)
+    local r = prom.parse(text)
+    return { queued = prom.value(r, "ocean_live_events_total", { state = "queued" }),
+             processed = prom.value(r, "ocean_live_events_total", { state = "processed" }),
+             failed = prom.value(r, "ocean_live_events_total", { state = "failed" }),
+             depth = prom.value(r, "ocean_journal_depth") }
+  end
+
   local function journals()
     local out = {}
     for name in ehelp.sh("ls " .. ehelp.shell_quote(jdir) .. " 2>/dev/null"):gmatch("[^\n]+") do
@@ -78,6 +92,12 @@ describe("live events in nginx #nginx", function()
     for i, pid in ipairs(pids) do want[i] = "spec-live-nginx-" .. pid .. ".sqlite3" end
     table.sort(want)
     assert.are.same(want, journals())
+    -- one event journaled and applied, by whichever worker: the sum
+    assert(nh.wait_for(function()
+      local m = live_metrics()
+      return m.queued == 1 and m.processed == 1 and m.depth == 0
+    end, 10), "live metrics: " .. json.encode(live_metrics()))
+    assert.are.equal(0, live_metrics().failed)
     local pst, ptext = ng:http("GET", "/integration/ping")
     assert.are.same({ 200, '{"pong":true}' }, { pst, ptext })
     hook { action = "deleted", item = { id = "n1" } }
@@ -147,6 +167,11 @@ describe("live events in nginx #nginx", function()
       adopted = adopted + tonumber(n)
     end
     assert.is_true(adopted > 0, "no pending event was adopted")
+    -- the dead workers' shares of the journal depth left with them: the
+    -- adopters count those events in theirs, then apply them
+    assert(nh.wait_for(function() return live_metrics().depth == 0 end, 10),
+      "journal depth: " .. json.encode(live_metrics()))
+    assert.is_true(live_metrics().processed >= 1)
     local new_pids = ng:worker_pids()
     assert.are.equal(2, #new_pids)
     assert.are_not.same(before_pids, new_pids)
