@@ -188,16 +188,20 @@ describe("ocean defaults", function()
     end)
 
     -- `ocean defaults clean` on a terminal (script(1) gives it one),
-    -- answering `answer`: rc, output.
+    -- answering `answer`: rc, output. SHELL=/bin/sh: script(1) runs its
+    -- command through $SHELL, and dash forks where bash execs; the spec
+    -- must not depend on which. --foreground keeps `timeout` in the
+    -- terminal's foreground process group: in a group of its own, the
+    -- prompt's read from the terminal stops on SIGTTIN until the timeout.
     local function on_terminal(answer)
       local parts = { "env -i", "PATH=" .. q(os.getenv("PATH")), "HOME=" .. q(os.getenv("HOME") or "/tmp") }
       if os.getenv("OCEAN_CORE_BUILD") then
         parts[#parts + 1] = "OCEAN_CORE_BUILD=" .. q(os.getenv("OCEAN_CORE_BUILD"))
       end
       for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. q(v) end
-      parts[#parts + 1] = ("timeout 60 %s %s defaults clean %s"):format(sail.runtime(),
+      parts[#parts + 1] = ("timeout --foreground 60 %s %s defaults clean %s"):format(sail.runtime(),
         q(ehelp.root() .. "/bin/ocean"), q(dir))
-      local out = ehelp.sh(("printf '%s\\n' | script -qec %s /dev/null; echo \"rc=$?\"")
+      local out = ehelp.sh(("printf '%s\\n' | SHELL=/bin/sh script -qec %s /dev/null; echo \"rc=$?\"")
         :format(answer, q(table.concat(parts, " "))))
       return tonumber(out:match("rc=(%d+)%s*$")), out:gsub("\r", "")
     end

@@ -72,7 +72,7 @@ describe("ocean new", function()
     local f = assert(io.open(answers, "w"))
     f:write("Widget Works\nBad Type\n\nCounts widgets\nwidget\n\n")
     f:close()
-    local out = sh(("script -qec %s /dev/null < %s 2>&1; echo \"rc=$?\""):format(
+    local out = sh(("SHELL=/bin/sh script -qec %s /dev/null < %s 2>&1; echo \"rc=$?\""):format(
       q(ocean_cmd() .. " new " .. q(dir)), q(answers)))
     assert.truthy(out:find("rc=0", 1, true), out)
     assert.truthy(out:find("Integration name [Widgets]: ", 1, true), out)
