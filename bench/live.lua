@@ -6,7 +6,7 @@
 -- integration is spec/fixtures/live (one webhook processor). Reported:
 --   * the webhook answers: how many 2xx, p50 / p99 (curl's time_total);
 --   * GET /integration/health during the burst: p99 and how many probes
---     (one after the other, each timed by curl);
+--     (50 a second, each on a new connection, timed by curl);
 --   * events per second: N / (the first send .. the last event applied);
 --   * Port requests, from the emulator's request log: bulk upserts,
 --     searches, deletes, others;
@@ -139,15 +139,26 @@ local function port_requests()
   return c
 end
 
--- health probes one after the other while fn() says the burst runs
+-- Health probes while fn() says the burst runs: one curl sends GET
+-- /integration/health PROBE_RATE times a second, each on a new connection
+-- (Connection: close, as a Kubernetes probe does), one after the other; a
+-- probe that fails or takes over 5 s counts as 5 000 ms. Returns the
+-- times (ms).
+local PROBE_RATE = 50
 local function probe(url, running)
+  local file = os.tmpname()
+  local urls = q(url .. "/integration/health?probe=[1-" .. PROBE_RATE * 600 .. "]")
+  local pid = tonumber(sh(("curl -s -o /dev/null --rate %d/s --max-time 5 -H 'Connection: close'"
+    .. " -w '%%{stderr}%%{http_code} %%{time_total}\\n' %s 2> %s > /dev/null & echo $!")
+    :format(PROBE_RATE, urls, q(file))))
+  while running() do ehelp.sleep(0.05) end
+  os.execute("kill " .. pid .. " 2>/dev/null")   -- -w goes to stderr: unbuffered
   local times = {}
-  while running() do
-    local o = sh("curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 5 "
-      .. q(url .. "/integration/health") .. " 2>/dev/null")
-    local code, t = o:match("^(%d+) ([%d%.]+)")
-    if code == "200" then times[#times + 1] = tonumber(t) * 1000 else times[#times + 1] = 5000 end
+  for line in io.lines(file) do
+    local code, t = line:match("^(%d+) ([%d%.]+)")
+    if code then times[#times + 1] = code == "200" and tonumber(t) * 1000 or 5000 end
   end
+  os.remove(file)
   return times
 end
 

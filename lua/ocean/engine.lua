@@ -122,6 +122,7 @@ function _M.new(opts)
     loop = function() return self:get_loop() end, servers = self.servers,
     on_events = self.on_events,
     between_waits = function() if self.wait_hook then self.wait_hook() end end,
+    between_steps = function() if self.step_hook then self.step_hook() end end,
   }
   if opts then
     local ok, err = self:configure(opts)
@@ -295,24 +296,30 @@ end
 -- returns nil, "stopped"; a predicate is asked first (a run's own check
 -- raises its abort there). So the start-up's Port calls, the login's
 -- retries, on_start hooks and the listener's waits all end within one
--- wait of the signal.
+-- wait of the signal. Exempt: the waits inside despite_stop, and those of
+-- a task spawned stop_exempt (a live event being applied: it gets the
+-- runner's grace period) and of the tasks it spawned.
 local STOPPED = {}
 
 function Engine:await(what, timeout_ms)
   local job
+  local task = self.scheduler:current()
+  local function stopped()
+    return self.stop_requested and not self.stop_exempt and not (task and task.stop_exempt)
+  end
   if type(what) == "function" then
     local pred = what
     what = function()
       self:tick()
       if pred() then return true end
-      if self.stop_requested and not self.stop_exempt then return STOPPED end
+      if stopped() then return STOPPED end
     end
   elseif getmetatable(what) == core.job_mt then
     job = what
     what = function()
       self:tick()
       if job:done() then return true end
-      if self.stop_requested and not self.stop_exempt then
+      if stopped() then
         job:cancel()
         return STOPPED
       end
@@ -412,6 +419,14 @@ function Engine:set_wait_hook(fn)
     fn(self)
     self.current_event = ev
   end or nil
+end
+
+-- fn() runs between two task steps, at least every scheduler.POLL_MS
+-- while tasks run (standalone; never inside a task, never waiting): the
+-- runner answers priority requests (the health probe) there; nil removes
+-- it.
+function Engine:set_step_hook(fn)
+  self.step_hook = fn
 end
 
 -- {==================== the current event ====================

@@ -345,6 +345,11 @@ local function serve(eng, state)
     if not ok then log.error("serving requests failed: %s", tostring(perr)) end
     if srv:busy() then eng.scheduler:poke() end    -- the rest of a burst: next turn
   end)
+  eng:set_step_hook(function()
+    if state.stopping then return end
+    local ok, perr = pcall(srv.poll_priority, srv)
+    if not ok then log.error("serving the health probe failed: %s", tostring(perr)) end
+  end)
   log.info("listening on %s (listener %s)", srv:url(), state.listener.type)
   if eng.event_queue then
     local ok, err = eng.event_queue:start()
@@ -354,15 +359,20 @@ local function serve(eng, state)
   end
   local task = eng:spawn(function() state.listener:run() end, { name = "the listener" })
   eng:await(function() return task:done() end)
-  for _, fn in ipairs(state.on_stop or {}) do fn() end
-  local sched = eng.scheduler
-  if sched:size() > 0 then
-    log.info("waiting up to %d s for %d task(s) to finish", _M.SHUTDOWN_GRACE, sched:size())
-    if not eng:await(function() return sched:size() == 0 end, _M.SHUTDOWN_GRACE * 1000) then
-      log.warning("%d task(s) did not finish within %d s: stopping anyway", sched:size(),
-        _M.SHUTDOWN_GRACE)
+  -- the grace: the waits of the tasks left (requests, live events being
+  -- applied) go on despite the stop, which would otherwise end them at once
+  eng:despite_stop(function()
+    for _, fn in ipairs(state.on_stop or {}) do fn() end
+    local sched = eng.scheduler
+    if sched:size() > 0 then
+      log.info("waiting up to %d s for %d task(s) to finish: %s", _M.SHUTDOWN_GRACE, sched:size(),
+        table.concat(sched:names(), ", "))
+      if not eng:await(function() return sched:size() == 0 end, _M.SHUTDOWN_GRACE * 1000) then
+        log.warning("%d task(s) did not finish within %d s, stopping anyway: %s", sched:size(),
+          _M.SHUTDOWN_GRACE, table.concat(sched:names(), ", "))
+      end
     end
-  end
+  end)
 end
 
 -- }====================
@@ -448,6 +458,7 @@ function _M.main(args)
   if not ok then rc = fail("internal error: " .. tostring(rc)) end
   local eng = require("ocean").engine()
   eng:set_wait_hook(nil)
+  eng:set_step_hook(nil)
   if state.server then
     eng:remove_server(state.server.c)
     state.server:close()

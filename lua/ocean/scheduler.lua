@@ -8,10 +8,12 @@
 --
 --   local s = scheduler.new { loop = fn, servers = {...}, on_events = fn,
 --                             between_waits = fn }
---   local t = s:spawn(fn [, {name=, quiet=, eager=}])  -- runs at the next
---     pump (eager: at once, until its first wait: a request starts in the
---     order it arrived, and one that never waits — a health probe — is
---     answered right away)
+--   local t = s:spawn(fn [, {name=, quiet=, eager=, stop_exempt=}])  -- runs
+--     at the next pump (eager: at once, until its first wait: a request
+--     starts in the order it arrived, and one that never waits — a health
+--     probe — is answered right away; stop_exempt: the engine's stop does
+--     not end its waits, nor those of the tasks it spawns: see
+--     Engine:await)
 --   t:done() -> bool; t:result() -> ok, values... | ok=false, err
 --   t:cancel() -> its current or next wait raises scheduler.CANCELLED
 --   s:await(check, deadline_ms) -> v | nil, "timeout" | nil, CANCELLED
@@ -64,6 +66,7 @@ local traceback = debug.traceback
 local _M = {
   BLOCK_MS = 1000,       -- the longest single loop wait when nothing is due
   SLICE_MS = 10,         -- pump() returns to the loop after this much work
+  POLL_MS = 2,           -- between_steps() runs at least this often in pump()
 }
 
 local WAIT = setmetatable({}, { __tostring = function() return "ocean.scheduler.WAIT" end })
@@ -129,11 +132,14 @@ local step_task
 -- demand); opts.servers: a list (kept, read at each wait) of C servers
 -- waited on with the loop; opts.on_events(events): the signals the loop
 -- read; opts.between_waits(): after each loop wait (the runner serves its
--- HTTP server and reads signals there).
+-- HTTP server and reads signals there); opts.between_steps(): in pump(),
+-- between two task steps once POLL_MS have passed since the last call,
+-- only when pump() runs outside any task (the runner answers its health
+-- probe there). Neither may wait.
 function _M.new(opts)
   return setmetatable({
     loop = opts.loop, servers = opts.servers or {}, on_events = opts.on_events,
-    between_waits = opts.between_waits,
+    between_waits = opts.between_waits, between_steps = opts.between_steps,
     ready = {}, later = {}, waiting = {}, count = 0,
     parked = setmetatable({}, { __mode = "k" }),    -- cond -> {task = true}
     managed = setmetatable({}, { __mode = "k" }),   -- coroutine -> task
@@ -166,11 +172,30 @@ function Scheduler:size()
   return self.count
 end
 
+-- The names of the live tasks, sorted, each once with a count when
+-- several share it ("request (3)"): for the log.
+function Scheduler:names()
+  local seen, n = {}, {}
+  for _, t in pairs(self.managed) do
+    if t.state ~= "dead" and not seen[t] then
+      seen[t] = true
+      n[t.name] = (n[t.name] or 0) + 1
+    end
+  end
+  local out = {}
+  for name, c in pairs(n) do out[#out + 1] = c > 1 and ("%s (%d)"):format(name, c) or name end
+  table.sort(out)
+  return out
+end
+
 function Scheduler:spawn(fn, opts)
   if type(fn) ~= "function" then error("spawn: expected a function, got " .. type(fn), 2) end
   opts = opts or {}
+  local parent = self:current()
   local t = setmetatable({ sched = self, name = opts.name or "task", quiet = opts.quiet,
-                           state = "ready", co = co_create(fn), args = opts.args }, Task)
+                           state = "ready", co = co_create(fn), args = opts.args,
+                           stop_exempt = opts.stop_exempt or (parent ~= nil and parent.stop_exempt) },
+                         Task)
   self.managed[t.co] = t
   self.count = self.count + 1
   if opts.eager then
@@ -281,6 +306,8 @@ end
 -- later. Returns how many resumes ran.
 function Scheduler:pump()
   local ran, t0 = 0, now_ms()
+  local between, polled = self.between_steps, t0
+  if between and self:current() then between = nil end   -- nested in a task
   while true do
     if #self.ready == 0 and poll(self) == 0 then return ran end
     local batch = self.ready
@@ -298,6 +325,13 @@ function Scheduler:pump()
       if co_status(t.co) == "suspended" then
         ran = ran + 1
         step_task(self, t)
+        if between then
+          local t1 = now_ms()
+          if t1 - polled >= _M.POLL_MS then
+            polled = t1
+            between()
+          end
+        end
       else
         skipped = skipped or {}
         skipped[#skipped + 1] = t

@@ -37,6 +37,7 @@ local now_ms = core.monotonic_ms
 
 local _M = {
   SLICE_MS = 10,
+  POLL_MS = 2,          -- while starting requests, priority ones are looked for this often
   -- the router's response makers, for handlers written against the server
   response = router.response, json = router.json, http_error = router.http_error,
   is_http_error = router.is_http_error, parse_query = router.parse_query,
@@ -210,28 +211,66 @@ local function is_priority(self, raw)
   return r ~= nil and r.priority == true
 end
 
--- With spawn: the priority requests at once, the others oldest first for
--- at most SLICE_MS.
-function Server:start_requests(spawn)
+local function start(self, spawn, raw)
+  spawn(function() send(self, answer(self, raw)) end)
+end
+
+-- Take every request the C server has queued: the priority ones start at
+-- once, the others join self.queue. Returns how many started.
+local function take(self, spawn)
   local queue, n = self.queue, 0
-  local function start(raw)
-    n = n + 1
-    spawn(function() send(self, answer(self, raw)) end)
-  end
   while true do
     local raw = self.c:next()
     if not raw then break end
-    if is_priority(self, raw) then start(raw) else queue[#queue + 1] = raw end
+    if is_priority(self, raw) then
+      n = n + 1
+      start(self, spawn, raw)
+    else
+      queue[#queue + 1] = raw
+    end
   end
+  return n
+end
+
+-- With spawn: the priority requests at once, the others oldest first for
+-- at most SLICE_MS.
+function Server:start_requests(spawn)
+  local n = take(self, spawn)
+  local queue = self.queue
   local t0, i = now_ms(), 1
+  local polled = t0
   while i <= #queue do
-    start(queue[i])
+    start(self, spawn, queue[i])
+    n = n + 1
     i = i + 1
-    if i % 8 == 0 and now_ms() - t0 > _M.SLICE_MS then break end
+    if i % 4 == 0 then
+      local t = now_ms()
+      if t - t0 > _M.SLICE_MS then break end
+      if t - polled >= _M.POLL_MS then         -- a probe that came meanwhile
+        polled = t
+        n = n + self:poll_priority()
+      end
+    end
   end
   local rest = {}
   for k = i, #queue do rest[#rest + 1] = queue[k] end
   self.queue = rest
+  return n
+end
+
+-- Between two steps of other work (with spawn; the scheduler calls it
+-- every scheduler.POLL_MS while tasks run): the C server runs without
+-- waiting — it accepts, reads, and writes the answers already given — and
+-- the priority requests it completed start at once; the others wait in
+-- self.queue for the next process(). So a health probe is answered within
+-- a few milliseconds of work however long the loop turn, instead of a
+-- whole turn later (docs/live-events.md, "the health probe under load").
+-- Returns how many started.
+function Server:poll_priority()
+  if not (self.c and self.spawn) then return 0 end
+  self.c:wait(0)
+  local n = take(self, self.spawn)
+  if n > 0 then self.c:wait(0) end       -- their answers go out now
   return n
 end
 

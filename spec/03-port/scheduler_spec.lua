@@ -258,6 +258,50 @@ describe("ocean.scheduler", function()
     assert.are.equal(64, ran)
   end)
 
+  it("calls the step hook between task steps every POLL_MS, never from inside a task", function()
+    local old = scheduler.POLL_MS
+    local calls, in_sort, while_sorting = 0, false, 0
+    eng:set_step_hook(function()
+      calls = calls + 1
+      if in_sort then while_sorting = while_sorting + 1 end
+      assert.is_nil(eng.scheduler:current())
+    end)
+    local ok, err = pcall(function()
+      scheduler.POLL_MS = 0
+      local tasks = {}
+      for i = 1, 5 do tasks[i] = eng:spawn(function() end) end
+      eng.scheduler:pump()
+      assert.are.equal(5, calls)            -- after each of the 5 steps
+      run_all(tasks)
+      -- a task that waits nested (inside table.sort's comparator) pumps
+      -- the others from inside itself: no hook there
+      local nested = eng:spawn(function()
+        local list = { 2, 1 }
+        table.sort(list, function(a, b)
+          in_sort = true
+          eng:sleep(0.05)
+          in_sort = false
+          return a < b
+        end)
+      end)
+      local other = eng:spawn(function()
+        for _ = 1, 20 do coroutine.yield() end
+      end)
+      run_all { nested, other }
+      assert.are.equal(0, while_sorting)
+      -- every POLL_MS only
+      scheduler.POLL_MS = 3600 * 1000
+      calls = 0
+      for i = 1, 5 do tasks[i] = eng:spawn(function() end) end
+      eng.scheduler:pump()
+      assert.are.equal(0, calls)
+      run_all(tasks)
+    end)
+    scheduler.POLL_MS = old
+    eng:set_step_hook(nil)
+    assert(ok, err)
+  end)
+
   it("refuses what is not a function", function()
     assert.has_error(function() eng:spawn(42) end, "spawn: expected a function, got number")
   end)

@@ -403,20 +403,26 @@ describe("ocean.server with spawn", function()
     srv:close()
   end)
 
-  it("starts a priority route's requests first and the others over several calls, oldest first",
-    function()
+  -- GET /work/1../work/n, one at a time, so the C server queues them in
+  -- this order: their handles
+  local function queue_work(n)
     local handles = {}
-    for i = 1, 20 do
+    for i = 1, n do
       handles[i] = curl("", srv:url() .. "/work/" .. i)
-      -- one at a time, so the C server queues them in this order
       local t0 = core.monotonic_ms()
       while srv.c:wait(10) < i and core.monotonic_ms() - t0 < 5000 do end
     end
+    return handles
+  end
+
+  it("starts a priority route's requests first and the others over several calls, oldest first",
+    function()
+    local handles = queue_work(20)
     handles[21] = curl("", srv:url() .. "/health")
     local t0 = core.monotonic_ms()
     while srv.c:wait(10) < 21 and core.monotonic_ms() - t0 < 5000 do end
     assert.are.equal(21, srv.c:wait(0))
-    server.SLICE_MS = -1            -- every slice is over: 7 at a time
+    server.SLICE_MS = -1            -- every slice is over: 3 at a time
     local calls = 0
     repeat
       srv:process()
@@ -430,6 +436,31 @@ describe("ocean.server with spawn", function()
     serve_until(function(t) srv:step(t) end, handles)
     for i = 1, 20 do assert.are.equal(tostring(i), handles[i].body) end
     assert.are.equal("ok", handles[21].body)
+  end)
+
+  it("poll_priority runs the C server, starts the priority requests it completed, leaves the others",
+    function()
+    local handles = queue_work(3)
+    handles[4] = curl("", srv:url() .. "/health")
+    -- only poll_priority from here: it reads the probe itself
+    local t0 = core.monotonic_ms()
+    while #started == 0 and core.monotonic_ms() - t0 < 5000 do srv:poll_priority() end
+    assert.are.same({ "health" }, started)
+    assert.is_true(srv:busy())            -- the 3 others wait for process()
+    t0 = core.monotonic_ms()
+    while not handles[4].done() and core.monotonic_ms() - t0 < 5000 do srv:poll_priority() end
+    assert.are.equal("ok", handles[4].body)
+    assert.are.same({ "health" }, started)
+    serve_until(function(t) srv:step(t) end, handles)
+    assert.are.same({ "health", "1", "2", "3" }, started)
+  end)
+
+  it("poll_priority does nothing without spawn or once closed", function()
+    local plain = assert(server.new{})
+    assert.are.equal(0, plain:poll_priority())
+    plain:close()
+    srv:close()
+    assert.are.equal(0, srv:poll_priority())
   end)
 end)
 

@@ -82,6 +82,27 @@ describe("ocean sail with a webhook processor", function()
     assert.falsy(err:find(SECRET, 1, true))
   end)
 
+  it("on SIGTERM gives the event being applied its grace period to finish, and says what it waits for",
+    function()
+    emu.reset()
+    local p = start(dir .. "/term", { APPLICATION__LOG_LEVEL = "INFO" })
+    -- Port holds the bulk upsert 1.5 s: the event is being applied at the signal
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 1500 } }
+    assert.are.equal(200, (hook(p, { item = { id = "t1", name = "Term", size = 3 } })))
+    sail.eventually(function()
+      for _, r in ipairs(emu.requests()) do
+        if r.method == "POST" and r.path:match("/entities/bulk$") then return true end
+      end
+    end, 10, "the bulk upsert sent")
+    local rc, _, err = p:stop("TERM", 20)
+    emu.faults()
+    assert.are.equal(0, rc, err)
+    assert.matches("waiting up to 5 s for %d task%(s%) to finish: [^\n]*the live%-event consumer", err)
+    assert.truthy(err:find("event 1 (POST /items) applied in", 1, true), err)
+    assert.falsy(err:find("did not finish", 1, true), err)
+    assert.are.equal("Term", ids().t1.title)
+  end)
+
   it("applies every event answered 2xx after a SIGKILL in the middle of a burst and a restart", function()
     emu.reset()
     local jdir = dir .. "/kill"

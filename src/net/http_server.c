@@ -690,19 +690,29 @@ static int backlog_waiting(const oc_server_t *s)
  * accept more then 10 connections at once"): under a burst of a thousand
  * connections, a health probe waited ~100 runs in the backlog (~0.5 s).
  * So the run is repeated while connections wait there and the server is
- * below its limit, up to RUNS_PER_CALL times. */
+ * below its limit, up to RUNS_PER_CALL times and for at most RUN_BUDGET_MS
+ * (one run that reads or answers a thousand connections takes ~5-10 ms:
+ * the owner must get its turn between runs, to answer a health probe).
+ * Stopped early with connections still waiting, the call asks for another
+ * at once (wake). */
 #define RUNS_PER_CALL 16
+#define RUN_BUDGET_MS 4
 
 int oc_server_run(oc_server_t *s)
 {
   unsigned max = s->limits.max_connections;
   int full = oc_guard_open(s->guard) >= max, i;
   enum MHD_Result r = MHD_YES;
+  long long t0 = now_ms();
   s->wake = 0;
-  oc_guard_sweep(s->guard, now_ms());
+  oc_guard_sweep(s->guard, t0);
   for (i = 0; i < RUNS_PER_CALL && r == MHD_YES; i++) {
     r = MHD_run(s->d);
     if (oc_guard_open(s->guard) >= max || !backlog_waiting(s)) break;
+    if (now_ms() - t0 >= RUN_BUDGET_MS) {
+      s->wake = 1;
+      break;
+    }
   }
   if (full && oc_guard_open(s->guard) < max) s->wake = 1;
   return r == MHD_YES ? 0 : -1;
