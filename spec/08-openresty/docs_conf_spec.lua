@@ -48,7 +48,7 @@ describe("the documented nginx.conf", function()
     ng = nc.start(function(port)
       local c = put(start, "/opt/lua-ocean", ehelp.root())
       c = put(c, "/srv/my-integration", dir .. "/my-integration")
-      return (put(c, "listen 8000;", "listen " .. port .. ";"))
+      return (put(c, "listen 8000 ", "listen " .. port .. " "))
     end, {
       dirs = { "conf", "logs", "tmp" },          -- as the docs say: mkdir -p conf logs tmp
       args = "-e logs/error.log -c conf/nginx.conf",
