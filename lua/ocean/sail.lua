@@ -73,8 +73,10 @@ Unless --once, it serves GET /integration/health, POST /integration/resync,
 the integration's routes under /integration and, with
 OCEAN__METRICS__ENABLED=true, Prometheus metrics at GET /metrics. SIGTERM or SIGINT stops it
 wherever it waits (a running resync is aborted and reported so; during
-start-up the pending Port call or retry is cancelled); a second one exits
-at once.
+start-up the pending Port call or retry is cancelled); the requests being
+answered and the live events being applied get 5 s to finish, and requests
+that arrive meanwhile get 503 (Retry-After: 5); a second signal exits at
+once.
 
 Exit status:
   0  the resync completed and Port took every entity (--once), or the
@@ -340,7 +342,12 @@ local function serve(eng, state)
   srv.spawn = function(fn) eng:spawn(fn, { name = "request", eager = true }) end
   eng:set_wait_hook(function()
     handle_signals(eng, state)
-    if state.stopping then return end
+    if state.stopping then               -- nothing new starts: 503, retried later
+      local ok, perr = pcall(srv.refuse_waiting, srv, 503,
+        { status = "error", message = "ocean sail is shutting down" })
+      if not ok then log.error("refusing requests failed: %s", tostring(perr)) end
+      return
+    end
     local ok, perr = pcall(srv.process, srv)
     if not ok then log.error("serving requests failed: %s", tostring(perr)) end
     if srv:busy() then eng.scheduler:poke() end    -- the rest of a burst: next turn

@@ -274,6 +274,29 @@ function Server:poll_priority()
   return n
 end
 
+-- Answer every request taken off the server and not started yet, and
+-- every one the C server has queued, with `status` and the JSON `body`
+-- (the runner, once stopping: 503, so that senders retry elsewhere or
+-- later, instead of a connection closed unanswered). Returns how many.
+function Server:refuse_waiting(status, body)
+  if not self.c then return 0 end
+  local n = 0
+  local res = router.json(status, body, { ["Retry-After"] = "5" })
+  local function refuse(raw)
+    n = n + 1
+    send_now(self, raw.id, res)
+  end
+  for _, raw in ipairs(self.queue) do refuse(raw) end
+  self.queue = {}
+  self.c:wait(0)
+  while true do
+    local raw = self.c:next()
+    if not raw then break end
+    refuse(raw)
+  end
+  return n
+end
+
 -- Requests taken off the server and not started yet (see SLICE_MS).
 function Server:busy()
   return #self.queue > 0

@@ -455,6 +455,25 @@ describe("ocean.server with spawn", function()
     assert.are.same({ "health", "1", "2", "3" }, started)
   end)
 
+  it("refuse_waiting answers the requests not started and those still in the C server", function()
+    local handles = queue_work(5)
+    server.SLICE_MS = -1                  -- 3 start, 2 wait in the Lua queue
+    srv:process()
+    assert.are.same({ "1", "2", "3" }, started)
+    handles[6] = curl("", srv:url() .. "/work/6")
+    local t0 = core.monotonic_ms()
+    while srv.c:wait(10) < 1 and core.monotonic_ms() - t0 < 5000 do end
+    assert.are.equal(3, srv:refuse_waiting(503, { status = "error", message = "shutting down" }))
+    serve_until(function(t) srv:step(t) end, handles)
+    assert.are.same({ "1", "2", "3" }, started)
+    for i = 4, 6 do
+      assert.are.equal(503, handles[i].status)
+      assert.are.same({ status = "error", message = "shutting down" }, json.decode(handles[i].body))
+      assert.are.equal("5", handles[i].headers["retry-after"])
+    end
+    assert.are.equal(0, srv:refuse_waiting(503, {}))
+  end)
+
   it("poll_priority does nothing without spawn or once closed", function()
     local plain = assert(server.new{})
     assert.are.equal(0, plain:poll_priority())

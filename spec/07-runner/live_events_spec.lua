@@ -82,22 +82,31 @@ describe("ocean sail with a webhook processor", function()
     assert.falsy(err:find(SECRET, 1, true))
   end)
 
-  it("on SIGTERM gives the event being applied its grace period to finish, and says what it waits for",
+  it("on SIGTERM gives the event being applied its grace period, says what it waits for, refuses new ones",
     function()
     emu.reset()
     local p = start(dir .. "/term", { APPLICATION__LOG_LEVEL = "INFO" })
-    -- Port holds the bulk upsert 1.5 s: the event is being applied at the signal
-    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 1500 } }
+    -- Port holds the bulk upsert 3 s: the event is being applied at the signal
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 3000 } }
     assert.are.equal(200, (hook(p, { item = { id = "t1", name = "Term", size = 3 } })))
     sail.eventually(function()
       for _, r in ipairs(emu.requests()) do
         if r.method == "POST" and r.path:match("/entities/bulk$") then return true end
       end
     end, 10, "the bulk upsert sent")
-    local rc, _, err = p:stop("TERM", 20)
+    p:signal("TERM")
+    sail.eventually(function() return select(2, p:output()):find("SIGTERM received", 1, true) end,
+      10, "the signal read")
+    -- a webhook that comes during the grace is refused, to be sent again
+    local status, body = hook(p, { item = { id = "t2", name = "Late", size = 4 } })
+    assert.are.same({ 503, { status = "error", message = "ocean sail is shutting down" } },
+      { status, body })
+    assert.are.equal(0, p:wait(20))
+    local rc, _, err = p:stop()
     emu.faults()
     assert.are.equal(0, rc, err)
     assert.matches("waiting up to 5 s for %d task%(s%) to finish: [^\n]*the live%-event consumer", err)
+    assert.is_nil(ids().t2)
     assert.truthy(err:find("event 1 (POST /items) applied in", 1, true), err)
     assert.falsy(err:find("did not finish", 1, true), err)
     assert.are.equal("Term", ids().t1.title)
