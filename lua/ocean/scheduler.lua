@@ -140,7 +140,7 @@ function _M.new(opts)
   return setmetatable({
     loop = opts.loop, servers = opts.servers or {}, on_events = opts.on_events,
     between_waits = opts.between_waits, between_steps = opts.between_steps,
-    ready = {}, later = {}, waiting = {}, count = 0, turns = 0,
+    ready = {}, later = {}, waiting = {}, count = 0,
     parked = setmetatable({}, { __mode = "k" }),    -- cond -> {task = true}
     managed = setmetatable({}, { __mode = "k" }),   -- coroutine -> task
   }, Scheduler)
@@ -365,7 +365,6 @@ end
 -- the tasks that asked for another turn are ready again.
 function Scheduler:block(ms)
   self.poked = false
-  self.turns = self.turns + 1
   local servers = self.servers
   local events = self.loop():wait(ms, servers[1] and servers or nil)
   if events and self.on_events then self.on_events(events) end
@@ -460,17 +459,9 @@ end
 -- Wait ms milliseconds (0: a turn for the others).
 function Scheduler:sleep(ms)
   if ms <= 0 and self:can_yield() then
+    co_yield()
     local t = self:current()
-    if t.co == co_running() then
-      co_yield()                    -- resumed after the next loop wait
-    else
-      -- an adopted coroutine (a resync generator): a plain yield would be
-      -- its own (a page); wait, through the task, for the next loop wait
-      local turn = self.turns
-      local _, err = self:await(function() return self.turns > turn or nil end)
-      if err == CANCELLED then return nil, CANCELLED end
-    end
-    if t.cancelled then return nil, CANCELLED end
+    if t and t.cancelled then return nil, CANCELLED end
     return true
   end
   local _, err = self:await(never, now_ms() + ms)

@@ -189,42 +189,5 @@ describe("ocean.gather", function()
       assert.is_true(summary2.ok)
       assert.are.same({ 0, 30 }, { summary2.created, summary2.unchanged })
     end)
-
-    it("ocean.sleep(0) gives the other tasks a turn, and is no page", function()
-      emu.reset()
-      local ctx, ocean = oh.setup(emu, {
-        blueprints = { { identifier = "sleeper", title = "Sleeper", schema = { properties = {} } } },
-        mapping = { resources = json.array { { kind = "sleeper", selector = { query = "true" },
-          port = { entity = { mappings = { identifier = ".id", blueprint = '"sleeper"' } } } } } },
-      })
-      local side_steps, turns = 0, {}
-      ocean.on_resync("sleeper", function()
-        for page = 1, 3 do
-          local before = side_steps
-          ocean.sleep(0)
-          turns[page] = side_steps - before
-          coroutine.yield({ { id = "s" .. page } })
-        end
-      end)
-      local stop = false
-      local side = ctx:spawn(function()
-        while not stop do
-          side_steps = side_steps + 1
-          coroutine.yield()
-        end
-      end)
-      local task = ctx:spawn(function()
-        local s = ocean.sync_raw_all()
-        stop = true
-        return s
-      end)
-      ctx:await(function() return task:done() and side:done() end)
-      local ok, summary = task:result()
-      assert.is_true(ok, tostring(summary))
-      assert.is_true(summary.ok, json.encode(summary.errors))
-      assert.are.equal(3, summary.created)
-      assert.are.equal(3, #turns)
-      for page = 1, 3 do assert.is_true(turns[page] >= 1, "page " .. page .. ": no turn") end
-    end)
   end)
 end)
