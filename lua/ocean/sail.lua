@@ -339,7 +339,8 @@ _M.SHUTDOWN_GRACE = 5
 -- SHUTDOWN_GRACE seconds to finish; the ones still queued are dropped.
 local function serve(eng, state)
   local srv = state.server
-  srv.spawn = function(fn) eng:spawn(fn, { name = "request", eager = true }) end
+  -- stop_exempt: on SIGTERM a request being answered gets the grace (below)
+  srv.spawn = function(fn) eng:spawn(fn, { name = "request", eager = true, stop_exempt = true }) end
   eng:set_wait_hook(function()
     handle_signals(eng, state)
     if state.stopping then               -- nothing new starts: 503, retried later

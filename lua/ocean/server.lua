@@ -38,6 +38,7 @@ local now_ms = core.monotonic_ms
 local _M = {
   SLICE_MS = 10,
   POLL_MS = 2,          -- while starting requests, priority ones are looked for this often
+  CLOSE_FLUSH_MS = 1000, -- close() sends the answers already given for at most this long
   -- the router's response makers, for handlers written against the server
   response = router.response, json = router.json, http_error = router.http_error,
   is_http_error = router.is_http_error, parse_query = router.parse_query,
@@ -332,9 +333,15 @@ function Server:pending()
 end
 
 -- Stop listening; queued and deferred requests are dropped. Idempotent.
+-- Close: the answers already given are sent first (for at most
+-- CLOSE_FLUSH_MS: a client that does not read its answer is not waited
+-- for longer), then every connection is closed; queued requests are
+-- dropped (the runner refuses them with 503 first).
 function Server:close()
   if self.c then
     report_limits(self, true)
+    local t0 = now_ms()
+    while self.c:stats().unsent > 0 and now_ms() - t0 < _M.CLOSE_FLUSH_MS do self.c:wait(10) end
     self.c:close()
     self.c = nil
   end

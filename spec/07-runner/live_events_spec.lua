@@ -86,8 +86,11 @@ describe("ocean sail with a webhook processor", function()
     function()
     emu.reset()
     local p = start(dir .. "/term", { APPLICATION__LOG_LEVEL = "INFO" })
-    -- Port holds the bulk upsert 3 s: the event is being applied at the signal
-    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 3000 } }
+    -- Port holds each bulk upsert 2 s: the event is being applied at the
+    -- signal, and a plain route's request is waiting for its write
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 2000 } }
+    local reg = p:background("POST", "/integration/register",
+      json.encode { id = "r1", name = "Registered", size = 5 })
     assert.are.equal(200, (hook(p, { item = { id = "t1", name = "Term", size = 3 } })))
     sail.eventually(function()
       for _, r in ipairs(emu.requests()) do
@@ -101,6 +104,8 @@ describe("ocean sail with a webhook processor", function()
     local status, body = hook(p, { item = { id = "t2", name = "Late", size = 4 } })
     assert.are.same({ 503, { status = "error", message = "ocean sail is shutting down" } },
       { status, body })
+    -- the request under way is answered, not cut
+    assert.are.equal(200, (sail.eventually(function() return reg() end, 20, "the route's answer")))
     assert.are.equal(0, p:wait(20))
     local rc, _, err = p:stop()
     emu.faults()
@@ -110,6 +115,7 @@ describe("ocean sail with a webhook processor", function()
     assert.truthy(err:find("event 1 (POST /items) applied in", 1, true), err)
     assert.falsy(err:find("did not finish", 1, true), err)
     assert.are.equal("Term", ids().t1.title)
+    assert.are.equal("Registered", ids().r1.title)
   end)
 
   it("applies every event answered 2xx after a SIGKILL in the middle of a burst and a restart", function()

@@ -134,7 +134,7 @@ static int l_stats(lua_State *L)
 {
   oc_server_stats_t st;
   oc_server_stats(oc_check_server(L, 1), &st);
-  lua_createtable(L, 0, 13);
+  lua_createtable(L, 0, 14);
   set_count(L, "max_connections", st.max_connections);
   set_count(L, "max_connections_requested", st.max_connections_requested);
   set_count(L, "max_connections_per_client", st.max_per_client);
@@ -148,6 +148,7 @@ static int l_stats(lua_State *L)
   set_count(L, "body_timeouts", st.body_timeouts);
   set_count(L, "refused_per_client", st.refused_per_client);
   set_count(L, "evicted", st.evicted);
+  set_count(L, "unsent", st.unsent);
   return 1;
 }
 

@@ -74,6 +74,7 @@ typedef struct pending {
   int dead;                      /* connection finished while queued */
   struct MHD_Response *resp;     /* PS_ANSWERED only */
   unsigned status;
+  int unsent;                    /* answered, counted in srv->unsent */
   struct pending *prev, *next;
 } pending_t;
 
@@ -93,6 +94,7 @@ struct oc_server {
   plist_t ready;                 /* queued, not handed out; oldest first */
   plist_t taken;                 /* handed out, not answered */
   int wake;                      /* a connection was resumed since the last run */
+  unsigned unsent;               /* answered, not yet sent (or failed) */
 };
 
 static long long now_ms(void)
@@ -405,6 +407,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     oc_guard_idle(s->guard, guard_conn(conn), now_ms());
   if (!p) return;
   *con_cls = NULL;
+  if (p->unsent) {                 /* its answer went out, or never will */
+    p->unsent = 0;
+    s->unsent--;
+  }
   if (p->state == PS_QUEUED) {     /* still owned by a list */
     p->dead = 1;
     p->conn = NULL;
@@ -638,6 +644,7 @@ void oc_server_stats(const oc_server_t *s, oc_server_stats_t *out)
   oc_guard_stats_t g;
   oc_guard_stats(s->guard, &g);
   *out = s->limits;
+  out->unsent = s->unsent;
   out->open = g.open;
   out->waiting_head = g.waiting_head;
   out->reading_body = g.reading_body;
@@ -807,6 +814,8 @@ int oc_server_respond(oc_server_t *s, unsigned long id, int status,
   p->resp = resp;
   p->status = (unsigned)status;
   p->state = PS_ANSWERED;
+  p->unsent = 1;
+  s->unsent++;
   MHD_resume_connection(p->conn);
   s->wake = 1;
   return 0;

@@ -62,6 +62,7 @@ typedef struct oc_server_stats {
   unsigned open, waiting_head, reading_body, clients;
   unsigned long long header_timeouts, body_timeouts;
   unsigned long long refused_per_client, evicted;
+  unsigned unsent;               /* answers given, not yet sent */
 } oc_server_stats_t;
 
 typedef struct oc_server_header {
