@@ -336,7 +336,8 @@ _M.SHUTDOWN_GRACE = 5
 -- request waits behind another's Port call. Requests are taken off the
 -- server after each loop wait. On a stop signal the listener ends; the
 -- requests already taken (and state.on_stop's work, the live events) get
--- SHUTDOWN_GRACE seconds to finish; the ones still queued are dropped.
+-- SHUTDOWN_GRACE seconds to finish; the ones still queued, and those that
+-- arrive meanwhile, are answered 503 (Server:refuse_waiting).
 local function serve(eng, state)
   local srv = state.server
   -- stop_exempt: on SIGTERM a request being answered gets the grace (below)

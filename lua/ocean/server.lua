@@ -265,7 +265,7 @@ end
 -- the priority requests it completed start at once; the others wait in
 -- self.queue for the next process(). So a health probe is answered within
 -- a few milliseconds of work however long the loop turn, instead of a
--- whole turn later (docs/live-events.md, "the health probe under load").
+-- whole turn later (docs/live-events.md, "The health probe during a burst").
 -- Returns how many started.
 function Server:poll_priority()
   if not (self.c and self.spawn) then return 0 end
@@ -332,11 +332,11 @@ function Server:pending()
   return #self.deferred
 end
 
--- Stop listening; queued and deferred requests are dropped. Idempotent.
--- Close: the answers already given are sent first (for at most
--- CLOSE_FLUSH_MS: a client that does not read its answer is not waited
--- for longer), then every connection is closed; queued requests are
--- dropped (the runner refuses them with 503 first).
+-- Stop listening. The answers already given are sent first, for at most
+-- CLOSE_FLUSH_MS (a client that does not read its answer is not waited for
+-- longer); then every connection is closed, and queued and deferred
+-- requests are dropped (the runner refuses queued ones with 503 first).
+-- Idempotent.
 function Server:close()
   if self.c then
     report_limits(self, true)
