@@ -374,7 +374,7 @@ function Engine:sleep(seconds)
 end
 
 -- Run fn(...) as a task of this engine's scheduler (standalone): it
--- starts at the next wait of whoever runs the loop. opts: {name=, quiet=,
+-- starts at the next wait of whoever runs the loop. opts: {name=, group=, quiet=,
 -- eager=} (eager: it runs at once, until its first wait).
 function Engine:spawn(fn, opts)
   return self.scheduler:spawn(fn, opts)

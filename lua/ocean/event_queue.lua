@@ -287,7 +287,7 @@ local function start_one(self, src, ev)
   end
   -- stop_exempt: a SIGTERM leaves it the runner's grace period to finish
   self.eng:spawn(function() apply(self, src, ev) end,
-    { name = "live event " .. ev.id, stop_exempt = true })
+    { name = "live event " .. ev.id, group = "live event", stop_exempt = true })
 end
 
 -- Claim up to the free slots from the own journal, then the orphans'.

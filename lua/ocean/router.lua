@@ -293,8 +293,7 @@ function Router:after(fn)
   return self
 end
 
--- The route for method + path: route, params | nil, allowed methods.
-function Router:match(method, path)
+local function match_method(self, method, path)
   local allowed
   for _, r in ipairs(self.routes) do
     local caps = { path:match(r.lp) }    -- no captures: the whole match
@@ -306,9 +305,22 @@ function Router:match(method, path)
       end
       allowed = allowed or {}
       allowed[#allowed + 1] = r.method
+      if r.method == "GET" then allowed[#allowed + 1] = "HEAD" end
     end
   end
   return nil, allowed
+end
+
+-- The route for method + path: route, params | nil, allowed methods.
+-- HEAD without a HEAD route of its own runs the GET route (RFC 9110,
+-- 9.3.2); the transports send its headers without the body.
+function Router:match(method, path)
+  local r, params = match_method(self, method, path)
+  if not r and method == "HEAD" then
+    local g, gparams = match_method(self, "GET", path)
+    if g then return g, gparams end
+  end
+  return r, params
 end
 
 -- }====================

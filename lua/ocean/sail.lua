@@ -76,7 +76,7 @@ wherever it waits (a running resync is aborted and reported so; during
 start-up the pending Port call or retry is cancelled); the requests being
 answered and the live events being applied get 5 s to finish, and requests
 that arrive meanwhile get 503 (Retry-After: 5); a second signal exits at
-once.
+once with status 1 (journaled live events stay for the next start).
 
 Exit status:
   0  the resync completed and Port took every entity (--once), or the
@@ -84,7 +84,7 @@ Exit status:
   1  the resync failed (a kind failed, the mapping or the owned entities'
      listing, Port unreachable mid-resync...: nothing was deleted) or was
      aborted; or the start failed; or --once was stopped by a signal
-     before its resync ran
+     before its resync ran; or a second signal cut the stop short
   2  usage error
   3  the resync completed, but the catalog is not as the source has it:
      Port rejected entities (listed), items whose itemsToParse failed held

@@ -8,7 +8,7 @@
 --
 --   local s = scheduler.new { loop = fn, servers = {...}, on_events = fn,
 --                             between_waits = fn }
---   local t = s:spawn(fn [, {name=, quiet=, eager=, stop_exempt=}])  -- runs
+--   local t = s:spawn(fn [, {name=, group=, quiet=, eager=, stop_exempt=}])  -- runs
 --     at the next pump (eager: at once, until its first wait: a request
 --     starts in the order it arrived, and one that never waits — a health
 --     probe — is answered right away; stop_exempt: the engine's stop does
@@ -173,13 +173,15 @@ function Scheduler:size()
 end
 
 -- The names of the live tasks, sorted, each once with a count when
--- several share it ("request (3)"): for the log.
+-- several share it ("request (3)"; tasks spawned with a group count under
+-- it: "live event (40)"): for the log.
 function Scheduler:names()
   local seen, n = {}, {}
   for _, t in pairs(self.managed) do
     if t.state ~= "dead" and not seen[t] then
       seen[t] = true
-      n[t.name] = (n[t.name] or 0) + 1
+      local g = t.group or t.name
+      n[g] = (n[g] or 0) + 1
     end
   end
   local out = {}
@@ -192,7 +194,8 @@ function Scheduler:spawn(fn, opts)
   if type(fn) ~= "function" then error("spawn: expected a function, got " .. type(fn), 2) end
   opts = opts or {}
   local parent = self:current()
-  local t = setmetatable({ sched = self, name = opts.name or "task", quiet = opts.quiet,
+  local t = setmetatable({ sched = self, name = opts.name or "task", group = opts.group,
+                           quiet = opts.quiet,
                            state = "ready", co = co_create(fn), args = opts.args,
                            stop_exempt = opts.stop_exempt or (parent ~= nil and parent.stop_exempt) },
                          Task)

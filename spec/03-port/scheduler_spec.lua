@@ -189,6 +189,28 @@ describe("ocean.scheduler", function()
     assert.falsy(text:find("hush", 1, true))
   end)
 
+  it("names the live tasks for the log once each, a group by its count, and a failure by its own name", function()
+    local lines = {}
+    local old = log.set_sink(function(level, msg) lines[#lines + 1] = level .. ": " .. msg end)
+    local cond, tasks = {}, {}
+    for i = 1, 3 do
+      tasks[#tasks + 1] = eng:spawn(function()
+        eng:wait_signal(cond)
+        if i == 2 then error("apply failed", 0) end
+      end, { name = "live event " .. i, group = "live event" })
+    end
+    tasks[#tasks + 1] = eng:spawn(function() eng:wait_signal(cond) end, { name = "request" })
+    tasks[#tasks + 1] = eng:spawn(function() eng:wait_signal(cond) end, { name = "request" })
+    tasks[#tasks + 1] = eng:spawn(function() eng:wait_signal(cond) end, { name = "the consumer" })
+    eng:sleep(0)
+    assert.are.same({ "live event (3)", "request (2)", "the consumer" }, eng.scheduler:names())
+    eng:signal(cond)
+    run_all(tasks)
+    log.set_sink(old)
+    assert.are.same({}, eng.scheduler:names())
+    assert.truthy(table.concat(lines, "\n"):find("live event 2 failed: apply failed", 1, true))
+  end)
+
   it("wakes the tasks waiting on a condition at its signal, without polling them", function()
     local cond, got = {}, {}
     local tasks = {}

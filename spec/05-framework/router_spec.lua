@@ -52,6 +52,21 @@ describe("ocean.router", function()
       { status, body.error, h.allow, h["content-type"] })
   end)
 
+  it("runs the GET route for HEAD unless HEAD has its own, and allows HEAD where GET is", function()
+    local seen = {}
+    router.get("/health", function(req) seen[#seen + 1] = req.method return { ok = true } end)
+    router.get("/both", function() return { via = "get" } end)
+    router:route("HEAD", "/both", function() return 204 end)
+    router.post("/hook", function() return {} end)
+    local status, body = dispatch("HEAD", "/health")
+    assert.are.same({ 200, { ok = true }, { "HEAD" } }, { status, body, seen })
+    assert.are.equal(204, (dispatch("HEAD", "/both")))
+    local s1, _, h1 = dispatch("DELETE", "/health")
+    assert.are.same({ 405, "GET, HEAD" }, { s1, h1.allow })
+    local s2, _, h2 = dispatch("HEAD", "/hook")
+    assert.are.same({ 405, "POST" }, { s2, h2.allow })
+  end)
+
   it("parses a JSON body, and answers 400 to one that is not JSON", function()
     local got
     router.post("/hook", function(req) got = { req.body, req.raw_body } return {} end)

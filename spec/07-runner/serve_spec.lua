@@ -108,6 +108,13 @@ describe("ocean sail (WEBHOOKS_ONLY)", function()
     assert.are.equal(200, (call("GET", "/integration/health")))
   end)
 
+  it("answers HEAD /integration/health as GET, without a body (a probe may use HEAD)", function()
+    local status, h, rest = ehelp.raw_http(p.url, "HEAD", "/integration/health")
+    assert.are.same({ 200, "application/json", "" }, { status, h["content-type"], rest })
+    status, h = ehelp.raw_http(p.url, "HEAD", "/integration/resync")
+    assert.are.same({ 405, "POST" }, { status, h.allow })
+  end)
+
   it("answers 404 to an unknown route and 405 to a wrong method", function()
     local status, body = call("GET", "/integration/nope")
     assert.are.same({ 404, "not_found" }, { status, body.error })

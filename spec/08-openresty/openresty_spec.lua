@@ -85,6 +85,11 @@ describe("ocean.openresty in nginx (one worker) #nginx #slow", function()
     assert.is_false(h.running)
   end)
 
+  it("answers HEAD /integration/health as GET, without a body", function()
+    local status, h, rest = ehelp.raw_http(ng.url, "HEAD", "/integration/health")
+    assert.are.same({ 200, "application/json", "" }, { status, h["content-type"], rest })
+  end)
+
   it("lands a webhook's entity in Port, mapped, without compiling jq in the request", function()
     local compiles = health().mapping.compiles
     local status, body = ng:json("POST", "/integration/webhook", json.decode(webhook("upsert",

@@ -118,6 +118,22 @@ function _M.http(method, url, opts)
   return status, read_file(bodyf) or "", headers
 end
 
+-- One request sent as raw HTTP/1.1 bytes (Connection: close) through
+-- bash's /dev/tcp: for what curl hides (a HEAD answer's missing body).
+-- url: http://host:port. Returns the status (0: no answer), the headers
+-- (lower-case names), the bytes after the header block, the raw answer.
+function _M.raw_http(url, method, path, seconds)
+  local host, port = url:match("^http://([^:/]+):(%d+)")
+  local script = ("exec 3<>/dev/tcp/%s/%s && printf '%%s %%s HTTP/1.1\\r\\nHost: %%s\\r\\n"
+    .. "Connection: close\\r\\n\\r\\n' %s %s %s >&3 && timeout %d cat <&3")
+    :format(host, port, q(method), q(path), q(host), seconds or 10)
+  local raw = sh("bash -c " .. q(script))
+  local head, rest = raw:match("^(.-\r\n)\r\n(.*)$")
+  local headers = {}
+  for k, v in (head or ""):gmatch("\n([^:\r\n]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
+  return tonumber((head or ""):match("^HTTP/1%.%d (%d%d%d)")) or 0, headers, rest, raw
+end
+
 -- Many requests over one curl process (keep-alive): reqs is a list of
 -- {method, url, body (string or table), headers}. Returns the statuses.
 function _M.http_many(reqs)
