@@ -1,7 +1,7 @@
 -- The live-events benchmark (`make bench-live`; never part of `make test`):
 -- N webhooks of one object each (default 1 000), all sent at once (curl
 -- --parallel, 4 processes x 250 connections), to `ocean sail` under Lua
--- 5.4 and LuaJIT and to nginx (one worker), against the bundled Port
+-- 5.4 and LuaJIT and to nginx (one worker unless BENCH_WORKERS), against the bundled Port
 -- emulator without and with a 500 ms delay on every bulk upsert. The
 -- integration is spec/fixtures/live (one webhook processor). Reported:
 --   * the webhook answers: how many 2xx, p50 / p99 (curl's time_total);
@@ -15,9 +15,14 @@
 --     events answered 2xx, and how many of them are missing from Port once
 --     the journal is replayed (lost: must be 0).
 -- Figures go to bench/results/live.txt (and stdout).
+-- Each row pools BENCH_BURSTS bursts (3) on one running target: the
+-- percentiles are over all their answers and probes; events/s is the
+-- slowest burst's, the Port requests the most any one burst made.
 --   BENCH_N=200 lua5.4 bench/live.lua        a shorter run
 --   BENCH_ONLY="lua5.4 nginx"                some runtimes
 --   BENCH_DELAYS="0 500"                     bulk-upsert delays (ms)
+--   BENCH_BURSTS=5  BENCH_WORKERS=2          bursts per row; nginx workers (1)
+--   BENCH_KILL=0                             leave out the SIGKILL runs
 package.path = "./?.lua;" .. package.path
 local json = require "ocean.json"
 local burst = require "spec.helpers.burst"
@@ -259,7 +264,7 @@ say("# %s, %s CPUs, load %s; commit %s", (sh("grep -m1 'model name' /proc/cpuinf
   (sh("cut -d' ' -f1-3 /proc/loadavg"):gsub("%s+$", "")),
   (sh("git rev-parse --short HEAD 2>/dev/null"):gsub("%s+$", "")))
 say("# N = %d webhooks of one object each, sent at once (4 curl x 250 connections), %d bursts per"
-  .. " row, pooled; nginx: 1 worker", N, BURSTS)
+  .. " row, pooled; nginx: %d worker(s)", N, BURSTS, WORKERS)
 say("# delay: every bulk upsert held that long by the emulator; times in ms")
 say("")
 say("%-7s %8s  %-11s %8s %8s  %14s  %8s  %6s %6s %6s %6s", "runtime", "delay", "2xx", "hook p50",
