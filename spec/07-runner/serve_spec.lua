@@ -2,6 +2,7 @@
 -- under /integration, POST /integration/resync, and a graceful SIGTERM.
 local json = require "ocean.json"
 local ehelp = require "spec.helpers.emulator"
+local nh = require "spec.helpers.nginx"
 local sail = require "spec.helpers.sail"
 
 local ITEMS = ehelp.root() .. "/spec/fixtures/items"
@@ -113,6 +114,22 @@ describe("ocean sail (WEBHOOKS_ONLY)", function()
     assert.are.same({ 200, "application/json", "" }, { status, h["content-type"], rest })
     status, h = ehelp.raw_http(p.url, "HEAD", "/integration/resync")
     assert.are.same({ 405, "POST" }, { status, h.allow })
+  end)
+
+  it("answers pipelined requests on one connection in order, each at once", function()
+    -- five requests in one write: the four after the first are parsed from
+    -- what the first read buffered. They were each answered only at the
+    -- listener's next 1 s wake (and its loop spun meanwhile).
+    local paths = {}
+    for i = 1, 5 do paths[i] = "/integration/items/p" .. i .. "/echo" end
+    local t0 = nh.now()
+    local status, _, _, raw = ehelp.raw_http(p.url, "GET", paths)
+    local took = nh.now() - t0
+    assert.are.equal(200, status)
+    local ids = {}
+    for id in raw:gmatch('"id":"(p%d)"') do ids[#ids + 1] = id end
+    assert.are.same({ "p1", "p2", "p3", "p4", "p5" }, ids)
+    assert.is_true(took < 2.5, ("five pipelined answers took %.2f s"):format(took))
   end)
 
   it("answers 404 to an unknown route and 405 to a wrong method", function()

@@ -118,15 +118,22 @@ function _M.http(method, url, opts)
   return status, read_file(bodyf) or "", headers
 end
 
--- One request sent as raw HTTP/1.1 bytes (Connection: close) through
--- bash's /dev/tcp: for what curl hides (a HEAD answer's missing body).
--- url: http://host:port. Returns the status (0: no answer), the headers
--- (lower-case names), the bytes after the header block, the raw answer.
-function _M.raw_http(url, method, path, seconds)
+-- Requests sent as raw HTTP/1.1 bytes through bash's /dev/tcp, all in
+-- one write on one connection (pipelined; the last says Connection:
+-- close): for what curl hides (a HEAD answer's missing body, pipelining).
+-- url: http://host:port; paths: one path or a list. Returns the first
+-- answer's status (0: no answer), headers (lower-case names) and the bytes
+-- after its header block, then the raw text of everything sent back.
+function _M.raw_http(url, method, paths, seconds)
   local host, port = url:match("^http://([^:/]+):(%d+)")
-  local script = ("exec 3<>/dev/tcp/%s/%s && printf '%%s %%s HTTP/1.1\\r\\nHost: %%s\\r\\n"
-    .. "Connection: close\\r\\n\\r\\n' %s %s %s >&3 && timeout %d cat <&3")
-    :format(host, port, q(method), q(path), q(host), seconds or 10)
+  if type(paths) ~= "table" then paths = { paths } end
+  local reqs = {}
+  for i, path in ipairs(paths) do
+    reqs[i] = ("%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"):format(method, path, host,
+      i == #paths and "Connection: close\r\n" or "")
+  end
+  local script = ("exec 3<>/dev/tcp/%s/%s && printf '%%b' %s >&3 && timeout %d cat <&3")
+    :format(host, port, q(concat(reqs)), seconds or 10)
   local raw = sh("bash -c " .. q(script))
   local head, rest = raw:match("^(.-\r\n)\r\n(.*)$")
   local headers = {}

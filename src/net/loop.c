@@ -611,7 +611,10 @@ static void poll_once(oc_loop_t *loop, long ms, oc_server_t *const *servers,
   drain(loop);
   for (i = 0; i < n; i++) {
     oc_server_run(servers[i]);
-    if (fds[i].revents)
+    /* requests to hand over, with or without I/O this time: a pipelined
+     * request is parsed from what an earlier read buffered, in the run
+     * after its predecessor's answer went out */
+    if (fds[i].revents || oc_server_queued(servers[i]) > 0)
       loop->events++;
   }
   if (loop->sigfd >= 0 && fds[n].revents)
