@@ -45,6 +45,7 @@ local webhook = require "ocean.webhook"
 local type, tostring, pcall, ipairs, setmetatable = type, tostring, pcall, ipairs, setmetatable
 local min, floor = math.min, math.floor
 local now_ms = core.monotonic_ms
+local sources                    -- (self) -> the journals, own first
 
 local _M = {
   CONCURRENCY = 100,       -- events applied at once
@@ -84,7 +85,7 @@ function _M.open(eng, opts)
     return nil, err
   end
   local q = setmetatable({
-    eng = eng, j = j, path = opts.path, own = { j = j, path = opts.path, busy = 0 },
+    eng = eng, j = j, path = opts.path, own = { j = j, path = opts.path, busy = 0, claims = {} },
     concurrency = opts.concurrency or _M.CONCURRENCY,
     max_attempts = max_attempts, nginx = in_nginx(), adopt = opts.adopt, base = opts.base,
     worker = opts.worker,
@@ -257,6 +258,7 @@ end
 local function apply(self, src, ev)
   local t0 = now_ms()
   local ok, res, err = pcall(webhook.process, self.eng, ev)
+  src.claims[ev.id] = nil
   if ok and res == nil then ok = false elseif not ok then err = res end
   self.running = self.running - 1
   src.busy = src.busy - 1
@@ -268,6 +270,7 @@ end
 local function start_one(self, src, ev)
   self.running = self.running + 1
   src.busy = src.busy + 1
+  src.claims[ev.id] = true         -- given back at close unless applied
   if self.nginx then
     local ok, err = _G.ngx.timer.at(0, function(premature)
       if premature then            -- the worker exits: the claim stays, released later
@@ -290,13 +293,18 @@ local function start_one(self, src, ev)
     { name = "live event " .. ev.id, group = "live event", stop_exempt = true })
 end
 
+-- The own journal, then the adopted ones.
+function sources(self)
+  local list = { self.own }
+  for _, o in ipairs(self.orphans) do list[#list + 1] = o end
+  return list
+end
+
 -- Claim up to the free slots from the own journal, then the orphans'.
 -- Returns how many started.
 local function claim_some(self)
   local started = 0
-  local sources = { self.own }
-  for _, o in ipairs(self.orphans) do sources[#sources + 1] = o end
-  for _, src in ipairs(sources) do
+  for _, src in ipairs(sources(self)) do
     local free = self.concurrency - self.running
     if free <= 0 then break end
     if src.j then
@@ -336,7 +344,7 @@ function Queue:adopt_orphans()
     if rest and rest:match("^%d+%.sqlite3$") and name ~= mine and not self.known[path] then
       local j, jerr, code = journal.open(path, { max_attempts = self.max_attempts })
       if j then
-        local o = { j = j, path = path, busy = 0 }
+        local o = { j = j, path = path, busy = 0, claims = {} }
         local st = j:stats() or { pending = 0, dead = 0 }
         self.orphans[#self.orphans + 1] = o
         -- its owner's share of ocean_journal_depth: now counted in ours
@@ -438,9 +446,43 @@ function Queue:stats()
            journal = self.path, concurrency = self.concurrency }
 end
 
--- Close the journals (claims still held are released at the next open).
+-- Give back the claims of the events being applied (a graceful stop cut
+-- them short): pending again, their attempts taken back (journal.h,
+-- oc_journal_release), so that stopping never moves an event towards the
+-- dead letters. Returns how many.
+local function release_claims(src)
+  local ids = {}
+  for id in pairs(src.claims) do ids[#ids + 1] = id end
+  src.claims = {}
+  if #ids == 0 or not src.j then return 0 end
+  table.sort(ids)
+  local n, err = src.j:release(ids)
+  if not n then
+    log.error("live events: giving back %d claim(s) in %s failed (they count as attempts and "
+      .. "are released at the next open): %s", #ids, src.path, tostring(err))
+    return 0
+  end
+  return n
+end
+
+-- Close the journals. The claims of events still being applied are given
+-- back first (a crash leaves them to the next open, which counts them as
+-- attempts); the log says how many events stay for the next start.
 function Queue:close()
   self.stopping = true
+  local released, left = 0, 0
+  for _, src in ipairs(sources(self)) do
+    if src.j then
+      released = released + release_claims(src)
+      local st = src.j:stats()
+      left = left + (st and st.pending or 0)
+    end
+  end
+  if released > 0 or left > 0 then
+    log.info("live events: %d event(s) stay in the journal for the next start%s", left,
+      released > 0 and (" (%d of them were being applied: given back, not counted as "
+        .. "attempts)"):format(released) or "")
+  end
   for _, o in ipairs(self.orphans) do if o.j then o.j:close() end end
   self.orphans = {}
   if self.j then self.j:close() end

@@ -54,6 +54,15 @@ describe("ocean sail with a webhook processor", function()
     return json.decode(text)
   end
 
+  -- until the emulator has received a bulk upsert
+  local function bulk_sent()
+    sail.eventually(function()
+      for _, r in ipairs(emu.requests()) do
+        if r.method == "POST" and r.path:match("/entities/bulk$") then return true end
+      end
+    end, 10, "the bulk upsert sent")
+  end
+
   local function ids()
     local out = {}
     for _, e in ipairs(emu.entities("specItem")) do out[e.identifier] = e end
@@ -92,11 +101,7 @@ describe("ocean sail with a webhook processor", function()
     local reg = p:background("POST", "/integration/register",
       json.encode { id = "r1", name = "Registered", size = 5 })
     assert.are.equal(200, (hook(p, { item = { id = "t1", name = "Term", size = 3 } })))
-    sail.eventually(function()
-      for _, r in ipairs(emu.requests()) do
-        if r.method == "POST" and r.path:match("/entities/bulk$") then return true end
-      end
-    end, 10, "the bulk upsert sent")
+    bulk_sent()
     p:signal("TERM")
     sail.eventually(function() return select(2, p:output()):find("SIGTERM received", 1, true) end,
       10, "the signal read")
@@ -116,6 +121,33 @@ describe("ocean sail with a webhook processor", function()
     assert.falsy(err:find("did not finish", 1, true), err)
     assert.are.equal("Term", ids().t1.title)
     assert.are.equal("Registered", ids().r1.title)
+  end)
+
+  it("gives back the claim of an event a SIGTERM cut short: not an attempt, applied at the next start",
+    function()
+    emu.reset()
+    -- one attempt allowed: a stop that counted as one would make the event
+    -- a dead letter ("abandoned") at the next start
+    local extra = { APPLICATION__LOG_LEVEL = "INFO", OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1" }
+    local p = start(dir .. "/giveback", extra)
+    -- Port holds the bulk upsert past the 5 s grace: the apply is cut short
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 8000 } }
+    assert.are.equal(200, (hook(p, { item = { id = "g1", name = "Given back", size = 7 } })))
+    bulk_sent()
+    local rc, _, err = p:stop("TERM", 30)
+    emu.faults()
+    assert.are.equal(0, rc, err)
+    assert.truthy(err:find("did not finish within 5 s", 1, true), err)
+    assert.truthy(err:find("1 event(s) stay in the journal for the next start (1 of them were being "
+      .. "applied: given back, not counted as attempts)", 1, true), err)
+    emu.reset()
+    p = start(dir .. "/giveback", extra)
+    sail.eventually(function() return ids().g1 end, 20, "the event applied after the restart")
+    local le = health(p).live_events
+    assert.are.same({ 0, 0 }, { le.dead, le.pending })
+    local _, _, err2 = p:stop()
+    assert.truthy(err2:find("1 event(s) pending from before this start, 0 dead letter(s)", 1, true), err2)
+    assert.truthy(err2:find("event 1 %(POST /items%) applied in %d+ ms %(attempt 1%)"), err2)
   end)
 
   it("applies every event answered 2xx after a SIGKILL in the middle of a burst and a restart", function()

@@ -158,6 +158,35 @@ describe("ocean.journal", function()
       assert.are.same({}, j:dead())
     end)
 
+    it("gives claims back unapplied with their attempts taken back, and leaves the others alone", function()
+      local path = dir .. "/release.sqlite3"
+      for round = 1, 3 do             -- a graceful stop cuts the apply short, three times
+        local jj = assert(journal.open(path, { max_attempts = 2 }))
+        if round == 1 then
+          jj:append { path = "/cut" }
+          jj:append { path = "/later" }
+        end
+        local got = jj:claim(1)
+        assert.are.same({ "/cut", 1 }, { got[1].path, got[1].attempts })
+        assert.is_true(jj:release(got[1].id))
+        assert.is_false(jj:release(got[1].id))           -- no claim left to give back
+        assert.are.same({ got[1].id }, ids_of(jj:claim(1)))
+        assert.are.equal(1, jj:release { got[1].id, 424242 })
+        jj:close()
+      end
+      j = assert(journal.open(path, { max_attempts = 2 }))
+      assert.are.same({}, j:dead())
+      local r = j:claim(1)[1]
+      assert.are.same({ "/cut", 1 }, { r.path, r.attempts })
+      -- a failed attempt stays counted, and a dead letter is not released
+      assert.are.equal("pending", j:fail(r.id, "Port said 503"))
+      assert.is_false(j:release(r.id))
+      assert.are.equal(2, j:claim(1)[1].attempts)
+      assert.are.equal("dead", j:fail(r.id, "Port said 503"))
+      assert.is_false(j:release(r.id))
+      assert.are.equal(1, #j:dead())
+    end)
+
     it("moves an event claimed max_attempts times and never finished to the dead letters", function()
       local path = dir .. "/poison.sqlite3"
       for _ = 1, 2 do                 -- the process dies applying it, twice

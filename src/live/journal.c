@@ -40,8 +40,8 @@
 
 enum stmt_id {
   S_INSERT, S_CANDIDATES, S_CLAIM, S_ABANDON, S_GET, S_LIST, S_DONE,
-  S_FAIL, S_STATE, S_REQUEUE, S_STATS, S_BEGIN, S_COMMIT, S_ROLLBACK,
-  S_COUNT
+  S_FAIL, S_STATE, S_REQUEUE, S_STATS, S_RELEASE, S_BEGIN, S_COMMIT,
+  S_ROLLBACK, S_COUNT
 };
 
 static const char *const SQL[S_COUNT] = {
@@ -67,6 +67,9 @@ static const char *const SQL[S_COUNT] = {
   " coalesce(sum(dead = 0 AND claimed_until > ?1), 0),"
   " coalesce(sum(dead = 1), 0),"
   " min(CASE WHEN dead = 0 THEN received_at END) FROM event",
+  /* a claim given back unapplied: its attempt is taken back too */
+  "UPDATE event SET claimed_until = NULL, attempts = max(attempts - 1, 0)"
+  " WHERE id = ?1 AND dead = 0 AND claimed_until IS NOT NULL",
   "BEGIN IMMEDIATE",
   "COMMIT",
   "ROLLBACK",
@@ -673,22 +676,36 @@ int oc_journal_list(oc_journal_t *j, int dead, unsigned limit, double now,
 
 /* {==================== done, fail, requeue, stats ==================== */
 
-int oc_journal_done(oc_journal_t *j, const long long *ids, size_t n,
-                    char *err, size_t errlen)
+/* Statement s for each of ids[0..n), in one transaction: how many rows
+ * it changed, or -1 with err ("<path>: <what>: ..."). */
+static int each_id(oc_journal_t *j, enum stmt_id s, const long long *ids,
+                   size_t n, const char *what, char *err, size_t errlen)
 {
   size_t i;
   int rc, found = 0;
   recover(j);
   if ((rc = begin(j, 0)) != SQLITE_DONE)
-    return db_err(j, rc, "marking done", err, errlen);
+    return db_err(j, rc, what, err, errlen);
   for (i = 0; i < n; i++) {
-    if ((rc = step_id(j, S_DONE, ids[i])) != SQLITE_DONE)
-      return tx_err(j, rc, "marking done", err, errlen);
+    if ((rc = step_id(j, s, ids[i])) != SQLITE_DONE)
+      return tx_err(j, rc, what, err, errlen);
     found += sqlite3_changes(j->db) > 0;
   }
   if ((rc = run(j, S_COMMIT)) != SQLITE_DONE)
-    return tx_err(j, rc, "marking done", err, errlen);
+    return tx_err(j, rc, what, err, errlen);
   return found;
+}
+
+int oc_journal_done(oc_journal_t *j, const long long *ids, size_t n,
+                    char *err, size_t errlen)
+{
+  return each_id(j, S_DONE, ids, n, "marking done", err, errlen);
+}
+
+int oc_journal_release(oc_journal_t *j, const long long *ids, size_t n,
+                       char *err, size_t errlen)
+{
+  return each_id(j, S_RELEASE, ids, n, "releasing claims", err, errlen);
 }
 
 int oc_journal_fail(oc_journal_t *j, long long id, const char *msg,

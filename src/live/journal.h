@@ -127,6 +127,16 @@ int oc_journal_list(oc_journal_t *j, int dead, unsigned limit, double now,
 int oc_journal_done(oc_journal_t *j, const long long *ids, size_t n,
                     char *err, size_t errlen);
 
+/* The claims on events ids[0..n) are given back unapplied (the consumer
+ * stops: a graceful shutdown): each is pending again at once, and the
+ * attempt its claim counted is taken back, so that stopping while an
+ * event is being applied never moves it towards the dead letters (a
+ * crash, which cannot give its claims back, still counts them). Events
+ * not claimed, done or dead are left alone. Returns how many were
+ * released. */
+int oc_journal_release(oc_journal_t *j, const long long *ids, size_t n,
+                       char *err, size_t errlen);
+
 /* Event id failed with msg: its claim ends, and it stays pending (1) or
  * moves to the dead letters (2) when its attempts reached max_attempts.
  * 0: no such pending event. An event failed without a claim counts an

@@ -20,6 +20,9 @@
  *   j:done{id, ...} -> count | nil, err              one transaction
  *   j:fail(id, message) -> "pending" | "dead" | false | nil, err
  *   j:requeue(id) -> true | false | nil, err          dead -> pending
+ *   j:release(id) -> true | false | nil, err          a claim given back
+ *   j:release{id, ...} -> count | nil, err            unapplied (graceful
+ *     stop): pending again, its attempt taken back
  *   j:stats() -> {pending=, claimed=, dead=, oldest_age= (s, 0 if none),
  *                 appended=, done=, failed=, dead_lettered=} | nil, err
  *     (the last four count this handle's calls since it was opened)
@@ -384,13 +387,17 @@ static long long check_id(lua_State *L, int idx)
   return (long long)n;
 }
 
-static int l_done(lua_State *L)
+typedef int (*ids_fn)(oc_journal_t *, const long long *, size_t, char *,
+                      size_t);
+
+/* j:<op>(id) -> bool, or j:<op>{id, ...} -> count (one transaction);
+ * nil, err. *found: how many the call changed. */
+static int ids_call(lua_State *L, ids_fn fn, int *found)
 {
   ljournal_t *u = to_ljournal(L);
   char err[1024];
   long long one, *ids = &one;
   size_t n = 1;
-  int found;
   check_open(L);
   if (lua_istable(L, 2)) {
     size_t i;
@@ -404,14 +411,26 @@ static int l_done(lua_State *L)
   } else {
     one = check_id(L, 2);
   }
-  found = oc_journal_done(u->j, ids, n, err, sizeof err);
-  if (found < 0) return fail_with(L, err);
-  u->done += found;
+  *found = fn(u->j, ids, n, err, sizeof err);
+  if (*found < 0) return fail_with(L, err);
   if (lua_istable(L, 2))
-    lua_pushinteger(L, found);
+    lua_pushinteger(L, *found);
   else
-    lua_pushboolean(L, found);
+    lua_pushboolean(L, *found);
   return 1;
+}
+
+static int l_done(lua_State *L)
+{
+  int found = 0, r = ids_call(L, oc_journal_done, &found);
+  if (found > 0) to_ljournal(L)->done += found;
+  return r;
+}
+
+static int l_release(lua_State *L)
+{
+  int found = 0;
+  return ids_call(L, oc_journal_release, &found);
 }
 
 static int l_fail(lua_State *L)
@@ -508,6 +527,7 @@ static const luaL_Reg journal_methods[] = {
   { "done", l_done },
   { "fail", l_fail },
   { "requeue", l_requeue },
+  { "release", l_release },
   { "stats", l_stats },
   { "path", l_path },
   { "close", l_close },
