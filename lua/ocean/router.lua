@@ -344,6 +344,8 @@ local function parse_body(self, r, req)
   if req.raw_body == "" then return nil end
   local v, err = json.decode(req.raw_body)
   if v == nil then
+    self.log("warning", format("%s %s refused (400): the body is not valid JSON: %s",
+      tostring(req.method), tostring(req.path), err))
     return error_response(400, "invalid_json", "the request body is not valid JSON: " .. err)
   end
   req.body = v
@@ -404,11 +406,12 @@ end
 -- }====================
 
 local function default_log(level, msg)
-  log[level == "error" and "error" or "info"]("%s", msg)
+  log[(level == "error" or level == "warning") and level or "info"]("%s", msg)
 end
 
 -- A router. opts.kind: "integration" (default) or "api"; opts.log:
--- function(level, message) for handler failures (default: ocean.log).
+-- function(level, message) for handler failures ("error") and refused
+-- bodies ("warning") (default: ocean.log).
 function _M.new(opts)
   opts = opts or {}
   local kind = opts.kind or "integration"

@@ -345,9 +345,10 @@ local function serve(eng, state)
   eng:set_wait_hook(function()
     handle_signals(eng, state)
     if state.stopping then               -- nothing new starts: 503, retried later
-      local ok, perr = pcall(srv.refuse_waiting, srv, 503,
+      local ok, n = pcall(srv.refuse_waiting, srv, 503,
         { status = "error", message = "ocean sail is shutting down" })
-      if not ok then log.error("refusing requests failed: %s", tostring(perr)) end
+      if not ok then log.error("refusing requests failed: %s", tostring(n)) end
+      state.refused = (state.refused or 0) + (ok and n or 0)
       return
     end
     local ok, perr = pcall(srv.process, srv)
@@ -382,6 +383,10 @@ local function serve(eng, state)
       end
     end
   end)
+  if (state.refused or 0) > 0 then
+    log.info("%d request(s) that came during the stop were answered 503 (Retry-After: 5)",
+      state.refused)
+  end
 end
 
 -- }====================

@@ -237,7 +237,10 @@ end
 -- The route of a path: steps 1 to 3.
 function reply(eng, path, req)
   local payload = req.body
-  if payload == nil then return status_error(400, "the webhook has no body") end
+  if payload == nil then
+    log.warning("webhook POST %s refused: it has no body (400)", path)
+    return status_error(400, "the webhook has no body")
+  end
   local headers = flat_headers(req.headers)
   local ev = event_of(path, payload, headers, eng.clock())
   local wanted, status, body = check_before_answer(eng, path, ev)
