@@ -26,9 +26,10 @@
 -- ended, gather raises that first error as it was raised (a string or a
 -- table, unchanged). With opts.return_errors = true nothing is cancelled
 -- and gather never raises: it returns results, errors (errors[i]: what
--- fns[i] raised; a sparse table: test next(errors), not #errors). A function that returns normally while cancelled counts
--- as done. If gather itself is cancelled (it runs inside another gather
--- that failed), it cancels its functions and raises at once.
+-- fns[i] raised; a sparse table: test next(errors), not #errors). A
+-- function that returns normally while cancelled counts as done. If
+-- gather itself is cancelled (it runs inside another gather that failed),
+-- it cancels its functions and raises at once.
 local runtime = require "ocean.runtime"
 local log = require "ocean.log"
 
