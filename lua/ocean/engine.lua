@@ -367,10 +367,21 @@ function Engine:signal(cond, v)
   self.scheduler:signal(cond, v)
 end
 
--- Wait `seconds` without holding anyone up (0: give the others a turn).
+-- Wait `seconds` without holding anyone up (0: give the others a turn,
+-- and the loop, the servers and the signals one wait). Once the engine
+-- is stopping (request_stop) it raises "sleep stopped: the integration is
+-- stopping" in code the stop is not exempt for (see await): a resync
+-- generator that sleeps between pieces of work ends at its next sleep.
 function Engine:sleep(seconds)
-  return runtime.sleep(self:get_loop(), seconds, {
+  runtime.sleep(self:get_loop(), seconds, {
     scheduler = self.scheduler, is_cancelled = self.is_cancelled, on_events = self.on_events })
+  if self.stop_requested and not self.stop_exempt then
+    local task = self.scheduler:current()
+    if not (task and task.stop_exempt) then
+      error("sleep stopped: the integration is stopping", 0)
+    end
+  end
+  return true
 end
 
 -- Run fn(...) as a task of this engine's scheduler (standalone): it

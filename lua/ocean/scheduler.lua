@@ -140,7 +140,7 @@ function _M.new(opts)
   return setmetatable({
     loop = opts.loop, servers = opts.servers or {}, on_events = opts.on_events,
     between_waits = opts.between_waits, between_steps = opts.between_steps,
-    ready = {}, later = {}, waiting = {}, count = 0,
+    ready = {}, later = {}, waiting = {}, count = 0, blocks = 0,
     parked = setmetatable({}, { __mode = "k" }),    -- cond -> {task = true}
     managed = setmetatable({}, { __mode = "k" }),   -- coroutine -> task
   }, Scheduler)
@@ -278,12 +278,15 @@ local function poll(self)
   local n, t_now = 0, nil
   for t in pairs(self.waiting) do
     local rec = t.wait
-    local ok, v, err = pcall(rec.check)
-    if not ok then
-      v, err = RAISED, v
-    elseif v == nil and rec.deadline then
-      t_now = t_now or now_ms()
-      if t_now >= rec.deadline then err = "timeout" else err = nil end
+    local ok, v, err
+    if rec.turn ~= self.blocks then          -- sleep(0): after a loop wait
+      ok, v, err = pcall(rec.check)
+      if not ok then
+        v, err = RAISED, v
+      elseif v == nil and rec.deadline then
+        t_now = t_now or now_ms()
+        if t_now >= rec.deadline then err = "timeout" else err = nil end
+      end
     end
     if v ~= nil or err then
       self.waiting[t] = nil
@@ -368,6 +371,7 @@ end
 -- the tasks that asked for another turn are ready again.
 function Scheduler:block(ms)
   self.poked = false
+  self.blocks = self.blocks + 1
   local servers = self.servers
   local events = self.loop():wait(ms, servers[1] and servers or nil)
   if events and self.on_events then self.on_events(events) end
@@ -387,7 +391,11 @@ end
 
 -- Drive the loop and the tasks until check() gives a value (returned), or
 -- nil, "timeout" at deadline (monotonic ms).
+-- There is always one loop wait at least (a deadline already passed:
+-- sleep(0) outside a task still gives the loop, the servers and the
+-- signals a turn).
 function Scheduler:run_until(check, deadline)
+  local waited = false
   while true do
     self:pump()
     local v = check()
@@ -395,10 +403,14 @@ function Scheduler:run_until(check, deadline)
     local limit = _M.BLOCK_MS
     if deadline then
       limit = deadline - now_ms()
-      if limit <= 0 then return nil, "timeout" end
+      if limit <= 0 then
+        if waited then return nil, "timeout" end
+        limit = 0
+      end
       limit = min(limit, _M.BLOCK_MS)
     end
     self:block(self:timeout(limit))
+    waited = true
   end
 end
 
@@ -462,9 +474,20 @@ end
 -- Wait ms milliseconds (0: a turn for the others).
 function Scheduler:sleep(ms)
   if ms <= 0 and self:can_yield() then
-    co_yield()
-    local t = self:current()
-    if t and t.cancelled then return nil, CANCELLED end
+    local co = co_running()
+    local t = self.managed[co]
+    if t.co == co then
+      co_yield()                 -- the task's own: a plain yield is a turn
+    else
+      -- an adopted coroutine (a resync generator): a plain yield would go
+      -- to its driver as a page; this wait passes up through the task and
+      -- ends after the next loop wait (poll: rec.turn)
+      if t.cancelled then return nil, CANCELLED end
+      local v, err = co_yield(WAIT, { check = never, deadline = now_ms(), turn = self.blocks,
+                                      sched = self })
+      if v == RAISED then error(err, 0) end
+    end
+    if t.cancelled then return nil, CANCELLED end
     return true
   end
   local _, err = self:await(never, now_ms() + ms)

@@ -35,6 +35,17 @@ describe("ocean.scheduler", function()
     return c
   end
 
+  -- a resync driver: resumes the generator co to its end, its pages into
+  -- pages
+  local function drive(co, pages)
+    while true do
+      local ok, v = scheduler.resume(co)
+      assert(ok, v)
+      pages[#pages + 1] = v
+      if coroutine.status(co) == "dead" then return end
+    end
+  end
+
   local function run_all(tasks)
     eng:await(function()
       for _, t in ipairs(tasks) do if not t:done() then return false end end
@@ -69,12 +80,7 @@ describe("ocean.scheduler", function()
         coroutine.yield({ slow(300, "p2") })
         return "end"
       end))
-      while true do
-        local ok, v = scheduler.resume(co)
-        assert(ok, v)
-        pages[#pages + 1] = v
-        if coroutine.status(co) == "dead" then return end
-      end
+      drive(co, pages)
     end)
     local other = eng:spawn(function() return slow(500, "other") end)
     run_all { driver, other }
@@ -123,6 +129,50 @@ describe("ocean.scheduler", function()
     end)
     run_all { a, b }
     assert.are.same({ "a1", "b1", "a2", "b2", "a3", "b3" }, order)
+  end)
+
+  it("passes sleep(0) in an adopted coroutine up as a turn, after a loop wait, not as a page", function()
+    local pages, order, waits = {}, {}, 0
+    local old_hook = eng.scheduler.between_waits
+    eng.scheduler.between_waits = function() waits = waits + 1 end
+    local driver = eng:spawn(function()
+      local co = eng.scheduler:adopt(coroutine.create(function()
+        for i = 1, 3 do
+          order[#order + 1] = "gen" .. i
+          local w = waits
+          eng:sleep(0)
+          assert(waits > w, "sleep(0) came back before a loop wait")
+        end
+        coroutine.yield({ "page" })
+        return "end"
+      end))
+      drive(co, pages)
+    end)
+    local side = eng:spawn(function()
+      for i = 1, 3 do order[#order + 1] = "side" .. i; coroutine.yield() end
+    end)
+    run_all { driver, side }
+    eng.scheduler.between_waits = old_hook
+    assert.are.same({ true }, { driver:result() })
+    assert.are.same({ { "page" }, "end" }, pages)
+    -- each step of the generator let the side task run first
+    local at = {}
+    for i, v in ipairs(order) do at[v] = i end
+    assert.are.equal(6, #order)
+    assert.is_true(at.side1 < at.gen2 and at.side2 < at.gen3, table.concat(order, " "))
+  end)
+
+  it("gives the loop one wait for sleep(0) outside a task", function()
+    local waits = 0
+    local old_hook = eng.scheduler.between_waits
+    eng.scheduler.between_waits = function() waits = waits + 1 end
+    local gen = coroutine.wrap(function()     -- a generator driven by the main thread
+      for _ = 1, 3 do eng:sleep(0) end
+      coroutine.yield("page")
+    end)
+    local page = gen()
+    eng.scheduler.between_waits = old_hook
+    assert.are.same({ "page", 3 }, { page, waits })
   end)
 
   it("times a wait out, and sleeps without holding up the others", function()

@@ -141,4 +141,53 @@ end)
     emu.stop()
     os.execute("rm -rf " .. ehelp.shell_quote(dir))
   end)
+
+  -- A resync function that works long and gives the others a turn with
+  -- ocean.sleep(0) between pieces of work (no Port or third-party wait):
+  -- the signal was read only once the whole generator had run (its
+  -- sleeps never reached a loop wait), and its pages were then sent.
+  for _, case in ipairs {
+    { "--once", { "--once" }, 1 },
+    { "a listener (POLLING)", { "--port", tostring(sail.free_port()), "--host", "127.0.0.1" }, 0 },
+  } do
+    it("while a resync function works and sleeps 0 between pieces: " .. case[1], function()
+      local emu = ehelp.start { quiet = true }
+      local dir = ehelp.tmpdir()
+      os.execute(("cp -r %s/. %s"):format(ehelp.shell_quote(ITEMS), ehelp.shell_quote(dir)))
+      ehelp.write_file(dir .. "/items.json", "[]")
+      ehelp.write_file(dir .. "/main.lua", assert(ehelp.read_file(ITEMS .. "/main.lua")) .. [[
+
+ocean.on_resync("item", function()
+  for page = 1, 60 do                       -- a minute of work, 1 s a page
+    for _ = 1, 200 do
+      local t = os.clock() + 0.005
+      while os.clock() < t do end
+      ocean.sleep(0)
+    end
+    ocean.log.info("page %d worked", page)
+    coroutine.yield({ { id = "w" .. page, name = "Worked", size = page } })
+  end
+end)
+]])
+      emu.seed { { blueprint = "specItem", identifier = "keep", title = "Keep" } }
+      local env = base_env(emu.url)
+      env.OCEAN__INTEGRATION__CONFIG__ITEMS_FILE = dir .. "/items.json"
+      env.OCEAN__EVENT_LISTENER__TYPE = "POLLING"
+      local args = { "sail", dir }
+      for _, a in ipairs(case[2]) do args[#args + 1] = a end
+      local rc, _, err, ms = term_when(args, env, function(e)
+        return e:find("page 1 worked", 1, true) ~= nil
+      end)
+      assert.are.equal(case[3], rc, err)
+      assert.is_true(ms < PROMPT_MS, ("exited %.0f ms after SIGTERM"):format(ms))
+      assert.matches("SIGTERM received: stopping %(aborting the running resync%)", err)
+      assert.matches("resync [%x%-]+ aborted: nothing was deleted", err)
+      assert.is_nil(after_signal(err):find("page %d+ worked"), after_signal(err))
+      local ids = {}
+      for _, e in ipairs(emu.entities("specItem")) do ids[e.identifier] = true end
+      assert.is_true(ids.keep)
+      emu.stop()
+      os.execute("rm -rf " .. ehelp.shell_quote(dir))
+    end)
+  end
 end)
