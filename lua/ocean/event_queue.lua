@@ -213,8 +213,12 @@ local function later(self, seconds, fn)
 end
 
 local function summary_text(s)
-  return ("created %d, updated %d, deleted %d"):format(s.created or 0, s.updated or 0,
+  local text = ("created %d, updated %d, deleted %d"):format(s.created or 0, s.updated or 0,
     s.deleted or 0)
+  if (s.superseded or 0) > 0 then
+    text = text .. (", %d left as a newer event wrote them (superseded)"):format(s.superseded)
+  end
+  return text
 end
 
 -- The end of one event's attempt: done, retried later, or a dead letter.

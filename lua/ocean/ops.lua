@@ -84,7 +84,8 @@ local function begin(eng, app, opts)
   local o = sync.app_options(app or {})
   local live = eng:live_session()
   return live, live:begin { plan = opts.plan, merge = o.merge, create_missing = o.create_missing,
-                            delete_dependents = o.delete_dependents, event_type = opts.event_type }
+                            delete_dependents = o.delete_dependents, event_type = opts.event_type,
+                            seq = opts.seq }
 end
 
 -- Items the mapping dropped (no identifier or blueprint), per operation

@@ -77,7 +77,7 @@ local ops = require "ocean.ops"
 
 local type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable =
   type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable
-local min = math.min
+local min, floor = math.min, math.floor
 local format, concat = string.format, table.concat
 
 local _M = {}
@@ -398,14 +398,19 @@ end
 -- sync_raw_results per resource (its updates, then its deletions), every
 -- job submitted before the first is awaited, so that the resources of
 -- this event (and other events applied meanwhile) share bulk requests.
-local function apply(eng, app, done, total, errors)
+-- The writes carry the event's receive time (seq, µs): an entity a newer
+-- event already wrote is left as that one wrote it (superseded), so an
+-- event retried after its backoff never undoes a newer one
+-- (live_session.h).
+local function apply(eng, app, done, total, errors, received_at)
   local jobs = {}
+  local seq = received_at and floor(received_at * 1e6) or nil
   for _, d in ipairs(done) do
     local res = d.res
     if #res.updated > 0 or #res.deleted > 0 then
       jobs[#jobs + 1] = eng:submit("sync_raw_results", d.m.kind,
         { updated = res.updated, deleted = res.deleted },
-        { app_config = with_one(app, d.m.resource, d.m.index) })
+        { app_config = with_one(app, d.m.resource, d.m.index), seq = seq })
     end
   end
   -- ops.await: the session's own log lines said, an unfinished job a report
@@ -451,7 +456,7 @@ function _M.process(eng, rec)
       done[#done + 1] = { m = m, res = results[i] }
     end
   end
-  apply(eng, app, done, total, errors)
+  apply(eng, app, done, total, errors, tonumber(rec.received_at))
   if #errors > 0 then return nil, concat(errors, "; "), total end
   return total
 end

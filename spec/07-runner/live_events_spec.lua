@@ -151,6 +151,48 @@ describe("ocean sail with a webhook processor", function()
     assert.truthy(err2:find("event 1 %(POST /items%) applied in %d+ ms %(attempt 1%)"), err2)
   end)
 
+  it("keeps the events' order per entity when an older one is retried after a newer one", function()
+    emu.reset()
+    local p = start(dir .. "/order", { APPLICATION__LOG_LEVEL = "INFO" })
+    local function applied(n)
+      sail.eventually(function()
+        local _, err = p:output()
+        return select(2, err:gsub("%) applied in", "")) >= n
+      end, 30, n .. " event(s) applied")
+    end
+    local function logged(pattern, what)
+      sail.eventually(function() return select(2, p:output()):find(pattern) end, 30, what)
+    end
+    -- 1, 2: X and Y created. 3: X deleted, but Port fails deletes: retried
+    -- after its backoff. 4: X upserted again, applied meanwhile. Port
+    -- mends: the retry of 3 must not delete X. Then the other way round:
+    -- 5: Y's upsert fails; 6: Y deleted; the retry of 5 must not bring Y
+    -- back.
+    assert.are.equal(200, (hook(p, { item = { id = "X", name = "X one", size = 1 } })))
+    assert.are.equal(200, (hook(p, { item = { id = "Y", name = "Y one", size = 1 } })))
+    applied(2)
+    emu.faults { { path = "delete", status = 500 }, { method = "DELETE", status = 500 } }
+    assert.are.equal(200, (hook(p, { action = "deleted", item = { id = "X" } })))
+    logged("event 3 %(POST /items%) failed", "the delete failed")
+    assert.are.equal(200, (hook(p, { item = { id = "X", name = "X two", size = 2 } })))
+    logged("event 4 %(POST /items%) applied", "X upserted again")
+    emu.faults { { method = "POST", path = "/entities/bulk$", status = 500 } }
+    logged("event 3 %(POST /items%) applied", "the delete retried")
+    assert.are.equal(200, (hook(p, { item = { id = "Y", name = "Y two", size = 2 } })))
+    logged("event 5 %(POST /items%) failed", "Y's upsert failed")
+    assert.are.equal(200, (hook(p, { action = "deleted", item = { id = "Y" } })))
+    logged("event 6 %(POST /items%) applied", "Y deleted")
+    emu.faults()
+    applied(6)
+    local _, _, err = p:stop()
+    assert.are.equal("X two", ids().X and ids().X.title, err)
+    assert.is_nil(ids().Y, err)
+    assert.matches("event 3 %(POST /items%) applied in %d+ ms %(attempt %d%): created 0, updated 0, "
+      .. "deleted 0, 1 left as a newer event wrote them %(superseded%)", err)
+    assert.matches("event 5 %(POST /items%) applied in %d+ ms %(attempt %d%): created 0, updated 0, "
+      .. "deleted 0, 1 left as a newer event wrote them %(superseded%)", err)
+  end)
+
   it("applies every event answered 2xx after a SIGKILL in the middle of a burst and a restart", function()
     emu.reset()
     local jdir = dir .. "/kill"

@@ -6,9 +6,11 @@
  *   core.live_new(loop, port, {window_ms=, batch_max=, batch_max_bytes=,
  *     delete_batch=}) -> live
  *   live:begin{plan=, merge=, create_missing=, delete_dependents=,
- *     event_type=} -> job        an operation being built; its Job
+ *     event_type=, seq=} -> job  an operation being built; its Job
  *                                (ocean.Job) is done once applied, and
  *                                its result is the caller's report
+ *       (seq: the event's receive time in microseconds since the epoch:
+ *       a write of an entity a later seq already wrote is superseded)
  *   live:map(job, mapping, items, acc, {mode=, child=, parse_all=,
  *     budget_ms=}) -> done | nil, err
  *       maps items (a list of tables or JSON texts, or one JSON text) with
@@ -264,6 +266,14 @@ static int llive_begin(lua_State *L)
   o.merge = opt_bool(L, 2, "merge", 1);
   o.create_missing = opt_bool(L, 2, "create_missing", 1);
   o.delete_dependents = opt_bool(L, 2, "delete_dependents", 1);
+  lua_getfield(L, 2, "seq");
+  if (!lua_isnil(L, -1)) {
+    lua_Number seq = luaL_checknumber(L, -1);
+    if (!(seq >= 0 && seq < 18446744073709551616.0))
+      return luaL_error(L, "live:begin: seq must be a number >= 0");
+    o.seq = (uint64_t)seq;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, 2, "event_type");
   o.event_type = lua_tostring(L, -1);            /* copied */
   j = oc_job_new(L, &op_job, 1);

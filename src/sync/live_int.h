@@ -146,6 +146,8 @@ struct oc_live {
   uint64_t timer;                /* the open batch's window */
   uint64_t next_id;
   oc_index_t *owned;             /* ownership index; never NULL */
+  oc_index_t *seqs;              /* key -> the latest event seq that wrote
+                                    it (hash 0); never NULL */
   oc_live_op_t *ops_all;         /* operations not done */
   int indexed;                   /* adopted from a resync */
   ljob_t *jobs;

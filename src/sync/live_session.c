@@ -185,10 +185,12 @@ oc_live_t *oc_live_new(oc_port_t *port, oc_loop_t *loop,
                        const oc_live_opts_t *opts, char *err, size_t errlen)
 {
   oc_live_t *lv = calloc(1, sizeof *lv);
-  if (!lv || !(lv->owned = oc_index_new(1))
+  if (!lv || !(lv->owned = oc_index_new(1)) || !(lv->seqs = oc_index_new(1))
       || oc_loop_add_close_hook(loop, loop_gone, lv)) {
-    if (lv)
+    if (lv) {
       oc_index_free(lv->owned);
+      oc_index_free(lv->seqs);
+    }
     free(lv);
     snprintf(err, errlen, "out of memory");
     return NULL;
@@ -268,6 +270,7 @@ void oc_live_free(oc_live_t *lv)
     }
   }
   oc_index_free(lv->owned);
+  oc_index_free(lv->seqs);
   while (lv->logs_first < lv->nlogs)
     free(lv->logs[lv->logs_first++].msg);
   free(lv->logs);
@@ -462,6 +465,22 @@ static int fold_in_op(oc_live_op_t *op, lwrite_t *w)
   return 0;                      /* appended as the new last write */
 }
 
+/* The events' order per entity (live_session.h): 1 when an operation
+ * of a later event seq already wrote key, else records op's seq as the
+ * key's latest and returns 0; -1 on OOM. */
+static int newer_event_wrote(oc_live_op_t *op, const oc_buf_t *key)
+{
+  oc_index_t *ix = op->lv->seqs;
+  long e = oc_index_find(ix, key->p, key->n);
+  if (e >= 0) {
+    if (oc_index_hashes(ix, e)[0] > op->o.seq)
+      return 1;
+    oc_index_set_hash(ix, e, 0, op->o.seq);
+    return 0;
+  }
+  return oc_index_put(ix, key->p, key->n, &op->o.seq) ? -1 : 0;
+}
+
 int oc_live_op_add(oc_live_op_t *op, int what, unsigned flags, jv entity,
                    char *err, size_t errlen)
 {
@@ -489,6 +508,19 @@ int oc_live_op_add(oc_live_op_t *op, int what, unsigned flags, jv entity,
       return 0;
     }
     what = OC_LIVE_UPSERT;
+  }
+  if (keyed && op->o.seq && !op->o.plan) {
+    int later = newer_event_wrote(op, &op->lv->key);
+    if (later < 0) {
+      jv_free(entity);
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    if (later) {                 /* a newer event wrote it: leave it be */
+      jv_free(entity);
+      op->rep.superseded++;
+      return 1;
+    }
   }
   if (make_write(op, &w, what, flags, entity, keyed)) {
     write_free(&w);

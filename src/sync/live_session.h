@@ -27,6 +27,11 @@
  *     only when no other owned entity, and no entity upserted in the
  *     batch, relates to it (other than the batch's named deletes);
  *   - every operation's report counts its own entities.
+ * Across batches, operations that carry an event seq (opts.seq) keep the
+ * events' order per entity: the session remembers, per key, the latest
+ * seq that wrote it, and a write with an earlier seq is superseded (an
+ * event retried after its backoff, while newer events of the same entity
+ * were applied). Memory: one key per entity an event wrote.
  *
  * Ownership index: the keys this integration owns as far as this engine
  * knows: adopted from a resync session (oc_live_adopt), then updated by
@@ -79,6 +84,13 @@ typedef struct oc_live_op_opts {
   int plan;                      /* compute, never write: a batch alone */
   int merge, create_missing, delete_dependents;
   const char *event_type;        /* copied; NULL: "http_request" */
+  uint64_t seq;                  /* the event's place in time (its receive
+                                    time, microseconds since the epoch);
+                                    0: none. A write of an entity that an
+                                    operation with a later seq already
+                                    wrote is dropped and counted
+                                    "superseded": a retried older event
+                                    never undoes a newer one */
 } oc_live_op_opts_t;
 
 /* A new operation, held by the caller (oc_live_op_release). NULL on OOM. */
