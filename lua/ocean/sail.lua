@@ -74,9 +74,10 @@ the integration's routes under /integration and, with
 OCEAN__METRICS__ENABLED=true, Prometheus metrics at GET /metrics. SIGTERM or SIGINT stops it
 wherever it waits (a running resync is aborted and reported so; during
 start-up the pending Port call or retry is cancelled); the requests being
-answered and the live events being applied get 5 s to finish, and requests
-that arrive meanwhile get 503 (Retry-After: 5); a second signal exits at
-once with status 1 (journaled live events stay for the next start).
+answered and the live events being applied get 5 s to finish (a request
+still running then is answered 503), and requests that arrive meanwhile
+get 503 (Retry-After: 5); a second signal exits at once with status 1
+(journaled live events stay for the next start).
 
 Exit status:
   0  the resync completed and Port took every entity (--once), or the

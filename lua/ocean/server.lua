@@ -86,6 +86,11 @@ local function send_now(self, id, res)
   return ok, err
 end
 
+-- The answer of a request the server closed on before its handler ended.
+local CUT_SHORT = router.json(503, { status = "error",
+  message = "the server stopped before this request was answered; what it started may have "
+    .. "happened" }, { ["Retry-After"] = "5" })
+
 local function send(self, req, res)
   if res.delay_ms and res.delay_ms > 0 then
     local d = self.deferred
@@ -213,7 +218,12 @@ local function is_priority(self, raw)
 end
 
 local function start(self, spawn, raw)
-  spawn(function() send(self, answer(self, raw)) end)
+  self.running[raw.id] = true
+  spawn(function()
+    local req, res = answer(self, raw)
+    self.running[raw.id] = nil
+    send(self, req, res)
+  end)
 end
 
 -- Take every request the C server has queued: the priority ones start at
@@ -340,6 +350,18 @@ end
 function Server:close()
   if self.c then
     report_limits(self, true)
+    -- requests whose handlers have not answered (a stop cut them short):
+    -- 503 rather than a connection closed without a word
+    local cut = 0
+    for id in pairs(self.running) do
+      cut = cut + 1
+      send_now(self, id, CUT_SHORT)
+    end
+    self.running = {}
+    if cut > 0 then
+      self.log("warning", ("%d request(s) still being handled were answered 503: the server "
+        .. "closed before their handlers finished (what they had sent on may have happened)"):format(cut))
+    end
     local t0 = now_ms()
     while self.c:stats().unsent > 0 and now_ms() - t0 < _M.CLOSE_FLUSH_MS do self.c:wait(10) end
     self.c:close()
@@ -382,7 +404,7 @@ function _M.new(opts)
   local log = opts.log or default_log
   local self = setmetatable({
     c = c, host = host, deferred = {}, log = log, prefix = opts.prefix, spawn = opts.spawn,
-    outside = opts.outside, queue = {},
+    outside = opts.outside, queue = {}, running = {},
     router = opts.router or router.new { kind = "api", log = log },
     reported = {}, next_report = 0,
   }, Server)

@@ -241,6 +241,11 @@ function reply(eng, path, req)
     log.warning("webhook POST %s refused: it has no body (400)", path)
     return status_error(400, "the webhook has no body")
   end
+  if type(payload) ~= "table" then   -- null, a number, a string, a boolean
+    log.warning("webhook POST %s refused: the body is JSON %s, not an object or array (400)", path,
+      payload == json.null and "null" or type(payload))
+    return status_error(400, "the webhook body must be a JSON object or array")
+  end
   local headers = flat_headers(req.headers)
   local ev = event_of(path, payload, headers, eng.clock())
   local wanted, status, body = check_before_answer(eng, path, ev)

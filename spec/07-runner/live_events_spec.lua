@@ -77,6 +77,16 @@ describe("ocean sail with a webhook processor", function()
     assert.are.same({ 401, { status = "error", message = "authentication failed" } }, { status, body })
     status, body = hook(p, { item = { name = "no id" } })
     assert.are.same({ 400, { status = "error", message = "invalid payload" } }, { status, body })
+    -- bodies no processor should have to guard against
+    for _, text in ipairs { "null", "5", '"x"', "true" } do
+      status, body = p:http("POST", "/integration/items", { body = text,
+        headers = { ["X-Secret"] = SECRET, ["Content-Type"] = "application/json" } })
+      assert.are.same({ 400, { status = "error", message = "the webhook body must be a JSON object or array" } },
+        { status, json.decode(body) }, text)
+    end
+    status, body = p:http("POST", "/integration/items", { headers = { ["X-Secret"] = SECRET } })
+    assert.are.same({ 400, { status = "error", message = "the webhook has no body" } },
+      { status, json.decode(body) })
     sail.eventually(function() return ids().f1 end, 10, "the event applied")
     assert.is_nil(ids().f2)
     status, body = p:http("GET", "/integration/ping")
@@ -88,6 +98,9 @@ describe("ocean sail with a webhook processor", function()
     local rc, _, err = p:stop("TERM")
     assert.are.equal(0, rc)
     assert.truthy(err:find("event 1 (POST /items) applied in", 1, true))
+    assert.truthy(err:find("webhook POST /items refused: the body is JSON null, not an object or array (400)",
+      1, true), err)
+    assert.truthy(err:find("webhook POST /items refused: it has no body (400)", 1, true), err)
     assert.falsy(err:find(SECRET, 1, true))
   end)
 
@@ -131,14 +144,23 @@ describe("ocean sail with a webhook processor", function()
     -- a dead letter ("abandoned") at the next start
     local extra = { APPLICATION__LOG_LEVEL = "INFO", OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1" }
     local p = start(dir .. "/giveback", extra)
-    -- Port holds the bulk upsert past the 5 s grace: the apply is cut short
+    -- Port holds the bulk upserts past the 5 s grace: the apply is cut
+    -- short, and so is a plain route's request writing to Port
     emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 8000 } }
     assert.are.equal(200, (hook(p, { item = { id = "g1", name = "Given back", size = 7 } })))
     bulk_sent()
-    local rc, _, err = p:stop("TERM", 30)
+    local reg = p:background("POST", "/integration/register",
+      json.encode { id = "r9", name = "Cut short", size = 9 })
+    ehelp.sleep(1)        -- its write waits behind the held batch (batches go one at a time)
+    p:signal("TERM")
+    assert.are.equal(0, p:wait(30))
+    -- the request the stop cut short is answered 503, not an empty reply
+    assert.are.equal(503, (sail.eventually(function() return reg() end, 20, "the route's answer")))
+    local rc, _, err = p:stop()
     emu.faults()
     assert.are.equal(0, rc, err)
     assert.truthy(err:find("did not finish within 5 s", 1, true), err)
+    assert.truthy(err:find("1 request(s) still being handled were answered 503", 1, true), err)
     assert.truthy(err:find("1 event(s) stay in the journal for the next start (1 of them were being "
       .. "applied: given back, not counted as attempts)", 1, true), err)
     emu.reset()

@@ -132,6 +132,33 @@ describe("ocean sail (WEBHOOKS_ONLY)", function()
     assert.is_true(took < 2.5, ("five pipelined answers took %.2f s"):format(took))
   end)
 
+  it("refuses a head whose body length reads two ways (400, connection closed: no smuggling)", function()
+    local smuggled = "GET /integration/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    for _, framing in ipairs {
+      "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+      "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
+      "Content-Length: 5\r\nContent-Length: 50\r\n",
+    } do
+      -- the server closes on the client's unread bytes, which can reset
+      -- the connection under the answer: at most three tries to read it,
+      -- and never a second answer
+      local raw
+      for _ = 1, 3 do
+        raw = ehelp.raw_send(p.url, "POST /integration/boom HTTP/1.1\r\nHost: x\r\n" .. framing
+          .. "Content-Type: application/json\r\n\r\n0\r\n\r\n" .. smuggled)
+        if raw ~= "" then break end
+      end
+      assert.truthy(raw:match("^HTTP/1%.1 400 "), raw)
+      assert.truthy(raw:find('"error":"bad_request"', 1, true), raw)
+      local _, answers = raw:gsub("HTTP/1%.1 %d%d%d ", "")
+      assert.are.equal(1, answers, raw)
+    end
+    -- the same length twice is one length
+    local raw = ehelp.raw_send(p.url, "POST /integration/items/a/echo HTTP/1.1\r\nHost: x\r\n"
+      .. "Content-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    assert.falsy(raw:match("^HTTP/1%.1 400 "), raw)
+  end)
+
   it("answers 404 to an unknown route and 405 to a wrong method", function()
     local status, body = call("GET", "/integration/nope")
     assert.are.same({ 404, "not_found" }, { status, body.error })

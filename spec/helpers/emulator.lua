@@ -118,23 +118,31 @@ function _M.http(method, url, opts)
   return status, read_file(bodyf) or "", headers
 end
 
--- Requests sent as raw HTTP/1.1 bytes through bash's /dev/tcp, all in
--- one write on one connection (pipelined; the last says Connection:
--- close): for what curl hides (a HEAD answer's missing body, pipelining).
--- url: http://host:port; paths: one path or a list. Returns the first
--- answer's status (0: no answer), headers (lower-case names) and the bytes
--- after its header block, then the raw text of everything sent back.
-function _M.raw_http(url, method, paths, seconds)
+-- Bytes sent as they are, in one write, on a new connection to url
+-- (http://host:port) through bash's /dev/tcp; everything the server sent
+-- back until it closed (or seconds passed).
+function _M.raw_send(url, bytes, seconds)
   local host, port = url:match("^http://([^:/]+):(%d+)")
+  local script = ("exec 3<>/dev/tcp/%s/%s && printf '%%s' %s >&3 && timeout %d cat <&3")
+    :format(host, port, q(bytes), seconds or 10)
+  return sh("bash -c " .. q(script))
+end
+
+-- Requests sent as raw HTTP/1.1 bytes (raw_send), all in one write on one
+-- connection (pipelined; the last says Connection: close): for what curl
+-- hides (a HEAD answer's missing body, pipelining). paths: one path or a
+-- list. Returns the first answer's status (0: no answer), headers
+-- (lower-case names) and the bytes after its header block, then the raw
+-- text of everything sent back.
+function _M.raw_http(url, method, paths, seconds)
+  local host = url:match("^http://([^:/]+)")
   if type(paths) ~= "table" then paths = { paths } end
   local reqs = {}
   for i, path in ipairs(paths) do
     reqs[i] = ("%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"):format(method, path, host,
       i == #paths and "Connection: close\r\n" or "")
   end
-  local script = ("exec 3<>/dev/tcp/%s/%s && printf '%%b' %s >&3 && timeout %d cat <&3")
-    :format(host, port, q(concat(reqs)), seconds or 10)
-  local raw = sh("bash -c " .. q(script))
+  local raw = _M.raw_send(url, concat(reqs), seconds)
   local head, rest = raw:match("^(.-\r\n)\r\n(.*)$")
   local headers = {}
   for k, v in (head or ""):gmatch("\n([^:\r\n]+):%s*([^\r\n]*)") do headers[k:lower()] = v end

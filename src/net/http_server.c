@@ -55,6 +55,9 @@
 enum pending_state {
   PS_RECEIVING,    /* headers seen, body arriving */
   PS_TOO_LARGE,    /* body over max_body: discarding it, 413 at the end */
+  PS_AMBIGUOUS,    /* two body lengths: discarding it, 400 and close at
+                      the end (closing before it is read could reset the
+                      connection under the answer) */
   PS_QUEUED,       /* in ready/taken, connection suspended */
   PS_ANSWERED,     /* response stored, connection resumed */
   PS_DROPPED,      /* connection resumed to be closed without answer */
@@ -299,12 +302,69 @@ static int announced_too_large(struct MHD_Connection *conn, size_t max)
   return end != cl && (errno == ERANGE || n > max);
 }
 
+static const char AMBIGUOUS_JSON[] =
+  "{\"ok\":false,\"error\":\"bad_request\","
+  "\"message\":\"ambiguous body length: Content-Length with "
+  "Transfer-Encoding, or Content-Length values that differ\"}";
+
+typedef struct framing {
+  const char *cl;                /* the first Content-Length value */
+  int cls, cl_differ, te;
+} framing_t;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value)
+{
+  framing_t *f = cls;
+  (void)kind;
+  if (!strcasecmp(key, "Content-Length")) {
+    if (f->cls++ == 0)
+      f->cl = value;
+    else if (strcmp(f->cl, value ? value : ""))
+      f->cl_differ = 1;
+  } else if (!strcasecmp(key, "Transfer-Encoding")) {
+    f->te = 1;
+  }
+  return MHD_YES;
+}
+
+/* A head whose body length could be read two ways (RFC 9112, 6.3: a
+ * Transfer-Encoding with a Content-Length, or Content-Length values that
+ * differ): a proxy in front may have read another length than ours, and
+ * the rest would be taken for a second request (request smuggling). */
+static int ambiguous_framing(struct MHD_Connection *conn)
+{
+  framing_t f = { NULL, 0, 0, 0 };
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+  return f.cl_differ || (f.cls > 0 && f.te);
+}
+
+/* Answer 400 and close the connection (nothing after this request is
+ * read as another). */
+static enum MHD_Result queue_400_close(struct MHD_Connection *conn)
+{
+  struct MHD_Response *resp = MHD_create_response_from_buffer(
+    strlen(AMBIGUOUS_JSON), (void *)(uintptr_t)AMBIGUOUS_JSON,
+    MHD_RESPMEM_PERSISTENT);
+  enum MHD_Result ret;
+  if (!resp) return MHD_NO;
+  MHD_add_response_header(resp, "Content-Type", "application/json");
+  MHD_add_response_header(resp, "Connection", "close");
+  ret = MHD_queue_response(conn, 400, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
 /* The request head is complete (libmicrohttpd calls the access handler
  * only then). */
 static enum MHD_Result on_first_call(pending_t *p)
 {
   p->started = 1;
   oc_guard_head_done(p->srv->guard, p->gc, now_ms());
+  if (ambiguous_framing(p->conn)) {
+    p->state = PS_AMBIGUOUS;
+    return MHD_YES;
+  }
   if (announced_too_large(p->conn, p->srv->max_body)) {
     p->state = PS_DONE;
     oc_guard_busy(p->srv->guard, p->gc);
@@ -373,6 +433,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     p->state = PS_DONE;
     oc_guard_busy(p->srv->guard, p->gc);
     return queue_status(conn, 413, TOO_LARGE_JSON);
+  case PS_AMBIGUOUS:
+    p->state = PS_DONE;
+    oc_guard_busy(p->srv->guard, p->gc);
+    return queue_400_close(conn);
   case PS_ANSWERED: return on_answered(p);
   case PS_DROPPED: return MHD_NO;  /* close without an answer */
   case PS_QUEUED:
