@@ -313,6 +313,15 @@ local function claim_some(self)
     if free <= 0 then break end
     if src.j then
       local evs, err = src.j:claim(free)
+      local abandoned = src.j:abandoned()
+      if abandoned > (src.abandoned or 0) then
+        local n = abandoned - (src.abandoned or 0)
+        src.abandoned = abandoned
+        self.counts.dead = self.counts.dead + n
+        log.error("live events: %d event(s) in %s became dead letters: claimed %d times and never "
+          .. "done or failed (the process died applying them?); ocean.journal's dead() lists "
+          .. "them, requeue(id) sends one again", n, src.path, self.max_attempts)
+      end
       if not evs then
         log.error("live events: cannot claim from %s: %s", src.path, tostring(err))
       else

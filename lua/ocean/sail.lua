@@ -276,6 +276,12 @@ local function handle_signals(eng, state)
     if ev.type == "signal" then
       if state.stopping then
         log.warning("%s received again: exiting now", ev.name)
+        -- the live events being applied go back to the journal unharmed
+        -- (not counted as attempts), as after the grace
+        if eng.event_queue then
+          local ok, err = pcall(eng.event_queue.close, eng.event_queue)
+          if not ok then log.error("closing the live-event journal failed: %s", tostring(err)) end
+        end
         os.exit(1)
       end
       state.stopping = true

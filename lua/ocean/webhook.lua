@@ -71,6 +71,7 @@
 -- Every step is logged (INFO for the event's life, WARNING for refusals
 -- and failures, ERROR for a dead letter). Not supported: Ocean's ACTION
 -- processors (get_processor_type), lakehouse and DSP modes.
+local core = require "ocean.core"
 local json = require "ocean.json"
 local log = require "ocean.log"
 local ops = require "ocean.ops"
@@ -247,7 +248,10 @@ function reply(eng, path, req)
     return status_error(400, "the webhook body must be a JSON object or array")
   end
   local headers = flat_headers(req.headers)
-  local ev = event_of(path, payload, headers, eng.clock())
+  -- the receive time orders the events per entity (apply): the system
+  -- clock's own resolution, not nginx's cached milliseconds, so that two
+  -- webhooks of one loop iteration are not equal
+  local ev = event_of(path, payload, headers, core.now())
   local wanted, status, body = check_before_answer(eng, path, ev)
   if not wanted then return status, body end
   if #wanted == 0 then

@@ -173,6 +173,47 @@ describe("ocean sail with a webhook processor", function()
     assert.truthy(err2:find("event 1 %(POST /items%) applied in %d+ ms %(attempt 1%)"), err2)
   end)
 
+  it("gives the claim back on a second signal too; a SIGKILL counts it, and the dead letter is an ERROR",
+    function()
+    emu.reset()
+    local extra = { APPLICATION__LOG_LEVEL = "INFO", OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1" }
+    local function cut(jdir, id, how)
+      local p = start(jdir, extra)
+      emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 8000 } }
+      assert.are.equal(200, (hook(p, { item = { id = id, name = "Cut", size = 1 } })))
+      bulk_sent()
+      if how == "twice" then
+        p:signal("TERM")
+        sail.eventually(function() return select(2, p:output()):find("SIGTERM received", 1, true) end,
+          10, "the first signal read")
+        p:signal("TERM")
+        assert.are.equal(1, p:wait(20))
+      else
+        p:signal("KILL")
+        p:wait(20)
+      end
+      local _, _, err = p:stop()
+      emu.faults()
+      emu.clear_requests()
+      return err
+    end
+    local err = cut(dir .. "/twice", "s1", "twice")
+    assert.truthy(err:find("SIGTERM received again: exiting now", 1, true), err)
+    assert.truthy(err:find("(1 of them were being applied: given back, not counted as attempts)", 1, true),
+      err)
+    local p = start(dir .. "/twice", extra)
+    sail.eventually(function() return ids().s1 end, 20, "the event applied after the restart")
+    assert.are.equal(0, health(p).live_events.dead)
+    p:stop()
+
+    cut(dir .. "/killed", "k1", "kill")
+    p = start(dir .. "/killed", extra)
+    sail.eventually(function() return health(p).live_events.dead == 1 end, 20, "the dead letter")
+    local _, _, err2 = p:stop()
+    assert.matches("ERROR%s+live events: 1 event%(s%) in [^\n]+ became dead letters: claimed 1 times and "
+      .. "never done or failed", err2)
+  end)
+
   it("keeps the events' order per entity when an older one is retried after a newer one", function()
     emu.reset()
     local p = start(dir .. "/order", { APPLICATION__LOG_LEVEL = "INFO" })

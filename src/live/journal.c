@@ -96,6 +96,7 @@ struct oc_journal {
   double lease_s;
   int check;                     /* quick_check at open */
   int full_sync;                 /* synchronous is FULL now */
+  unsigned long abandoned;       /* dead-lettered by claims since open */
 };
 
 /* {==================== errors ==================== */
@@ -610,7 +611,8 @@ static int claim_one(oc_journal_t *j, long long id, double now,
 /* One round of claim: returns the number handed out, or -rc. *seen: the
  * candidates looked at. */
 static int claim_round(oc_journal_t *j, unsigned want, double now,
-                       oc_journal_fn fn, void *ud, int *seen)
+                       oc_journal_fn fn, void *ud, int *seen,
+                       unsigned *abandoned)
 {
   long long ids[64];
   unsigned att[64];
@@ -620,7 +622,10 @@ static int claim_round(oc_journal_t *j, unsigned want, double now,
     int rc = att[i] >= j->max_attempts ? abandon(j, ids[i], att[i])
                                        : claim_one(j, ids[i], now, fn, ud);
     if (rc != SQLITE_DONE) return -rc;
-    if (att[i] < j->max_attempts) got++;
+    if (att[i] < j->max_attempts)
+      got++;
+    else
+      (*abandoned)++;
   }
   return n < 0 ? n : got;
 }
@@ -628,14 +633,14 @@ static int claim_round(oc_journal_t *j, unsigned want, double now,
 int oc_journal_claim(oc_journal_t *j, unsigned n, double now,
                      oc_journal_fn fn, void *ud, char *err, size_t errlen)
 {
-  unsigned got = 0;
+  unsigned got = 0, abandoned = 0;
   int rc, seen = 1;
   recover(j);
   if (n == 0) return 0;
   if ((rc = begin(j, 0)) != SQLITE_DONE)
     return db_err(j, rc, "claiming", err, errlen);
   while (got < n && seen > 0) {
-    int r = claim_round(j, n - got, now, fn, ud, &seen);
+    int r = claim_round(j, n - got, now, fn, ud, &seen, &abandoned);
     if (r == -SQLITE_ABORT) {
       recover(j);
       set_err(err, errlen, "journal %s: claim stopped by the caller",
@@ -647,7 +652,13 @@ int oc_journal_claim(oc_journal_t *j, unsigned n, double now,
   }
   if ((rc = run(j, S_COMMIT)) != SQLITE_DONE)
     return tx_err(j, rc, "claiming", err, errlen);
+  j->abandoned += abandoned;
   return (int)got;
+}
+
+unsigned long oc_journal_abandoned(const oc_journal_t *j)
+{
+  return j->abandoned;
 }
 
 int oc_journal_list(oc_journal_t *j, int dead, unsigned limit, double now,

@@ -118,6 +118,10 @@ int oc_journal_append_n(oc_journal_t *j, const oc_journal_record_t *r,
 int oc_journal_claim(oc_journal_t *j, unsigned n, double now,
                      oc_journal_fn fn, void *ud, char *err, size_t errlen);
 
+/* Events this handle's claims moved to the dead letters as abandoned
+ * (claimed max_attempts times, never done or failed), since it opened. */
+unsigned long oc_journal_abandoned(const oc_journal_t *j);
+
 /* Walk the pending events (dead = 0) or the dead letters (dead = 1),
  * oldest first, at most limit (0: all). Returns the number walked. */
 int oc_journal_list(oc_journal_t *j, int dead, unsigned limit, double now,

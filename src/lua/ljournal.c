@@ -23,6 +23,8 @@
  *   j:release(id) -> true | false | nil, err          a claim given back
  *   j:release{id, ...} -> count | nil, err            unapplied (graceful
  *     stop): pending again, its attempt taken back
+ *   j:abandoned() -> n   events this handle's claims dead-lettered as
+ *     abandoned (claimed max_attempts times, never done or failed)
  *   j:stats() -> {pending=, claimed=, dead=, oldest_age= (s, 0 if none),
  *                 appended=, done=, failed=, dead_lettered=} | nil, err
  *     (the last four count this handle's calls since it was opened)
@@ -427,6 +429,14 @@ static int l_done(lua_State *L)
   return r;
 }
 
+static int l_abandoned(lua_State *L)
+{
+  ljournal_t *u = to_ljournal(L);
+  check_open(L);
+  lua_pushinteger(L, (lua_Integer)oc_journal_abandoned(u->j));
+  return 1;
+}
+
 static int l_release(lua_State *L)
 {
   int found = 0;
@@ -528,6 +538,7 @@ static const luaL_Reg journal_methods[] = {
   { "fail", l_fail },
   { "requeue", l_requeue },
   { "release", l_release },
+  { "abandoned", l_abandoned },
   { "stats", l_stats },
   { "path", l_path },
   { "close", l_close },

@@ -305,37 +305,55 @@ static int announced_too_large(struct MHD_Connection *conn, size_t max)
 static const char AMBIGUOUS_JSON[] =
   "{\"ok\":false,\"error\":\"bad_request\","
   "\"message\":\"ambiguous body length: Content-Length with "
-  "Transfer-Encoding, or Content-Length values that differ\"}";
+  "Transfer-Encoding, Content-Length values that differ, a blank in a "
+  "header name, or a transfer coding other than chunked\"}";
 
 typedef struct framing {
   const char *cl;                /* the first Content-Length value */
-  int cls, cl_differ, te;
+  int cls, cl_differ, te, te_chunked, bad_name;
 } framing_t;
+
+/* value, blanks trimmed, is "chunked" (any case) */
+static int just_chunked(const char *v)
+{
+  size_t n;
+  while (*v == ' ' || *v == '\t') v++;
+  n = strlen(v);
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  return n == 7 && !strncasecmp(v, "chunked", 7);
+}
 
 static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
                                      const char *key, const char *value)
 {
   framing_t *f = cls;
   (void)kind;
-  if (!strcasecmp(key, "Content-Length")) {
+  if (strpbrk(key, " \t")) {
+    f->bad_name = 1;             /* "Content-Length : 5" */
+  } else if (!strcasecmp(key, "Content-Length")) {
     if (f->cls++ == 0)
       f->cl = value;
     else if (strcmp(f->cl, value ? value : ""))
       f->cl_differ = 1;
   } else if (!strcasecmp(key, "Transfer-Encoding")) {
-    f->te = 1;
+    f->te++;
+    f->te_chunked = just_chunked(value ? value : "");
   }
   return MHD_YES;
 }
 
-/* A head whose body length could be read two ways (RFC 9112, 6.3: a
+/* How a head's body length reads (RFC 9112): 0 one way; 1 two ways (a
  * Transfer-Encoding with a Content-Length, or Content-Length values that
- * differ): a proxy in front may have read another length than ours, and
- * the rest would be taken for a second request (request smuggling). */
+ * differ: a proxy in front may have read another length than ours, and
+ * the rest would be taken for a second request: request smuggling); 2 no
+ * way we read (a blank inside a field name, 5.1: "Content-Length : 5" is
+ * no Content-Length to us but may be one to a proxy; a transfer coding
+ * other than chunked alone, 6.1). */
 static int ambiguous_framing(struct MHD_Connection *conn)
 {
-  framing_t f = { NULL, 0, 0, 0 };
+  framing_t f = { NULL, 0, 0, 0, 0, 0 };
   MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+  if (f.bad_name || (f.te && !(f.te == 1 && f.te_chunked))) return 2;
   return f.cl_differ || (f.cls > 0 && f.te);
 }
 
@@ -361,9 +379,14 @@ static enum MHD_Result on_first_call(pending_t *p)
 {
   p->started = 1;
   oc_guard_head_done(p->srv->guard, p->gc, now_ms());
-  if (ambiguous_framing(p->conn)) {
+  switch (ambiguous_framing(p->conn)) {
+  case 1:                        /* the body is read, then 400 and close */
     p->state = PS_AMBIGUOUS;
     return MHD_YES;
+  case 2:                        /* no end of body to wait for: at once */
+    p->state = PS_DONE;
+    oc_guard_busy(p->srv->guard, p->gc);
+    return queue_400_close(p->conn);
   }
   if (announced_too_large(p->conn, p->srv->max_body)) {
     p->state = PS_DONE;
