@@ -271,17 +271,31 @@ static oc_guard_conn_t *guard_conn(struct MHD_Connection *conn)
   return ci ? ci->socket_context : NULL;
 }
 
+/* Answer status with a JSON text of static storage; close_conn: with
+ * "Connection: close" (nothing after this request is read as another). */
 static enum MHD_Result queue_status(struct MHD_Connection *conn,
-                                    unsigned status, const char *json)
+                                    unsigned status, const char *json,
+                                    int close_conn)
 {
   struct MHD_Response *resp = MHD_create_response_from_buffer(
     strlen(json), (void *)(uintptr_t)json, MHD_RESPMEM_PERSISTENT);
   enum MHD_Result ret;
   if (!resp) return MHD_NO;
   MHD_add_response_header(resp, "Content-Type", "application/json");
+  if (close_conn) MHD_add_response_header(resp, "Connection", "close");
   ret = MHD_queue_response(conn, status, resp);
   MHD_destroy_response(resp);
   return ret;
+}
+
+/* A request refused before the integration sees it: done, counted busy
+ * by the guard, answered status. */
+static enum MHD_Result refuse(pending_t *p, unsigned status,
+                              const char *json, int close_conn)
+{
+  p->state = PS_DONE;
+  oc_guard_busy(p->srv->guard, p->gc);
+  return queue_status(p->conn, status, json, close_conn);
 }
 
 static const char TOO_LARGE_JSON[] =
@@ -357,22 +371,6 @@ static int ambiguous_framing(struct MHD_Connection *conn)
   return f.cl_differ || (f.cls > 0 && f.te);
 }
 
-/* Answer 400 and close the connection (nothing after this request is
- * read as another). */
-static enum MHD_Result queue_400_close(struct MHD_Connection *conn)
-{
-  struct MHD_Response *resp = MHD_create_response_from_buffer(
-    strlen(AMBIGUOUS_JSON), (void *)(uintptr_t)AMBIGUOUS_JSON,
-    MHD_RESPMEM_PERSISTENT);
-  enum MHD_Result ret;
-  if (!resp) return MHD_NO;
-  MHD_add_response_header(resp, "Content-Type", "application/json");
-  MHD_add_response_header(resp, "Connection", "close");
-  ret = MHD_queue_response(conn, 400, resp);
-  MHD_destroy_response(resp);
-  return ret;
-}
-
 /* The request head is complete (libmicrohttpd calls the access handler
  * only then). */
 static enum MHD_Result on_first_call(pending_t *p)
@@ -384,15 +382,10 @@ static enum MHD_Result on_first_call(pending_t *p)
     p->state = PS_AMBIGUOUS;
     return MHD_YES;
   case 2:                        /* no end of body to wait for: at once */
-    p->state = PS_DONE;
-    oc_guard_busy(p->srv->guard, p->gc);
-    return queue_400_close(p->conn);
+    return refuse(p, 400, AMBIGUOUS_JSON, 1);
   }
-  if (announced_too_large(p->conn, p->srv->max_body)) {
-    p->state = PS_DONE;
-    oc_guard_busy(p->srv->guard, p->gc);
-    return queue_status(p->conn, 413, TOO_LARGE_JSON);
-  }
+  if (announced_too_large(p->conn, p->srv->max_body))
+    return refuse(p, 413, TOO_LARGE_JSON, 0);
   return MHD_YES;
 }
 
@@ -442,6 +435,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 {
   pending_t *p = *con_cls;
   (void)cls;
+  (void)conn;                      /* p->conn */
   (void)version;
   if (!p) return MHD_NO;           /* the URI callback ran out of memory */
   if (!p->started) return on_first_call(p);
@@ -452,14 +446,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
   }
   switch (p->state) {
   case PS_RECEIVING: return on_complete(p, url, method);
-  case PS_TOO_LARGE:
-    p->state = PS_DONE;
-    oc_guard_busy(p->srv->guard, p->gc);
-    return queue_status(conn, 413, TOO_LARGE_JSON);
-  case PS_AMBIGUOUS:
-    p->state = PS_DONE;
-    oc_guard_busy(p->srv->guard, p->gc);
-    return queue_400_close(conn);
+  case PS_TOO_LARGE: return refuse(p, 413, TOO_LARGE_JSON, 0);
+  case PS_AMBIGUOUS: return refuse(p, 400, AMBIGUOUS_JSON, 1);
   case PS_ANSWERED: return on_answered(p);
   case PS_DROPPED: return MHD_NO;  /* close without an answer */
   case PS_QUEUED:
