@@ -136,13 +136,9 @@ end
 
 -- {==================== configuration ====================
 
--- Wall-clock seconds (ngx.now() inside nginx: the worker's cached time).
+-- Wall-clock seconds (gettimeofday; inside nginx too: ngx.update_time()
+-- would move the cached clock runtime.give_way reads).
 function Engine.clock()
-  local ngx = _G.ngx
-  if type(ngx) == "table" and ngx.now then
-    if ngx.update_time then ngx.update_time() end
-    return ngx.now()
-  end
   return core.now()
 end
 

@@ -41,6 +41,7 @@ local journal = require "ocean.journal"
 local log = require "ocean.log"
 local metrics = require "ocean.metrics"
 local webhook = require "ocean.webhook"
+local runtime = require "ocean.runtime"
 
 local type, tostring, pcall, ipairs, setmetatable = type, tostring, pcall, ipairs, setmetatable
 local min, floor = math.min, math.floor
@@ -162,6 +163,7 @@ function Queue:append(rec)
     if not (b.ids or b.err) then
       local ok, err = b.sema:wait(_M.APPEND_TIMEOUT)
       if not ok then return nil, "the journal commit did not finish: " .. tostring(err) end
+      runtime.give_way()       -- a commit wakes its whole batch: answer it over iterations
     end
   elseif not (b.ids or b.err) then
     self.eng:wait_signal(b)
@@ -260,6 +262,7 @@ end
 
 -- Apply one claimed event (in its own task or timer).
 local function apply(self, src, ev)
+  runtime.give_way()         -- nginx: after what this loop iteration has run already
   local t0 = now_ms()
   local ok, res, err = pcall(webhook.process, self.eng, ev)
   src.claims[ev.id] = nil

@@ -68,6 +68,7 @@
 -- (nginx -s reload / quit) a running resync aborts the same way.
 local ocean = require "ocean"
 local core = require "ocean.core"
+local runtime = require "ocean.runtime"
 local config = require "ocean.config"
 local json = require "ocean.json"
 local log = require "ocean.log"
@@ -555,6 +556,8 @@ function _M.handle()
   local path = ngx.var.uri
   if path:sub(1, #S.prefix) == S.prefix then path = path:sub(#S.prefix + 1) end
   if path == "" then path = "/" end
+  -- a burst's requests spread over loop iterations; the probe never waits
+  if path ~= "/health" then runtime.give_way() end
   if not W.ctx and path ~= "/health" then
     return respond(503, error_body("not_ready", W.err or "the ocean engine is not running"))
   end

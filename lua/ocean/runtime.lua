@@ -24,6 +24,9 @@
 --   runtime.pause(loop [, opts]): let the rest run for a moment between
 --     two slices of long work (nginx: yields; standalone: one loop turn;
 --     an engine with a scheduler yields to it instead: Engine:pause).
+--   runtime.give_way() -> n: inside nginx, yields while the worker's
+--     current loop iteration has run SLICE_MS (see below); called before a
+--     request's work, before a live event's, and after each wait.
 --
 -- Standalone (lua5.4, luajit), with a scheduler: in a task, the wait
 -- yields and the scheduler waits on the loop for every task at once;
@@ -53,6 +56,8 @@ local _M = {
   STEP_MIN_MS = 1,
   STEP_MAX_MS = 20,
   EXIT_GRACE_MS = 10000,
+  SLICE_MS = 5,            -- give_way: the work one loop iteration may do
+  GIVE_WAY_MAX_MS = 1000,  -- give_way: the longest it defers one piece of work
 }
 
 local CANCELLED = scheduler.CANCELLED
@@ -115,7 +120,7 @@ local function wait_nginx(loop, check, deadline, o)
     local events, n = loop:wait(0)
     if events and o.on_events then o.on_events(events) end
     local v = check()
-    if v ~= nil then return v end
+    if v ~= nil then _M.give_way() return v end
     if deadline and now_ms() >= deadline then return nil, "timeout" end
     if n and n > 0 then step = _M.STEP_MIN_MS end
     local s, nt = step, loop:next_timeout()
@@ -152,11 +157,41 @@ function _M.pause(loop, opts)
   if _M.in_nginx() then
     check_exit(_G.ngx)
     _G.ngx.sleep(_M.STEP_MIN_MS / 1000)
+    _M.give_way()
     return
   end
   local events = loop:wait(0, opts.servers)
   if events and opts.on_events then opts.on_events(events) end
   if opts.between_waits then opts.between_waits() end
+end
+
+-- Give way to the rest of the nginx worker when its current event-loop
+-- iteration has already run SLICE_MS (5 ms): sleep 1 ms, again while the
+-- iteration it wakes in has run that long, for at most GIVE_WAY_MAX_MS
+-- (1 000 ms) in all, so that a burst's work is spread over iterations and
+-- nginx reads new connections (a health probe) between them. nginx updates
+-- its cached clock (ngx.now()) once per iteration, after the epoll wait,
+-- and lua-ocean never calls ngx.update_time(): ngx.now() is when the
+-- iteration began, and core.now() (the same gettimeofday clock) is now.
+-- Other Lua code calling ngx.update_time() only makes it give way later.
+-- Returns how many times it slept (0: not late, not in a phase that may
+-- yield, standalone, or the worker is exiting).
+-- Standalone the scheduler slices its own work (ocean.scheduler SLICE_MS).
+local core_now = core.now
+function _M.give_way()
+  if not _M.in_nginx() then return 0 end
+  local ngx = _G.ngx
+  local slept, t0 = 0, nil
+  while (core_now() - ngx.now()) * 1000 > _M.SLICE_MS do
+    local w = ngx.worker
+    if w and w.exiting and w.exiting() then break end
+    local t = now_ms()
+    t0 = t0 or t
+    if t - t0 >= _M.GIVE_WAY_MAX_MS then break end
+    ngx.sleep(0.001)
+    slept = slept + 1
+  end
+  return slept
 end
 
 function _M.await(loop, what, opts)
