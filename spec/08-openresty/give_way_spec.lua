@@ -60,11 +60,7 @@ describe("ocean.runtime.give_way in nginx #nginx", function()
     emu = ehelp.start { quiet = true }
     dir = integration()
     ng = nh.start { emu = emu, workers = 1, integration = dir }
-    local ready = nh.wait_for(function()
-      local _, h = ng:json("GET", "/integration/health")
-      return type(h) == "table" and h.ready
-    end, 30)
-    assert(ready, "not ready:\n" .. ng:error_log())
+    nh.wait_ready(ng)
   end)
 
   teardown(function()

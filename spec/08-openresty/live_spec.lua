@@ -216,10 +216,7 @@ describe("requests in one nginx worker #nginx", function()
       OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
       OCEAN__LIVE_EVENTS__WINDOW_MS = "1000",
     } }
-    assert(nh.wait_for(function()
-      local _, h = ng:json("GET", "/integration/health")
-      return type(h) == "table" and h.ready
-    end, 30), "not ready:\n" .. ng:error_log())
+    nh.wait_ready(ng)
   end)
 
   teardown(function()

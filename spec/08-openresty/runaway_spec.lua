@@ -51,11 +51,7 @@ describe("ocean.openresty with a runaway mapping #nginx #slow", function()
     dir = integration()
     ng = nh.start { emu = emu, workers = 2, integration = dir,
                     env = { OCEAN__MAPPING_TIME_LIMIT = tostring(BUDGET) } }
-    local ready = nh.wait_for(function()
-      local _, h = ng:json("GET", "/integration/health")
-      return type(h) == "table" and h.ready
-    end, 30)
-    assert(ready, "not ready:\n" .. ng:error_log())
+    nh.wait_ready(ng)
   end)
 
   teardown(function()

@@ -26,11 +26,7 @@ describe("ocean.openresty with two nginx workers #nginx #slow", function()
     ng = nh.start { emu = emu, workers = 2, lock_ttl = 3 }
     assert.are.equal(2, #ng:worker_pids())
     -- ready: bootstrapped (one worker did it) and the mapping compiled
-    local ok = nh.wait_for(function()
-      local _, h = ng:json("GET", "/integration/health")
-      return type(h) == "table" and h.ready
-    end, 30)
-    assert(ok, "not ready:\n" .. ng:error_log())
+    nh.wait_ready(ng)
   end)
 
   teardown(function()

@@ -191,6 +191,17 @@ function _M.start(opts)
   error("nginx did not start:\n" .. tostring(last), 2)
 end
 
+-- Wait until the health route says ready (bootstrapped, mapping compiled);
+-- raises with the error log after `seconds` (30). Returns ng.
+function _M.wait_ready(ng, seconds)
+  local ok = _M.wait_for(function()
+    local _, h = ng:json("GET", "/integration/health")
+    return type(h) == "table" and h.ready
+  end, seconds or 30)
+  if not ok then error("nginx is not ready:\n" .. ng:error_log(), 2) end
+  return ng
+end
+
 function _M.stop_all()
   for ng in pairs(running) do ng:stop() end
 end
