@@ -329,23 +329,42 @@ static unsigned expire(oc_guard_t *g, enum conn_wait w, long long now,
   return n;
 }
 
+/* A body still arriving this long after its head may be evicted at the
+ * limit: as long as a head may take (a slow body is a slowloris too), and
+ * never younger than evict_age. */
+static long long evict_body_age(const oc_guard_t *g)
+{
+  long long a = g->o.header_timeout_ms, e = evict_age(g);
+  return a > e ? a : e;
+}
+
 /* At the total limit, make room for a batch (1/64 of the limit) of new
- * connections, so that a burst does not need one sweep per accept. */
+ * connections, so that a burst does not need one sweep per accept: the
+ * connections that waited longest for a head first, then those whose body
+ * has been arriving longest (at least evict_body_age). */
+static unsigned evict_from(oc_guard_t *g, enum conn_wait w, long long min_age,
+                           long long now, unsigned *live, unsigned target)
+{
+  unsigned n = 0;
+  oc_guard_conn_t *c;
+  while (*live > target && (c = g->lists[w].first) != NULL
+         && now - c->since >= min_age) {
+    shut_down(g, c);
+    g->st.evicted++;
+    (*live)--;
+    n++;
+  }
+  return n;
+}
+
 static unsigned evict(oc_guard_t *g, long long now)
 {
   unsigned max = g->o.max_connections, batch = max / 64 ? max / 64 : 1;
   unsigned live = g->open - g->shut, target = max > batch ? max - batch : 0;
-  unsigned n = 0;
-  oc_guard_conn_t *c;
+  unsigned n;
   if (live < max) return 0;
-  while (live > target && (c = g->lists[W_HEAD].first) != NULL
-         && now - c->since >= evict_age(g)) {
-    shut_down(g, c);
-    g->st.evicted++;
-    live--;
-    n++;
-  }
-  return n;
+  n = evict_from(g, W_HEAD, evict_age(g), now, &live, target);
+  return n + evict_from(g, W_BODY, evict_body_age(g), now, &live, target);
 }
 
 unsigned oc_guard_sweep(oc_guard_t *g, long long now_ms)
@@ -370,7 +389,11 @@ long oc_guard_next_ms(const oc_guard_t *g, long long now_ms)
     if (g->open - g->shut >= g->o.max_connections)
       due = earliest(due, h->since + evict_age(g));
   }
-  if (b) due = earliest(due, b->since + g->o.body_timeout_ms);
+  if (b) {
+    due = earliest(due, b->since + g->o.body_timeout_ms);
+    if (g->open - g->shut >= g->o.max_connections)
+      due = earliest(due, b->since + evict_body_age(g));
+  }
   if (due < 0) return -1;
   return due <= now_ms ? 0 : (long)(due - now_ms);
 }
