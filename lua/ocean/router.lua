@@ -293,6 +293,12 @@ function Router:after(fn)
   return self
 end
 
+-- Add m to the list of allowed methods once.
+local function allow(allowed, m)
+  for i = 1, #allowed do if allowed[i] == m then return end end
+  allowed[#allowed + 1] = m
+end
+
 local function match_method(self, method, path)
   local allowed
   for _, r in ipairs(self.routes) do
@@ -304,8 +310,8 @@ local function match_method(self, method, path)
         return r, params
       end
       allowed = allowed or {}
-      allowed[#allowed + 1] = r.method
-      if r.method == "GET" then allowed[#allowed + 1] = "HEAD" end
+      allow(allowed, r.method)
+      if r.method == "GET" then allow(allowed, "HEAD") end
     end
   end
   return nil, allowed

@@ -65,6 +65,14 @@ describe("ocean.router", function()
     assert.are.same({ 405, "GET, HEAD" }, { s1, h1.allow })
     local s2, _, h2 = dispatch("HEAD", "/hook")
     assert.are.same({ 405, "POST" }, { s2, h2.allow })
+    -- GET and HEAD routes of their own on one path, and two GET routes
+    -- matching it: each method is named once
+    router.get("/items/:id", function() return {} end)
+    router.get("/items/:name", function() return {} end)
+    local s3, _, h3 = dispatch("DELETE", "/both")
+    assert.are.same({ 405, "GET, HEAD" }, { s3, h3.allow })
+    local s4, _, h4 = dispatch("POST", "/items/7")
+    assert.are.same({ 405, "GET, HEAD" }, { s4, h4.allow })
   end)
 
   it("parses a JSON body, and answers 400 to one that is not JSON", function()
