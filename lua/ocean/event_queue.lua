@@ -24,7 +24,12 @@
 -- 4 ... s (at most 30 s; the journal's lease, 300 s, is longer) and is
 -- then failed in the journal, which makes it pending again; at the last
 -- attempt it becomes a dead letter (logged as an ERROR; `ocean.journal`'s
--- dead() lists them, requeue() retries one). A process that dies with
+-- dead() lists them, requeue() retries one). A failure retrying cannot
+-- fix (ocean.webhook's process says `permanent`) is a dead letter at
+-- once. In nginx, an attempt that fails while the worker exits (its
+-- waits give up after runtime.EXIT_GRACE_MS, and no retry can be
+-- scheduled) is given back to the journal (release: not counted as an
+-- attempt), as Queue:close gives back the claims still held. A process that dies with
 -- claims held releases them at the next open, so an event answered 2xx
 -- is applied after a crash: at least once in delivery, exactly once in
 -- effect (applying is idempotent: upserts, and deletes of named entities).
@@ -92,7 +97,8 @@ function _M.open(eng, opts)
     worker = opts.worker,
     orphans = {}, known = {}, running = 0, backing_off = 0, wake = false, wake_cond = {},
     stop_cond = {},
-    counts = { received = 0, applied = 0, failed = 0, retried = 0, dead = 0, adopted = 0 },
+    counts = { received = 0, applied = 0, failed = 0, retried = 0, dead = 0, adopted = 0,
+               given_back = 0, unknown_kinds = 0 },
   }, Queue)
   if q.nginx then q.sema = require("ngx.semaphore").new(0) end
   local st = j:stats()
@@ -199,11 +205,16 @@ local function retire(self, o)
   return true
 end
 
+-- Run fn after `seconds` (a retry's backoff). Returns true, or nil, err
+-- when it cannot be scheduled (nginx: the worker exits). A stop ends the
+-- wait at once (standalone: the queue's stop; nginx: the worker's exit
+-- fires the timer early), and fn still runs: the attempt is failed in the
+-- journal, pending again for the next start.
 local function later(self, seconds, fn)
   if self.nginx then
-    local ok, err = _G.ngx.timer.at(seconds, function(premature) if not premature then fn() end end)
-    if not ok then log.error("live events: cannot schedule a retry: %s", tostring(err)) end
-    return
+    local ok, err = _G.ngx.timer.at(seconds, function() fn() end)
+    if not ok then return nil, tostring(err) end
+    return true
   end
   self.eng:spawn(function()
     local deadline = now_ms() + seconds * 1000
@@ -212,6 +223,32 @@ local function later(self, seconds, fn)
     end
     fn()
   end, { name = "a live-event retry" })
+  return true
+end
+
+-- true when the nginx worker is exiting (nginx -s quit / reload): what
+-- fails now may fail because of the exit (runtime's waits give up after
+-- their grace), and no retry can be scheduled.
+local function worker_exiting(self)
+  if not self.nginx then return false end
+  local w = _G.ngx.worker
+  return w and w.exiting and w.exiting() or false
+end
+
+-- Give the claim of event ev back to its journal: pending again, the
+-- claim's attempt taken back (oc_journal_release), so that an apply cut
+-- short by the worker's exit never moves it towards the dead letters.
+local function give_back(self, src, ev, why)
+  if not src.j then return end   -- closed: released at the next open
+  local n, err = src.j:release { ev.id }
+  if not n then
+    log.error("live events: giving back event %d failed (the claim counts as an attempt and is "
+      .. "released at the next open): %s", ev.id, tostring(err))
+    return
+  end
+  self.counts.given_back = self.counts.given_back + 1
+  log.info("event %d (POST %s) given back to the journal for the next start (not counted as "
+    .. "an attempt): %s", ev.id, ev.path, why)
 end
 
 local function summary_text(s)
@@ -223,8 +260,10 @@ local function summary_text(s)
   return text
 end
 
--- The end of one event's attempt: done, retried later, or a dead letter.
-local function settle(self, src, ev, t0, ok, res, err)
+-- The end of one event's attempt: done, given back (the nginx worker
+-- exits), a dead letter (its last attempt, or a failure retrying cannot
+-- fix: `permanent`, see ocean.webhook's process), or retried later.
+local function settle(self, src, ev, t0, ok, res, err, permanent)
   local j = src.j
   local ms = now_ms() - t0
   if ok then
@@ -234,42 +273,65 @@ local function settle(self, src, ev, t0, ok, res, err)
         .. "again): %s", ev.id, tostring(derr))
     end
     self.counts.applied = self.counts.applied + 1
+    if (res.unknown_kinds or 0) > 0 then self.counts.unknown_kinds = self.counts.unknown_kinds + 1 end
     log.info("event %d (POST %s) applied in %.0f ms (attempt %d): %s", ev.id, ev.path, ms,
       ev.attempts, res.matched == 0 and "nothing matched" or summary_text(res))
     return
   end
-  self.counts.failed = self.counts.failed + 1
   local msg = tostring(err)
-  if ev.attempts >= self.max_attempts then
-    j:fail(ev.id, msg)
+  if not permanent and worker_exiting(self) then
+    -- cut short by the exit, or failed while it goes on: no retry can be
+    -- scheduled any more; the next start applies it
+    return give_back(self, src, ev, "the nginx worker is exiting (" .. msg .. ")")
+  end
+  self.counts.failed = self.counts.failed + 1
+  if permanent or ev.attempts >= self.max_attempts then
+    j:fail(ev.id, msg, permanent and true or nil)
     self.counts.dead = self.counts.dead + 1
-    log.error("event %d (POST %s) is a dead letter after %d attempts: %s", ev.id, ev.path,
-      ev.attempts, msg)
+    if permanent then
+      log.error("event %d (POST %s) is a dead letter at attempt %d: retrying cannot fix it: %s "
+        .. "(ocean.journal's requeue(id) sends it again)", ev.id, ev.path, ev.attempts, msg)
+    else
+      log.error("event %d (POST %s) is a dead letter after %d attempts: %s", ev.id, ev.path,
+        ev.attempts, msg)
+    end
     return
   end
   local delay = _M.retry_delay(ev.attempts)
-  log.warning("event %d (POST %s) failed (attempt %d of %d), retrying in %d s: %s", ev.id,
-    ev.path, ev.attempts, self.max_attempts, delay, msg)
   self.backing_off = self.backing_off + 1
   src.busy = src.busy + 1
-  later(self, delay, function()
+  local sok, serr = later(self, delay, function()
     self.backing_off = self.backing_off - 1
     src.busy = src.busy - 1
     if src.j and src.j:fail(ev.id, msg) then self.counts.retried = self.counts.retried + 1 end
     notify(self)
   end)
+  if not sok then
+    self.backing_off = self.backing_off - 1
+    src.busy = src.busy - 1
+    self.counts.failed = self.counts.failed - 1
+    if worker_exiting(self) then
+      return give_back(self, src, ev, "failed as the nginx worker began exiting, and no retry "
+        .. "can be scheduled (" .. msg .. ")")
+    end
+    log.error("live events: cannot schedule the retry of event %d (POST %s): %s (it is "
+      .. "retried after its lease)", ev.id, ev.path, serr)
+    return
+  end
+  log.warning("event %d (POST %s) failed (attempt %d of %d), retrying in %d s: %s", ev.id,
+    ev.path, ev.attempts, self.max_attempts, delay, msg)
 end
 
 -- Apply one claimed event (in its own task or timer).
 local function apply(self, src, ev)
   runtime.give_way()         -- nginx: after what this loop iteration has run already
   local t0 = now_ms()
-  local ok, res, err = pcall(webhook.process, self.eng, ev)
+  local ok, res, err, _, permanent = pcall(webhook.process, self.eng, ev)
   src.claims[ev.id] = nil
   if ok and res == nil then ok = false elseif not ok then err = res end
   self.running = self.running - 1
   src.busy = src.busy - 1
-  local sok, serr = pcall(settle, self, src, ev, t0, ok, res, err)
+  local sok, serr = pcall(settle, self, src, ev, t0, ok, res, err, permanent)
   if not sok then log.error("live events: settling event %d failed: %s", ev.id, tostring(serr)) end
   notify(self)
 end
@@ -441,12 +503,15 @@ end
 
 -- The journal's counts and this queue's: {pending=, claimed=, dead=,
 -- oldest_age=, depth=, running=, backing_off=, received=, applied=,
--- failed=, retried=, dead_lettered=, adopted=, orphans=}. pending (the
+-- failed=, retried=, dead_lettered=, given_back=, unknown_kinds=,
+-- adopted=, orphans=}. pending (the
 -- own journal's events not done and not dead; claimed ones included),
 -- claimed, dead, oldest_age: the own journal; depth: pending plus the
 -- adopted journals' pending (what is journaled and not yet applied);
--- received, applied, failed (attempts), retried, dead_lettered: this
--- queue's cumulative counts since it was opened.
+-- received, applied, failed (attempts), retried, dead_lettered,
+-- given_back (claims given back as the nginx worker exits, before close),
+-- unknown_kinds (events applied with a kind no resource of the mapping
+-- has): this queue's cumulative counts since it was opened.
 function Queue:stats()
   local st = self.j and self.j:stats() or {}
   local c = self.counts
@@ -458,7 +523,8 @@ function Queue:stats()
   return { pending = st.pending, claimed = st.claimed, dead = st.dead, depth = depth,
            oldest_age = st.oldest_age, running = self.running, backing_off = self.backing_off,
            received = c.received, applied = c.applied, failed = c.failed, retried = c.retried,
-           dead_lettered = c.dead, adopted = c.adopted, orphans = #self.orphans,
+           dead_lettered = c.dead, given_back = c.given_back, unknown_kinds = c.unknown_kinds,
+           adopted = c.adopted, orphans = #self.orphans,
            journal = self.path, concurrency = self.concurrency }
 end
 
@@ -483,10 +549,12 @@ end
 
 -- Close the journals. The claims of events still being applied are given
 -- back first (a crash leaves them to the next open, which counts them as
--- attempts); the log says how many events stay for the next start.
+-- attempts); the log says how many events stay for the next start, and
+-- how many of them were given back (here, or as the nginx worker's exit
+-- cut their apply short).
 function Queue:close()
   self.stopping = true
-  local released, left = 0, 0
+  local released, left = self.counts.given_back, 0
   for _, src in ipairs(sources(self)) do
     if src.j then
       released = released + release_claims(src)

@@ -67,17 +67,26 @@
 --      is then retried as a whole later (applying is idempotent).
 --   6. Done: the event leaves the journal. Failed: the journal counts the
 --      attempt; it is retried with backoff, and after its last attempt it
---      becomes a dead letter (logged), see ocean.event_queue.
+--      becomes a dead letter (logged), see ocean.event_queue. A failure
+--      retrying cannot fix (handle_event's result of the wrong shape:
+--      check_result; Port's 400/422 for an entity: PERMANENT_STATUS) makes
+--      it a dead letter at once.
+-- handle_event's result is strict: {updated = {raw...}, deleted =
+-- {raw...}}, both optional lists of tables, no other key (Ocean's
+-- updated_raw_results/deleted_raw_results are named updated/deleted
+-- here). A kind get_matching_kinds names that the mapping lacks is a
+-- WARNING with the closest kind (config.closest).
 -- Every step is logged (INFO for the event's life, WARNING for refusals
 -- and failures, ERROR for a dead letter). Not supported: Ocean's ACTION
 -- processors (get_processor_type), lakehouse and DSP modes.
+local config = require "ocean.config"
 local core = require "ocean.core"
 local json = require "ocean.json"
 local log = require "ocean.log"
 local ops = require "ocean.ops"
 
-local type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable =
-  type, ipairs, pairs, tostring, pcall, error, setmetatable, getmetatable
+local type, ipairs, pairs, next, tostring, pcall, error, setmetatable, getmetatable =
+  type, ipairs, pairs, next, tostring, pcall, error, setmetatable, getmetatable
 local min, floor = math.min, math.floor
 local format, concat = string.format, table.concat
 
@@ -103,6 +112,20 @@ end
 
 function _M.is_retryable(e)
   return getmetatable(e) == Retryable
+end
+
+-- An error retrying the event cannot fix (a processor's result of the
+-- wrong shape): the event becomes a dead letter at once. Internal.
+local Permanent = {}
+Permanent.__index = Permanent
+Permanent.__tostring = function(e) return tostring(e.message) end
+
+local function permanent(message)
+  return setmetatable({ message = message }, Permanent)
+end
+
+local function is_permanent(e)
+  return getmetatable(e) == Permanent
 end
 
 -- }====================
@@ -291,13 +314,77 @@ local function should_retry(entry, err)
   return _M.is_retryable(err)
 end
 
-local function check_list(v, what, entry, path)
+-- The keys of handle_event's result (Ocean's WebhookEventRawResults has
+-- updated_raw_results and deleted_raw_results: named `updated` and
+-- `deleted` here, as the issue and the docs say).
+local RESULT_KEYS = { updated = true, deleted = true }
+local OCEAN_KEYS = { updated_raw_results = "updated", deleted_raw_results = "deleted" }
+
+-- A table with only the integer keys 1..n (a JSON array, or an empty
+-- table): n, or nil, bad when it is not (bad: the other key first in
+-- tostring order, or n when there is a hole).
+local function list_length(t)
+  local n, bad = 0, nil
+  for k in pairs(t) do
+    if type(k) == "number" and k >= 1 and k % 1 == 0 then
+      n = n + 1
+    elseif bad == nil or tostring(k) < tostring(bad) then
+      bad = k                                -- the first in order: a stable message
+    end
+  end
+  if bad ~= nil then return nil, bad end
+  for i = 1, n do
+    if t[i] == nil then return nil, n end   -- a hole: not a list
+  end
+  return n
+end
+
+-- One of handle_event's lists: nil or null -> {}; a list of raw objects
+-- (tables that are not lists themselves) -> itself; anything else raises
+-- a permanent error naming the processor, the kind and the key.
+local function check_list(v, key, where)
   if v == nil or v == json.null then return {} end
+  local hint = "; it must be a list of raw objects, e.g. { " .. key .. " = { obj } }"
   if type(v) ~= "table" then
-    error(format("webhook processor '%s' (%s): handle_event's %s must be a list of raw objects, got %s",
-      entry.name, path, what, type(v)), 0)
+    error(permanent(format("%s: handle_event's %s is a %s, not a list of raw objects%s", where,
+      key, type(v), hint)), 0)
+  end
+  local n, bad = list_length(v)
+  if not n then
+    error(permanent(format("%s: handle_event's %s is a single object (it has the key %s), not a "
+      .. "list of raw objects%s", where, key, format("%q", tostring(bad)), hint)), 0)
+  end
+  for i = 1, n do
+    local item = v[i]
+    if type(item) ~= "table" or item == json.null then
+      error(permanent(format("%s: handle_event's %s[%d] is %s, not a raw object (a table)%s", where,
+        key, i, item == json.null and "null" or "a " .. type(item), hint)), 0)
+    end
+    if next(item) ~= nil and list_length(item) then
+      error(permanent(format("%s: handle_event's %s[%d] is a list, not a raw object (a list of "
+        .. "lists?)%s", where, key, i, hint)), 0)
+    end
   end
   return v
+end
+
+-- handle_event's result, strict: {updated = {raw...}, deleted = {raw...}},
+-- both optional, no other key. Raises a permanent error.
+local function check_result(res, where)
+  if type(res) ~= "table" or res == json.null then
+    error(permanent(format("%s: handle_event must return {updated = {raw objects}, deleted = "
+      .. "{raw objects}}, got %s", where, res == json.null and "null" or type(res))), 0)
+  end
+  for k in pairs(res) do
+    if not RESULT_KEYS[k] then
+      local ocean_name = OCEAN_KEYS[k]
+      error(permanent(format("%s: handle_event returned an unknown key %s: the allowed keys are "
+        .. "updated and deleted (lists of raw objects)%s", where, format("%q", tostring(k)),
+        ocean_name and format("; Ocean's %s is %s here", k, ocean_name) or "")), 0)
+    end
+  end
+  return { updated = check_list(res.updated, "updated", where),
+           deleted = check_list(res.deleted, "deleted", where) }
 end
 
 -- Step 4 for one (processor, resource): handle_event with Ocean's retries.
@@ -312,12 +399,8 @@ local function handle(eng, ev, m)
   while true do
     local ok, res = pcall(entry.p.handle_event, ev.payload, m.resource)
     if ok then
-      if type(res) ~= "table" then
-        error(format("webhook processor '%s' (%s): handle_event must return {updated=, deleted=}, got %s",
-          entry.name, path, type(res)), 0)
-      end
-      local out = { updated = check_list(res.updated, "updated", entry, path),
-                    deleted = check_list(res.deleted, "deleted", entry, path) }
+      local out = check_result(res, format("webhook processor '%s' (%s) kind '%s'", entry.name,
+        path, m.kind))
       if entry.p.after_processing then
         local aok, aerr = call(entry, path, "after_processing", ev)
         if not aok then error(aerr, 0) end
@@ -383,8 +466,20 @@ local function with_one(app, resource, index)
   return one
 end
 
+-- Port's answers that are a property of the entity itself (400 bad
+-- request, 422 an invalid entity: a numeric identifier, a property of the
+-- wrong type...): the same entity is refused again however often it is
+-- sent, so retrying the event cannot fix it. Everything else may pass
+-- later and is retried: 404 (a related entity missing: another event may
+-- create it meanwhile; blueprint_not_found: the user may create the
+-- blueprint), 401/403 (a token, a permission being fixed), 408, 409 (a
+-- conflict of the moment), 429, 5xx, no answer.
+local PERMANENT_STATUS = { [400] = true, [422] = true }
+
 -- The counts of a live session's report (ocean.ops) summed over the
--- resources of an event.
+-- resources of an event; its errors added to `errors` (strings), and
+-- total.transient counts those retrying may fix (all but the failures
+-- with a PERMANENT_STATUS).
 local COUNTS = { "created", "updated", "unchanged", "failed", "deleted", "not_owned", "kept",
                  "superseded", "delete_failed" }
 local function add_report(total, rep, errors)
@@ -392,12 +487,17 @@ local function add_report(total, rep, errors)
     total[k] = (total[k] or 0) + (rep[k] or 0)
   end
   for _, e in ipairs(rep.errors or {}) do errors[#errors + 1] = e end
+  total.transient = (total.transient or 0) + #(rep.errors or {})
   if rep.ok == false and #(rep.errors or {}) == 0 then
     local why = {}
     for _, f in ipairs(rep.failures or {}) do
-      why[#why + 1] = format("%s/%s: %s", tostring(f.blueprint), tostring(f.identifier),
+      why[#why + 1] = format("%s/%s: %s%s", tostring(f.blueprint), tostring(f.identifier),
+        f.status and f.status ~= 0 and (f.status .. " ") or "",
         tostring(f.message or f.error or f.status))
+      if not PERMANENT_STATUS[f.status] then total.transient = total.transient + 1 end
     end
+    -- ok false without a failure listed (dropped items...): may pass
+    if #why == 0 then total.transient = total.transient + 1 end
     errors[#errors + 1] = format("%d failed upserts, %d failed deletions%s", rep.failed or 0,
       rep.delete_failed or 0, #why > 0 and " (" .. concat(why, "; ") .. ")" or "")
   end
@@ -426,9 +526,40 @@ local function apply(eng, app, done, total, errors, received_at)
   for _, job in ipairs(jobs) do add_report(total, ops.await(eng, job), errors) end
 end
 
+-- The kinds get_matching_kinds named that no resource of the mapping has
+-- (a typo, or a resource the user removed): one WARNING per event, with
+-- the closest kind of the mapping when one is close enough to be a typo.
+local function warn_unknown_kinds(ev, app, kinds)
+  local have, list = {}, {}
+  for _, r in ipairs(app.resources or {}) do
+    if type(r) == "table" and type(r.kind) == "string" and not have[r.kind] then
+      have[r.kind] = true
+      list[#list + 1] = r.kind
+    end
+  end
+  local missing = {}
+  for _, kind in ipairs(kinds) do
+    if not have[kind] then
+      local near = config.closest(kind, list)
+      missing[#missing + 1] = format("'%s'%s", kind, near and format(" (did you mean '%s'?)", near)
+        or "")
+    end
+  end
+  if #missing == 0 then return 0 end
+  log.warning("event %d (POST %s): get_matching_kinds named kind(s) %s that no resource of the "
+    .. "mapping has (its kinds: %s); nothing is written for them", ev.id, ev.path,
+    concat(missing, ", "), #list > 0 and concat(list, ", ") or "none")
+  return #missing
+end
+
 -- Process one journaled event (a record of the journal: id, path,
--- headers, body, received_at, attempts). Returns a summary table, or
--- nil, err when it must be retried.
+-- headers, body, received_at, attempts). Returns a summary table
+-- ({matched=, created=, updated=, deleted=, ..., unknown_kinds=}), or
+-- nil, err, summary, permanent when it failed: permanent is true when
+-- every failure of the attempt is one retrying cannot fix (a
+-- handle_event result of the wrong shape; Port's 400 or 422 for an
+-- entity, see PERMANENT_STATUS): the queue then makes it a dead letter
+-- at once instead of retrying it.
 function _M.process(eng, rec)
   local payload = json.decode(rec.body)
   if payload == nil then return nil, "the journaled body is not JSON" end
@@ -437,10 +568,12 @@ function _M.process(eng, rec)
   if not app then return nil, "the mapping could not be read: " .. tostring(aerr) end
   local matched, kinds = matches_of(eng, ev, app)
   if not matched then return nil, kinds end
+  local unknown = warn_unknown_kinds(ev, app, kinds)
   if #matched == 0 then
-    log.info("event %d (POST %s): no resource of kind(s) %s in the mapping; nothing to do",
-      ev.id, ev.path, #kinds > 0 and concat(kinds, ", ") or "(none)")
-    return { matched = 0 }
+    if unknown == 0 then
+      log.info("event %d (POST %s): its processors named no kind; nothing to do", ev.id, ev.path)
+    end
+    return { matched = 0, unknown_kinds = unknown }
   end
   local names = {}
   for i, m in ipairs(matched) do
@@ -451,22 +584,29 @@ function _M.process(eng, rec)
   local fns = {}
   for i, m in ipairs(matched) do fns[i] = function() return handle(eng, ev, m) end end
   local results, failures = eng:gather(fns, { return_errors = true })
-  local done, errors, total = {}, {}, { matched = #matched }
+  local done, errors = {}, {}
+  local total = { matched = #matched, unknown_kinds = unknown, transient = 0 }
   for i, m in ipairs(matched) do
     local r = results[i]
     if r then
       log.debug("event %d: %s returned %d updated, %d deleted", ev.id, names[i], #r.updated,
         #r.deleted)
     end
-    if failures[i] ~= nil then
-      errors[#errors + 1] = format("processor '%s' kind '%s': %s", m.entry.name, m.kind,
-        tostring(failures[i]))
+    local f = failures[i]
+    if f ~= nil then
+      if is_permanent(f) then
+        errors[#errors + 1] = tostring(f)    -- names the processor and the kind
+      else
+        total.transient = total.transient + 1
+        errors[#errors + 1] = format("processor '%s' kind '%s': %s", m.entry.name, m.kind,
+          tostring(f))
+      end
     else
       done[#done + 1] = { m = m, res = results[i] }
     end
   end
   apply(eng, app, done, total, errors, tonumber(rec.received_at))
-  if #errors > 0 then return nil, concat(errors, "; "), total end
+  if #errors > 0 then return nil, concat(errors, "; "), total, total.transient == 0 end
   return total
 end
 

@@ -251,3 +251,71 @@ describe("requests in one nginx worker #nginx", function()
     assert.are.equal(3, #emu.entities("specItem"))
   end)
 end)
+
+describe("a graceful stop of nginx while Port is slow #nginx", function()
+  local emu, jdir
+
+  setup(function()
+    emu = ehelp.start { quiet = true }
+    jdir = ehelp.tmpdir()
+    os.execute("chmod 777 " .. ehelp.shell_quote(jdir))
+  end)
+
+  teardown(function()
+    nh.stop_all()
+    ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(jdir))
+  end)
+
+  local function start()
+    local ng = nh.start { emu = emu, workers = 1, integration = LIVE, identifier = "spec-live-quit", env = {
+      OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
+      OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
+      OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1",   -- one counted attempt would be a dead letter
+    } }
+    assert(nh.wait_for(function()
+      local _, h = ng:json("GET", "/integration/health")
+      return type(h) == "table" and h.ready and h.live_events
+    end, 30), "not ready:\n" .. ng:error_log())
+    return ng
+  end
+
+  it("gives the events being applied back to the journal: no attempt counted, applied at the next start", function()
+    local ng = start()
+    -- held longer than the worker's exit grace (runtime.EXIT_GRACE_MS, 10 s)
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 15000 } }
+    for i = 1, 3 do
+      local status, text = ng:http("POST", "/integration/items", { headers = { ["X-Secret"] = SECRET },
+        body = json.encode { item = { id = "q" .. i, name = "Quit " .. i, size = i } } })
+      assert.are.same({ 200, { status = "ok" } }, { status, json.decode(text) })
+    end
+    assert(nh.wait_for(function() return #emu.bulk_upserts() > 0 end, 10, 0.05), "no bulk upsert in flight")
+    local pid = ng:worker_pids()[1]
+    local final = ng:stop()              -- nginx -s quit, waits for the worker
+    assert.is_nil(final:find("is a dead letter", 1, true), final)
+    assert.is_nil(final:find("cannot schedule", 1, true), final)
+    assert.is_nil(final:find("[error]", 1, true), final)
+    local given = 0
+    for _ in final:gmatch("given back to the journal for the next start %(not counted as an attempt%): "
+      .. "the nginx worker is exiting") do given = given + 1 end
+    assert.are.equal(3, given, final)
+    assert.truthy(final:find("live events: 3 event(s) stay in the journal for the next start (3 of them "
+      .. "were being applied: given back, not counted as attempts)", 1, true), final)
+    -- the journal: three pending events, none claimed, no attempt counted
+    local j = assert(require("ocean.journal").open(("%s/spec-live-quit-%d.sqlite3"):format(jdir, pid)))
+    local st = j:stats()
+    local pending = assert(j:pending())
+    j:close()
+    assert.are.same({ 3, 0, 0 }, { st.pending, st.claimed, st.dead })
+    for _, ev in ipairs(pending) do assert.are.equal(0, ev.attempts) end
+    -- the next start adopts the journal and applies them, at their one attempt
+    emu.faults()
+    local ng2 = start()
+    assert(nh.wait_for(function() return #emu.entities("specItem") == 3 end, 30),
+      "not applied after the restart:\n" .. ng2:error_log())
+    local log2 = ng2:error_log()
+    assert.truthy(log2:find("of a process that is gone: 3 pending, 0 dead letter(s)", 1, true), log2)
+    assert.is_nil(log2:find("is a dead letter", 1, true), log2)
+    assert.is_nil(log2:find("became dead letters", 1, true), log2)
+  end)
+end)

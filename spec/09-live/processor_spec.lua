@@ -293,18 +293,160 @@ describe("webhook processors", function()
     assert.truthy(logged("ERROR event 1 (POST /webhook) is a dead letter after 2 attempts: "))
   end)
 
-  it("fails the event when Port refuses the write, and applies it on the next attempt", function()
+  it("retries an event Port refused 404 (a related entity may come), and applies it next time", function()
     local q = start()
     ocean.add_webhook_processor("/webhook", issues { get_matching_kinds = function() return { "comment" } end,
       handle_event = function(p) return { updated = { { id = p.issue.id, text = "t" } } } end })
-    emu.faults { { method = "POST", path = "/blueprints/comment/entities/bulk$", status = 422,
-                   count = 1, body = { ok = false, error = "invalid_entity", message = "nope" } } }
+    -- twice: the batch's own retry of a 404, then the event's first attempt fails
+    emu.faults { { method = "POST", path = "/blueprints/comment/entities/bulk$", status = 404,
+                   count = 2, body = { ok = false, error = "not_found", message = "related entity missing" } } }
     q:start()
     post { issue = { id = "p1" } }
     applied(q, 1)
     assert.are.same({ "p1" }, ids("comment"))
-    assert.are.same({ 1, 1 }, { q:stats().failed, q:stats().applied })
+    assert.are.same({ 1, 1, 0 }, { q:stats().failed, q:stats().applied, q:stats().dead_lettered })
     assert.truthy(logged("event 1 (POST /webhook) failed (attempt 1 of 5)"))
+  end)
+
+  -- what retrying cannot fix: a dead letter at its first attempt, kept in
+  -- the journal for requeue, an ERROR, counted; nothing retried
+  local function dead_at_once(q, why)
+    applied(q, 1)
+    local dead = assert(q.j:dead())
+    assert.are.equal(1, #dead, "dead letters: " .. json.encode(q:stats()))
+    assert.are.equal(1, dead[1].attempts)
+    assert.are.equal(why, dead[1].last_error:sub(1, #why))
+    local st = q:stats()
+    assert.are.same({ 1, 1, 0, 0, 0 }, { st.dead_lettered, st.failed, st.retried, st.applied, st.pending })
+    assert.truthy(logged("ERROR event 1 (POST /webhook) is a dead letter at attempt 1: retrying cannot "
+      .. "fix it: " .. why))
+    assert.is_nil(logged("retrying in"))
+  end
+
+  local function comments(handle)
+    return issues { get_matching_kinds = function() return { "comment" } end, handle_event = handle }
+  end
+
+  for _, case in ipairs {
+    { "a 422 for a numeric identifier", function() return { updated = { { id = 12, text = "t" } } } end,
+      "1 failed upserts, 0 failed deletions (comment/12: 422 identifier must be a non-empty string "
+      .. "or a search query)" },
+    { "a 400 bad request", function(p) return { updated = { { id = p.issue.id, text = "t" } } } end,
+      "1 failed upserts, 0 failed deletions (comment/b1: 400 Port POST /v1/blueprints/comment/entities/"
+      .. "bulk failed: 400 bad_request: the entity is malformed",
+      { { method = "POST", path = "/blueprints/comment/entities/bulk$", status = 400,
+          body = { ok = false, error = "bad_request", message = "the entity is malformed" } } } },
+  } do
+    it("makes an event Port refuses for the entity itself (" .. case[1] .. ") a dead letter at once", function()
+      local q = start()
+      ocean.add_webhook_processor("/webhook", comments(case[2]))
+      if case[4] then emu.faults(case[4]) end
+      q:start()
+      post { issue = { id = "b1" } }
+      dead_at_once(q, case[3])
+      emu.faults()
+    end)
+  end
+
+  local WHERE = "webhook processor 'issues' (/webhook) kind 'comment': "
+  local LIST = "; it must be a list of raw objects, e.g. { updated = { obj } }"
+  for _, case in ipairs {
+    { "one object as updated", function(p) return { updated = p.issue } end,
+      "handle_event's updated is a single object (it has the key \"id\"), not a list of raw objects" .. LIST },
+    { "one object as deleted", function() return { deleted = { id = "x", text = "t" } } end,
+      "handle_event's deleted is a single object (it has the key \"" },
+    { "an unknown key", function(p) return { upserted = { p.issue } } end,
+      "handle_event returned an unknown key \"upserted\": the allowed keys are updated and deleted "
+      .. "(lists of raw objects)" },
+    { "Ocean's key", function(p) return { updated_raw_results = { p.issue } } end,
+      "handle_event returned an unknown key \"updated_raw_results\": the allowed keys are updated and "
+      .. "deleted (lists of raw objects); Ocean's updated_raw_results is updated here" },
+    { "a list as the result", function(p) return { p.issue } end,
+      "handle_event returned an unknown key \"1\": the allowed keys are updated and deleted" },
+    { "a string in the list", function() return { updated = { "c1" } } end,
+      "handle_event's updated[1] is a string, not a raw object (a table)" .. LIST },
+    { "a list in the list", function(p) return { updated = { { p.issue } } } end,
+      "handle_event's updated[1] is a list, not a raw object (a list of lists?)" .. LIST },
+    { "a number as the list", function() return { updated = 5 } end,
+      "handle_event's updated is a number, not a list of raw objects" .. LIST },
+    { "nothing", function() end,
+      "handle_event must return {updated = {raw objects}, deleted = {raw objects}}, got nil" },
+  } do
+    it("makes a handle_event result of the wrong shape (" .. case[1] .. ") a dead letter at once", function()
+      local q = start()
+      ocean.add_webhook_processor("/webhook", comments(case[2]))
+      q:start()
+      post { issue = { id = "s1", text = "t" } }
+      applied(q, 1)
+      local dead = assert(q.j:dead())
+      assert.are.equal(1, #dead, "dead letters: " .. json.encode(q:stats()))
+      assert.are.equal(1, dead[1].attempts)
+      assert.are.equal(WHERE, dead[1].last_error:sub(1, #WHERE))
+      assert.are.equal(case[3], dead[1].last_error:sub(#WHERE + 1, #WHERE + #case[3]))
+      assert.are.same({ 1, 0, 0 }, { q:stats().dead_lettered, q:stats().retried, q:stats().applied })
+      assert.truthy(logged("ERROR event 1 (POST /webhook) is a dead letter at attempt 1: retrying "
+        .. "cannot fix it: " .. WHERE .. case[3]))
+      assert.are.same({}, ids("comment"))
+    end)
+  end
+
+  it("retries a wrong shape of one processor with a transient failure of another, not at once", function()
+    local q = start { OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "2" }
+    ocean.add_webhook_processor("/webhook", comments(function(p) return { updated = p.issue } end))
+    local other = issues { name = "other", handle_event = function() error("the API is down", 0) end }
+    ocean.add_webhook_processor("/webhook", other)
+    q:start()
+    post { issue = { id = "m1", state = "open" } }
+    applied(q, 1)
+    local dead = assert(q.j:dead())
+    assert.are.same({ 1, 2 }, { #dead, dead[1].attempts })
+    assert.truthy(logged("event 1 (POST /webhook) failed (attempt 1 of 2), retrying in 1 s"))
+    assert.truthy(logged("is a dead letter after 2 attempts"))
+  end)
+
+  it("warns about a kind that no resource of the mapping has, with the closest one", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues { get_matching_kinds = function() return { "issues", "zebra" } end })
+    q:start()
+    post { issue = { id = "t1", state = "open" } }
+    applied(q, 1)
+    assert.truthy(logged("WARNING event 1 (POST /webhook): get_matching_kinds named kind(s) 'issues' "
+      .. "(did you mean 'issue'?), 'zebra' that no resource of the mapping has (its kinds: issue, "
+      .. "comment); nothing is written for them"))
+    assert.is_nil(logged("nothing to do"))
+    assert.are.same({ 1, 1, 0 }, { q:stats().applied, q:stats().unknown_kinds, q:stats().dead_lettered })
+    -- one known kind beside a typo: the known one is applied, the typo still said
+    ocean.add_webhook_processor("/both", issues { get_matching_kinds = function() return { "comment", "coment" } end,
+      handle_event = function(p) return { updated = { { id = p.issue.id, text = "t" } } } end })
+    post({ issue = { id = "t2" } }, nil, "/both")
+    applied(q, 2)
+    assert.are.same({ "t2" }, ids("comment"))
+    assert.truthy(logged("named kind(s) 'coment' (did you mean 'comment'?)"))
+    assert.are.equal(2, q:stats().unknown_kinds)
+  end)
+
+  it("never deletes by a numeric identifier: not coerced to another entity's, a dead letter", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", comments(function(p)
+      if p.action == "deleted" then return { deleted = { p.issue } } end
+      return { updated = { { id = p.issue.id, text = "t" } } }
+    end))
+    q:start()
+    post { issue = { id = "9" } }
+    applied(q, 1)
+    assert.are.same({ "9" }, ids("comment"))
+    post { action = "deleted", issue = { id = 9 } }
+    applied(q, 2)
+    assert.are.same({ "9" }, ids("comment"))
+    local dead = assert(q.j:dead())
+    assert.are.same({ 1, 2, 1 }, { #dead, dead[1].id, dead[1].attempts })
+    assert.are.equal("0 failed upserts, 1 failed deletions (comment/9: 422 not deleted: the identifier "
+      .. "is the number 9, not a string (Port refuses such an identifier on an upsert, 422; entity "
+      .. "\"9\" is another one))", dead[1].last_error)
+    assert.truthy(logged("WARNING not deleting comment/9: the identifier is the number 9, not a string"))
+    for _, r in ipairs(emu.requests()) do
+      assert.is_falsy(r.method == "DELETE", "a delete reached Port: " .. r.path)
+    end
   end)
 
   it("answers 503 when live events were not started, and names a bad processor", function()

@@ -720,7 +720,7 @@ int oc_journal_release(oc_journal_t *j, const long long *ids, size_t n,
 }
 
 int oc_journal_fail(oc_journal_t *j, long long id, const char *msg,
-                    char *err, size_t errlen)
+                    int dead_now, char *err, size_t errlen)
 {
   sqlite3_stmt *f = j->st[S_FAIL], *s = j->st[S_STATE];
   int rc, changed, dead = 0;
@@ -729,7 +729,8 @@ int oc_journal_fail(oc_journal_t *j, long long id, const char *msg,
     return db_err(j, rc, "recording a failure", err, errlen);
   sqlite3_bind_int64(f, 1, id);
   sqlite3_bind_text(f, 2, msg ? msg : "", -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(f, 3, j->max_attempts);
+  /* dead_now: as if its attempts were used up (0 >= 0 always) */
+  sqlite3_bind_int64(f, 3, dead_now ? 0 : j->max_attempts);
   rc = run(j, S_FAIL);
   changed = sqlite3_changes(j->db) > 0;
   if (rc == SQLITE_DONE && changed) {

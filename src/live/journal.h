@@ -142,11 +142,11 @@ int oc_journal_release(oc_journal_t *j, const long long *ids, size_t n,
                        char *err, size_t errlen);
 
 /* Event id failed with msg: its claim ends, and it stays pending (1) or
- * moves to the dead letters (2) when its attempts reached max_attempts.
- * 0: no such pending event. An event failed without a claim counts an
- * attempt here. */
+ * moves to the dead letters (2) when its attempts reached max_attempts,
+ * or at once when dead_now (a failure retrying cannot fix). 0: no such
+ * pending event. An event failed without a claim counts an attempt here. */
 int oc_journal_fail(oc_journal_t *j, long long id, const char *msg,
-                    char *err, size_t errlen);
+                    int dead_now, char *err, size_t errlen);
 
 /* Dead letter id goes back to pending, attempts 0. 1, or 0 when there is
  * no such dead letter. */

@@ -18,7 +18,9 @@
  *   j:dead([limit]) -> {record, ...} | nil, err       the dead letters
  *   j:done(id) -> true | false (no such event) | nil, err
  *   j:done{id, ...} -> count | nil, err              one transaction
- *   j:fail(id, message) -> "pending" | "dead" | false | nil, err
+ *   j:fail(id, message [, dead]) -> "pending" | "dead" | false | nil, err
+ *     dead true: a dead letter at once, whatever attempts remain (a
+ *     failure retrying cannot fix)
  *   j:requeue(id) -> true | false | nil, err          dead -> pending
  *   j:release(id) -> true | false | nil, err          a claim given back
  *   j:release{id, ...} -> count | nil, err            unapplied (graceful
@@ -453,7 +455,7 @@ static int l_fail(lua_State *L)
   check_open(L);
   id = check_id(L, 2);
   msg = luaL_checkstring(L, 3);
-  rc = oc_journal_fail(u->j, id, msg, err, sizeof err);
+  rc = oc_journal_fail(u->j, id, msg, lua_toboolean(L, 4), err, sizeof err);
   if (rc < 0) return fail_with(L, err);
   if (rc == 0) {
     lua_pushboolean(L, 0);

@@ -481,6 +481,71 @@ static int newer_event_wrote(oc_live_op_t *op, const oc_buf_t *key)
   return oc_index_put(ix, key->p, key->n, &op->o.seq) ? -1 : 0;
 }
 
+/* A new failure record of op (zeroed), NULL on OOM (the count stays in
+ * the report; the detail is lost). */
+static lfail_t *new_fail(oc_live_op_t *op)
+{
+  if (op->nfails == op->capfails) {
+    size_t cap = op->capfails ? op->capfails * 2 : 8;
+    lfail_t *nf = realloc(op->fails, sizeof(lfail_t) * cap);
+    if (!nf)
+      return NULL;
+    op->fails = nf;
+    op->capfails = cap;
+  }
+  memset(&op->fails[op->nfails], 0, sizeof(lfail_t));
+  return &op->fails[op->nfails++];
+}
+
+/* A delete whose identifier is a number: refused here, as Port refuses
+ * the upsert of such an entity (422 invalid_identifier). Coerced to a
+ * string it would name another entity ("9", not 9), written by someone
+ * else. A delete_failed of the op, not retryable; logged at WARNING.
+ * Consumes entity. */
+static void refuse_numeric_delete(oc_live_op_t *op, jv entity)
+{
+  jv bp = jv_object_get(jv_copy(entity), jv_string("blueprint"));
+  jv id = jv_object_get(jv_copy(entity), jv_string("identifier"));
+  oc_buf_t *kb = &op->lv->scratch;
+  const char *bps = jv_get_kind(bp) == JV_KIND_STRING ? jv_string_value(bp) : "?";
+  char msg[OC_ERR_SIZE];
+  lfail_t *f;
+  oc_buf_reset(kb);
+  oc_identifier_text(id, kb);
+  oc_buf_addc(kb, '\0');
+  snprintf(msg, sizeof msg, "not deleted: the identifier is the number %s, "
+           "not a string (Port refuses such an identifier on an upsert, "
+           "422; entity \"%s\" is another one)", kb->oom ? "?" : kb->p,
+           kb->oom ? "?" : kb->p);
+  oc_live_log(op->lv, 'W', "not deleting %s/%s: %s", bps, kb->oom ? "?" : kb->p,
+              msg + strlen("not deleted: "));
+  op->rep.delete_failed++;
+  if ((f = new_fail(op))) {
+    f->bp = dups(bps);
+    f->id = dups(kb->oom ? "?" : kb->p);
+    f->code = dups("invalid_identifier");
+    f->message = dups(msg);
+    f->status = 422;
+    f->is_delete = 1;
+  }
+  jv_free(bp);
+  jv_free(id);
+  jv_free(entity);
+}
+
+/* 1 when entity's identifier is a JSON number. */
+static int numeric_identifier(jv entity)
+{
+  jv id;
+  int num;
+  if (jv_get_kind(entity) != JV_KIND_OBJECT)
+    return 0;
+  id = jv_object_get(jv_copy(entity), jv_string("identifier"));
+  num = jv_get_kind(id) == JV_KIND_NUMBER;
+  jv_free(id);
+  return num;
+}
+
 int oc_live_op_add(oc_live_op_t *op, int what, unsigned flags, jv entity,
                    char *err, size_t errlen)
 {
@@ -492,6 +557,11 @@ int oc_live_op_add(oc_live_op_t *op, int what, unsigned flags, jv entity,
     snprintf(err, errlen, op->lv ? "BUG: a write added to a committed "
              "live operation" : "the live session is closed");
     return -1;
+  }
+  if ((what == OC_LIVE_DELETE || what == OC_LIVE_IMPLICIT)
+      && numeric_identifier(entity)) {
+    refuse_numeric_delete(op, entity);
+    return 0;
   }
   oc_buf_reset(&op->lv->key);
   keyed = oc_entity_key(entity, &op->lv->key) == 0;
@@ -876,16 +946,9 @@ int oc_live_op_done(const oc_live_op_t *op)
 
 static void add_fail(oc_live_op_t *op, const lent_t *e, int is_del)
 {
-  lfail_t *f;
-  if (op->nfails == op->capfails) {
-    size_t cap = op->capfails ? op->capfails * 2 : 8;
-    lfail_t *nf = realloc(op->fails, sizeof(lfail_t) * cap);
-    if (!nf)
-      return;
-    op->fails = nf;
-    op->capfails = cap;
-  }
-  f = &op->fails[op->nfails++];
+  lfail_t *f = new_fail(op);
+  if (!f)
+    return;
   f->bp = dups(e->bp);
   f->id = dups(e->id);
   f->code = dups(e->code ? e->code : "");
