@@ -60,8 +60,9 @@ are Ocean's (`ocean sail` of port-ocean), plus --host and --plan.
                      (default OCEAN__INITIALIZE_PORT_RESOURCES, true).
                      true/false, yes/no, 1/0, on/off
   --host ADDR        listen address (default 0.0.0.0)
-  --plan             with --once: compute what the resync would create,
-                     update and delete, and write nothing
+  --plan             with --once (or OCEAN__EVENT_LISTENER__TYPE=ONCE): compute
+                     what the resync would create, update and delete, and
+                     write nothing
   A long option's value may also follow '=' (--port=8000).
 
 Settings come from OCEAN__* environment variables (OCEAN__PORT__CLIENT_ID,
@@ -161,7 +162,6 @@ local function parse_args(args)
     end
     i = i + 1
   end
-  if o.plan and not o.once then return nil, "--plan needs --once" end
   return o
 end
 
@@ -473,6 +473,13 @@ function _M.main(args)
   if not settings then
     stderr:write("ocean sail: ", err, "\n")
     return 1
+  end
+  -- -O or OCEAN__EVENT_LISTENER__TYPE=ONCE (the environment, config.yaml):
+  -- only the settings know which
+  if o.plan and settings.event_listener.type ~= "ONCE" then
+    io.stderr:write("ocean sail: --plan needs --once (or OCEAN__EVENT_LISTENER__TYPE=ONCE; the "
+      .. "listener is ", tostring(settings.event_listener.type), ")\nsee ocean sail --help\n")
+    return 2
   end
   local state = { stopping = false }
   local ok, rc = xpcall(run, debug.traceback, o, settings, state)
