@@ -15,7 +15,8 @@
 --   integration.create_blueprints(engine, blueprints [, plan])
 --     -> {blueprint...} created (or to create) | nil, err
 --   integration.run_on_start(engine) -> true | nil, err   (on_start hooks)
---   integration.status_of(summary) -> "completed" | "aborted" | "failed"
+--   integration.status_of(summary) -> "completed" | "completed with failures"
+--     | "aborted" | "failed"
 local json = require "ocean.json"
 local log = require "ocean.log"
 local port_mod = require "ocean.port"
@@ -161,7 +162,18 @@ function _M.run_on_start(eng)
   return true
 end
 
+-- How a resync ended, in the words `ocean sail --once` prints and both
+-- health answers (ocean.listener, ocean.openresty) give as last_resync's
+-- status: ocean.sync's outcome, "partial" said as "completed with
+-- failures" (Port rejected entities, deletion was held back or skipped:
+-- --once exits 3 for it). A summary without an outcome (a resync that
+-- raised) is "failed" unless ok.
+local STATUS = { completed = "completed", partial = "completed with failures",
+                 failed = "failed", aborted = "aborted" }
+
 function _M.status_of(summary)
+  local st = STATUS[summary.outcome]
+  if st then return st end
   if summary.ok then return "completed" end
   return summary.aborted and "aborted" or "failed"
 end

@@ -25,13 +25,15 @@
 --   WEBHOOK, WEBHOOKS_ONLY   no automatic resync (POST /integration/resync)
 -- plus a full resync every OCEAN__SCHEDULED_RESYNC_INTERVAL minutes.
 -- The HTTP server (--port, default 8000; 0: any free port, logged) serves
--- GET /integration/health ({ok, listener, running, resyncs, last_resync}),
+-- GET /integration/health ({ok, listener, running, resyncs, last_resync:
+-- status as integration.status_of, the words --once prints}),
 -- GET /metrics (Prometheus text, when OCEAN__METRICS__ENABLED=true),
 -- POST /integration/resync (202; a running resync is aborted for the new
 -- one) and the integration's ocean.router routes under /integration,
 -- also while a resync runs (between its waits). SIGTERM/SIGINT/SIGHUP stop
 -- gracefully: a running resync is aborted (nothing deleted) and reported
--- "aborted" to Port; exit 0 (ONCE: 1). A second signal exits at once.
+-- "aborted" to Port; exit 0 for a listener whatever its resyncs did (ONCE:
+-- 1). A second signal exits at once (1).
 local config = require "ocean.config"
 local integration = require "ocean.integration"
 local listener = require "ocean.listener"
@@ -81,12 +83,14 @@ get 503 (Retry-After: 5); a second signal exits at once with status 1
 (journaled live events stay for the next start).
 
 Exit status:
-  0  the resync completed and Port took every entity (--once), or the
-     listener stopped on a signal
-  1  the resync failed (a kind failed, the mapping or the owned entities'
-     listing, Port unreachable mid-resync...: nothing was deleted) or was
-     aborted; or the start failed; or --once was stopped by a signal
-     before its resync ran; or a second signal cut the stop short
+  0  --once: the resync completed and Port took every entity. A listener
+     (POLLING, WEBHOOK, WEBHOOKS_ONLY): it stopped on a signal, whatever
+     its resyncs did (one the signal aborted, or one that failed, is in
+     the log and in the health answer's last_resync)
+  1  --once: the resync failed (a kind failed, the mapping or the owned
+     entities' listing, Port unreachable mid-resync...: nothing was
+     deleted), or a signal aborted it or stopped the start before it ran.
+     Either mode: the start failed, or a second signal cut the stop short
   2  usage error
   3  the resync completed, but the catalog is not as the source has it:
      Port rejected entities (listed), items whose itemsToParse failed held
@@ -238,8 +242,7 @@ local function print_summary(s, boot)
     end
   else
     out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d%s, failed %d\n")
-      :format(s.outcome == "partial" and "completed with failures" or s.outcome
-        or (s.ok and "completed" or (s.aborted and "aborted" or "failed")),
+      :format(integration.status_of(s),
         s.created, s.updated, unknown, s.unchanged, s.deleted,
         (s.delete_failed or 0) > 0 and (" (%d could not be deleted)"):format(s.delete_failed) or "",
         s.failed))
