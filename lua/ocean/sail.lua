@@ -384,10 +384,13 @@ local function serve(eng, state)
   eng:despite_stop(function()
     for _, fn in ipairs(state.on_stop or {}) do fn() end
     local sched = eng.scheduler
-    if sched:size() > 0 then
-      log.info("waiting up to %d s for %d task(s) to finish: %s", _M.SHUTDOWN_GRACE, sched:size(),
+    local n = sched:size()
+    if n > 0 then
+      log.info("waiting up to %d s for %d task(s) to finish: %s", _M.SHUTDOWN_GRACE, n,
         table.concat(sched:names(), ", "))
-      if not eng:await(function() return sched:size() == 0 end, _M.SHUTDOWN_GRACE * 1000) then
+      if eng:await(function() return sched:size() == 0 end, _M.SHUTDOWN_GRACE * 1000) then
+        log.info("the %d task(s) finished", n)
+      else
         log.warning("%d task(s) did not finish within %d s, stopping anyway: %s", sched:size(),
           _M.SHUTDOWN_GRACE, table.concat(sched:names(), ", "))
       end
@@ -397,6 +400,7 @@ local function serve(eng, state)
     log.info("%d request(s) that came during the stop were answered 503 (Retry-After: 5)",
       state.refused)
   end
+  state.served = true            -- main says "stopped" once all is closed
 end
 
 -- }====================
@@ -495,6 +499,7 @@ function _M.main(args)
     state.server:close()
   end
   eng:close()
+  if state.served then log.info("stopped") end
   io.stdout:flush()
   return rc
 end
