@@ -103,6 +103,7 @@ build = {
     ["ocean"] = "lua/ocean/init.lua",
     ["ocean.integration"] = "lua/ocean/integration.lua",
     ["ocean.journal"] = "lua/ocean/journal.lua",
+    ["ocean.journal_cli"] = "lua/ocean/journal_cli.lua",
     ["ocean.json"] = "lua/ocean/json.lua",
     ["ocean.listener"] = "lua/ocean/listener.lua",
     ["ocean.log"] = "lua/ocean/log.lua",

@@ -4,6 +4,8 @@
 --   ocean new [PATH] ...         scaffold an integration (ocean.scaffold)
 --   ocean defaults dock|clean [PATH] ...  the blueprints and default mapping
 --                                in Port (ocean.defaults)
+--   ocean journal [PATH] ...     the live-event journals: list, requeue and
+--                                drop dead letters (ocean.journal_cli)
 --   ocean version [--short]      the version
 --   ocean port-app-config schema [PATH]  the mapping's JSON Schema (ocean.selector)
 --   ocean port-emulator ...      the bundled Port API emulator (ocean.emulator.cli)
@@ -33,6 +35,9 @@ commands:
                        (--update-mapping: push the local mapping)
   defaults clean [PATH] [--force] [--dry-run] [--destroy]
                        delete those blueprints and their entities
+  journal [PATH] [--list | --requeue ID... | --requeue-all | --drop ID...]
+                       the live-event journals: pending events, dead
+                       letters; requeue or drop dead letters
   version [--short]    print the version
   path [--runtime lua5.4|luajit] [--lua-path|--lua-cpath]
                        where lua-ocean's modules are (LUA_PATH, LUA_CPATH)
@@ -87,6 +92,7 @@ local commands = {
   ["new"] = "ocean.scaffold",
   ["defaults"] = "ocean.defaults",
   ["port-app-config"] = "ocean.selector",
+  ["journal"] = "ocean.journal_cli",
 }
 
 local PATH_USAGE = [[

@@ -193,8 +193,8 @@ local function retire(self, o)
   if not st or st.pending > 0 or o.busy > 0 then return false end
   o.j:close()
   if st.dead > 0 then
-    log.warning("adopted journal %s: %d dead letter(s) stay in it (open it with ocean.journal "
-      .. "to requeue them)", o.path, st.dead)
+    log.warning("adopted journal %s: %d dead letter(s) stay in it (`ocean journal` lists and "
+      .. "requeues them)", o.path, st.dead)
   else
     remove_files(o.path)
     log.info("adopted journal %s is empty: removed", o.path)
@@ -290,7 +290,8 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
     self.counts.dead = self.counts.dead + 1
     if permanent then
       log.error("event %d (POST %s) is a dead letter at attempt %d: retrying cannot fix it: %s "
-        .. "(ocean.journal's requeue(id) sends it again)", ev.id, ev.path, ev.attempts, msg)
+        .. "(`ocean journal --requeue %d` sends it again at the next start)", ev.id, ev.path,
+        ev.attempts, msg, ev.id)
     else
       log.error("event %d (POST %s) is a dead letter after %d attempts: %s", ev.id, ev.path,
         ev.attempts, msg)
@@ -384,8 +385,8 @@ local function claim_some(self)
         src.abandoned = abandoned
         self.counts.dead = self.counts.dead + n
         log.error("live events: %d event(s) in %s became dead letters: claimed %d times and never "
-          .. "done or failed (the process died applying them?); ocean.journal's dead() lists "
-          .. "them, requeue(id) sends one again", n, src.path, self.max_attempts)
+          .. "done or failed (the process died applying them?); `ocean journal` lists them, "
+          .. "--requeue ID sends one again", n, src.path, self.max_attempts)
       end
       if not evs then
         log.error("live events: cannot claim from %s: %s", src.path, tostring(err))

@@ -4,7 +4,10 @@
 --   integration.load(path) -> true | nil, err
 --     runs PATH/main.lua (with PATH on package.path for its own modules);
 --     its registrations (ocean.on_resync, ocean.router, hooks) go to the
---     default engine
+--     default engine. err: "main.lua failed: FILE:LINE: message" at the
+--     integration's line for its own errors and our API's misuse errors,
+--     with a traceback only for a crash inside lua-ocean (or at
+--     APPLICATION__LOG_LEVEL=DEBUG): see load_error
 --   integration.bootstrap(engine [, {plan=}]) -> {integration=, mapping=,
 --     would_create={...}} | nil, err
 --     Ocean's bootstrap: the integration record (created with the default
@@ -15,7 +18,8 @@
 --   integration.create_blueprints(engine, blueprints [, plan])
 --     -> {blueprint...} created (or to create) | nil, err
 --   integration.run_on_start(engine) -> true | nil, err   (on_start hooks)
---   integration.status_of(summary) -> "completed" | "aborted" | "failed"
+--   integration.status_of(summary) -> "completed" | "completed with failures"
+--     | "aborted" | "failed"
 local json = require "ocean.json"
 local log = require "ocean.log"
 local port_mod = require "ocean.port"
@@ -23,6 +27,67 @@ local port_mod = require "ocean.port"
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 
 local _M = {}
+
+-- The folder of lua-ocean's own Lua modules, as their chunks' source
+-- ("@<dir>/integration.lua" -> "@<dir>/"): a frame whose source starts
+-- with it is ours, any other Lua frame the integration's.
+local OURS = debug.getinfo(1, "S").source:match("^(@.*/)[^/]*$")
+
+local function ours(source)
+  return OURS ~= nil and source:sub(1, #OURS) == OURS
+end
+
+-- The innermost frame at or above `level` of the integration's own code
+-- (a Lua function outside lua-ocean's modules): its getinfo, or nil.
+local function user_frame(level)
+  while true do
+    local info = debug.getinfo(level + 1, "Sl")
+    if not info then return nil end
+    if info.what ~= "C" and info.currentline and info.currentline > 0 and not ours(info.source) then
+      return info
+    end
+    level = level + 1
+  end
+end
+
+-- The message main.lua's error shows (the message handler of load, on
+-- the stack of the error; level 2 is the function that raised it):
+-- * a usage error of the declarations (ocean.selector): its own message;
+-- * APPLICATION__LOG_LEVEL=DEBUG, or an error that is not a string: with
+--   the whole traceback;
+-- * raised by error() at the integration's own line (its own error(),
+--   or our API's misuse error with a level pointing there): the message
+--   alone, which names the file and line;
+-- * our API's misuse error (raised by error()) whose level missed the
+--   caller (a tail call in between): the message at the integration's
+--   innermost line instead of ours, alone;
+-- * anything else — a crash (indexing nil...) in the integration's code
+--   or in lua-ocean's, an assert: with the traceback, which is what
+--   finding the bug needs.
+local function load_error(e)
+  if require("ocean.selector").is_usage_error(e) then return e end
+  if type(e) ~= "string" or log.enabled("DEBUG") then return debug.traceback(tostring(e), 2) end
+  local where = e:match("^(.-):%d+: ")
+  local raiser = debug.getinfo(2, "f")
+  if not (raiser and raiser.func == error) then return debug.traceback(e, 2) end
+  local user = user_frame(2)
+  local at_ours = false
+  if where then
+    local f = 2
+    while true do
+      local info = debug.getinfo(f + 1, "S")
+      if not info then break end
+      if info.short_src == where and ours(info.source) then at_ours = true break end
+      f = f + 1
+    end
+  end
+  if where and not at_ours then return e end
+  if user then
+    local msg = where and e:sub(#e:match("^(.-:%d+: )") + 1) or e
+    return ("%s:%d: %s"):format(user.short_src, user.currentline, msg)
+  end
+  return debug.traceback(e, 2)
+end
 
 function _M.load(path)
   local main = path .. "/main.lua"
@@ -32,12 +97,7 @@ function _M.load(path)
   package.path = path .. "/?.lua;" .. path .. "/?/init.lua;" .. package.path
   local chunk, err = loadfile(main)
   if not chunk then return nil, err end
-  -- a usage error of the declarations (ocean.selector) is its own
-  -- message; anything else comes with its traceback
-  local ok, lerr = xpcall(chunk, function(e)
-    if require("ocean.selector").is_usage_error(e) then return e end
-    return debug.traceback(e, 2)
-  end)
+  local ok, lerr = xpcall(chunk, load_error)
   if not ok then return nil, "main.lua failed: " .. tostring(lerr) end
   return true
 end
@@ -161,7 +221,18 @@ function _M.run_on_start(eng)
   return true
 end
 
+-- How a resync ended, in the words `ocean sail --once` prints and both
+-- health answers (ocean.listener, ocean.openresty) give as last_resync's
+-- status: ocean.sync's outcome, "partial" said as "completed with
+-- failures" (Port rejected entities, deletion was held back or skipped:
+-- --once exits 3 for it). A summary without an outcome (a resync that
+-- raised) is "failed" unless ok.
+local STATUS = { completed = "completed", partial = "completed with failures",
+                 failed = "failed", aborted = "aborted" }
+
 function _M.status_of(summary)
+  local st = STATUS[summary.outcome]
+  if st then return st end
   if summary.ok then return "completed" end
   return summary.aborted and "aborted" or "failed"
 end

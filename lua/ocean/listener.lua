@@ -176,7 +176,8 @@ function Listener:run()
       end
     end
   end
-  log.info("stopped")
+  -- the runner says "stopped" once what it waits for at the stop is over
+  log.debug("the listener stopped")
 end
 
 -- }====================

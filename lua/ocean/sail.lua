@@ -25,13 +25,15 @@
 --   WEBHOOK, WEBHOOKS_ONLY   no automatic resync (POST /integration/resync)
 -- plus a full resync every OCEAN__SCHEDULED_RESYNC_INTERVAL minutes.
 -- The HTTP server (--port, default 8000; 0: any free port, logged) serves
--- GET /integration/health ({ok, listener, running, resyncs, last_resync}),
+-- GET /integration/health ({ok, listener, running, resyncs, last_resync:
+-- status as integration.status_of, the words --once prints}),
 -- GET /metrics (Prometheus text, when OCEAN__METRICS__ENABLED=true),
 -- POST /integration/resync (202; a running resync is aborted for the new
 -- one) and the integration's ocean.router routes under /integration,
 -- also while a resync runs (between its waits). SIGTERM/SIGINT/SIGHUP stop
 -- gracefully: a running resync is aborted (nothing deleted) and reported
--- "aborted" to Port; exit 0 (ONCE: 1). A second signal exits at once.
+-- "aborted" to Port; exit 0 for a listener whatever its resyncs did (ONCE:
+-- 1). A second signal exits at once (1).
 local config = require "ocean.config"
 local integration = require "ocean.integration"
 local listener = require "ocean.listener"
@@ -60,8 +62,9 @@ are Ocean's (`ocean sail` of port-ocean), plus --host and --plan.
                      (default OCEAN__INITIALIZE_PORT_RESOURCES, true).
                      true/false, yes/no, 1/0, on/off
   --host ADDR        listen address (default 0.0.0.0)
-  --plan             with --once: compute what the resync would create,
-                     update and delete, and write nothing
+  --plan             with --once (or OCEAN__EVENT_LISTENER__TYPE=ONCE): compute
+                     what the resync would create, update and delete, and
+                     write nothing
   A long option's value may also follow '=' (--port=8000).
 
 Settings come from OCEAN__* environment variables (OCEAN__PORT__CLIENT_ID,
@@ -80,12 +83,14 @@ get 503 (Retry-After: 5); a second signal exits at once with status 1
 (journaled live events stay for the next start).
 
 Exit status:
-  0  the resync completed and Port took every entity (--once), or the
-     listener stopped on a signal
-  1  the resync failed (a kind failed, the mapping or the owned entities'
-     listing, Port unreachable mid-resync...: nothing was deleted) or was
-     aborted; or the start failed; or --once was stopped by a signal
-     before its resync ran; or a second signal cut the stop short
+  0  --once: the resync completed and Port took every entity. A listener
+     (POLLING, WEBHOOK, WEBHOOKS_ONLY): it stopped on a signal, whatever
+     its resyncs did (one the signal aborted, or one that failed, is in
+     the log and in the health answer's last_resync)
+  1  --once: the resync failed (a kind failed, the mapping or the owned
+     entities' listing, Port unreachable mid-resync...: nothing was
+     deleted), or a signal aborted it or stopped the start before it ran.
+     Either mode: the start failed, or a second signal cut the stop short
   2  usage error
   3  the resync completed, but the catalog is not as the source has it:
      Port rejected entities (listed), items whose itemsToParse failed held
@@ -161,7 +166,6 @@ local function parse_args(args)
     end
     i = i + 1
   end
-  if o.plan and not o.once then return nil, "--plan needs --once" end
   return o
 end
 
@@ -238,8 +242,7 @@ local function print_summary(s, boot)
     end
   else
     out:write(("resync %s: created %d, updated %d%s, unchanged %d, deleted %d%s, failed %d\n")
-      :format(s.outcome == "partial" and "completed with failures" or s.outcome
-        or (s.ok and "completed" or (s.aborted and "aborted" or "failed")),
+      :format(integration.status_of(s),
         s.created, s.updated, unknown, s.unchanged, s.deleted,
         (s.delete_failed or 0) > 0 and (" (%d could not be deleted)"):format(s.delete_failed) or "",
         s.failed))
@@ -381,10 +384,13 @@ local function serve(eng, state)
   eng:despite_stop(function()
     for _, fn in ipairs(state.on_stop or {}) do fn() end
     local sched = eng.scheduler
-    if sched:size() > 0 then
-      log.info("waiting up to %d s for %d task(s) to finish: %s", _M.SHUTDOWN_GRACE, sched:size(),
+    local n = sched:size()
+    if n > 0 then
+      log.info("waiting up to %d s for %d task(s) to finish: %s", _M.SHUTDOWN_GRACE, n,
         table.concat(sched:names(), ", "))
-      if not eng:await(function() return sched:size() == 0 end, _M.SHUTDOWN_GRACE * 1000) then
+      if eng:await(function() return sched:size() == 0 end, _M.SHUTDOWN_GRACE * 1000) then
+        log.info("the %d task(s) finished", n)
+      else
         log.warning("%d task(s) did not finish within %d s, stopping anyway: %s", sched:size(),
           _M.SHUTDOWN_GRACE, table.concat(sched:names(), ", "))
       end
@@ -394,6 +400,7 @@ local function serve(eng, state)
     log.info("%d request(s) that came during the stop were answered 503 (Retry-After: 5)",
       state.refused)
   end
+  state.served = true            -- main says "stopped" once all is closed
 end
 
 -- }====================
@@ -474,6 +481,13 @@ function _M.main(args)
     stderr:write("ocean sail: ", err, "\n")
     return 1
   end
+  -- -O or OCEAN__EVENT_LISTENER__TYPE=ONCE (the environment, config.yaml):
+  -- only the settings know which
+  if o.plan and settings.event_listener.type ~= "ONCE" then
+    io.stderr:write("ocean sail: --plan needs --once (or OCEAN__EVENT_LISTENER__TYPE=ONCE; the "
+      .. "listener is ", tostring(settings.event_listener.type), ")\nsee ocean sail --help\n")
+    return 2
+  end
   local state = { stopping = false }
   local ok, rc = xpcall(run, debug.traceback, o, settings, state)
   if not ok then rc = fail("internal error: " .. tostring(rc)) end
@@ -485,6 +499,7 @@ function _M.main(args)
     state.server:close()
   end
   eng:close()
+  if state.served then log.info("stopped") end
   io.stdout:flush()
   return rc
 end

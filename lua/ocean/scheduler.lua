@@ -141,6 +141,7 @@ function _M.new(opts)
     loop = opts.loop, servers = opts.servers or {}, on_events = opts.on_events,
     between_waits = opts.between_waits, between_steps = opts.between_steps,
     ready = {}, later = {}, waiting = {}, count = 0, blocks = 0,
+    live = {},                                      -- task -> true until it ends
     parked = setmetatable({}, { __mode = "k" }),    -- cond -> {task = true}
     managed = setmetatable({}, { __mode = "k" }),   -- coroutine -> task
   }, Scheduler)
@@ -175,14 +176,14 @@ end
 -- The names of the live tasks, sorted, each once with a count when
 -- several share it ("request (3)"; tasks spawned with a group count under
 -- it: "live event (40)"): for the log.
+-- It reads the strong set of live tasks, not `managed` (weak: a task
+-- parked on a condition only its own stack holds can leave it while it
+-- still counts in size(), and a list from it missed such tasks).
 function Scheduler:names()
-  local seen, n = {}, {}
-  for _, t in pairs(self.managed) do
-    if t.state ~= "dead" and not seen[t] then
-      seen[t] = true
-      local g = t.group or t.name
-      n[g] = (n[g] or 0) + 1
-    end
+  local n = {}
+  for t in pairs(self.live) do
+    local g = t.group or t.name
+    n[g] = (n[g] or 0) + 1
   end
   local out = {}
   for name, c in pairs(n) do out[#out + 1] = c > 1 and ("%s (%d)"):format(name, c) or name end
@@ -200,6 +201,7 @@ function Scheduler:spawn(fn, opts)
                            stop_exempt = opts.stop_exempt or (parent ~= nil and parent.stop_exempt) },
                          Task)
   self.managed[t.co] = t
+  self.live[t] = true
   self.count = self.count + 1
   if opts.eager then
     step_task(self, t)
@@ -213,6 +215,7 @@ local function finish(self, t, ok, r)
   t.state = "dead"
   self.count = self.count - 1
   self.managed[t.co] = nil
+  self.live[t] = nil
   t.ok = ok
   if ok then
     t.values = { n = r.n - 1, unpack(r, 2, r.n) }

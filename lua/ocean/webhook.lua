@@ -170,7 +170,7 @@ local reply
 
 -- Register processor p for path on engine eng (its registry, its router).
 function _M.add(eng, path, p)
-  check_processor(path, p, 3)
+  check_processor(path, p, 2)   -- tail-called by ocean.add_webhook_processor: 3 is its caller
   local reg = eng.webhooks
   local list = reg.paths[path]
   if not list then

@@ -195,6 +195,77 @@ ocean.on_resync("project", function() return {} end)
       os.execute("rm -rf " .. q(d))
     end)
 
+  -- ocean sail, and any API misuse error: the integration's file:line and
+  -- the message, one line; a traceback for a crash, and at DEBUG
+  describe("main.lua's load errors at ocean sail", function()
+    local d
+    before_each(function() d = ehelp.tmpdir() end)
+    after_each(function() os.execute("rm -rf " .. q(d)) end)
+
+    local ENV = { OCEAN__PORT__CLIENT_ID = "x", OCEAN__PORT__CLIENT_SECRET = "y",
+                  OCEAN__PORT__BASE_URL = "http://127.0.0.1:9", OCEAN__INTEGRATION__TYPE = "spec" }
+
+    local function sail_main(src, env)
+      os.execute("mkdir -p " .. q(d .. "/.port"))
+      local f = assert(io.open(d .. "/.port/spec.yaml", "w"))
+      f:write("type: spec\n")
+      f:close()
+      f = assert(io.open(d .. "/main.lua", "w"))
+      f:write(src)
+      f:close()
+      local e = {}
+      for k, v in pairs(ENV) do e[k] = v end
+      for k, v in pairs(env or {}) do e[k] = v end
+      return sail.run({ "sail", d, "--once" }, e)
+    end
+
+    local PROC = 'local ocean = require "ocean"\n\n'
+      .. 'ocean.add_webhook_processor("/hook", {\n'
+      .. '  should_process_event = function() return true end,\n'
+      .. '  get_matching_kinds = function() return { "x" } end,\n'
+      .. '  authenticate = function() return true end,\n'
+      .. '  validate_payload = function() return true end,\n'
+      .. '})\n'
+
+    local cases = {
+      { "a processor without handle_event", PROC, 3, "add_webhook_processor(/hook): the processor has "
+        .. "no function handle_event (it needs should_process_event, get_matching_kinds, authenticate, "
+        .. "validate_payload, handle_event)" },
+      { "a route without a handler", 'local ocean = require "ocean"\nocean.router.post("/x", 5)\n', 2, nil },
+      { "the integration's own error()", 'local ocean = require "ocean"\n\nerror("no API token given")\n',
+        3, "no API token given" },
+    }
+    for _, c in ipairs(cases) do
+      it("says " .. c[1] .. " at its line, one line, no traceback", function()
+        local r = sail_main(c[2])
+        assert.are.equal(1, r.rc)
+        local head = "ocean sail: main.lua failed: " .. d .. "/main.lua:" .. c[3] .. ": "
+        if c[4] then
+          assert.are.equal(head .. c[4] .. "\n", r.err)
+        else
+          assert.are.equal(head, r.err:sub(1, #head), r.err)
+          assert.are.equal(1, select(2, r.err:gsub("\n", "")), r.err)
+        end
+        assert.is_nil(r.err:find("traceback", 1, true))
+      end)
+    end
+
+    it("keeps the traceback at APPLICATION__LOG_LEVEL=DEBUG", function()
+      local r = sail_main(PROC, { APPLICATION__LOG_LEVEL = "DEBUG" })
+      assert.are.equal(1, r.rc)
+      assert.truthy(r.err:find("no function handle_event", 1, true), r.err)
+      assert.truthy(r.err:find("stack traceback", 1, true), r.err)
+    end)
+
+    it("keeps the traceback of a crash inside lua-ocean", function()
+      local r = sail_main('local ocean = require "ocean"\nrequire("ocean.integration").status_of(nil)\n')
+      assert.are.equal(1, r.rc)
+      assert.truthy(r.err:find("ocean/integration.lua:%d+: attempt to index"), r.err)
+      assert.truthy(r.err:find("stack traceback", 1, true), r.err)
+      assert.truthy(r.err:find(d .. "/main.lua:2: in main chunk", 1, true), r.err)
+    end)
+  end)
+
   it("says how to use it, and fails on a folder without main.lua", function()
     local r = sail.run({ "port-app-config", "--help" }, {})
     assert.are.equal(0, r.rc)

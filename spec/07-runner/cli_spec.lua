@@ -54,7 +54,6 @@ describe("ocean sail", function()
     { { "--port" }, "--port needs a value" },
     { { "--port", "http" }, "--port: not a port number: http" },
     { { "--port", "70000" }, "--port: not a port number: 70000" },
-    { { "--plan" }, "--plan needs --once" },
     { { "a", "b" }, "more than one PATH given" },
   }
   for _, c in ipairs(bad) do
@@ -138,6 +137,41 @@ describe("ocean sail settings", function()
         .. "%(client id 'emulator%-client%-id'%): Port answered 401 invalid_credentials: "
         .. "invalid client id or client secret %(trace id %x+%)\n$", r.err)
       assert.is_nil((r.out .. r.err):find(secret, 1, true))
+    end)
+  end
+
+  -- --help: -O is the same as OCEAN__EVENT_LISTENER__TYPE=ONCE, so --plan
+  -- takes either; with another listener it is a usage error, nothing sent
+  it("plans with --plan under OCEAN__EVENT_LISTENER__TYPE=ONCE as under -O, writing nothing", function()
+    for _, c in ipairs { { { "-O", "--plan" }, {} },
+                         { { "--plan" }, { OCEAN__EVENT_LISTENER__TYPE = "ONCE" } } } do
+      emu.clear_requests()
+      local args = { "sail", ITEMS }
+      for _, a in ipairs(c[1]) do args[#args + 1] = a end
+      local items = os.tmpname()
+      local f = assert(io.open(items, "w"))
+      f:write('[{"id": "a", "title": "A"}]')
+      f:close()
+      c[2].OCEAN__INTEGRATION__CONFIG__ITEMS_FILE = items
+      local r = sail.run(args, env(c[2]))
+      os.remove(items)
+      assert.are.equal(0, r.rc, r.err)
+      assert.truthy(r.out:find("\nplan: would create ", 1, true) or r.out:find("^plan: would create "), r.out)
+      for _, req in ipairs(emu.requests()) do
+        local read = req.method == "GET" or req.path == "/v1/auth/access_token"
+          or req.path == "/v1/blueprints/entities/datasource-entities"
+        assert.is_true(read, req.method .. " " .. req.path)
+      end
+    end
+  end)
+
+  for _, t in ipairs { "POLLING", "WEBHOOKS_ONLY" } do
+    it("exits 2 on --plan with the " .. t .. " listener, naming it, before any Port call", function()
+      emu.clear_requests()
+      local r = sail.run({ "sail", ITEMS, "--plan" }, env { OCEAN__EVENT_LISTENER__TYPE = t })
+      assert.are.same({ 2, "", "ocean sail: --plan needs --once (or OCEAN__EVENT_LISTENER__TYPE=ONCE; "
+        .. "the listener is " .. t .. ")\nsee ocean sail --help\n" }, { r.rc, r.out, r.err })
+      assert.are.same({}, emu.requests())
     end)
   end
 

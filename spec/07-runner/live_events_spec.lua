@@ -137,6 +137,32 @@ describe("ocean sail with a webhook processor", function()
     assert.are.equal("Registered", ids().r1.title)
   end)
 
+  it("says on SIGTERM what it waits for, then that it all finished, then 'stopped'", function()
+    emu.reset()
+    local p = start(dir .. "/cleanstop", { APPLICATION__LOG_LEVEL = "INFO" })
+    -- the event's bulk upsert is held 2 s: applying it is still going on
+    -- at the signal, and ends within the 5 s grace
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 2000, count = 1 } }
+    assert.are.equal(200, (hook(p, { item = { id = "c1", name = "Clean", size = 3 } })))
+    bulk_sent()
+    p:signal("TERM")
+    assert.are.equal(0, p:wait(30))
+    local rc, _, err = p:stop()
+    emu.faults()
+    assert.are.equal(0, rc, err)
+    local w = err:find("waiting up to 5 s for 2 task(s) to finish: live event, the live-event consumer\n",
+      1, true)
+    local f = err:find("the 2 task(s) finished\n", 1, true)
+    assert.truthy(w, err)
+    assert.truthy(f, err)
+    assert.is_true(w < f, err)
+    assert.is_nil(err:find("did not finish", 1, true), err)
+    assert.matches("INFO%s+stopped\n$", err)
+    local _, n = err:gsub("INFO%s+stopped\n", "")
+    assert.are.equal(1, n, err)
+    assert.is_table(ids().c1)
+  end)
+
   it("gives back the claim of an event a SIGTERM cut short: not an attempt, applied at the next start",
     function()
     emu.reset()
@@ -160,6 +186,16 @@ describe("ocean sail with a webhook processor", function()
     emu.faults()
     assert.are.equal(0, rc, err)
     assert.truthy(err:find("did not finish within 5 s", 1, true), err)
+    -- the stop's lines in the order things happen; the list of what did not
+    -- finish is the waiting line's (both were cut short); "stopped" last
+    -- (the consumer ends at the stop: it is waited for, and finishes)
+    local waiting = err:match("waiting up to 5 s for 3 task%(s%) to finish: ([^\n]*)\n")
+    assert.are.equal("live event, request, the live-event consumer", waiting, err)
+    local did_not = err:match("2 task%(s%) did not finish within 5 s, stopping anyway: ([^\n]*)\n")
+    assert.are.equal("live event, request", did_not, err)
+    assert.is_true(err:find("waiting up to 5 s", 1, true) < err:find("did not finish within", 1, true))
+    assert.matches("INFO%s+stopped\n$", err)
+    assert.is_nil(err:find("task(s) finished", 1, true), err)
     assert.truthy(err:find("1 request(s) still being handled were answered 503", 1, true), err)
     assert.truthy(err:find("1 event(s) stay in the journal for the next start (1 of them were being "
       .. "applied: given back, not counted as attempts)", 1, true), err)

@@ -203,6 +203,28 @@ describe("ocean sail (WEBHOOKS_ONLY)", function()
     assert.is_nil(ents.c)
   end)
 
+  -- the health answer's word for a resync whose entities Port rejected is
+  -- the one --once prints (and exits 3 for), never "completed"
+  it("says 'completed with failures' in last_resync when Port rejected entities, as --once does", function()
+    write(dir .. "/items.json", { { id = "a", name = "A", size = 1 }, { id = "b", name = "B", size = 2 },
+                                  { id = "bad", name = "Bad", size = "big" } })
+    assert.are.equal(202, (call("POST", "/integration/resync")))
+    local h = sail.eventually(function()
+      local x = health()
+      return x.resyncs == 2 and not x.running and x
+    end, 10, "the resync")
+    assert.are.same({ status = "completed with failures", created = 0, updated = 0, unchanged = 2,
+                      deleted = 0, failed = 1 }, h.last_resync)
+    local r = sail.run({ "sail", ITEMS, "--once" }, {
+      OCEAN__PORT__BASE_URL = emu.url, OCEAN__PORT__CLIENT_ID = emu.client_id,
+      OCEAN__PORT__CLIENT_SECRET = emu.client_secret, OCEAN__INTEGRATION__IDENTIFIER = ID,
+      OCEAN__INTEGRATION__CONFIG__ITEMS_FILE = dir .. "/items.json" })
+    assert.are.equal(3, r.rc, r.err)
+    assert.are.equal("resync completed with failures: created 0, updated 0, unchanged 2, deleted 0, "
+      .. "failed 1\n", r.out:match("^[^\n]*\n"))
+    assert.is_nil(by_id(emu.entities("specItem")).bad)
+  end)
+
   it("serves webhooks during a resync, and aborts it for a new one on POST /integration/resync", function()
     write(dir .. "/items.json", { { id = "a", name = "A2", size = 1 } })
     -- the first resync hangs on the owned-entity listing
@@ -218,7 +240,7 @@ describe("ocean sail (WEBHOOKS_ONLY)", function()
     assert.are.same({ 202, { ok = true, aborted_running = true } }, { status, body })
     local h = sail.eventually(function()
       local x = health()
-      return x.resyncs == 3 and not x.running and x
+      return x.resyncs == 4 and not x.running and x
     end, 10, "the second resync")
     emu.faults()
     assert.are.same({ status = "completed", created = 0, updated = 1, unchanged = 0, deleted = 2,
