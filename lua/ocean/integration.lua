@@ -237,4 +237,33 @@ function _M.status_of(summary)
   return summary.aborted and "aborted" or "failed"
 end
 
+-- Read the mapping (ctx:app_config()) and compile every resource into the
+-- engine's compile cache, as the first resync or live event would: at
+-- start, so that none of them pays for it later (jq 1.6: ~18 ms a
+-- program). A resource that does not compile is a WARNING. Returns
+-- {resources = compiled, failed =, fetch_ms =, compile_ms =}, or nil, err
+-- when the mapping cannot be read.
+function _M.warm_mapping(ctx)
+  local mapping = require "ocean.mapping"
+  local now_ms = require("ocean.core").monotonic_ms
+  local t0 = now_ms()
+  local app, err = ctx:app_config()
+  if not app then return nil, err end
+  local t1 = now_ms()
+  local n, failed = 0, 0
+  for _, r in ipairs(app.resources) do
+    if type(r) == "table" then
+      local ok, res, perr = pcall(ctx.parse_items, ctx, r, {}, mapping.options(ctx.settings))
+      if ok and res then
+        n = n + 1
+      else
+        failed = failed + 1
+        log.warning("resource of kind '%s' does not compile: %s", tostring(r.kind),
+          tostring(ok and perr or res))
+      end
+    end
+  end
+  return { resources = n, failed = failed, fetch_ms = t1 - t0, compile_ms = now_ms() - t1 }
+end
+
 return _M

@@ -72,7 +72,6 @@ local runtime = require "ocean.runtime"
 local config = require "ocean.config"
 local json = require "ocean.json"
 local log = require "ocean.log"
-local mapping = require "ocean.mapping"
 local integration = require "ocean.integration"
 local listener = require "ocean.listener"
 local metrics = require "ocean.metrics"
@@ -334,24 +333,9 @@ end
 -- Fetch the mapping (this also fills the 60 s cache the live events use)
 -- and compile each resource into the content-keyed compile cache.
 local function warm_mapping(ctx)
-  local t0 = now_ms()
-  local app, err = ctx:app_config()
-  if not app then return nil, err end
-  local t1 = now_ms()
-  local n, failed = 0, 0
-  for _, r in ipairs(app.resources) do
-    if type(r) == "table" then
-      local ok, res, perr = pcall(ctx.parse_items, ctx, r, {}, mapping.options(ctx.settings))
-      if ok and res then
-        n = n + 1
-      else
-        failed = failed + 1
-        log.warning("resource of kind '%s' does not compile: %s", tostring(r.kind),
-          tostring(ok and perr or res))
-      end
-    end
-  end
-  W.warm = { resources = n, failed = failed, fetch_ms = t1 - t0, compile_ms = now_ms() - t1 }
+  local w, err = integration.warm_mapping(ctx)
+  if not w then return nil, err end
+  W.warm = w
   return true
 end
 

@@ -104,6 +104,18 @@ describe("ocean sail with a webhook processor", function()
     assert.falsy(err:find(SECRET, 1, true))
   end)
 
+  it("reads and compiles the mapping at start, before the first event", function()
+    local p = start(ehelp.tmpdir(), { APPLICATION__LOG_LEVEL = "DEBUG" })
+    sail.eventually(function()
+      return select(2, p:output()):find("live events: 1 resource%(s%) of the mapping compiled in")
+    end, 30, "the warm-up's line")
+    -- the first event finds it compiled: no compile in its own work
+    local status = hook(p, json.encode { action = "upsert", item = { id = "w1", name = "W", size = 1 } })
+    assert.are.equal(200, status)
+    sail.eventually(function() return ids().w1 end, 30, "w1 applied")
+    p:stop()
+  end)
+
   it("on SIGTERM gives the event being applied its grace period, says what it waits for, refuses new ones",
     function()
     emu.reset()
