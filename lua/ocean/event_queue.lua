@@ -58,6 +58,8 @@ local _M = {
   MAX_ATTEMPTS = 5,
   POLL_S = 1,              -- the consumer looks at the journal at least this often
   ADOPT_EVERY = 30,        -- s between two looks for orphaned journals (nginx)
+  RECHECK_EVERY = 300,     -- s between two looks into a retired journal kept for its dead
+                           -- letters (`ocean journal --requeue` may have made some pending)
   APPEND_TIMEOUT = 30,     -- s an append waits for its commit (nginx)
 }
 
@@ -193,8 +195,13 @@ local function retire(self, o)
   if not st or st.pending > 0 or o.busy > 0 then return false end
   o.j:close()
   if st.dead > 0 then
-    log.warning("adopted journal %s: %d dead letter(s) stay in it (`ocean journal` lists and "
-      .. "requeues them)", o.path, st.dead)
+    -- kept: looked into again every RECHECK_EVERY s, quietly, for events
+    -- an operator requeued
+    self.known[o.path] = { since = now_ms() }
+    if not o.rechecked then
+      log.warning("adopted journal %s: %d dead letter(s) stay in it (`ocean journal` lists and "
+        .. "requeues them)", o.path, st.dead)
+    end
   else
     remove_files(o.path)
     log.info("adopted journal %s is empty: removed", o.path)
@@ -205,11 +212,6 @@ local function retire(self, o)
   return true
 end
 
--- Run fn after `seconds` (a retry's backoff). Returns true, or nil, err
--- when it cannot be scheduled (nginx: the worker exits). A stop ends the
--- wait at once (standalone: the queue's stop; nginx: the worker's exit
--- fires the timer early), and fn still runs: the attempt is failed in the
--- journal, pending again for the next start.
 local function later(self, seconds, fn)
   if self.nginx then
     local ok, err = _G.ngx.timer.at(seconds, function() fn() end)
@@ -415,25 +417,36 @@ function Queue:adopt_orphans()
     log.warning("live events: %s", err)
     return 0
   end
-  local mine, n = self.path:match("[^/]*$"), 0
+  local mine, n, now = self.path:match("[^/]*$"), 0, now_ms()
   local prefix = self.base .. "-"
   for _, name in ipairs(names) do
     local path = dir .. "/" .. name
     local rest = name:sub(1, #prefix) == prefix and name:sub(#prefix + 1)
-    if rest and rest:match("^%d+%.sqlite3$") and name ~= mine and not self.known[path] then
+    local k = self.known[path]
+    -- a retired journal of dead letters: again once its recheck is due
+    local recheck = type(k) == "table" and now - k.since >= _M.RECHECK_EVERY * 1000
+    if rest and rest:match("^%d+%.sqlite3$") and name ~= mine and (not k or recheck) then
       local j, jerr, code = journal.open(path, { max_attempts = self.max_attempts })
       if j then
-        local o = { j = j, path = path, busy = 0, claims = {} }
+        local o = { j = j, path = path, busy = 0, claims = {}, rechecked = recheck }
         local st = j:stats() or { pending = 0, dead = 0 }
         self.orphans[#self.orphans + 1] = o
-        -- its owner's share of ocean_journal_depth: now counted in ours
-        if self.eng.metrics then metrics.forget_live_worker(self.eng.metrics, rest:match("^%d+")) end
-        self.counts.adopted = self.counts.adopted + 1
+        if not recheck then
+          -- its owner's share of ocean_journal_depth: now counted in ours
+          if self.eng.metrics then metrics.forget_live_worker(self.eng.metrics, rest:match("^%d+")) end
+          self.counts.adopted = self.counts.adopted + 1
+          log.warning("adopted the live-event journal %s of a process that is gone: %d pending, "
+            .. "%d dead letter(s)", path, st.pending, st.dead)
+        elseif st.pending > 0 then
+          log.info("live-event journal %s: %d event(s) requeued since it was retired: applying "
+            .. "them", path, st.pending)
+        end
         n = n + 1
-        log.warning("adopted the live-event journal %s of a process that is gone: %d pending, "
-          .. "%d dead letter(s)", path, st.pending, st.dead)
-        if retire(self, o) and st.dead > 0 then self.known[path] = true end
-      elseif code ~= "busy" then
+        retire(self, o)
+      elseif code == "busy" then
+        -- its owner is alive (or `ocean journal` holds it a moment): later
+        if recheck then k.since = now - math.max(0, _M.RECHECK_EVERY - _M.ADOPT_EVERY) * 1000 end
+      else
         self.known[path] = true
         log.warning("live events: cannot adopt %s: %s", path, tostring(jerr))
       end

@@ -55,7 +55,8 @@ failed OCEAN__LIVE_EVENTS__MAX_ATTEMPTS times).
 
 A requeued event is applied by the next process that opens its journal:
 the next `ocean sail` start, or in nginx the workers, which adopt the
-journals of workers that are gone (after `nginx -s reload`, every one).
+journals of workers that are gone (after `nginx -s reload`, every one) and
+look again every 5 minutes into those that held only dead letters.
 A journal is locked while a process has it open: one in use by a running
 ocean sail or nginx worker is said so, and left alone (stop that process
 first; its health answer counts its dead letters under live_events).
