@@ -434,6 +434,28 @@ describe("Port client", function()
       assert.are.equal(1, r.failed_requests)
     end)
 
+    it("splits a bulk Port refuses as a whole (400, 422), so only the entity at fault fails", function()
+      for _, st in ipairs { 400, 422 } do
+        local p = new_port()
+        -- the whole first request refused, then one entity's own request:
+        -- halves down to it; the other 19 are upserted
+        emu.faults{ { path = "/entities/bulk$", status = st, count = 1,
+                      body = { ok = false, error = "bad_request", message = "refused as a whole" } },
+                    { path = "/entities/bulk$", status = st, body_has = '"svc-7"',
+                      body = { ok = false, error = "bad_request", message = "svc-07 is bad" } } }
+        local r = p:upsert_entities("service", services(20))
+        for i = 1, 20 do
+          if i == 7 then
+            assert.is_false(r.results[i].ok)
+            assert.are.equal(st, r.results[i].status)
+          else
+            assert.is_true(r.results[i].ok, st .. ": " .. i .. " " .. tostring(r.results[i].message))
+          end
+        end
+        emu.faults()
+      end
+    end)
+
     it("fails every entity of a request that failed as a whole", function()
       local p = new_port{ retry = { base_delay_ms = 10, max_attempts = 2 } }
       emu.faults{ { path = "/entities/bulk$", status = 500, count = 1 } }

@@ -308,6 +308,25 @@ describe("webhook processors", function()
     assert.truthy(logged("event 1 (POST /webhook) failed (attempt 1 of 5)"))
   end)
 
+  it("applies the other events of a shared bulk Port refused as a whole (400) for one entity", function()
+    local q = start()
+    ocean.add_webhook_processor("/webhook", issues { get_matching_kinds = function() return { "comment" } end,
+      handle_event = function(p) return { updated = { { id = p.issue.id, text = "t" } } } end })
+    -- a request-level 400 whenever the bulk holds c3: the bulk is split
+    -- down to c3 alone, which is a dead letter; c1, c2, c4 are applied
+    emu.faults { { method = "POST", path = "/blueprints/comment/entities/bulk$", status = 400,
+                   body_has = '"c3"', body = { ok = false, error = "bad_request", message = "c3 is bad" } } }
+    for i = 1, 4 do post { issue = { id = "c" .. i } } end   -- journaled before the start:
+    q:start()                                                -- applied in one shared bulk
+    applied(q, 4)
+    assert.are.same({ "c1", "c2", "c4" }, ids("comment"))
+    local st = q:stats()
+    assert.are.same({ 3, 1 }, { st.applied, st.dead_lettered })
+    assert.truthy(logged("is a dead letter at attempt 1: retrying cannot fix it: 1 failed upserts, 0 "
+      .. "failed deletions (comment/c3: 400"))
+    emu.faults()
+  end)
+
   -- what retrying cannot fix: a dead letter at its first attempt, kept in
   -- the journal for requeue, an ERROR, counted; nothing retried
   local function dead_at_once(q, why)
@@ -331,11 +350,6 @@ describe("webhook processors", function()
     { "a 422 for a numeric identifier", function() return { updated = { { id = 12, text = "t" } } } end,
       "1 failed upserts, 0 failed deletions (comment/12: 422 identifier must be a non-empty string "
       .. "or a search query)" },
-    { "a 400 bad request", function(p) return { updated = { { id = p.issue.id, text = "t" } } } end,
-      "1 failed upserts, 0 failed deletions (comment/b1: 400 Port POST /v1/blueprints/comment/entities/"
-      .. "bulk failed: 400 bad_request: the entity is malformed",
-      { { method = "POST", path = "/blueprints/comment/entities/bulk$", status = 400,
-          body = { ok = false, error = "bad_request", message = "the entity is malformed" } } } },
   } do
     it("makes an event Port refuses for the entity itself (" .. case[1] .. ") a dead letter at once", function()
       local q = start()

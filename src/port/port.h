@@ -193,8 +193,9 @@ typedef void (*oc_port_entity_fn)(void *ud, const oc_port_entity_result_t *r);
 /* Bulk upsert of n entities of blueprint `bp`, each given as JSON text
  * (copied). Requests of at most bulk_max_entities entities and
  * bulk_max_bytes of body, sent concurrently within the loop's bound,
- * retried as Ocean does (bulk upsert is retryable). A 413 splits the
- * request in halves down to single entities. entity_fn runs once per
+ * retried as Ocean does (bulk upsert is retryable). A 413, or a 400/422
+ * answered to the whole request, splits it in halves down to single
+ * entities, so that only the entity at fault fails. entity_fn runs once per
  * entity (any order), then done_fn once. */
 uint64_t oc_port_upsert(oc_port_t *port, const char *bp,
                         const char *const *texts, const size_t *lens,

@@ -253,7 +253,12 @@ static void upsert_handler(preq_t *p, const oc_response_t *res,
   if (res->status == 200 || res->status == 207) {
     if (bulk_results(p, c, res, &e) == 0)
       return;
-  } else if (res->status == 413 && c->n > 1 && split(p, c) == 0) {
+  } else if ((res->status == 413 || res->status == 400 || res->status == 422)
+             && c->n > 1 && split(p, c) == 0) {
+    /* too large, or refused as a whole (400/422: a request-level answer
+     * says nothing of which entity, and the others may be another live
+     * event's): halves, down to single entities, so that only the
+     * entity at fault fails */
     return;
   } else {
     oc_port_error_from_response(p->port, p->method, p->path, res, &e);

@@ -7,6 +7,8 @@
 --   every           K                       fire on every K-th match
 --   max_body_bytes  B                       match only bodies larger than B
 --                                           (default status 413)
+--   body_has        "text"                  match only bodies holding this
+--                                           text (plain, not a pattern)
 -- effects:
 --   status          100..599                answer this instead of the API
 --   body            object or string        the answer's body
@@ -47,6 +49,7 @@ local CHECKS = {
   count = function(v) return is_int(v, 1) end,
   every = function(v) return is_int(v, 1) end,
   max_body_bytes = function(v) return is_int(v, 0) end,
+  body_has = function(v) return type(v) == "string" and v ~= "" end,
   status = function(v) return is_int(v, 100, 599) end,
   body = function(v) return type(v) == "string" or util.is_object(v) end,
   headers = function(v)
@@ -118,6 +121,7 @@ local function matches(r, req)
   return (not r.method or r.method == req.method)
      and (not r.path or req.path:find(r.path) ~= nil)
      and (not r.max_body_bytes or #req.body > r.max_body_bytes)
+     and (not r.body_has or (req.body or ""):find(r.body_has, 1, true) ~= nil)
 end
 
 -- The rule that fires for req (counters advance), or nil.
