@@ -280,7 +280,9 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
       ev.attempts, res.matched == 0 and "nothing matched" or summary_text(res))
     return
   end
-  local msg = tostring(err)
+  -- masked as the log masks it: the journal keeps it, and `ocean journal`
+  -- shows it (to an operator who may not have the secrets)
+  local msg = log.mask(tostring(err))
   if not permanent and worker_exiting(self) then
     -- cut short by the exit, or failed while it goes on: no retry can be
     -- scheduled any more; the next start applies it

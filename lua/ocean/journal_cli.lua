@@ -133,6 +133,10 @@ local function find(o)
   if not dir then
     local settings, err = config.load { path = o.path }
     if not settings then return nil, err .. " (or name the journals' folder with --dir)" end
+    -- what the running process masked is masked here too (errors kept
+    -- before the journal masked them, by an older lua-ocean)
+    for _, v in ipairs(settings.secrets or {}) do log.add_secret(v) end
+    if settings.port and settings.port.client_secret then log.add_secret(settings.port.client_secret) end
     local derr
     dir, derr = journal.dir(settings, o.path)
     if not dir then return nil, derr end

@@ -327,6 +327,21 @@ describe("webhook processors", function()
     emu.faults()
   end)
 
+  it("keeps the last error of an event masked in the journal, as the log masks it", function()
+    local q = start()
+    -- a bad shape (a dead letter at once) whose message holds Port's secret
+    ocean.add_webhook_processor("/webhook", issues { handle_event = function()
+      return { [emu.client_secret] = {} }
+    end })
+    q:start()
+    post { issue = { id = "m1" } }
+    applied(q, 1)
+    local dead = assert(q.j:dead())
+    assert.are.equal(1, #dead)
+    assert.is_nil(dead[1].last_error:find(emu.client_secret, 1, true), dead[1].last_error)
+    assert.truthy(dead[1].last_error:find("****", 1, true), dead[1].last_error)
+  end)
+
   -- what retrying cannot fix: a dead letter at its first attempt, kept in
   -- the journal for requeue, an ERROR, counted; nothing retried
   local function dead_at_once(q, why)
