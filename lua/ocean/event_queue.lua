@@ -280,6 +280,9 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
       ev.attempts, res.matched == 0 and "nothing matched" or summary_text(res))
     return
   end
+  if type(res) == "table" and (res.unknown_kinds or 0) > 0 then
+    self.counts.unknown_kinds = self.counts.unknown_kinds + 1
+  end
   -- masked as the log masks it: the journal keeps it, and `ocean journal`
   -- shows it (to an operator who may not have the secrets)
   local msg = log.mask(tostring(err))
@@ -331,11 +334,12 @@ end
 local function apply(self, src, ev)
   runtime.give_way()         -- nginx: after what this loop iteration has run already
   local t0 = now_ms()
-  local ok, res, err, _, permanent = pcall(webhook.process, self.eng, ev)
+  local ok, res, err, summary, permanent = pcall(webhook.process, self.eng, ev)
   src.claims[ev.id] = nil
   if ok and res == nil then ok = false elseif not ok then err = res end
   self.running = self.running - 1
   src.busy = src.busy - 1
+  if not ok and res == nil then res = summary end   -- a failed attempt's summary
   local sok, serr = pcall(settle, self, src, ev, t0, ok, res, err, permanent)
   if not sok then log.error("live events: settling event %d failed: %s", ev.id, tostring(serr)) end
   notify(self)

@@ -258,8 +258,8 @@ function _M.warm_mapping(ctx)
         n = n + 1
       else
         failed = failed + 1
-        log.warning("resource of kind '%s' does not compile: %s", tostring(r.kind),
-          tostring(ok and perr or res))
+        log.error("resource of kind '%s' does not compile (its resyncs and live events fail "
+          .. "until the mapping is fixed): %s", tostring(r.kind), tostring(ok and perr or res))
       end
     end
   end

@@ -572,8 +572,14 @@ function _M.process(eng, rec)
   if #matched == 0 then
     if unknown == 0 then
       log.info("event %d (POST %s): its processors named no kind; nothing to do", ev.id, ev.path)
+      return { matched = 0 }
     end
-    return { matched = 0, unknown_kinds = unknown }
+    -- only kinds the mapping lacks (a typo, a resource not deployed yet):
+    -- kept as a dead letter to requeue once the kind or the mapping is
+    -- fixed, not applied as "nothing matched" and lost
+    return nil, ("get_matching_kinds named only kind(s) the mapping has no resource of (%s): "
+      .. "nothing could be written; fix the kind or the mapping, then requeue it"):format(
+      concat(kinds, ", ")), { matched = 0, unknown_kinds = unknown }, true
   end
   local names = {}
   for i, m in ipairs(matched) do

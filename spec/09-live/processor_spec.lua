@@ -443,13 +443,17 @@ describe("webhook processors", function()
       .. "(did you mean 'issue'?), 'zebra' that no resource of the mapping has (its kinds: issue, "
       .. "comment); nothing is written for them"))
     assert.is_nil(logged("nothing to do"))
-    assert.are.same({ 1, 1, 0 }, { q:stats().applied, q:stats().unknown_kinds, q:stats().dead_lettered })
+    -- nothing could be written: kept as a dead letter, to requeue once fixed
+    assert.are.same({ 0, 1, 1 }, { q:stats().applied, q:stats().unknown_kinds, q:stats().dead_lettered })
+    assert.truthy(logged("ERROR event 1 (POST /webhook) is a dead letter at attempt 1: retrying cannot "
+      .. "fix it: get_matching_kinds named only kind(s) the mapping has no resource of (issues, zebra)"))
     -- one known kind beside a typo: the known one is applied, the typo still said
     ocean.add_webhook_processor("/both", issues { get_matching_kinds = function() return { "comment", "coment" } end,
       handle_event = function(p) return { updated = { { id = p.issue.id, text = "t" } } } end })
     post({ issue = { id = "t2" } }, nil, "/both")
     applied(q, 2)
     assert.are.same({ "t2" }, ids("comment"))
+    assert.are.equal(1, q:stats().applied)
     assert.truthy(logged("named kind(s) 'coment' (did you mean 'comment'?)"))
     assert.are.equal(2, q:stats().unknown_kinds)
   end)
