@@ -223,14 +223,15 @@ describe("the HTTP server under load", function()
   end)
 
   it("at the total limit, closes the slow bodies once no head waits, oldest first", function()
-    srv = start { max_connections = 10, max_connections_per_client = 0, header_timeout = 1,
+    srv = start { max_connections = 10, max_connections_per_client = 0, header_timeout = 10,
                   body_timeout = 60 }
     -- ten heads complete, bodies trickling: the server is full, and no
     -- connection waits for a head (which would be evicted first)
     clients = slow.start(srv:port(), 10, { sources = "127.0.0.50:10", mode = "body",
                                            interval = 100 })
     serve_until(srv, function() return srv:stats().connections == 10 end, 10, "10 connections")
-    -- older than the header timeout (1 s): a slow body may now be evicted
+    -- older than 1 s (well before the header timeout, 10 s): a slow body
+    -- may now be evicted, so that a probe waits about a second at most
     local t0 = core.monotonic_ms()
     serve_until(srv, function() return core.monotonic_ms() - t0 > 1500 end, 5)
     local status = health(srv)

@@ -330,12 +330,11 @@ static unsigned expire(oc_guard_t *g, enum conn_wait w, long long now,
 }
 
 /* A body still arriving this long after its head may be evicted at the
- * limit: as long as a head may take (a slow body is a slowloris too), and
- * never younger than evict_age. */
+ * limit, as a head may: a slow body holds a slot as a slow head does, and
+ * a probe waits behind it (the health probe's timeout is often 1 s). */
 static long long evict_body_age(const oc_guard_t *g)
 {
-  long long a = g->o.header_timeout_ms, e = evict_age(g);
-  return a > e ? a : e;
+  return evict_age(g);
 }
 
 /* At the total limit, make room for a batch (1/64 of the limit) of new

@@ -27,7 +27,7 @@
  *    have waited longest for a request head (at least evict_age) are shut
  *    down to make room, oldest first; then, if that is not room enough,
  *    the connections whose body has been arriving longest (at least
- *    header_timeout: a slow body holds a slot as a slow head does). A
+ *    evict_age too: a slow body holds a slot as a slow head does). A
  *    connection whose request is being handled is never evicted.
  * Every connection closed or refused by a rule is counted (oc_guard_stats).
  */
