@@ -99,7 +99,13 @@ local function parse_args(args)
       ok, err = action(a)
       while ok and args[i + 1] and args[i + 1]:match("^%d+$") do
         i = i + 1
-        o.ids[#o.ids + 1] = tonumber(args[i])
+        -- journal ids are SQLite rowids counted from 1; beyond 2^53 a
+        -- number is not exact on LuaJIT: refused on both runtimes
+        local digits = args[i]:gsub("^0+", "")      -- compared as text: exact on both
+        if #digits > 16 or (#digits == 16 and digits > "9007199254740992") then
+          return nil, "event ID " .. args[i] .. " is out of range"
+        end
+        o.ids[#o.ids + 1] = floor(tonumber(args[i]))
       end
       if ok and #o.ids == 0 then return nil, a .. " needs event IDs (numbers)" end
     elseif a:sub(1, 1) == "-" then

@@ -69,6 +69,8 @@ describe("ocean journal", function()
     { { "--requeue", "1", "--drop", "2" }, "--requeue and --drop do not go together" },
     { { "--dir" }, "--dir needs a value" },
     { { "a", "b" }, "more than one PATH given" },
+    { { "--requeue", "99999999999999999999" }, "event ID 99999999999999999999 is out of range" },
+    { { "--drop", "1", "9007199254740993" }, "event ID 9007199254740993 is out of range" },
   }
   for _, c in ipairs(bad) do
     it("exits 2 on " .. table.concat(c[1], " "), function()
