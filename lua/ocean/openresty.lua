@@ -469,8 +469,11 @@ local function health()
   local d = dict()
   local last = d:get(K_LAST)
   last = last and json.decode(last) or json.null
+  -- live events off (the journal could not be opened): every webhook gets
+  -- 503, so the worker is not healthy either (a probe restarts it)
+  local ok = W.ctx ~= nil and W.live_err == nil
   local body = {
-    ok = W.ctx ~= nil, pid = ngx.worker.pid(), ready = W.ready == true,
+    ok = ok, pid = ngx.worker.pid(), ready = W.ready == true,
     running = d:get(K_LOCK) or false, generation = d:get(K_GEN) or 0,
     last_resync = last,
     mapping = { resources = W.warm and W.warm.resources or 0,
@@ -479,7 +482,7 @@ local function health()
     error = W.err or W.warm_error or W.live_err or json.null,
     live_events = W.ctx and W.ctx.event_queue and W.ctx.event_queue:stats() or nil,
   }
-  return W.ctx and 200 or 503, body
+  return ok and 200 or 503, body
 end
 
 local function error_body(code, message)

@@ -376,6 +376,10 @@ local function on_error(e)
   return traceback(tostring(e), 2)
 end
 
+-- ocean.runtime's error when a wait outlives the exiting nginx worker's
+-- grace (runtime.EXIT_GRACE_MS)
+local EXITING = "the nginx worker is exiting: gave up waiting"
+
 local FAILURE = {
   integration = { "route %s %s failed: %s", "the route handler failed" },
   api = { "%s %s: handler failed: %s", "internal server error" },
@@ -390,6 +394,13 @@ function Router:handle(req)
   elseif not ok then
     if _M.is_http_error(res) then
       res = _M.json(res.status, res.body, res.headers)
+    elseif tostring(res):find(EXITING, 1, true) then
+      -- ocean.runtime gave up a wait as the nginx worker exits: the stop's
+      -- doing, not the route's (ocean sail answers these 503 too)
+      self.log("warning", format("route %s %s cut short: %s; answered 503", tostring(req.method),
+        tostring(req.path), tostring(res):match("[^\n]*" .. EXITING .. "[^\n]*")))
+      res = error_response(503, "shutting_down", "the nginx worker is exiting: what the route "
+        .. "started may have happened; send it again", { ["Retry-After"] = "5" })
     else
       local f = FAILURE[self.kind]
       self.log("error", format(f[1], tostring(req.method), tostring(req.path), tostring(res)))

@@ -75,6 +75,16 @@ describe("ocean.router", function()
     assert.are.same({ 405, "GET, HEAD" }, { s4, h4.allow })
   end)
 
+  it("answers 503 with Retry-After to a route an exiting nginx worker's grace cut short", function()
+    router.post("/register", function()
+      error("the nginx worker is exiting: gave up waiting after 10000 ms", 0)
+    end)
+    local status, body, h = dispatch("POST", "/register", "{}")
+    assert.are.same({ 503, "shutting_down", "5" }, { status, body.error, h["retry-after"] or h["Retry-After"] })
+    assert.are.same({ "WARNING route POST /register cut short: the nginx worker is exiting: gave up "
+      .. "waiting after 10000 ms; answered 503" }, logged)
+  end)
+
   it("parses a JSON body, and answers 400 to one that is not JSON", function()
     local got
     router.post("/hook", function(req) got = { req.body, req.raw_body } return {} end)
