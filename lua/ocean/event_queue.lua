@@ -58,6 +58,7 @@ local _M = {
   MAX_ATTEMPTS = 5,
   POLL_S = 1,              -- the consumer looks at the journal at least this often
   ADOPT_EVERY = 30,        -- s between two looks for orphaned journals (nginx)
+  BUSY_WAIT_MS = 3000,     -- ms a start waits for its journal held by another handle (standalone)
   RECHECK_EVERY = 300,     -- s between two looks into a retired journal kept for its dead
                            -- letters (`ocean journal --requeue` may have made some pending)
   APPEND_TIMEOUT = 30,     -- s an append waits for its commit (nginx)
@@ -85,6 +86,15 @@ end
 function _M.open(eng, opts)
   local max_attempts = opts.max_attempts or _M.MAX_ATTEMPTS
   local j, err, code = journal.open(opts.path, { max_attempts = max_attempts })
+  -- standalone, a journal held a moment (`ocean journal` reading it) is
+  -- waited for, up to BUSY_WAIT_MS, so that it never fails a start; an
+  -- nginx worker never blocks its loop on it
+  local waited = 0
+  while not j and code == "busy" and not in_nginx() and waited < _M.BUSY_WAIT_MS do
+    eng:get_loop():wait(100)
+    waited = waited + 100
+    j, err, code = journal.open(opts.path, { max_attempts = max_attempts })
+  end
   if not j then
     if code == "busy" then
       err = err .. " (is another process running this integration with the same journal "
@@ -297,7 +307,7 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
     self.counts.dead = self.counts.dead + 1
     if permanent then
       log.error("event %d (POST %s) is a dead letter at attempt %d: retrying cannot fix it: %s "
-        .. "(`ocean journal --requeue %d` sends it again at the next start)", ev.id, ev.path,
+        .. "(`ocean journal --requeue %d` sends it again at the next start, after what came since)", ev.id, ev.path,
         ev.attempts, msg, ev.id)
     else
       log.error("event %d (POST %s) is a dead letter after %d attempts: %s", ev.id, ev.path,

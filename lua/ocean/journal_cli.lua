@@ -53,6 +53,11 @@ failed OCEAN__LIVE_EVENTS__MAX_ATTEMPTS times).
                      .sqlite3 may be left out) or a path. IDs are per
                      journal: name it when an ID is in several
 
+A requeued event is applied as it is, through the code running then, and
+after what came since: an old upsert requeued after a newer delete brings
+the entity back with its old data (a resync reconciles it; a WEBHOOKS_ONLY
+listener never does). Requeue what nothing newer has superseded.
+
 A requeued event is applied by the next process that opens its journal:
 the next `ocean sail` start, or in nginx the workers, which adopt the
 journals of workers that are gone (after `nginx -s reload`, every one) and

@@ -3,6 +3,7 @@
 -- of webhooks, `ocean sail` SIGKILLed in the middle of it, a restart, and
 -- every event answered 2xx is in Port once the journal is replayed.
 local json = require "ocean.json"
+local journal = require "ocean.journal"
 local burst = require "spec.helpers.burst"
 local ehelp = require "spec.helpers.emulator"
 local sail = require "spec.helpers.sail"
@@ -23,7 +24,7 @@ describe("ocean sail with a webhook processor", function()
     os.execute("rm -rf " .. ehelp.shell_quote(dir))
   end)
 
-  local function start(journal_dir, extra)
+  local function start(journal_dir, extra, no_wait)
     local port = sail.free_port()
     local env = {
       OCEAN__PORT__BASE_URL = emu.url,
@@ -38,7 +39,7 @@ describe("ocean sail with a webhook processor", function()
     for k, v in pairs(extra or {}) do env[k] = v end
     local p = sail.start({ "sail", LIVE, "--port", tostring(port), "--host", "127.0.0.1" }, env,
       { port = port })
-    p:wait_ready()
+    if not no_wait then p:wait_ready() end
     return p
   end
 
@@ -102,6 +103,17 @@ describe("ocean sail with a webhook processor", function()
       1, true), err)
     assert.truthy(err:find("webhook POST /items refused: it has no body (400)", 1, true), err)
     assert.falsy(err:find(SECRET, 1, true))
+  end)
+
+  it("waits a moment for its journal held by another handle (ocean journal reading it)", function()
+    local jd = ehelp.tmpdir()
+    local held = assert(journal.open(jd .. "/spec-live.sqlite3"))
+    local p = start(jd, nil, true)
+    ehelp.sleep(0.8)                   -- ocean sail is waiting for it meanwhile
+    held:close()
+    p:wait_ready()
+    assert.truthy(health(p).live_events, "live events are not on")
+    p:stop()
   end)
 
   it("reads and compiles the mapping at start, before the first event", function()
