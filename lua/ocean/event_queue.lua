@@ -242,9 +242,7 @@ end
 -- fails now may fail because of the exit (runtime's waits give up after
 -- their grace), and no retry can be scheduled.
 local function worker_exiting(self)
-  if not self.nginx then return false end
-  local w = _G.ngx.worker
-  return w and w.exiting and w.exiting() or false
+  return self.nginx and runtime.worker_exiting()
 end
 
 -- Give the claim of event ev back to its journal: pending again, the

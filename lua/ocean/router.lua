@@ -378,7 +378,7 @@ end
 
 -- ocean.runtime's error when a wait outlives the exiting nginx worker's
 -- grace (runtime.EXIT_GRACE_MS)
-local EXITING = "the nginx worker is exiting: gave up waiting"
+local EXITING = require("ocean.runtime").EXIT_ERROR
 
 local FAILURE = {
   integration = { "route %s %s failed: %s", "the route handler failed" },

@@ -96,15 +96,24 @@ end
 -- A worker that exits (nginx -s reload / quit) waits for its running
 -- timers and requests: after EXIT_GRACE_MS, a wait raises instead, so that
 -- no Port retry loop keeps an old worker alive for minutes.
+-- The start of that error's message (ocean.router answers a route it
+-- cut short 503, not 500).
+_M.EXIT_ERROR = "the nginx worker is exiting: gave up waiting"
+
+-- true inside an nginx worker that is exiting (nginx -s quit / reload).
+function _M.worker_exiting()
+  local ngx = _G.ngx
+  local w = type(ngx) == "table" and ngx.worker
+  return (w and w.exiting and w.exiting()) and true or false
+end
+
 local exiting_since
-local function check_exit(ngx)
-  local w = ngx.worker
-  if not (w and w.exiting and w.exiting()) then return end
+local function check_exit()
+  if not _M.worker_exiting() then return end
   local t = now_ms()
   exiting_since = exiting_since or t
   if t - exiting_since > _M.EXIT_GRACE_MS then
-    error("the nginx worker is exiting: gave up waiting after "
-          .. _M.EXIT_GRACE_MS .. " ms", 0)
+    error(_M.EXIT_ERROR .. " after " .. _M.EXIT_GRACE_MS .. " ms", 0)
   end
 end
 
@@ -115,7 +124,7 @@ local function wait_nginx(loop, check, deadline, o)
   local step = _M.STEP_MIN_MS
   local cancelled = o.is_cancelled
   while true do
-    check_exit(ngx)
+    check_exit()
     if cancelled and cancelled() then return nil, CANCELLED end
     local events, n = loop:wait(0)
     if events and o.on_events then o.on_events(events) end
@@ -155,7 +164,7 @@ end
 function _M.pause(loop, opts)
   opts = opts or NO_OPTS
   if _M.in_nginx() then
-    check_exit(_G.ngx)
+    check_exit()
     _G.ngx.sleep(_M.STEP_MIN_MS / 1000)
     _M.give_way()
     return
@@ -184,8 +193,7 @@ function _M.give_way()
   if type(ngx.now) ~= "function" then return 0 end   -- a stand-in without a clock
   local slept, t0 = 0, nil
   while (core_now() - ngx.now()) * 1000 > _M.SLICE_MS do
-    local w = ngx.worker
-    if w and w.exiting and w.exiting() then break end
+    if _M.worker_exiting() then break end
     local t = now_ms()
     t0 = t0 or t
     if t - t0 >= _M.GIVE_WAY_MAX_MS then break end
