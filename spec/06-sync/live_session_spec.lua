@@ -167,6 +167,66 @@ describe("the live session", function()
       assert.is_true(st.batches <= 3, st.batches .. " batches")
     end)
 
+    -- A batch goes before its window ends only when every bulk it would
+    -- send is full (docs/live-events.md "Coalescing").
+    describe("with a 1 s window", function()
+      before_each(function()
+        local _
+        _, ocean = oh.setup(emu, { env = { OCEAN__LIVE_EVENTS__WINDOW_MS = "1000" } })
+        eng = ocean.engine()
+      end)
+
+      local function bulk_sizes()
+        local sizes = {}
+        for _, r in ipairs(emu.requests()) do
+          if r.method == "POST" and r.path:match("/blueprints/user/entities/bulk$") then
+            sizes[#sizes + 1] = r.entities
+          end
+        end
+        return sizes
+      end
+
+      it("goes at once when its bulks are full: 40 upserts, 2 bulks", function()
+        emu.clear_requests()
+        local t0, jobs = core.monotonic_ms(), {}
+        for i = 1, 40 do jobs[i] = eng:submit("register_raw", "user", user("f" .. i)) end
+        for _, r in ipairs(await_all(jobs)) do assert.is_true(r.ok) end
+        -- well before the window (Port answers in a few ms)
+        assert.is_true(core.monotonic_ms() - t0 < 900, "waited for the window")
+        assert.are.same({ 20, 20 }, bulk_sizes())
+      end)
+
+      it("waits with a part-filled bulk behind a batch in flight: 25 + 15 go as 2 bulks", function()
+        emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 300 } }
+        emu.clear_requests()
+        local jobs = {}
+        -- 20: a full bulk, at once; Port holds it 300 ms
+        for i = 1, 20 do jobs[i] = eng:submit("register_raw", "user", user("p" .. i)) end
+        -- meanwhile 25 collect in the next batch: once the first is done,
+        -- 20 of them could go, and 5 in a bulk of their own
+        for i = 21, 45 do jobs[i] = eng:submit("register_raw", "user", user("p" .. i)) end
+        eng:await(function() end, 500)
+        assert.is_true(jobs[1]:done())
+        assert.is_false(jobs[21]:done())
+        assert.are.same({ 20 }, bulk_sizes())
+        -- 15 more within its window fill its second bulk: it goes
+        for i = 46, 60 do jobs[i] = eng:submit("register_raw", "user", user("p" .. i)) end
+        for _, r in ipairs(await_all(jobs)) do assert.is_true(r.ok) end
+        emu.clear_faults()
+        assert.are.same({ 20, 20, 20 }, bulk_sizes())
+        assert.are.equal(60, #emu.entities("user"))
+      end)
+
+      it("sends a part-filled bulk when the window ends", function()
+        emu.clear_requests()
+        local t0, jobs = core.monotonic_ms(), {}
+        for i = 1, 25 do jobs[i] = eng:submit("register_raw", "user", user("w" .. i)) end
+        for _, r in ipairs(await_all(jobs)) do assert.is_true(r.ok) end
+        assert.is_true(core.monotonic_ms() - t0 >= 990, "went before its window ended")
+        assert.are.same({ 20, 5 }, bulk_sizes())
+      end)
+    end)
+
     it("gives each caller its own result; a 207 failure reaches only its caller", function()
       local jobs = {}
       for i = 1, 40 do

@@ -786,23 +786,46 @@ static lbp_t *bp_counter(lbatch_t *b, const char *key)
   return nb;
 }
 
-/* Count an upsert (sign 1) or take it back (-1); marks the batch full. */
+/* Whether b may go before its window ends: each bulk it would send is
+ * full. Every blueprint's upserts fill their bulks (a positive multiple of
+ * batch_max, or batch_max_bytes reached) and its deletes fill theirs (a
+ * positive multiple of delete_batch), one of the two at least. A batch
+ * that would also send a part-filled bulk waits for its window: writes
+ * that arrive meanwhile fill that bulk instead of needing a new one (a
+ * burst's batches of 53 upserts went out as 20 + 20 + 13). */
+static int batch_full(const oc_live_t *lv, const lbatch_t *b)
+{
+  size_t i;
+  int any = 0;
+  if (b->ndeletes) {
+    if (b->ndeletes % lv->o.delete_batch)
+      return 0;
+    any = 1;
+  }
+  for (i = 0; i < b->nbps; i++) {
+    const lbp_t *c = &b->bps[i];
+    if (!c->n)
+      continue;
+    if (c->n % lv->o.batch_max && c->bytes < lv->o.batch_max_bytes)
+      return 0;
+    any = 1;
+  }
+  return any;
+}
+
+/* Count an upsert (sign 1) or take it back (-1); says whether the batch
+ * is full (batch_full). */
 static void count_write(oc_live_t *lv, lbatch_t *b, const lwrite_t *w,
                         int sign)
 {
   lbp_t *c;
   if (is_delete(w->what)) {
     b->ndeletes += (size_t)sign;
-    if (b->ndeletes >= lv->o.delete_batch)
-      b->full = 1;
-    return;
-  }
-  if (!w->key || !(c = bp_counter(b, w->key)))
-    return;                      /* the key starts with the blueprint */
-  c->n += (size_t)sign;
-  c->bytes += (size_t)sign * (w->len + 1);
-  if (c->n >= lv->o.batch_max || c->bytes >= lv->o.batch_max_bytes)
-    b->full = 1;
+  } else if (w->key && (c = bp_counter(b, w->key))) {
+    c->n += (size_t)sign;
+    c->bytes += (size_t)sign * (w->len + 1);
+  }                              /* else: the key starts with the blueprint */
+  b->full = batch_full(lv, b);
 }
 
 /* who shares e's outcome (unless it is the op whose write e now holds). */

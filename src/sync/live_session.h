@@ -8,8 +8,9 @@
  * An operation (oc_live_op_t) is built by its caller (writes added one by
  * one, already mapped), then committed: its writes join the open batch.
  * A batch collects the operations of a window (window_ms after its first
- * write, or until one blueprint holds a full bulk of upserts or
- * delete_batch deletes) and is then applied as a whole; batches are
+ * write, or until every bulk it would send is full: each blueprint's
+ * upserts a positive multiple of batch_max or batch_max_bytes, its deletes
+ * a multiple of delete_batch) and is then applied as a whole; batches are
  * applied one after another, so two operations on one entity keep their
  * order. In a batch:
  *   - one write per entity key (blueprint \0 identifier): the last wins;
