@@ -434,6 +434,15 @@ function _M.init_worker()
       W.live_err = log.mask(tostring(qerr))
       log.error("live events are off in worker %d: %s", ngx.worker.pid(), W.live_err)
     end
+    -- each worker applies the events it received: two events on one entity
+    -- received by two workers may reach Port in either order (said once)
+    local count, id = ngx.worker.count and ngx.worker.count(), ngx.worker.id and ngx.worker.id()
+    if count and count > 1 and id == 0 then
+      log.warning("live events: %d workers apply the webhooks each received on its own, so two "
+        .. "events on one entity that reach two workers may be applied out of order (an older "
+        .. "upsert after a newer one or a delete); with webhook processors, run one worker "
+        .. "(worker_processes 1; docs/live-events.md#order-across-workers)", count)
+    end
   end
   ngx.timer.at(0, warm)
   local every = listener.schedule_interval(S.settings)
