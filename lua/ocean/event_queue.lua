@@ -293,7 +293,7 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
   end
   -- masked as the log masks it: the journal keeps it, and `ocean journal`
   -- shows it (to an operator who may not have the secrets)
-  local msg = log.mask(tostring(err))
+  local msg = log.mask(webhook.error_text(err))
   if not permanent and worker_exiting(self) then
     -- cut short by the exit, or failed while it goes on: no retry can be
     -- scheduled any more; the next start applies it
@@ -537,7 +537,8 @@ end
 -- claimed, dead, oldest_age: the own journal; depth: pending plus the
 -- adopted journals' pending (what is journaled and not yet applied);
 -- received, applied, failed (attempts), retried, dead_lettered,
--- given_back (claims given back as the nginx worker exits, before close),
+-- given_back (claims given back to the journal, not counted as attempts:
+-- as the nginx worker exits, and by close),
 -- unknown_kinds (events applied with a kind no resource of the mapping
 -- has): this queue's cumulative counts since it was opened.
 function Queue:stats()
@@ -582,13 +583,20 @@ end
 -- cut their apply short).
 function Queue:close()
   self.stopping = true
-  local released, left = self.counts.given_back, 0
+  local left = 0
   for _, src in ipairs(sources(self)) do
     if src.j then
-      released = released + release_claims(src)
+      self.counts.given_back = self.counts.given_back + release_claims(src)
       local st = src.j:stats()
       left = left + (st and st.pending or 0)
     end
+  end
+  local released = self.counts.given_back
+  -- nginx: the last feed of this worker's counts (the given back ones
+  -- last in a shared dict that outlives the worker: nginx -s reload)
+  if self.nginx and self.eng.metrics then
+    local ok, err = pcall(metrics.feed_live, self.eng.metrics, self, self.worker)
+    if not ok then log.warning("live events: feeding the metrics failed: %s", tostring(err)) end
   end
   if released > 0 or left > 0 then
     log.info("live events: %d event(s) stay in the journal for the next start%s", left,

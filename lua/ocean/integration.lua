@@ -258,8 +258,9 @@ function _M.warm_mapping(ctx)
         n = n + 1
       else
         failed = failed + 1
-        log.error("resource of kind '%s' does not compile (its resyncs and live events fail "
-          .. "until the mapping is fixed): %s", tostring(r.kind), tostring(ok and perr or res))
+        -- the error names the kind (mapping.c's compile errors do: once)
+        log.error("a resource does not compile (its resyncs and live events fail until the "
+          .. "mapping is fixed): %s", mapping.with_kind(r.kind, tostring(ok and perr or res)))
       end
     end
   end

@@ -194,6 +194,15 @@ end
 
 -- Options for the calls above from an engine's settings (ocean.config):
 -- allow_env, time_limit, memory_limit; extra's fields are added.
+-- msg about a resource of kind, said once with it: "kind 'k': msg"
+-- unless msg begins so already (a compile error names its kind:
+-- mapping.c).
+function _M.with_kind(kind, msg)
+  local prefix = ("kind '%s': "):format(tostring(kind))
+  if msg:sub(1, #prefix) == prefix then return msg end
+  return prefix .. msg
+end
+
 function _M.options(settings, extra)
   local o = { allow_env = settings.allow_env_jq, time_limit = settings.mapping_time_limit,
               memory_limit = settings.mapping_memory_limit }

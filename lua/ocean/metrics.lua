@@ -90,8 +90,8 @@ _M.LUA_OCEAN = {
   { "counter", "ocean_retries_total", "Requests retried, by target (port, third_party) and reason",
     { "target", "reason" } },
   { "counter", "ocean_retry_wait_seconds_total", "Seconds waited before retries", { "target" } },
-  { "counter", "ocean_live_events_total", "Live events by state (queued, processed, failed)",
-    { "state" } },
+  { "counter", "ocean_live_events_total",
+    "Live events by state (queued, processed, failed, given_back, unknown_kind)", { "state" } },
   { "gauge", "ocean_journal_depth", "Live events journaled and not yet applied", {} },
   { "counter", "ocean_mapping_budget_hits_total",
     "jq evaluations stopped by the time or memory budget", { "kind", "budget" } },
@@ -542,9 +542,14 @@ end
 -- The live-event queue's states (ocean.event_queue's cumulative counts):
 -- queued = journaled (answered 2xx), processed = applied, failed = dead
 -- letters (an event that failed every attempt; a retried attempt is not
--- a failed event).
+-- a failed event), given_back = claims given back to the journal as the
+-- nginx worker exits (applied at the next start, not an attempt),
+-- unknown_kind = events whose get_matching_kinds named a kind no
+-- resource of the mapping has (applied or not: the other states count
+-- them too).
 local LIVE_STATES = { { "queued", "received" }, { "processed", "applied" },
-                      { "failed", "dead_lettered" } }
+                      { "failed", "dead_lettered" }, { "given_back", "given_back" },
+                      { "unknown_kind", "unknown_kinds" } }
 
 local function depth_key(worker) return "live_journal_depth_of:" .. worker end
 
@@ -559,7 +564,8 @@ function _M.feed_live(set, q, worker)
   local st = q:stats()
   local fed = q.metrics_fed
   if not fed then
-    fed = { queued = 0, processed = 0, failed = 0, depth = 0 }
+    fed = { depth = 0 }
+    for _, s in ipairs(LIVE_STATES) do fed[s[1]] = 0 end
     q.metrics_fed = fed
   end
   local m = set.m

@@ -13,6 +13,7 @@
 --
 -- The report: {ok=, created=, updated=, unchanged=, deleted=, not_owned=,
 -- kept=, superseded=, failed=, delete_failed=, errors={...},
+-- dropped=, dropped_items={...}, item_errors={...} (DROPPED, ITEM_ERRORS),
 -- failures={{blueprint=, identifier=, status=, error=, message=}...},
 -- batch={...}} (plan: planned=, planned_delete=). Misuse (not a list,
 -- not {before=, after=}) raises.
@@ -89,30 +90,54 @@ local function begin(eng, app, opts)
 end
 
 -- Items the mapping dropped (no identifier or blueprint), per operation
--- Job: {{index=, reason=}...}; _M.await puts them in the report
--- (dropped, dropped_items, ok false): written nowhere, and, as in a
--- resync, they hold back the operation's deletes.
+-- Job: {{index=, reason= ("kind 'k': identifier is null"), kind=,
+-- mode=, message= (the mapping's reason alone)}...}; _M.await puts them
+-- in the report (dropped, dropped_items, ok false): written nowhere,
+-- and, as in a resync, they hold back the operation's deletes.
 local DROPPED = setmetatable({}, { __mode = "k" })
+
+-- The mapping's item errors (jq raised for the item: identifier,
+-- blueprint, selector...), per operation Job: {{kind=, mode=, index=,
+-- message=, text= (the operation's error: its report's errors has it),
+-- budget= ("time"/"memory" when the mapping's budget stopped the item,
+-- else nil)}...}, and one {kind=, mode=, more=n, text=, budget=} for
+-- those past the report's cap (budget: when a listed one was a budget
+-- hit); _M.await puts them in the report's item_errors, so that a caller
+-- (ocean.webhook) can tell them from the operation's other errors.
+local ITEM_ERRORS = setmetatable({}, { __mode = "k" })
 
 -- The item errors, dropped entities of one mapping report, said. Returns
 -- the errors plus the dropped items (what holds back deletion).
-local function report_items(eng, live, job, kind, index, rep)
+local function report_items(eng, live, job, kind, index, rep, mode)
   if eng.metrics then
     -- items the mapping's time or memory budget stopped, per kind-index
     metrics.feed_budget_hits(eng.metrics, kind .. "-" .. (index - 1),
       metrics.count_budget_hits(rep.errors))
   end
+  local item_errors = ITEM_ERRORS[job] or {}
+  ITEM_ERRORS[job] = item_errors
+  local any_budget
   for _, e in ipairs(rep.errors) do
-    live:error(job, ("kind '%s': item %d: %s"):format(kind, e.index, e.message))
+    local text = ("kind '%s': item %d: %s"):format(kind, e.index, e.message)
+    local budget = metrics.budget_of(e.message)
+    any_budget = any_budget or budget
+    item_errors[#item_errors + 1] = { kind = kind, mode = mode, index = e.index,
+                                      message = e.message, text = text, budget = budget }
+    live:error(job, text)
   end
   if rep.error_count > #rep.errors then
-    live:error(job, ("kind '%s': ... and %d more item errors"):format(kind, rep.error_count - #rep.errors))
+    local more = rep.error_count - #rep.errors
+    local text = ("kind '%s': ... and %d more item errors"):format(kind, more)
+    item_errors[#item_errors + 1] = { kind = kind, mode = mode, more = more, text = text,
+                                      budget = any_budget }
+    live:error(job, text)
   end
   local dropped = DROPPED[job] or {}
   DROPPED[job] = dropped
   for _, d in ipairs(rep.dropped) do
     log.warning("kind '%s': item %d dropped: %s", kind, d.index, d.reason)
-    dropped[#dropped + 1] = { index = d.index, reason = ("kind '%s': %s"):format(kind, d.reason) }
+    dropped[#dropped + 1] = { index = d.index, reason = ("kind '%s': %s"):format(kind, d.reason),
+                              kind = kind, mode = mode, message = d.reason }
   end
   return rep.error_count + #rep.dropped
 end
@@ -127,7 +152,9 @@ local function map_kind(eng, live, job, app, kind, raws, mode)
     -- main's mapping options: env access and the per-item time/memory budget
     local ok, m, err = pcall(mapping.cached, r, mapping.options(eng.settings), eng.mapping_cache)
     if not ok or not m then
-      live:error(job, ("kind '%s': %s"):format(kind, tostring(ok and err or m)))
+      -- the compile error names the kind already (mapping.c); a raised
+      -- misuse may not
+      live:error(job, mapping.with_kind(kind, tostring(ok and err or m)))
       errors = errors + 1
     else
       local acc, o = {}, { mode = mode, child = has_children(r), parse_all = mode == "upsert",
@@ -138,7 +165,7 @@ local function map_kind(eng, live, job, app, kind, raws, mode)
         if done then break end
         eng:pause()
       end
-      errors = errors + report_items(eng, live, job, kind, places[i], acc.report)
+      errors = errors + report_items(eng, live, job, kind, places[i], acc.report, mode)
     end
   end
   return errors, #resources
@@ -287,13 +314,14 @@ end
 function _M.await(eng, job)
   local rep, why = eng:await(job)
   if eng.live then pcall(say, eng.live) end
-  local dropped = DROPPED[job] or {}
-  DROPPED[job] = nil
+  local dropped, item_errors = DROPPED[job] or {}, ITEM_ERRORS[job] or {}
+  DROPPED[job], ITEM_ERRORS[job] = nil, nil
   if type(rep) ~= "table" then
     rep = { ok = false, created = 0, updated = 0, deleted = 0, failed = 0,
             errors = { "the live operation did not finish: " .. tostring(why) }, failures = {} }
   end
   rep.dropped, rep.dropped_items = #dropped, json.array(dropped)
+  rep.item_errors = json.array(item_errors)
   if #dropped > 0 then rep.ok = false end
   return rep
 end

@@ -69,8 +69,12 @@
 --      attempt; it is retried with backoff, and after its last attempt it
 --      becomes a dead letter (logged), see ocean.event_queue. A failure
 --      retrying cannot fix (handle_event's result of the wrong shape:
---      check_result; Port's 400/422 for an entity: PERMANENT_STATUS) makes
---      it a dead letter at once.
+--      check_result; get_matching_kinds' not a list of strings:
+--      bad_kinds; an item the mapping rejects: add_report; Port's
+--      400/422 for an entity: PERMANENT_STATUS) makes it a dead letter at
+--      once. Each failure begins "webhook processor 'p' (/path) kind 'k': ".
+-- Errors the functions raise are said with error_text (a table's message,
+-- or its JSON).
 -- handle_event's result is strict: {updated = {raw...}, deleted =
 -- {raw...}}, both optional lists of tables, no other key (Ocean's
 -- updated_raw_results/deleted_raw_results are named updated/deleted
@@ -127,6 +131,25 @@ end
 local function is_permanent(e)
   return getmetatable(e) == Permanent
 end
+
+-- An error a processor raised, as text for the log and the journal: a
+-- string (or a number) as itself; a table with a __tostring (ocean.retryable's)
+-- through it; another table: its `message` (or `msg`) field when it has a
+-- string or number there, else compact JSON with sorted keys
+-- (json.canonical: error({code = 1}) is '{"code":1}'), else, when it
+-- cannot be encoded (a function in it, a cycle), tostring.
+function _M.error_text(e)
+  if type(e) ~= "table" then return tostring(e) end
+  local mt = getmetatable(e)
+  if mt and mt.__tostring then return tostring(e) end
+  local m = e.message
+  if m == nil then m = e.msg end
+  if type(m) == "string" or type(m) == "number" then return tostring(m) end
+  local ok, text = pcall(json.canonical, e)
+  if ok and type(text) == "string" then return text end
+  return tostring(e)
+end
+local error_text = _M.error_text
 
 -- }====================
 
@@ -196,7 +219,7 @@ local function call(entry, path, fn_name, ...)
   local ok, v = pcall(entry.p[fn_name], ...)
   if ok then return true, v end
   return false, format("webhook processor '%s' (%s): %s failed: %s", entry.name, path, fn_name,
-    tostring(v))
+    error_text(v))
 end
 
 local function event_of(path, payload, headers, received_at, id)
@@ -321,8 +344,9 @@ local RESULT_KEYS = { updated = true, deleted = true }
 local OCEAN_KEYS = { updated_raw_results = "updated", deleted_raw_results = "deleted" }
 
 -- A table with only the integer keys 1..n (a JSON array, or an empty
--- table): n, or nil, bad when it is not (bad: the other key first in
--- tostring order, or n when there is a hole).
+-- table): n; or nil, bad when it has another key (bad: the first in
+-- tostring order); or nil, nil, hole when its keys are all positive
+-- integers but index hole is missing (a sparse list: {[1]=a, [3]=b}).
 local function list_length(t)
   local n, bad = 0, nil
   for k in pairs(t) do
@@ -334,7 +358,7 @@ local function list_length(t)
   end
   if bad ~= nil then return nil, bad end
   for i = 1, n do
-    if t[i] == nil then return nil, n end   -- a hole: not a list
+    if t[i] == nil then return nil, nil, i end   -- the first hole
   end
   return n
 end
@@ -349,7 +373,11 @@ local function check_list(v, key, where)
     error(permanent(format("%s: handle_event's %s is a %s, not a list of raw objects%s", where,
       key, type(v), hint)), 0)
   end
-  local n, bad = list_length(v)
+  local n, bad, hole = list_length(v)
+  if hole then
+    error(permanent(format("%s: handle_event's %s is a sparse list (a hole at index %d), not a "
+      .. "list of raw objects%s", where, key, hole, hint)), 0)
+  end
   if not n then
     error(permanent(format("%s: handle_event's %s is a single object (it has the key %s), not a "
       .. "list of raw objects%s", where, key, format("%q", tostring(bad)), hint)), 0)
@@ -360,7 +388,8 @@ local function check_list(v, key, where)
       error(permanent(format("%s: handle_event's %s[%d] is %s, not a raw object (a table)%s", where,
         key, i, item == json.null and "null" or "a " .. type(item), hint)), 0)
     end
-    if next(item) ~= nil and list_length(item) then
+    local ilen, _, ihole = list_length(item)
+    if next(item) ~= nil and (ilen or ihole) then
       error(permanent(format("%s: handle_event's %s[%d] is a list, not a raw object (a list of "
         .. "lists?)%s", where, key, i, hint)), 0)
     end
@@ -414,13 +443,47 @@ local function handle(eng, ev, m)
     retries = retries + 1
     local delay = retry_delay(entry, retries)
     log.warning("event %s: processor '%s' kind '%s': attempt %d/%d failed, retrying in %.2f s: %s",
-      tostring(ev.id), entry.name, m.kind, retries, entry.max_retries + 1, delay, tostring(res))
+      tostring(ev.id), entry.name, m.kind, retries, entry.max_retries + 1, delay, error_text(res))
     eng:sleep(delay)
   end
 end
 
--- The (processor, kind, resource) matches of an event. nil, err when the
--- mapping cannot be read.
+-- A value a processor returned, said in a message: `the string "x"`,
+-- `the number 5`, `nil`, `a table`...
+local function describe(v)
+  if v == nil then return "nil" end
+  if v == json.null then return "null" end
+  if type(v) == "string" then
+    return "the string " .. json.encode(#v > 60 and v:sub(1, 60) .. "..." or v)
+  end
+  if type(v) == "number" or type(v) == "boolean" then
+    return format("the %s %s", type(v), tostring(v))
+  end
+  return "a " .. type(v)
+end
+
+-- get_matching_kinds' result when it is not a list of strings: what it
+-- is ("got the string \"ticket\"", "got a list whose item 2 is the
+-- number 5"...); nil when it is one.
+local function bad_kinds(kinds)
+  if type(kinds) ~= "table" or kinds == json.null then return "got " .. describe(kinds) end
+  local n, bad, hole = list_length(kinds)
+  if hole then return format("got a sparse list (a hole at index %d)", hole) end
+  if not n then
+    return format("got a table with the key %s, not a list", format("%q", tostring(bad)))
+  end
+  for i = 1, n do
+    if type(kinds[i]) ~= "string" then
+      return format("got a list whose item %d is %s", i, describe(kinds[i]))
+    end
+  end
+  return nil
+end
+
+-- The (processor, kind, resource) matches of an event. nil, err,
+-- permanent when they cannot be known (permanent: get_matching_kinds
+-- returned something else than a list of kinds, which the same event
+-- makes it return again).
 local function matches_of(eng, ev, app)
   local list = eng.webhooks.paths[ev.path]
   if not list then return nil, "no webhook processor is registered for POST " .. ev.path end
@@ -439,12 +502,13 @@ local function matches_of(eng, ev, app)
     if wants and valid then
       local kok, kinds = call(entry, ev.path, "get_matching_kinds", ev)
       if not kok then return nil, kinds end
-      if type(kinds) ~= "table" then
-        return nil, format("webhook processor '%s' (%s): get_matching_kinds must return a list of kinds",
-          entry.name, ev.path)
+      local bad = bad_kinds(kinds)
+      if bad then
+        return nil, format("webhook processor '%s' (%s): get_matching_kinds must return a list of "
+          .. "kinds (strings), %s", entry.name, ev.path, bad), true
       end
       for _, kind in ipairs(kinds) do
-        kinds_seen[#kinds_seen + 1] = tostring(kind)
+        kinds_seen[#kinds_seen + 1] = kind
         for index, r in ipairs(app.resources) do
           if type(r) == "table" and r.kind == kind then
             out[#out + 1] = { entry = entry, kind = kind, resource = r, index = index }
@@ -477,29 +541,65 @@ end
 local PERMANENT_STATUS = { [400] = true, [422] = true }
 
 -- The counts of a live session's report (ocean.ops) summed over the
--- resources of an event; its errors added to `errors` (strings), and
--- total.transient counts those retrying may fix (all but the failures
--- with a PERMANENT_STATUS).
+-- resources of an event, and why it failed added to `errors` (strings,
+-- each beginning with `where`: "webhook processor 'p' (/path) kind 'k': ").
+-- total.transient counts the failures retrying may fix. Not those:
+-- * an item the mapping rejects (dropped_items: its identifier or
+--   blueprint null or empty; item_errors: jq raised for it), unless the
+--   mapping's time or memory budget stopped it (a loaded machine may
+--   pass): the same event maps the same way at every attempt;
+-- * Port's answers with a PERMANENT_STATUS.
+-- The operation's other errors (a mapping that does not compile: it may
+-- be fixed and read again; the session closed...) may pass.
 local COUNTS = { "created", "updated", "unchanged", "failed", "deleted", "not_owned", "kept",
                  "superseded", "delete_failed" }
-local function add_report(total, rep, errors)
+local LIST_OF = { upsert = "updated", delete = "deleted" }   -- handle_event's lists
+local function add_report(total, rep, errors, where, kind)
   for _, k in ipairs(COUNTS) do
     total[k] = (total[k] or 0) + (rep[k] or 0)
   end
-  for _, e in ipairs(rep.errors or {}) do errors[#errors + 1] = e end
-  total.transient = (total.transient or 0) + #(rep.errors or {})
-  if rep.ok == false and #(rep.errors or {}) == 0 then
+  local said, n0 = {}, #errors
+  for _, e in ipairs(rep.item_errors or {}) do
+    said[e.text] = true
+    if e.more then
+      errors[#errors + 1] = format("%s... and %d more items rejected by the mapping", where, e.more)
+    else
+      errors[#errors + 1] = format("%s%s item %d was rejected by the mapping: %s", where,
+        LIST_OF[e.mode] or "", e.index, tostring(e.message))
+    end
+    if e.budget then total.transient = total.transient + 1 end
+  end
+  for _, d in ipairs(rep.dropped_items or {}) do
+    errors[#errors + 1] = format("%s%s item %d was rejected by the mapping: %s", where,
+      LIST_OF[d.mode] or "", d.index, tostring(d.message or d.reason))
+  end
+  local kind_prefix = format("kind '%s': ", kind)   -- where names it already
+  for _, e in ipairs(rep.errors or {}) do
+    if not said[e] then
+      said[e] = true                 -- once (a mapping that does not compile: updated, deleted)
+      if e:sub(1, #kind_prefix) == kind_prefix then e = e:sub(#kind_prefix + 1) end
+      errors[#errors + 1] = where .. e
+      total.transient = total.transient + 1
+    end
+  end
+  local failures = rep.failures or {}
+  if (rep.failed or 0) + (rep.delete_failed or 0) + #failures > 0 then
     local why = {}
-    for _, f in ipairs(rep.failures or {}) do
+    for _, f in ipairs(failures) do
       why[#why + 1] = format("%s/%s: %s%s", tostring(f.blueprint), tostring(f.identifier),
         f.status and f.status ~= 0 and (f.status .. " ") or "",
         tostring(f.message or f.error or f.status))
       if not PERMANENT_STATUS[f.status] then total.transient = total.transient + 1 end
     end
-    -- ok false without a failure listed (dropped items...): may pass
+    -- failures not listed: may pass
     if #why == 0 then total.transient = total.transient + 1 end
-    errors[#errors + 1] = format("%d failed upserts, %d failed deletions%s", rep.failed or 0,
-      rep.delete_failed or 0, #why > 0 and " (" .. concat(why, "; ") .. ")" or "")
+    errors[#errors + 1] = format("%s%d failed upserts, %d failed deletions%s", where,
+      rep.failed or 0, rep.delete_failed or 0, #why > 0 and " (" .. concat(why, "; ") .. ")" or "")
+  end
+  if rep.ok == false and #errors == n0 then
+    -- failed without a reason given: may pass
+    total.transient = total.transient + 1
+    errors[#errors + 1] = where .. "the live operation failed (no reason given)"
   end
 end
 
@@ -511,19 +611,22 @@ end
 -- event already wrote is left as that one wrote it (superseded), so an
 -- event retried after its backoff never undoes a newer one
 -- (live_session.h).
-local function apply(eng, app, done, total, errors, received_at)
-  local jobs = {}
+local function apply(eng, app, done, total, errors, received_at, path)
+  local jobs, wheres, kinds = {}, {}, {}
   local seq = received_at and floor(received_at * 1e6) or nil
   for _, d in ipairs(done) do
     local res = d.res
     if #res.updated > 0 or #res.deleted > 0 then
+      kinds[#jobs + 1] = d.m.kind
+      wheres[#jobs + 1] = format("webhook processor '%s' (%s) kind '%s': ", d.m.entry.name, path,
+        d.m.kind)
       jobs[#jobs + 1] = eng:submit("sync_raw_results", d.m.kind,
         { updated = res.updated, deleted = res.deleted },
         { app_config = with_one(app, d.m.resource, d.m.index), seq = seq })
     end
   end
   -- ops.await: the session's own log lines said, an unfinished job a report
-  for _, job in ipairs(jobs) do add_report(total, ops.await(eng, job), errors) end
+  for i, job in ipairs(jobs) do add_report(total, ops.await(eng, job), errors, wheres[i], kinds[i]) end
 end
 
 -- The kinds get_matching_kinds named that no resource of the mapping has
@@ -557,17 +660,18 @@ end
 -- ({matched=, created=, updated=, deleted=, ..., unknown_kinds=}), or
 -- nil, err, summary, permanent when it failed: permanent is true when
 -- every failure of the attempt is one retrying cannot fix (a
--- handle_event result of the wrong shape; Port's 400 or 422 for an
--- entity, see PERMANENT_STATUS): the queue then makes it a dead letter
--- at once instead of retrying it.
+-- handle_event result of the wrong shape; get_matching_kinds' result not
+-- a list of strings; an item the mapping rejects; Port's 400 or 422 for
+-- an entity, see PERMANENT_STATUS): the queue then makes it a dead
+-- letter at once instead of retrying it.
 function _M.process(eng, rec)
   local payload = json.decode(rec.body)
   if payload == nil then return nil, "the journaled body is not JSON" end
   local ev = event_of(rec.path, payload, rec.headers, rec.received_at, rec.id)
   local app, aerr = eng:app_config()
   if not app then return nil, "the mapping could not be read: " .. tostring(aerr) end
-  local matched, kinds = matches_of(eng, ev, app)
-  if not matched then return nil, kinds end
+  local matched, kinds, bad_shape = matches_of(eng, ev, app)
+  if not matched then return nil, kinds, nil, bad_shape end
   local unknown = warn_unknown_kinds(ev, app, kinds)
   if #matched == 0 then
     if unknown == 0 then
@@ -605,13 +709,13 @@ function _M.process(eng, rec)
       else
         total.transient = total.transient + 1
         errors[#errors + 1] = format("processor '%s' kind '%s': %s", m.entry.name, m.kind,
-          tostring(f))
+          error_text(f))
       end
     else
       done[#done + 1] = { m = m, res = results[i] }
     end
   end
-  apply(eng, app, done, total, errors, tonumber(rec.received_at))
+  apply(eng, app, done, total, errors, tonumber(rec.received_at), ev.path)
   if #errors > 0 then return nil, concat(errors, "; "), total, total.transient == 0 end
   return total
 end

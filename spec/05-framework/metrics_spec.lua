@@ -262,10 +262,15 @@ describe("ocean.metrics", function()
                prom.value(r, "ocean_journal_depth") }
     end
 
-    it("sums the live-event counts and journal depths of every worker's queue", function()
+    -- two workers' engine sets over one dict
+    local function two_workers()
       local dict = fake_dict(100)
-      local set1 = metrics.engine_set(metrics.new { store = metrics.shared_dict_store(dict) })
-      local set2 = metrics.engine_set(metrics.new { store = metrics.shared_dict_store(dict) })
+      return metrics.engine_set(metrics.new { store = metrics.shared_dict_store(dict) }),
+             metrics.engine_set(metrics.new { store = metrics.shared_dict_store(dict) })
+    end
+
+    it("sums the live-event counts and journal depths of every worker's queue", function()
+      local set1, set2 = two_workers()
       local st1 = { received = 5, applied = 3, dead_lettered = 1, depth = 1 }
       local st2 = { received = 2, applied = 0, dead_lettered = 0, depth = 2 }
       local q1, q2 = queue(st1), queue(st2)
@@ -293,6 +298,31 @@ describe("ocean.metrics", function()
       assert.is_nil(set1.reg:render():find("live_journal_depth_of", 1, true))
       metrics.forget_live_worker(set1, "999")      -- unknown: nothing
       assert.are.same({ 7, 6, 1, 0 }, live(set1.reg))
+    end)
+
+    it("exports the claims given back and the events naming a kind the mapping lacks", function()
+      local set1, set2 = two_workers()
+      local st1 = { received = 3, applied = 1, given_back = 2, unknown_kinds = 1 }
+      local st2 = { received = 1, applied = 1, given_back = 0, unknown_kinds = 1 }
+      local q1, q2 = queue(st1), queue(st2)
+      local function extra()
+        local r = prom.parse(set1.reg:render())
+        return { prom.value(r, "ocean_live_events_total", { state = "given_back" }),
+                 prom.value(r, "ocean_live_events_total", { state = "unknown_kind" }) }
+      end
+      metrics.feed_live(set1, q1, "101")
+      metrics.feed_live(set2, q2, "102")
+      assert.are.same({ 2, 2 }, extra())
+      metrics.feed_live(set1, q1, "101")            -- no change: nothing added
+      assert.are.same({ 2, 2 }, extra())
+      st1.given_back, st2.unknown_kinds = 3, 4
+      metrics.feed_live(set1, q1, "101")
+      metrics.feed_live(set2, q2, "102")
+      assert.are.same({ 3, 5 }, extra())
+      local fam = prom.parse(set1.reg:render()).families.ocean_live_events_total
+      assert.are.equal("counter", fam.type)
+      assert.are.equal("Live events by state (queued, processed, failed, given_back, unknown_kind)",
+        fam.help)
     end)
 
     it("adds what a full dict refused at the next feed", function()

@@ -321,6 +321,8 @@ resources:
       assert.are.same({ 3, 3, 0, 0 }, { v("ocean_live_events_total", { state = "queued" }),
         v("ocean_live_events_total", { state = "processed" }),
         v("ocean_live_events_total", { state = "failed" }), v("ocean_journal_depth") })
+      assert.are.same({ 0, 0 }, { v("ocean_live_events_total", { state = "given_back" }),
+        v("ocean_live_events_total", { state = "unknown_kind" }) })
       -- a scrape adds nothing by itself (the feed adds increases only)
       v = scrape(p)
       assert.are.equal(3, v("ocean_live_events_total", { state = "queued" }))
@@ -328,8 +330,8 @@ resources:
       assert.are.equal(0, (p:stop()))
     end)
 
-    it("counts a dead letter as failed, and its items stopped by the time budget", function()
-      local dir = with_mapping(LIVE, [[
+    -- a mapping whose only kind is not the fixture's ("item")
+    local OTHER_ONLY = [[
 resources:
   - kind: other
     selector:
@@ -339,6 +341,25 @@ resources:
         mappings:
           identifier: .id
           blueprint: '"specItem"'
+]]
+
+    it("counts an event naming a kind the mapping lacks as unknown_kind (and a dead letter)", function()
+      local dir = with_mapping(LIVE, OTHER_ONLY)
+      local p = start(dir)
+      hook(p, { id = "u1", name = "Unknown", size = 1 })
+      sail.eventually(function()
+        return scrape(p)("ocean_live_events_total", { state = "failed" }) == 1
+      end, 30, "the dead letter")
+      local v = scrape(p)
+      assert.are.same({ 1, 0, 1, 0 }, { v("ocean_live_events_total", { state = "queued" }),
+        v("ocean_live_events_total", { state = "processed" }),
+        v("ocean_live_events_total", { state = "unknown_kind" }),
+        v("ocean_live_events_total", { state = "given_back" }) })
+      assert.are.equal(0, (p:stop()))
+    end)
+
+    it("counts a dead letter as failed, and its items stopped by the time budget", function()
+      local dir = with_mapping(LIVE, OTHER_ONLY .. [[
   - kind: item
     selector:
       query: "true"

@@ -65,6 +65,8 @@ describe("live events in nginx #nginx", function()
     return { queued = prom.value(r, "ocean_live_events_total", { state = "queued" }),
              processed = prom.value(r, "ocean_live_events_total", { state = "processed" }),
              failed = prom.value(r, "ocean_live_events_total", { state = "failed" }),
+             given_back = prom.value(r, "ocean_live_events_total", { state = "given_back" }),
+             unknown_kind = prom.value(r, "ocean_live_events_total", { state = "unknown_kind" }),
              depth = prom.value(r, "ocean_journal_depth") }
   end
 
@@ -98,6 +100,7 @@ describe("live events in nginx #nginx", function()
       return m.queued == 1 and m.processed == 1 and m.depth == 0
     end, 10), "live metrics: " .. json.encode(live_metrics()))
     assert.are.equal(0, live_metrics().failed)
+    assert.are.same({ 0, 0 }, { live_metrics().given_back, live_metrics().unknown_kind })
     local pst, ptext = ng:http("GET", "/integration/ping")
     assert.are.same({ 200, '{"pong":true}' }, { pst, ptext })
     hook { action = "deleted", item = { id = "n1" } }
@@ -277,11 +280,12 @@ describe("a graceful stop of nginx while Port is slow #nginx", function()
     os.execute("rm -rf " .. ehelp.shell_quote(jdir))
   end)
 
-  local function start()
+  local function start(metrics)
     local ng = nh.start { emu = emu, workers = 1, integration = LIVE, identifier = "spec-live-quit", env = {
       OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
       OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
       OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1",   -- one counted attempt would be a dead letter
+      OCEAN__METRICS__ENABLED = metrics and "true" or nil,
     } }
     assert(nh.wait_for(function()
       local _, h = ng:json("GET", "/integration/health")
@@ -327,5 +331,34 @@ describe("a graceful stop of nginx while Port is slow #nginx", function()
     assert.truthy(log2:find("of a process that is gone: 3 pending, 0 dead letter(s)", 1, true), log2)
     assert.is_nil(log2:find("is a dead letter", 1, true), log2)
     assert.is_nil(log2:find("became dead letters", 1, true), log2)
+  end)
+
+  it("counts the claims given back at a reload in ocean_live_events_total{state=\"given_back\"}", function()
+    local ng = start(true)
+    emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 15000, count = 1 } }
+    for i = 1, 2 do
+      local status = ng:http("POST", "/integration/items", { headers = { ["X-Secret"] = SECRET },
+        body = json.encode { item = { id = "r" .. i, name = "Reload " .. i, size = i } } })
+      assert.are.equal(200, status)
+    end
+    assert(nh.wait_for(function() return #emu.bulk_upserts() > 0 end, 10, 0.05), "no bulk upsert in flight")
+    local function state(name)
+      local _, text = ng:http("GET", "/metrics")
+      return prom.value(prom.parse(text), "ocean_live_events_total", { state = name })
+    end
+    assert.are.equal(0, state("given_back"))
+    ng:reload()    -- the old worker gives its claims back as it exits; the dict outlives it
+    assert(nh.wait_for(function() return state("given_back") == 2 end, 30),
+      "given_back: " .. tostring(state("given_back")) .. "\n" .. ng:error_log())
+    -- the new worker adopts the journal and applies them
+    assert(nh.wait_for(function()
+      local n = 0
+      for _, e in ipairs(emu.entities("specItem")) do
+        if e.identifier == "r1" or e.identifier == "r2" then n = n + 1 end
+      end
+      return n == 2
+    end, 30), "not applied after the reload:\n" .. ng:error_log())
+    emu.faults()
+    ng:stop()
   end)
 end)

@@ -27,7 +27,16 @@ local BLUEPRINTS = {
   { identifier = "issue", title = "Issue", schema = { properties = { state = { type = "string" } } } },
   { identifier = "openIssue", title = "Open issue", schema = { properties = {} } },
   { identifier = "comment", title = "Comment", schema = { properties = { text = { type = "string" } } } },
+  { identifier = "note", title = "Note", schema = { properties = { n = { type = "string" } } } },
 }
+
+-- a kind whose mapping rejects some items: identifier and blueprint from
+-- the item, a selector whose jq raises for the id "boom"
+local NOTES = { resources = json.array {
+  { kind = "note", selector = { query = 'if .id == "boom" then error("the id is boom") else true end' },
+    port = { entity = { mappings = { identifier = ".id", blueprint = ".bp",
+      properties = { n = ".n" } } } } },
+} }
 
 local TOKEN = { ["x-token"] = "s3cret" }
 
@@ -45,9 +54,9 @@ describe("webhook processors", function()
   end)
 
   local n = 0
-  local function start(env)
+  local function start(env, mapping)
     emu.reset()
-    ctx, ocean = oh.setup(emu, { blueprints = BLUEPRINTS, mapping = MAPPING, env = env,
+    ctx, ocean = oh.setup(emu, { blueprints = BLUEPRINTS, mapping = mapping or MAPPING, env = env,
                                  log_level = "DEBUG" })
     lines = {}
     log.set_sink(function(level, msg) lines[#lines + 1] = level .. " " .. msg end)
@@ -322,8 +331,8 @@ describe("webhook processors", function()
     assert.are.same({ "c1", "c2", "c4" }, ids("comment"))
     local st = q:stats()
     assert.are.same({ 3, 1 }, { st.applied, st.dead_lettered })
-    assert.truthy(logged("is a dead letter at attempt 1: retrying cannot fix it: 1 failed upserts, 0 "
-      .. "failed deletions (comment/c3: 400"))
+    assert.truthy(logged("is a dead letter at attempt 1: retrying cannot fix it: webhook processor "
+      .. "'issues' (/webhook) kind 'comment': 1 failed upserts, 0 failed deletions (comment/c3: 400"))
     emu.faults()
   end)
 
@@ -363,8 +372,8 @@ describe("webhook processors", function()
 
   for _, case in ipairs {
     { "a 422 for a numeric identifier", function() return { updated = { { id = 12, text = "t" } } } end,
-      "1 failed upserts, 0 failed deletions (comment/12: 422 identifier must be a non-empty string "
-      .. "or a search query)" },
+      "webhook processor 'issues' (/webhook) kind 'comment': 1 failed upserts, 0 failed deletions "
+      .. "(comment/12: 422 identifier must be a non-empty string or a search query)" },
   } do
     it("makes an event Port refuses for the entity itself (" .. case[1] .. ") a dead letter at once", function()
       local q = start()
@@ -396,6 +405,10 @@ describe("webhook processors", function()
       "handle_event's updated[1] is a string, not a raw object (a table)" .. LIST },
     { "a list in the list", function(p) return { updated = { { p.issue } } } end,
       "handle_event's updated[1] is a list, not a raw object (a list of lists?)" .. LIST },
+    { "a sparse list", function(p) return { updated = { [1] = p.issue, [3] = p.issue } } end,
+      "handle_event's updated is a sparse list (a hole at index 2), not a list of raw objects" .. LIST },
+    { "a sparse list in the list", function(p) return { updated = { { [1] = p.issue, [3] = p.issue } } } end,
+      "handle_event's updated[1] is a list, not a raw object (a list of lists?)" .. LIST },
     { "a number as the list", function() return { updated = 5 } end,
       "handle_event's updated is a number, not a list of raw objects" .. LIST },
     { "nothing", function() end,
@@ -416,6 +429,141 @@ describe("webhook processors", function()
       assert.truthy(logged("ERROR event 1 (POST /webhook) is a dead letter at attempt 1: retrying "
         .. "cannot fix it: " .. WHERE .. case[3]))
       assert.are.same({}, ids("comment"))
+    end)
+  end
+
+  -- what the mapping cannot make an entity of: the same event maps the
+  -- same way at every attempt, so it is a dead letter at once, its reason
+  -- naming the processor, the kind, the item and what the mapping said;
+  -- the event's other items are applied
+  local NOTE = "webhook processor 'notes' (/webhook) kind 'note': "
+  local function notes(handle)
+    return issues { name = "notes", get_matching_kinds = function() return { "note" } end,
+                    handle_event = handle }
+  end
+  local GOOD = { id = "ok1", bp = "note", n = "fine" }
+  for _, case in ipairs {
+    { "a null identifier", { bp = "note", n = "x" },
+      "updated item 2 was rejected by the mapping: identifier is null" },
+    { "an empty identifier", { id = "", bp = "note" },
+      "updated item 2 was rejected by the mapping: identifier is \"\"" },
+    { "a null blueprint", { id = "n2" },
+      "updated item 2 was rejected by the mapping: blueprint is null" },
+    { "a jq error of the item", { id = "boom", bp = "note" },
+      "updated item 2 was rejected by the mapping: selector must produce a boolean, got an error: the id is boom" },
+    -- Port refuses what is not a string (a table is a search query): 422
+    { "a boolean as identifier", { id = true, bp = "note" },
+      "1 failed upserts, 0 failed deletions (note/(search identifier): 422 identifier must be a "
+      .. "non-empty string or a search query)" },
+    { "a number as identifier", { id = 7, bp = "note" },
+      "1 failed upserts, 0 failed deletions (note/7: 422 identifier must be a non-empty string or a "
+      .. "search query)" },
+    { "a deleted item with a null identifier", { bp = "note" },
+      "deleted item 1 was rejected by the mapping: identifier is null", true },
+  } do
+    it("makes an item the mapping rejects (" .. case[1] .. ") a dead letter at once, saying why", function()
+      local q = start(nil, NOTES)
+      ocean.add_webhook_processor("/webhook", notes(function()
+        if case[4] then return { updated = { GOOD }, deleted = { case[2] } } end
+        return { updated = { GOOD, case[2] } }
+      end))
+      q:start()
+      post { issue = { id = "x" } }
+      applied(q, 1)
+      local dead = assert(q.j:dead())
+      assert.are.equal(1, #dead, "dead letters: " .. json.encode(q:stats()))
+      local why = NOTE .. case[3]
+      assert.are.equal(why, dead[1].last_error:sub(1, #why), dead[1].last_error)
+      assert.is_nil(dead[1].last_error:find("0 failed upserts", 1, true), dead[1].last_error)
+      local st = q:stats()
+      assert.are.same({ 1, 1, 0, 0 }, { dead[1].attempts, st.dead_lettered, st.retried, st.applied })
+      assert.truthy(logged("ERROR event 1 (POST /webhook) is a dead letter at attempt 1: retrying "
+        .. "cannot fix it: " .. why), table.concat(lines, "\n"))
+      assert.is_nil(logged("retrying in"))
+      assert.are.same({ "ok1" }, ids("note"))       -- the good item is written
+    end)
+  end
+
+  it("names a mapping that does not compile once, with its kind, and retries the event", function()
+    local bad = { resources = json.array { { kind = "note", selector = { query = "true" },
+      port = { entity = { mappings = { identifier = ".id |", blueprint = '"note"' } } } } } }
+    local q = start({ OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1" }, bad)
+    ocean.add_webhook_processor("/webhook", notes(function() return { updated = { GOOD } } end))
+    q:start()
+    post { issue = { id = "x" } }
+    applied(q, 1)
+    local dead = assert(q.j:dead())
+    local want = NOTE .. "identifier: invalid jq expression '.id |': "
+    assert.are.equal(want, dead[1].last_error:sub(1, #want))
+    assert.is_nil(dead[1].last_error:find("; ", 1, true), dead[1].last_error)   -- said once
+    assert.is_nil(dead[1].last_error:find("kind 'note': kind 'note'", 1, true), dead[1].last_error)
+    -- the warm-up at start (ocean sail, nginx) says it once too
+    local w = assert(require("ocean.integration").warm_mapping(ctx))
+    assert.are.same({ 0, 1 }, { w.resources, w.failed })
+    assert.truthy(logged("ERROR a resource does not compile (its resyncs and live events fail until "
+      .. "the mapping is fixed): kind 'note': identifier: invalid jq expression '.id |'"))
+    for _, l in ipairs(lines) do
+      assert.is_nil(l:find("kind 'note': kind 'note'", 1, true), l)
+      assert.is_nil(l:find("kind 'note' does not compile", 1, true), l)
+    end
+  end)
+
+  for _, case in ipairs {
+    { "a string", "comment", "got the string \"comment\"" },
+    { "a number", 5, "got the number 5" },
+    { "nothing", nil, "got nil" },
+    { "a list holding a number", { "comment", 5 }, "got a list whose item 2 is the number 5" },
+    { "a list holding a table", { { "comment" } }, "got a list whose item 1 is a table" },
+    { "an object", { kind = "comment" }, "got a table with the key \"kind\", not a list" },
+    { "a sparse list", { [1] = "comment", [3] = "issue" }, "got a sparse list (a hole at index 2)" },
+  } do
+    it("makes get_matching_kinds returning " .. case[1] .. " a dead letter at once, saying what it got", function()
+      local q = start()
+      ocean.add_webhook_processor("/webhook", issues { get_matching_kinds = function() return case[2] end })
+      q:start()
+      post { issue = { id = "k1" } }
+      dead_at_once(q, "webhook processor 'issues' (/webhook): get_matching_kinds must return a list "
+        .. "of kinds (strings), " .. case[3])
+    end)
+  end
+
+  it("renders errors raised as tables readably, in the log and in the dead letter", function()
+    local q = start { OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1" }
+    ocean.add_webhook_processor("/webhook", issues { max_retries = 1, initial_retry_delay_seconds = 0,
+      should_retry = function() return true end,
+      handle_event = function() error({ code = 1, reason = "down" }) end })
+    q:start()
+    post { issue = { id = "e1" } }
+    applied(q, 1)
+    local dead = assert(q.j:dead())
+    assert.truthy(dead[1].last_error:find('{"code":1,"reason":"down"}', 1, true), dead[1].last_error)
+    assert.truthy(logged('attempt 1/2 failed, retrying in 0.00 s: {"code":1,"reason":"down"}'))
+    for _, l in ipairs(lines) do assert.is_nil(l:find("table: ", 1, true), l) end
+    -- a table with a message: the message
+    ocean.add_webhook_processor("/msg", issues { handle_event = function() error({ message = "the API said no" }) end })
+    post({ issue = { id = "e2" } }, nil, "/msg")
+    applied(q, 2)
+    dead = assert(q.j:dead())
+    assert.truthy(dead[2].last_error:find("the API said no", 1, true), dead[2].last_error)
+    -- a table json cannot encode (a function in it): tostring, no error
+    ocean.add_webhook_processor("/fn", issues { handle_event = function() error({ f = print }) end })
+    post({ issue = { id = "e3" } }, nil, "/fn")
+    applied(q, 3)
+    dead = assert(q.j:dead())
+    assert.truthy(dead[3].last_error:find("table: ", 1, true), dead[3].last_error)
+  end)
+
+  for _, fn in ipairs { "should_process_event", "authenticate", "validate_payload" } do
+    it("logs " .. fn .. " raising a table readably, and refuses the event", function()
+      start()
+      local p = issues()
+      p[fn] = function() error({ msg = fn .. " broke" }) end
+      ocean.add_webhook_processor("/webhook", p)
+      local status = post { issue = { id = "r1" } }
+      assert.are.equal(({ should_process_event = 500, authenticate = 401, validate_payload = 400 })[fn],
+        status)
+      assert.truthy(logged("ERROR webhook processor 'issues' (/webhook): " .. fn .. " failed: " .. fn
+        .. " broke"), table.concat(lines, "\n"))
     end)
   end
 
@@ -473,7 +621,8 @@ describe("webhook processors", function()
     assert.are.same({ "9" }, ids("comment"))
     local dead = assert(q.j:dead())
     assert.are.same({ 1, 2, 1 }, { #dead, dead[1].id, dead[1].attempts })
-    assert.are.equal("0 failed upserts, 1 failed deletions (comment/9: 422 not deleted: the identifier "
+    assert.are.equal("webhook processor 'issues' (/webhook) kind 'comment': 0 failed upserts, 1 "
+      .. "failed deletions (comment/9: 422 not deleted: the identifier "
       .. "is the number 9, not a string (Port refuses such an identifier on an upsert, 422; entity "
       .. "\"9\" is another one))", dead[1].last_error)
     assert.truthy(logged("WARNING not deleting comment/9: the identifier is the number 9, not a string"))
