@@ -316,6 +316,65 @@ describe("the live session", function()
     end)
   end)
 
+  describe("order between events (opts.seq, the receive time)", function()
+    -- An older event big enough to be mapped in slices is still being
+    -- mapped when newer, small events on its entities are mapped,
+    -- committed and sent: its writes of those entities, committed after
+    -- theirs, must not undo them.
+    it("keeps a newer event's delete and upsert when an older, bigger one commits after them", function()
+      ocean.register_raw("user", { user("k1"), user("k2") })
+      local parts = { json.encode(user("k1", { email = "old@x.io" })),
+                      json.encode(user("k2", { email = "old@x.io" })) }
+      local filler = json.encode(user("zz", { active = false }))   -- the selector drops it
+      for i = 3, 200000 do parts[i] = filler end
+      local big = "[" .. table.concat(parts, ",") .. "]"
+      local ta = eng:spawn(function()
+        return eng:await(eng:submit("register_raw", "user", big, { seq = 1000 }))
+      end)
+      eng:await(function() return false end, 30)     -- it maps its first slices (k1, k2)
+      local jb = eng:submit("unregister_raw", "user", user("k1"), { seq = 2000 })
+      local jc = eng:submit("register_raw", "user", user("k2", { email = "new@x.io" }), { seq = 2000 })
+      local rb, rc = eng:await(jb), eng:await(jc)
+      assert.is_false(ta:done(), "the big event finished before the newer ones: nothing checked")
+      eng:await(function() return ta:done() end, 60000)
+      local ok, ra = ta:result()
+      assert.is_true(ok, tostring(ra))
+      assert.are.equal(1, rb.deleted)
+      assert.are.equal(1, rc.updated)
+      assert.are.same({ 2, 0, 0 }, { ra.superseded, ra.created, ra.updated })
+      assert.is_nil(by_id("user").k1)
+      assert.are.equal("new@x.io", by_id("user").k2.properties.email)
+    end)
+
+    it("sends one operation's targets before the full bulk of sources that point at them", function()
+      local _
+      _, ocean = oh.setup(emu, { identifier = "spec-targets", mapping = { createMissingRelatedEntities = false,
+                                             resources = json.array { USER } } })
+      eng = ocean.engine()
+      emu.clear_requests()
+      local entities = {}
+      -- 20 sources first (a full bulk), then the 20 new teams they point at
+      for i = 1, 20 do
+        entities[i] = { identifier = "s" .. i, blueprint = "user", title = "S" .. i,
+                        properties = {}, relations = { team = "t" .. i } }
+        entities[20 + i] = { identifier = "t" .. i, blueprint = "team", title = "T" .. i,
+                             properties = {}, relations = {} }
+      end
+      local r = ocean.register(entities)
+      assert.is_true(r.ok, json.encode(r))
+      assert.are.same({ 40, 0 }, { r.created, r.failed })
+      local order = {}
+      for _, req in ipairs(emu.requests()) do
+        local bp = req.path:match("/blueprints/([^/]+)/entities/bulk$")
+        if bp then
+          assert.are.equal(200, req.status)
+          order[#order + 1] = bp
+        end
+      end
+      assert.are.same({ "team", "user" }, order)
+    end)
+  end)
+
   describe("ownership", function()
     it("never deletes another integration's or a person's entity, even coalesced", function()
       ocean.register_raw("user", { user("ann"), user("bob") })

@@ -919,6 +919,18 @@ static int merge(oc_live_t *lv, lbatch_t *b, oc_live_op_t *op, lwrite_t *w)
   return 0;
 }
 
+/* 1 when an event later than op's wrote w's entity since op added w: a
+ * newer, smaller event can be mapped and committed while an older, bigger
+ * one is still committing (in slices); its write must stay the last. */
+static int later_event_wrote(const oc_live_op_t *op, const lwrite_t *w)
+{
+  long e;
+  if (!op->o.seq || op->o.plan)
+    return 0;
+  e = oc_index_find(op->lv->seqs, w->key, w->klen);
+  return e >= 0 && oc_index_hashes(op->lv->seqs, e)[0] > op->o.seq;
+}
+
 int oc_live_op_commit(oc_live_op_t *op, long budget_ms, char *err,
                       size_t errlen)
 {
@@ -942,12 +954,19 @@ int oc_live_op_commit(oc_live_op_t *op, long budget_ms, char *err,
     if (deadline && ++done % CHECK_EVERY == 0
         && oc_loop_now_ms() >= deadline)
       return 0;
+    if (w->key && later_event_wrote(op, w)) {
+      write_free(w);             /* a newer event's write went first */
+      w->dead = 1;
+      op->rep.superseded++;
+      continue;
+    }
     if (!(b = batch_for(lv, op)) || merge(lv, b, op, w)) {
       snprintf(err, errlen, "out of memory");
       return -1;
     }
-    if (b->full && b == lv->head)
-      kick(lv);
+    /* no start before the operation's last write is in: its writes go
+     * in one batch, in relation order (a full bulk of sources went
+     * before their targets) */
   }
   if (op->o.plan && lv->tail && lv->tail->id == op->last_batch)
     close_batch(lv, lv->tail);
