@@ -50,6 +50,14 @@ typedef struct oc_journal_opts {
   unsigned max_attempts;         /* claims before the dead letters; 0: 5 */
   double lease_s;                /* a claim's lease, seconds; 0: 300 */
   int skip_check;                /* 1: no PRAGMA quick_check at open */
+  int existing;                  /* 1: only a journal that exists: no file
+                                    or folder is created, and a file that
+                                    is not a journal (an empty one too)
+                                    is refused (OC_JOURNAL_ENOTJOURNAL) */
+  int read_only;                 /* 1: existing, and nothing is written:
+                                    no claim released, every writing call
+                                    fails (PRAGMA query_only); still
+                                    locked, so busy when in use */
 } oc_journal_opts_t;
 
 /* Why an open failed. */
