@@ -243,25 +243,18 @@ describe("ocean journal with ocean sail", function()
   end)
 
   local function env()
-    return {
-      OCEAN__PORT__BASE_URL = emu.url,
-      OCEAN__PORT__CLIENT_ID = emu.client_id,
-      OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
+    return sail.emulator_env(emu, {
       OCEAN__INTEGRATION__IDENTIFIER = "spec-journal",
       OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
       OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY",
       OCEAN__LIVE_EVENTS__JOURNAL_DIR = dir,
       OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1",
       APPLICATION__LOG_LEVEL = "INFO",
-    }
+    })
   end
 
   local function start()
-    local port = sail.free_port()
-    local p = sail.start({ "sail", LIVE, "--port", tostring(port), "--host", "127.0.0.1" }, env(),
-      { port = port })
-    p:wait_ready()
-    return p
+    return sail.serve(LIVE, env())
   end
 
   local function live(p)
