@@ -97,9 +97,10 @@ typedef struct oc_journal_stats {
   double oldest;                 /* received_at of the oldest pending; 0 */
 } oc_journal_stats_t;
 
-/* Open (creating it and its missing folders, mode 0700) the journal at
- * path, after checking that every page of an existing one reads back
- * (PRAGMA quick_check: one read of the file; opts->skip_check skips it).
+/* Open (creating it and its missing folders, mode 0700, unless
+ * opts->existing or opts->read_only) the journal at path, after checking
+ * that every page of an existing one reads back (PRAGMA quick_check: one
+ * read of the file; opts->skip_check skips it).
  * NULL on failure, with a message in err and the reason in *code (code
  * may be NULL). */
 oc_journal_t *oc_journal_open(const char *path, const oc_journal_opts_t *o,
