@@ -228,6 +228,23 @@ describe("ocean journal", function()
     assert.are.equal(before, ehelp.read_file(path))
     assert.are.equal("spec-live.sqlite3\n", ehelp.sh("ls -A " .. ehelp.shell_quote(dir)))
   end)
+
+  it("lists the journal of a process that died without closing it, leaving its WAL as it was", function()
+    local path = dir .. "/spec-live.sqlite3"
+    -- a process that appends and exits without closing (no checkpoint):
+    -- the events are in the WAL only
+    local code = ("local j = assert(require('ocean.journal').open(%q)) "
+      .. "for i = 1, 3 do assert(j:append { path = '/items' }) end os.exit(0, false)"):format(path)
+    assert.are.equal("", ehelp.sh(sail.runtime() .. " -e " .. ehelp.shell_quote(code) .. " 2>&1"))
+    local db, wal = ehelp.read_file(path), ehelp.read_file(path .. "-wal")
+    assert.truthy(wal and #wal > 0)
+    local r = run { "--dir", dir }
+    assert.are.same({ 0, "" }, { r.rc, r.err })
+    assert.matches("^journal " .. path:gsub("%p", "%%%0") .. ": 3 pending, 0 dead letter%(s%)\n", r.out)
+    -- read, not checkpointed into the file: the next writer recovers it
+    assert.are.equal(db, ehelp.read_file(path))
+    assert.are.equal(wal, ehelp.read_file(path .. "-wal"))
+  end)
 end)
 
 describe("ocean journal with ocean sail", function()

@@ -97,6 +97,7 @@ struct oc_journal {
   int check;                     /* quick_check at open */
   int existing;                  /* opened only if it is a journal already */
   int read_only;                 /* opened read-only: nothing written */
+  int had_wal;                   /* its -wal file had frames at open */
   int full_sync;                 /* synchronous is FULL now */
   unsigned long abandoned;       /* dead-lettered by claims since open */
 };
@@ -463,10 +464,23 @@ static int setup(oc_journal_t *j, int *code, char *err, size_t errlen)
      WAL file, which is how a journal in use is told (busy); so a
      read-write connection that refuses every write (query_only), with
      nothing set up (no WAL switch, no claim released) */
-  if (j->read_only)
+  if (j->read_only) {
+    /* nor is the WAL a crashed process left checkpointed at close: the
+       files stay byte for byte as they were (the next writer recovers
+       it). Without such a WAL, the close removes the one the reads made
+       (empty: nothing is checkpointed) */
+    int rc = j->had_wal
+      ? sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+                          (int *)NULL)
+      : SQLITE_OK;
+    if (rc != SQLITE_OK) {
+      *code = classify(rc);
+      return db_err(j, rc, "making it read-only", err, errlen);
+    }
     return exec(j, "PRAGMA query_only = 1", "making it read-only", code,
                 err, errlen) != 0
            || prepare_all(j, code, err, errlen) != 0 ? -1 : 0;
+  }
   if (use_wal(j, code, err, errlen) != 0
       || exec(j, "PRAGMA synchronous = FULL", "setting its sync", code, err,
               errlen) != 0
@@ -500,6 +514,19 @@ oc_journal_t *oc_journal_open(const char *path, const oc_journal_opts_t *o,
     *code = OC_JOURNAL_EACCESS;
     oc_journal_close(j);
     return NULL;
+  }
+  if (j->read_only) {
+    struct stat st;
+    size_t n = strlen(path);
+    char *wal = malloc(n + 5);
+    if (wal) {
+      memcpy(wal, path, n);
+      memcpy(wal + n, "-wal", 5);
+      j->had_wal = stat(wal, &st) == 0 && st.st_size > 0;
+      free(wal);
+    } else {
+      j->had_wal = 1;            /* unknown: keep whatever is there */
+    }
   }
   errno = 0;                     /* what SQLite keeps as its OS error */
   rc = sqlite3_open_v2(path, &j->db,
