@@ -13,10 +13,15 @@
 --   end
 --   j:close()
 --
--- journal.open(path [, {max_attempts=5, lease=300}]) -> j | nil, err, code
--- (code: "busy" when another process or handle has it open, "corrupt",
--- "not_journal", "access", "other"). One handle per journal file: the
--- file is locked while open.
+-- journal.open(path [, {max_attempts=5, lease=300, existing=false,
+-- read_only=false}]) -> j | nil, err, code (code: "busy" when another
+-- process or handle has it open, "corrupt", "not_journal", "access",
+-- "other"). The journal and its folders are created when missing, unless
+-- existing: then only a journal that is there opens (a missing file is
+-- "access", an empty file or another database "not_journal", and nothing
+-- is created). read_only: existing, and nothing is written (the writing
+-- calls fail; claims are kept). One handle per journal file: the file is
+-- locked while open.
 local core = require "ocean.core"
 
 local type = type

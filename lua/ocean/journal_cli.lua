@@ -2,8 +2,8 @@
 -- the live-event journals (ocean.journal): list their events and dead
 -- letters, requeue dead letters, drop them.
 --
---   ocean journal [PATH] [--dir DIR] [--file NAME] [--list]
---   ocean journal [PATH] [--dir DIR] [--file NAME] --requeue ID... | --requeue-all
+--   ocean journal [PATH | --dir DIR] [--file NAME] [--list]
+--   ocean journal [PATH | --dir DIR] [--file NAME] --requeue ID... | --requeue-all
 --                 | --drop ID...
 --
 -- The journals: every <identifier>.sqlite3 (ocean sail) and
@@ -13,10 +13,14 @@
 -- settings are read as ocean sail reads them), or every *.sqlite3 in
 -- --dir. A journal is locked while a process has it open (EXCLUSIVE
 -- locking, journal.h): the command opens each for a moment and says so
--- when one is in use, never waiting for it and never writing into it.
+-- when one is in use, never waiting for it. It never creates a journal
+-- nor writes into a file that is not one already (journal.open's
+-- existing): listing opens read-only (read_only), and only --requeue and
+-- --drop write, into the journals that hold the events named.
 --
--- _M.main(args) -> exit status: 0 done, 1 a failure (a journal in use or
--- unreadable, an event that is not there), 2 a usage error.
+-- _M.main(args) -> exit status: 0 done, 1 a failure (a journal in use,
+-- unreadable or not a journal, a --dir folder that does not exist, an
+-- event that is not there), 2 a usage error.
 local config = require "ocean.config"
 local core = require "ocean.core"
 local journal = require "ocean.journal"
@@ -28,8 +32,8 @@ local format, concat = string.format, table.concat
 local _M = {}
 
 local USAGE = [[
-usage: ocean journal [PATH] [--dir DIR] [--file NAME] [--list]
-       ocean journal [PATH] [--dir DIR] [--file NAME]
+usage: ocean journal [PATH | --dir DIR] [--file NAME] [--list]
+       ocean journal [PATH | --dir DIR] [--file NAME]
                      --requeue ID... | --requeue-all | --drop ID...
 
 The live-event journals of the integration in PATH (default: the current
@@ -47,8 +51,8 @@ failed OCEAN__LIVE_EVENTS__MAX_ATTEMPTS times).
   --drop ID...       delete these dead letters (they are never applied)
   --dir DIR          the journals' folder (default: ocean sail's, from
                      OCEAN__LIVE_EVENTS__JOURNAL_DIR or PATH/.ocean/journal;
-                     with --dir, every *.sqlite3 journal in DIR, and PATH's
-                     settings are not read)
+                     with --dir, every *.sqlite3 journal in DIR, which
+                     must exist; no PATH then: its settings are not read)
   --file NAME        only this journal: a file name in the folder (the
                      .sqlite3 may be left out) or a path. IDs are per
                      journal: name it when an ID is in several
@@ -66,8 +70,15 @@ A journal is locked while a process has it open: one in use by a running
 ocean sail or nginx worker is said so, and left alone (stop that process
 first; its health answer counts its dead letters under live_events).
 
-Exit status: 0 done; 1 a journal in use or unreadable, or an ID that is
-not a dead letter there; 2 usage error.
+It never creates a journal or writes into a file that is not one: a
+file that is not a lua-ocean journal (an empty one too) is an error, and
+left as it is; listing only reads.
+
+Exit status: 0 done (also: no journal in the folder, or ocean sail's
+folder not made yet, for a listing or --requeue-all); 1 a journal in use,
+unreadable or not a journal, a --dir folder that does not exist, no
+journal for --requeue/--drop, or an ID that is not a dead letter there;
+2 usage error (an unknown option, a word where none is expected).
 ]]
 
 -- {==================== arguments ====================
@@ -116,12 +127,17 @@ local function parse_args(args)
     elseif a:sub(1, 1) == "-" then
       return nil, "unknown option " .. a
     elseif o.path then
-      return nil, "more than one PATH given"
+      return nil, format("unexpected argument %s: PATH is already %s", a, o.path)
     else
       o.path = a
     end
     if not ok then return nil, err end
     i = i + 1
+  end
+  if o.dir and o.path then
+    -- with --dir, PATH's settings are not read: a word taken as PATH
+    -- would be ignored
+    return nil, format("unexpected argument %s: with --dir DIR there is no PATH", o.path)
   end
   o.action = o.action or "--list"
   o.path = o.path or "."
@@ -138,9 +154,17 @@ local function exists(p)
   return false
 end
 
+-- Whether folder p is there: "p/." opens only when p is a folder.
+local function is_folder(p)
+  return exists(p .. "/.")
+end
+
 -- The journal files to act on: {path, ...} sorted, or nil, err.
 local function find(o)
   local dir, base = o.dir, nil
+  if dir and not is_folder(dir) then
+    return nil, (exists(dir) and "--dir %s is not a folder" or "--dir %s: no such folder"):format(dir)
+  end
   if not dir then
     local settings, err = config.load { path = o.path }
     if not settings then return nil, err .. " (or name the journals' folder with --dir)" end
@@ -175,9 +199,10 @@ local function find(o)
   return out, nil, dir
 end
 
--- Open one journal for a moment: j | nil, message.
-local function open(path)
-  local j, err, code = journal.open(path)
+-- Open one journal for a moment, only one that exists and is a journal,
+-- read-only unless write: j | nil, message.
+local function open(path, write)
+  local j, err, code = journal.open(path, write and { existing = true } or { read_only = true })
   if j then return j end
   if code == "busy" then
     return nil, format("journal %s is in use by a running process (ocean sail, or an nginx "
@@ -252,7 +277,7 @@ local function apply(out, err_out, picked, verb)
   for p in pairs(picked) do paths[#paths + 1] = p end
   table.sort(paths)
   for _, p in ipairs(paths) do
-    local j, err = open(p)
+    local j, err = open(p, true)
     if not j then
       err_out:write("ocean journal: ", err, "\n")
       failures = failures + #picked[p]

@@ -51,7 +51,7 @@ describe("ocean journal", function()
   it("prints its usage with --help, and in ocean help", function()
     local r = run { "--help" }
     assert.are.equal(0, r.rc)
-    assert.are.equal("usage: ocean journal [PATH] [--dir DIR] [--file NAME] [--list]\n",
+    assert.are.equal("usage: ocean journal [PATH | --dir DIR] [--file NAME] [--list]\n",
       r.out:match("^[^\n]*\n"))
     for _, opt in ipairs { "--requeue ID...", "--requeue-all", "--drop ID...", "--file NAME",
                            "Headers and bodies are never printed" } do
@@ -68,7 +68,11 @@ describe("ocean journal", function()
     { { "--list", "--requeue-all" }, "--list and --requeue-all do not go together" },
     { { "--requeue", "1", "--drop", "2" }, "--requeue and --drop do not go together" },
     { { "--dir" }, "--dir needs a value" },
-    { { "a", "b" }, "more than one PATH given" },
+    { { "a", "b" }, "unexpected argument b: PATH is already a" },
+    -- with --dir, a word taken as PATH was silently ignored
+    { { "--dir", "/x", "extra" }, "unexpected argument extra: with --dir DIR there is no PATH" },
+    { { "extra", "--dir", "/x" }, "unexpected argument extra: with --dir DIR there is no PATH" },
+    { { "--dir", "/x", "--drop", "1", "two" }, "unexpected argument two: with --dir DIR there is no PATH" },
     { { "--requeue", "99999999999999999999" }, "event ID 99999999999999999999 is out of range" },
     { { "--drop", "1", "9007199254740993" }, "event ID 9007199254740993 is out of range" },
   }
@@ -157,12 +161,89 @@ describe("ocean journal", function()
   end)
 
   it("says when there is no journal, and fails on IDs then", function()
-    local r = run { "--dir", dir .. "/none" }
-    assert.are.same({ 0, "no live-event journal in " .. dir .. "/none\n" }, { r.rc, r.out })
-    r = run { "--dir", dir .. "/none", "--requeue", "1" }
-    assert.are.same({ 1, "ocean journal: no live-event journal in " .. dir .. "/none\n" }, { r.rc, r.err })
+    local r = run { "--dir", dir }
+    assert.are.same({ 0, "no live-event journal in " .. dir .. "\n", "" }, { r.rc, r.out, r.err })
+    r = run { "--dir", dir, "--requeue-all" }
+    assert.are.same({ 0, "no live-event journal in " .. dir .. "\n", "" }, { r.rc, r.out, r.err })
+    r = run { "--dir", dir, "--requeue", "1" }
+    assert.are.same({ 1, "ocean journal: no live-event journal in " .. dir .. "\n" }, { r.rc, r.err })
     r = run { "--dir", dir, "--file", "nope" }
     assert.are.same({ 1, "ocean journal: no journal " .. dir .. "/nope.sqlite3\n" }, { r.rc, r.err })
+    assert.are.equal("", ehelp.sh("ls -A " .. ehelp.shell_quote(dir)))
+  end)
+
+  it("fails when --dir names no folder, or a file (1)", function()
+    for _, args in ipairs { { "--dir", dir .. "/none" }, { "--dir", dir .. "/none", "--requeue-all" } } do
+      local r = run(args)
+      assert.are.same({ 1, "", "ocean journal: --dir " .. dir .. "/none: no such folder\n" }, { r.rc, r.out, r.err })
+    end
+    local f = assert(io.open(dir .. "/file", "w"))
+    f:close()
+    local r = run { "--dir", dir .. "/file" }
+    assert.are.same({ 1, "", "ocean journal: --dir " .. dir .. "/file is not a folder\n" }, { r.rc, r.out, r.err })
+    assert.are.equal("file\n", ehelp.sh("ls -A " .. ehelp.shell_quote(dir)))
+  end)
+
+  it("never creates a journal, nor turns a file that is not one into a journal (1)", function()
+    local empty, text = dir .. "/empty.sqlite3", dir .. "/text.sqlite3"
+    local f = assert(io.open(empty, "w"))
+    f:close()
+    f = assert(io.open(text, "w"))
+    f:write(("not a journal\n"):rep(100))
+    f:close()
+    local not_journal = "ocean journal: journal " .. empty .. " is not a lua-ocean journal (an empty file or"
+      .. " database): left as it is\n"
+    for _, args in ipairs { { "--dir", dir, "--file", "empty" }, { "--dir", dir, "--file", empty },
+                            { "--dir", dir, "--file", "empty", "--requeue", "1" },
+                            { "--dir", dir, "--file", "empty", "--drop", "1" },
+                            { "--dir", dir, "--file", "empty", "--requeue-all" } } do
+      local r = run(args)
+      assert.are.equal(1, r.rc, table.concat(args, " "))
+      assert.truthy(r.err:find(not_journal, 1, true), r.err)
+    end
+    -- every *.sqlite3 of the folder: each that is not a journal is named
+    local r = run { "--dir", dir }
+    assert.are.same({ 1, "" }, { r.rc, r.out })
+    assert.truthy(r.err:find(not_journal, 1, true), r.err)
+    assert.truthy(r.err:find("ocean journal: journal " .. text .. " is not a SQLite database (or is corrupt)", 1, true),
+      r.err)
+    -- a path that is not there is not made, nor its folder
+    r = run { "--dir", dir, "--file", dir .. "/sub/j.sqlite3" }
+    assert.are.same({ 1, "ocean journal: no journal " .. dir .. "/sub/j.sqlite3\n" }, { r.rc, r.err })
+    assert.are.equal("empty.sqlite3\ntext.sqlite3\n", ehelp.sh("ls -A " .. ehelp.shell_quote(dir)))
+    assert.are.equal("0\n", ehelp.sh("stat -c %s " .. ehelp.shell_quote(empty)))
+  end)
+
+  it("lists without writing: a claimed event stays claimed, the file unchanged", function()
+    local path = dir .. "/spec-live.sqlite3"
+    make(path, 2, {})
+    local j = assert(journal.open(path))
+    assert.are.equal(1, #assert(j:claim(1)))      -- as a process killed mid-apply leaves it
+    j:close()
+    local before = ehelp.read_file(path)
+    local r = run { "--dir", dir }
+    assert.are.equal(0, r.rc, r.err)
+    assert.matches("\n  1%s+claimed%s+1  ", r.out)
+    assert.matches("\n  2%s+pending%s+0  ", r.out)
+    assert.are.equal(before, ehelp.read_file(path))
+    assert.are.equal("spec-live.sqlite3\n", ehelp.sh("ls -A " .. ehelp.shell_quote(dir)))
+  end)
+
+  it("lists the journal of a process that died without closing it, leaving its WAL as it was", function()
+    local path = dir .. "/spec-live.sqlite3"
+    -- a process that appends and exits without closing (no checkpoint):
+    -- the events are in the WAL only
+    local code = ("local j = assert(require('ocean.journal').open(%q)) "
+      .. "for i = 1, 3 do assert(j:append { path = '/items' }) end os.exit(0, false)"):format(path)
+    assert.are.equal("", ehelp.sh(sail.runtime() .. " -e " .. ehelp.shell_quote(code) .. " 2>&1"))
+    local db, wal = ehelp.read_file(path), ehelp.read_file(path .. "-wal")
+    assert.truthy(wal and #wal > 0)
+    local r = run { "--dir", dir }
+    assert.are.same({ 0, "" }, { r.rc, r.err })
+    assert.matches("^journal " .. path:gsub("%p", "%%%0") .. ": 3 pending, 0 dead letter%(s%)\n", r.out)
+    -- read, not checkpointed into the file: the next writer recovers it
+    assert.are.equal(db, ehelp.read_file(path))
+    assert.are.equal(wal, ehelp.read_file(path .. "-wal"))
   end)
 end)
 
@@ -179,25 +260,18 @@ describe("ocean journal with ocean sail", function()
   end)
 
   local function env()
-    return {
-      OCEAN__PORT__BASE_URL = emu.url,
-      OCEAN__PORT__CLIENT_ID = emu.client_id,
-      OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
+    return sail.emulator_env(emu, {
       OCEAN__INTEGRATION__IDENTIFIER = "spec-journal",
       OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
       OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY",
       OCEAN__LIVE_EVENTS__JOURNAL_DIR = dir,
       OCEAN__LIVE_EVENTS__MAX_ATTEMPTS = "1",
       APPLICATION__LOG_LEVEL = "INFO",
-    }
+    })
   end
 
   local function start()
-    local port = sail.free_port()
-    local p = sail.start({ "sail", LIVE, "--port", tostring(port), "--host", "127.0.0.1" }, env(),
-      { port = port })
-    p:wait_ready()
-    return p
+    return sail.serve(LIVE, env())
   end
 
   local function live(p)

@@ -25,22 +25,15 @@ describe("ocean sail with a webhook processor", function()
   end)
 
   local function start(journal_dir, extra, no_wait)
-    local port = sail.free_port()
-    local env = {
-      OCEAN__PORT__BASE_URL = emu.url,
-      OCEAN__PORT__CLIENT_ID = emu.client_id,
-      OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
+    local env = sail.emulator_env(emu, {
       OCEAN__INTEGRATION__IDENTIFIER = "spec-live",
       OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
       OCEAN__EVENT_LISTENER__TYPE = "WEBHOOKS_ONLY",
       OCEAN__LIVE_EVENTS__JOURNAL_DIR = journal_dir,
       OCEAN__HTTP__MAX_CONNECTIONS_PER_CLIENT = "0",
-    }
+    })
     for k, v in pairs(extra or {}) do env[k] = v end
-    local p = sail.start({ "sail", LIVE, "--port", tostring(port), "--host", "127.0.0.1" }, env,
-      { port = port })
-    if not no_wait then p:wait_ready() end
-    return p
+    return sail.serve(LIVE, env, { no_wait = no_wait })
   end
 
   local function hook(p, body, secret)

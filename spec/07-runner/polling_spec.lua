@@ -34,19 +34,13 @@ describe("ocean sail (POLLING)", function()
   before_each(function() emu.reset() end)
 
   local function start(id, extra)
-    local port = sail.free_port()
-    local env = {
-      OCEAN__PORT__BASE_URL = emu.url,
-      OCEAN__PORT__CLIENT_ID = emu.client_id,
-      OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
+    local env = sail.emulator_env(emu, {
       OCEAN__INTEGRATION__IDENTIFIER = id,
       OCEAN__INTEGRATION__CONFIG__ITEMS_FILE = dir .. "/items.json",
       OCEAN__EVENT_LISTENER__INTERVAL = "0.2",
-    }
+    })
     for k, v in pairs(extra or {}) do env[k] = v end
-    local p = sail.start({ "sail", ITEMS, "--port", tostring(port), "--host", "127.0.0.1" },
-      env, { port = port })
-    p:wait_ready()
+    local p = sail.serve(ITEMS, env)
     local function health()
       local status, text = p:http("GET", "/integration/health")
       assert.are.equal(200, status)

@@ -6,8 +6,6 @@ local json = require "ocean.json"
 local ehelp = require "spec.helpers.emulator"
 local nh = require "spec.helpers.nginx"
 
-local EXAMPLE = ehelp.root() .. "/examples/openresty/integration"
-
 -- routes of the spec's own, added to the example integration
 local ROUTES = [[
 
@@ -43,22 +41,12 @@ ocean.router.get("/probe", function()
 end)
 ]]
 
-local function integration()
-  local dir = ehelp.tmpdir()
-  os.execute(("cp -r %s/. %s/ && chmod -R a+rX %s"):format(ehelp.shell_quote(EXAMPLE),
-    ehelp.shell_quote(dir), ehelp.shell_quote(dir)))
-  local f = assert(io.open(dir .. "/main.lua", "a"))
-  f:write(ROUTES)
-  f:close()
-  return dir
-end
-
 describe("ocean.runtime.give_way in nginx #nginx", function()
   local emu, ng, dir
 
   setup(function()
     emu = ehelp.start { quiet = true }
-    dir = integration()
+    dir = nh.integration { append = { ["main.lua"] = ROUTES } }
     ng = nh.start { emu = emu, workers = 1, integration = dir }
     nh.wait_ready(ng)
   end)

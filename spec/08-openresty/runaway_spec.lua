@@ -6,7 +6,6 @@ local json = require "ocean.json"
 local ehelp = require "spec.helpers.emulator"
 local nh = require "spec.helpers.nginx"
 
-local EXAMPLE = ehelp.root() .. "/examples/openresty/integration"
 local BUDGET = 2                        -- seconds: OCEAN__MAPPING_TIME_LIMIT
 
 local MAPPING = [[
@@ -25,16 +24,6 @@ resources:
             replicas: 'if .slow then last(range(1e15)) else .replicas end'
 ]]
 
-local function integration()
-  local dir = ehelp.tmpdir()
-  os.execute(("cp -r %s/. %s/ && chmod -R a+rX %s"):format(ehelp.shell_quote(EXAMPLE),
-    ehelp.shell_quote(dir), ehelp.shell_quote(dir)))
-  local f = assert(io.open(dir .. "/.port/resources/port-app-config.yml", "w"))
-  f:write(MAPPING)
-  f:close()
-  return dir
-end
-
 local function slow_webhook()
   return json.encode { action = "upsert", service = { name = "svc-slow", slow = true } }
 end
@@ -48,7 +37,7 @@ describe("ocean.openresty with a runaway mapping #nginx #slow", function()
 
   setup(function()
     emu = ehelp.start { quiet = true }
-    dir = integration()
+    dir = nh.integration { write = { [".port/resources/port-app-config.yml"] = MAPPING } }
     ng = nh.start { emu = emu, workers = 2, integration = dir,
                     env = { OCEAN__MAPPING_TIME_LIMIT = tostring(BUDGET) } }
     nh.wait_ready(ng)

@@ -348,6 +348,87 @@ describe("ocean.journal", function()
       assert.matches("^journal /proc/self/journal.sqlite3 cannot be opened", err)
     end)
 
+    it("says what failed and only the OS error that belongs to it: a path longer than SQLite takes", function()
+      -- the folders exist: creating them left errno at EEXIST, which SQLite
+      -- reported as its own OS error ("File exists") for a failure that
+      -- had none
+      local deep = dir .. "/" .. ("d"):rep(200) .. "/" .. ("e"):rep(200) .. "/" .. ("f"):rep(200)
+      assert.are.equal("", sh("mkdir -p " .. q(deep) .. " 2>&1"))
+      local path = deep .. "/j.sqlite3"
+      local jj, err, code = journal.open(path)
+      assert.is_nil(jj)
+      assert.are.same({ "access", "journal " .. path .. " cannot be opened (opening it: its path is " .. #path
+        .. " bytes, longer than the 512 SQLite takes)" }, { code, err })
+    end)
+
+    it("refuses a read-only file at open, saying so (not a stray OS error at its lock)", function()
+      local path = dir .. "/ro.sqlite3"
+      journal.open(path):close()
+      if sh("chattr +i " .. q(path) .. " 2>/dev/null && echo ok") ~= "ok\n" then
+        -- chattr needs root and a file system that has it; as root, chmod
+        -- does not stop a write: nothing else makes a file read-only here
+        pending("chattr +i is not available here")
+        return
+      end
+      local jj, err, code = journal.open(path)
+      sh("chattr -i " .. q(path))
+      assert.is_nil(jj)
+      assert.are.same({ "access", "journal " .. path .. " cannot be opened for writing (opening it: SQLite could"
+        .. " open the file only read-only)" }, { code, err })
+    end)
+
+    it("with existing or read_only, opens only a journal that is there: creates nothing, changes no other file",
+      function()
+      local other = dir .. "/other.db"
+      assert.are.equal("", sh("sqlite3 " .. q(other) .. " 'CREATE TABLE t(x);' 2>&1"))
+      write(dir .. "/empty.sqlite3", "")
+      for _, opts in ipairs { { existing = true }, { read_only = true } } do
+        local jj, err, code = journal.open(dir .. "/new/j.sqlite3", opts)
+        assert.is_nil(jj)
+        assert.are.same({ "access", "journal " .. dir .. "/new/j.sqlite3 cannot be opened (opening it: unable"
+          .. " to open database file: No such file or directory)" }, { code, err })
+        jj, err, code = journal.open(dir .. "/empty.sqlite3", opts)
+        assert.is_nil(jj)
+        assert.are.same({ "not_journal", "journal " .. dir .. "/empty.sqlite3 is not a lua-ocean journal (an"
+          .. " empty file or database): left as it is" }, { code, err })
+        jj, err, code = journal.open(other, opts)
+        assert.is_nil(jj)
+        assert.are.equal("not_journal", code, err)
+        assert.are.equal("empty.sqlite3\nother.db\n", sh("ls " .. q(dir)))
+        assert.are.equal("0\n", sh("stat -c %s " .. q(dir .. "/empty.sqlite3")))
+      end
+      -- without them, an empty file is where a new journal starts
+      j = open("empty.sqlite3")
+      assert.is_truthy(j:append { path = "/x" })
+    end)
+
+    it("with read_only, writes nothing: claims are kept, the writing calls fail, the file is unchanged", function()
+      local path = dir .. "/j.sqlite3"
+      local jj = open("j.sqlite3", { max_attempts = 1 })
+      jj:append { path = "/a" }
+      jj:append { path = "/b" }
+      assert.are.equal(1, #jj:claim(1))
+      jj:close()
+      local before = read_file(path)
+      j = open("j.sqlite3", { read_only = true })
+      local pend = assert(j:pending())
+      assert.are.same({ true, false }, { pend[1].claimed, pend[2].claimed })
+      local none, err = j:append { path = "/c" }
+      assert.is_nil(none)
+      assert.are.equal("journal " .. path .. " is read-only (appending: attempt to write a readonly database)",
+        err)
+      assert.is_nil((j:done(2)))
+      assert.is_nil((j:requeue(1)))
+      -- still locked: a journal held by another handle is busy, as for a writer
+      local other, _, code = journal.open(path, { read_only = true })
+      assert.is_nil(other)
+      assert.are.equal("busy", code)
+      j:close()
+      j = nil
+      assert.are.equal(before, read_file(path))
+      assert.are.equal("j.sqlite3\n", sh("ls " .. q(dir)))
+    end)
+
     it("creates missing folders", function()
       j = open("a/b/c/j.sqlite3")
       assert.is_truthy(j:append { path = "/x" })

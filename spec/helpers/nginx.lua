@@ -7,6 +7,8 @@
 --   local code, seconds = ng.timed("GET", "/integration/health")
 --   ng.reload()  ng.worker_pids()  ng.error_log()
 --   ng.stop()                               -- or nh.stop_all() in teardown
+--   local dir = nh.integration { append = { ["main.lua"] = routes } }
+--                               -- a copy of the example integration, to add to
 --
 -- nginx listens on a free loopback port: a random one is tried, and
 -- another when nginx reports it in use. It is started with --exit-with
@@ -189,6 +191,27 @@ function _M.start(opts)
   end
   os.execute("rm -rf " .. q(dir))
   error("nginx did not start:\n" .. tostring(last), 2)
+end
+
+-- A copy of the example integration (examples/openresty/integration) in a
+-- new temporary folder that nginx's workers can read, with text added:
+-- changes.append = {relative path = text to append}, changes.write =
+-- {relative path = the file's new text}. Returns the folder (the caller
+-- removes it); raises when a step fails.
+function _M.integration(changes)
+  changes = changes or {}
+  local dir = ehelp.tmpdir()
+  local example = ehelp.root() .. "/examples/openresty/integration"
+  local out = sh(format("cp -r %s/. %s/ 2>&1 && chmod -R a+rX %s 2>&1", q(example), q(dir), q(dir)))
+  if out ~= "" then error("copying " .. example .. " to " .. dir .. ": " .. out, 2) end
+  for mode, files in pairs { a = changes.append or {}, w = changes.write or {} } do
+    for path, text in pairs(files) do
+      local f = assert(io.open(dir .. "/" .. path, mode))
+      f:write(text)
+      f:close()
+    end
+  end
+  return dir
 end
 
 -- Wait until the health route says ready (bootstrapped, mapping compiled);

@@ -11,6 +11,8 @@
 --   local done = p:background("POST", path, body_text [, headers])
 --     done() -> status, seconds (curl's time_total) once answered, or nil
 --   local rc, out, err = p.stop()        -- SIGTERM, wait for the exit
+--   local env = sail.emulator_env(emu, { OCEAN__INTEGRATION__IDENTIFIER = "x" })
+--   local p = sail.serve(path, env)  -- sail on a free loopback port, ready
 --   sail.stop_all()            -- teardown: every process still running
 --
 -- env: the only variables the process sees, besides PATH and HOME (the
@@ -160,6 +162,29 @@ function Proc:wait_ready(seconds)
     end
     ehelp.sleep(0.05)
   end
+end
+
+-- The settings that point a process at the emulator emu (spec.helpers.
+-- emulator: its URL and client credentials), with the variables of `more`
+-- on top: a new env table for run, start and serve.
+function _M.emulator_env(emu, more)
+  local env = {
+    OCEAN__PORT__BASE_URL = emu.url,
+    OCEAN__PORT__CLIENT_ID = emu.client_id,
+    OCEAN__PORT__CLIENT_SECRET = emu.client_secret,
+  }
+  for k, v in pairs(more or {}) do env[k] = v end
+  return env
+end
+
+-- `ocean sail PATH` serving on a free loopback port with env, waited for
+-- until its health answers (unless opts.no_wait). Returns the process.
+function _M.serve(path, env, opts)
+  local port = _M.free_port()
+  local p = _M.start({ "sail", path, "--port", tostring(port), "--host", "127.0.0.1" }, env,
+    { port = port })
+  if not (opts and opts.no_wait) then p:wait_ready() end
+  return p
 end
 
 -- Poll fn() (every 50 ms, up to `seconds`) until it returns a true value.

@@ -95,6 +95,9 @@ struct oc_journal {
   unsigned max_attempts;
   double lease_s;
   int check;                     /* quick_check at open */
+  int existing;                  /* opened only if it is a journal already */
+  int read_only;                 /* opened read-only: nothing written */
+  int had_wal;                   /* its -wal file had frames at open */
   int full_sync;                 /* synchronous is FULL now */
   unsigned long abandoned;       /* dead-lettered by claims since open */
 };
@@ -137,15 +140,32 @@ static const char *what_of(int rc)
   }
 }
 
-/* "journal PATH <what> (<doing>: <sqlite message>[: <errno text>])" */
+/* Whether the OS error SQLite kept (sqlite3_system_errno) belongs to the
+ * failure of extended code xrc: SQLite records errno only for CANTOPEN and
+ * IOERR, and keeps it until the next of those, so after any other failure
+ * it is stale. Of those, the ones SQLite raises without a failed system
+ * call (a short read, out of memory, a corrupt file system, the special
+ * CANTOPEN cases that say their own cause) have none either. */
+static int errno_belongs(int xrc)
+{
+  switch (xrc) {
+  case SQLITE_CANTOPEN: return 1;
+  case SQLITE_IOERR_SHORT_READ: case SQLITE_IOERR_NOMEM:
+  case SQLITE_IOERR_CORRUPTFS: return 0;
+  default: return (xrc & 0xff) == SQLITE_IOERR;
+  }
+}
+
+/* "journal PATH <what> (<doing>: <sqlite message>[: <errno text>])", the
+ * OS error only when it belongs to this failure (errno_belongs). */
 static int db_err(const oc_journal_t *j, int rc, const char *doing,
                   char *err, size_t errlen)
 {
-  int sys = j->db ? sqlite3_system_errno(j->db) : 0;
+  int xrc = j->db ? sqlite3_extended_errcode(j->db) : rc;
+  int sys = j->db && errno_belongs(xrc) ? sqlite3_system_errno(j->db) : 0;
   const char *msg = j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(rc);
-  int io = (rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_CANTOPEN
-           || (rc & 0xff) == SQLITE_FULL;
-  if (io && sys)
+  if ((xrc & 0xff) != (rc & 0xff)) sys = 0;   /* not the error SQLite kept */
+  if (sys)
     set_err(err, errlen, "journal %s %s (%s: %s: %s)", j->path, what_of(rc),
             doing, msg, strerror(sys));
   else
@@ -316,6 +336,14 @@ static int check_identity(oc_journal_t *j, int *code, char *err,
     *code = classify(rc);
     return db_err(j, rc, "reading it", err, errlen);
   }
+  if (j->existing && app == 0 && tables == 0) {
+    /* what SQLite reads as an empty database: a 0-byte file, or one that
+       was never written; made a journal only by an open that may create */
+    *code = OC_JOURNAL_ENOTJOURNAL;
+    set_err(err, errlen, "journal %s is not a lua-ocean journal (an empty "
+            "file or database): left as it is", j->path);
+    return -1;
+  }
   if ((app == 0 && tables > 0) || (app != 0 && app != JOURNAL_APP_ID)) {
     *code = OC_JOURNAL_ENOTJOURNAL;
     set_err(err, errlen, "journal %s is a SQLite database but not a "
@@ -430,8 +458,30 @@ static int setup(oc_journal_t *j, int *code, char *err, size_t errlen)
   if (exec(j, "PRAGMA locking_mode = EXCLUSIVE", "locking it", code, err,
            errlen) != 0
       || check_identity(j, code, err, errlen) != 0
-      || (j->check && check_pages(j, code, err, errlen) != 0)
-      || use_wal(j, code, err, errlen) != 0
+      || (j->check && check_pages(j, code, err, errlen) != 0))
+    return -1;
+  /* read-only: SQLITE_OPEN_READONLY cannot take EXCLUSIVE locking on a
+     WAL file, which is how a journal in use is told (busy); so a
+     read-write connection that refuses every write (query_only), with
+     nothing set up (no WAL switch, no claim released) */
+  if (j->read_only) {
+    /* nor is the WAL a crashed process left checkpointed at close: the
+       files stay byte for byte as they were (the next writer recovers
+       it). Without such a WAL, the close removes the one the reads made
+       (empty: nothing is checkpointed) */
+    int rc = j->had_wal
+      ? sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+                          (int *)NULL)
+      : SQLITE_OK;
+    if (rc != SQLITE_OK) {
+      *code = classify(rc);
+      return db_err(j, rc, "making it read-only", err, errlen);
+    }
+    return exec(j, "PRAGMA query_only = 1", "making it read-only", code,
+                err, errlen) != 0
+           || prepare_all(j, code, err, errlen) != 0 ? -1 : 0;
+  }
+  if (use_wal(j, code, err, errlen) != 0
       || exec(j, "PRAGMA synchronous = FULL", "setting its sync", code, err,
               errlen) != 0
       || init_schema(j, code, err, errlen) != 0
@@ -458,16 +508,51 @@ oc_journal_t *oc_journal_open(const char *path, const oc_journal_opts_t *o,
                                          : DEFAULT_MAX_ATTEMPTS;
   j->lease_s = o && o->lease_s > 0 ? o->lease_s : DEFAULT_LEASE_S;
   j->check = !(o && o->skip_check);
-  if (make_parents(path, err, errlen) != 0) {
+  j->read_only = o && o->read_only;
+  j->existing = j->read_only || (o && o->existing);
+  if (!j->existing && make_parents(path, err, errlen) != 0) {
     *code = OC_JOURNAL_EACCESS;
     oc_journal_close(j);
     return NULL;
   }
+  if (j->read_only) {
+    struct stat st;
+    size_t n = strlen(path);
+    char *wal = malloc(n + 5);
+    if (wal) {
+      memcpy(wal, path, n);
+      memcpy(wal + n, "-wal", 5);
+      j->had_wal = stat(wal, &st) == 0 && st.st_size > 0;
+      free(wal);
+    } else {
+      j->had_wal = 1;            /* unknown: keep whatever is there */
+    }
+  }
+  errno = 0;                     /* what SQLite keeps as its OS error */
   rc = sqlite3_open_v2(path, &j->db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+                       j->existing ? SQLITE_OPEN_READWRITE
+                       : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc != SQLITE_OK) {
+    const sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
     *code = classify(rc);
-    db_err(j, rc, "opening it", err, errlen);
+    if ((rc & 0xff) == SQLITE_CANTOPEN && vfs
+        && strlen(path) >= (size_t)vfs->mxPathname)
+      /* SQLite says only "unable to open database file" */
+      set_err(err, errlen, "journal %s cannot be opened (opening it: its "
+              "path is %zu bytes, longer than the %d SQLite takes)", path,
+              strlen(path), vfs->mxPathname);
+    else
+      db_err(j, rc, "opening it", err, errlen);
+    oc_journal_close(j);
+    return NULL;
+  }
+  if (sqlite3_db_readonly(j->db, "main") == 1) {
+    /* SQLite falls back to read-only when the file cannot be opened for
+       writing; its EXCLUSIVE lock would then fail with a stray EBADF.
+       Even read_only needs the lock (a journal in use is busy). */
+    *code = OC_JOURNAL_EACCESS;
+    set_err(err, errlen, "journal %s cannot be opened for writing (opening "
+            "it: SQLite could open the file only read-only)", path);
     oc_journal_close(j);
     return NULL;
   }

@@ -50,6 +50,14 @@ typedef struct oc_journal_opts {
   unsigned max_attempts;         /* claims before the dead letters; 0: 5 */
   double lease_s;                /* a claim's lease, seconds; 0: 300 */
   int skip_check;                /* 1: no PRAGMA quick_check at open */
+  int existing;                  /* 1: only a journal that exists: no file
+                                    or folder is created, and a file that
+                                    is not a journal (an empty one too)
+                                    is refused (OC_JOURNAL_ENOTJOURNAL) */
+  int read_only;                 /* 1: existing, and nothing is written:
+                                    no claim released, every writing call
+                                    fails (PRAGMA query_only); still
+                                    locked, so busy when in use */
 } oc_journal_opts_t;
 
 /* Why an open failed. */
@@ -89,9 +97,10 @@ typedef struct oc_journal_stats {
   double oldest;                 /* received_at of the oldest pending; 0 */
 } oc_journal_stats_t;
 
-/* Open (creating it and its missing folders, mode 0700) the journal at
- * path, after checking that every page of an existing one reads back
- * (PRAGMA quick_check: one read of the file; opts->skip_check skips it).
+/* Open (creating it and its missing folders, mode 0700, unless
+ * opts->existing or opts->read_only) the journal at path, after checking
+ * that every page of an existing one reads back (PRAGMA quick_check: one
+ * read of the file; opts->skip_check skips it).
  * NULL on failure, with a message in err and the reason in *code (code
  * may be NULL). */
 oc_journal_t *oc_journal_open(const char *path, const oc_journal_opts_t *o,

@@ -1,12 +1,16 @@
 /*
  * ljournal.c - the "ocean.Journal" userdata: Lua's face of journal.c.
  *
- *   core.journal_open(path [, {max_attempts=, lease=, check=}])
+ *   core.journal_open(path [, {max_attempts=, lease=, check=, existing=,
+ *                              read_only=}])
  *     -> journal | nil, err, code
  *     (max_attempts: claims before the dead letters, default 5; lease:
  *     seconds a claim lasts, default 300; check = false: skip reading
- *     every page at open; code: "busy", "corrupt", "not_journal",
- *     "access" or "other")
+ *     every page at open; existing = true: open only a journal that is
+ *     there, creating no file or folder, refusing an empty file or another
+ *     database ("not_journal"); read_only = true: existing, and nothing
+ *     is written (claims are not released, the writing calls fail);
+ *     code: "busy", "corrupt", "not_journal", "access" or "other")
  *   j:append{path=, headers=, body=, received_at=} -> id | nil, err
  *     (headers: {name = string or number}; body: a string; received_at:
  *     seconds since the epoch, default now; durable when it returns)
@@ -112,7 +116,11 @@ static void read_open_opts(lua_State *L, int idx, oc_journal_opts_t *o)
   }
   lua_getfield(L, idx, "check");
   o->skip_check = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
-  lua_pop(L, 3);
+  lua_getfield(L, idx, "existing");
+  o->existing = lua_toboolean(L, -1);
+  lua_getfield(L, idx, "read_only");
+  o->read_only = lua_toboolean(L, -1);
+  lua_pop(L, 5);
 }
 
 static int l_journal_open(lua_State *L)
