@@ -52,6 +52,7 @@ local type, tostring, pcall, ipairs, setmetatable = type, tostring, pcall, ipair
 local min, floor = math.min, math.floor
 local now_ms = core.monotonic_ms
 local sources                    -- (self) -> the journals, own first
+local requeue_hint               -- (self, src, id) -> how to send a dead letter again
 
 local _M = {
   CONCURRENCY = 100,       -- events applied at once
@@ -261,6 +262,20 @@ local function give_back(self, src, ev, why)
     .. "an attempt): %s", ev.id, ev.path, why)
 end
 
+-- How the operator sends dead letter id again, from where it is: the
+-- next `ocean sail` start applies a requeued event; in nginx, a running
+-- worker holds its journal, which `ocean journal` can open once a reload
+-- retired it, and a worker looks into it every RECHECK_EVERY s.
+function requeue_hint(self, src, id)
+  if not self.nginx then
+    return ("`ocean journal --requeue %d` sends it again at the next start"):format(id)
+  end
+  local dir, file = tostring(src.path):match("^(.*)/([^/]+)$")
+  return ("after `nginx -s reload` (a running worker holds its journal), `ocean journal --dir %s "
+    .. "--file %s --requeue %d` sends it again: a worker applies it within %d s"):format(
+    dir or ".", file or tostring(src.path), id, _M.RECHECK_EVERY)
+end
+
 local function summary_text(s)
   local text = ("created %d, updated %d, deleted %d"):format(s.created or 0, s.updated or 0,
     s.deleted or 0)
@@ -305,8 +320,7 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
     self.counts.dead = self.counts.dead + 1
     if permanent then
       log.error("event %d (POST %s) is a dead letter at attempt %d: retrying cannot fix it: %s "
-        .. "(`ocean journal --requeue %d` sends it again at the next start, after what came since)", ev.id, ev.path,
-        ev.attempts, msg, ev.id)
+        .. "(%s, after what came since)", ev.id, ev.path, ev.attempts, msg, requeue_hint(self, src, ev.id))
     else
       log.error("event %d (POST %s) is a dead letter after %d attempts: %s", ev.id, ev.path,
         ev.attempts, msg)

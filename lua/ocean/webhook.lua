@@ -247,8 +247,13 @@ local function check_before_answer(eng, path, ev)
   local valid = 0
   for _, entry in ipairs(wanted) do
     local ok, v = call(entry, path, "authenticate", ev.payload, ev.headers)
-    if not ok then log.error("%s", v) end
-    if not (ok and v) then
+    if not ok then
+      -- the integration's code failed, not the sender's credentials: 500,
+      -- which senders retry (a 401 tells them their secret is wrong)
+      log.error("%s", v)
+      return nil, status_error(500, "a webhook processor failed")
+    end
+    if not v then
       log.warning("webhook POST %s refused: processor '%s' did not authenticate it (401)",
         path, entry.name)
       return nil, status_error(401, "authentication failed")
@@ -256,8 +261,11 @@ local function check_before_answer(eng, path, ev)
   end
   for _, entry in ipairs(wanted) do
     local ok, v = call(entry, path, "validate_payload", ev.payload)
-    if not ok then log.error("%s", v) end
-    if ok and v then
+    if not ok then
+      log.error("%s", v)
+      return nil, status_error(500, "a webhook processor failed")
+    end
+    if v then
       valid = valid + 1
     else
       log.warning("webhook POST %s: processor '%s' found the payload invalid", path, entry.name)

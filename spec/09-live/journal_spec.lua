@@ -467,6 +467,19 @@ describe("ocean.journal", function()
   end)
 
   describe("its place", function()
+    -- it keeps the senders' headers (tokens) and bodies: never readable by
+    -- other users, whatever the umask or the folder's mode
+    it("is a new file readable by its owner only, as is its -wal", function()
+      os.execute("chmod 755 " .. q(dir))
+      j = open("private.sqlite3")
+      assert(j:append { path = "/w", body = "{}", headers = { ["x-secret"] = "s" } })
+      -- (no -shm: the journal's exclusive locking keeps the WAL index in memory)
+      local f = io.popen("cd " .. q(dir) .. " && stat -c '%n %a' private.sqlite3*")
+      local modes = f:read("*a")
+      f:close()
+      assert.are.equal("private.sqlite3 600\nprivate.sqlite3-wal 600\n", modes)
+    end)
+
     it("is OCEAN__LIVE_EVENTS__JOURNAL_DIR, else the integration folder's .ocean/journal", function()
       local s = { integration = { identifier = "my gh/int" } }
       assert.are.equal("/it/.ocean/journal/my_gh_int.sqlite3", journal.path(s, { folder = "/it" }))

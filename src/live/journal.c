@@ -492,6 +492,18 @@ static int setup(oc_journal_t *j, int *code, char *err, size_t errlen)
   return 0;
 }
 
+/* A journal keeps webhook headers and bodies (a sender's token among
+ * them): a new file is made readable by its owner only (0600), before
+ * SQLite opens it, which creates the -wal and -shm files with the same
+ * mode. An existing file keeps its mode; a failure here is SQLite's to
+ * report. */
+static void create_private(const char *path)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    close(fd);
+}
+
 oc_journal_t *oc_journal_open(const char *path, const oc_journal_opts_t *o,
                               int *code, char *err, size_t errlen)
 {
@@ -528,6 +540,8 @@ oc_journal_t *oc_journal_open(const char *path, const oc_journal_opts_t *o,
       j->had_wal = 1;            /* unknown: keep whatever is there */
     }
   }
+  if (!j->existing)
+    create_private(path);
   errno = 0;                     /* what SQLite keeps as its OS error */
   rc = sqlite3_open_v2(path, &j->db,
                        j->existing ? SQLITE_OPEN_READWRITE

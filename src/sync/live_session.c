@@ -788,8 +788,9 @@ static lbp_t *bp_counter(lbatch_t *b, const char *key)
 
 /* Whether b may go before its window ends: each bulk it would send is
  * full. Every blueprint's upserts fill their bulks (a positive multiple of
- * batch_max, or batch_max_bytes reached) and its deletes fill theirs (a
- * positive multiple of delete_batch), one of the two at least. A batch
+ * batch_max, or batch_max_bytes reached) and its deletes, all blueprints
+ * counted together, are a positive multiple of delete_batch; one of the two
+ * at least. A batch
  * that would also send a part-filled bulk waits for its window: writes
  * that arrive meanwhile fill that bulk instead of needing a new one (a
  * burst's batches of 53 upserts went out as 20 + 20 + 13). */

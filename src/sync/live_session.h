@@ -9,7 +9,7 @@
  * one, already mapped), then committed: its writes join the open batch.
  * A batch collects the operations of a window (window_ms after its first
  * write, or until every bulk it would send is full: each blueprint's
- * upserts a positive multiple of batch_max or batch_max_bytes, its deletes
+ * upserts a positive multiple of batch_max or batch_max_bytes, all its deletes
  * a multiple of delete_batch) and is then applied as a whole; batches are
  * applied one after another, so two operations on one entity keep their
  * order. In a batch:
