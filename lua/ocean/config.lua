@@ -19,8 +19,8 @@
 --   settings.delete_batch_max, settings.client_timeout, settings.third_party_verify_tls,
 --   settings.log_level, settings.http_port, settings.base_url,
 --   settings.http {max_connections, max_connections_per_client,
---                  header_timeout, body_timeout}  (the server's limits; nil:
---                  ocean.server's defaults)
+--                  header_timeout, body_timeout, max_body (bytes, 25 MiB)}
+--                  (the server's limits; nil: ocean.server's defaults)
 --   settings.live_events {journal_dir (nil: the integration folder's
 --                  .ocean/journal; see ocean.journal), concurrency (events
 --                  applied at once, 100), max_attempts (5), window_ms (the
@@ -317,6 +317,8 @@ local SETTINGS = {
     "http.max_connections_per_client", "count" },
   { "http.header_timeout", "OCEAN__HTTP__HEADER_TIMEOUT", "http.header_timeout", "count1" },
   { "http.body_timeout", "OCEAN__HTTP__BODY_TIMEOUT", "http.body_timeout", "count1" },
+  -- GitHub's largest webhook (25 MB), as the nginx recipe's client_max_body_size
+  { "http.max_body", "OCEAN__HTTP__MAX_BODY_BYTES", "http.max_body_bytes", "count1", 26214400 },
   { "live_events.journal_dir", "OCEAN__LIVE_EVENTS__JOURNAL_DIR", "live_events.journal_dir",
     "string" },
   { "live_events.concurrency", "OCEAN__LIVE_EVENTS__CONCURRENCY", "live_events.concurrency",

@@ -326,7 +326,7 @@ local function start_server(eng, o, state)
   local srv, err = server.new { host = o.host or "0.0.0.0", port = eng.settings.http_port,
     router = eng.router, prefix = "/integration", outside = metrics_route(eng),
     max_connections = h.max_connections, max_connections_per_client = h.max_connections_per_client,
-    header_timeout = h.header_timeout, body_timeout = h.body_timeout,
+    header_timeout = h.header_timeout, body_timeout = h.body_timeout, max_body = h.max_body,
     log = function(level, msg) (log[level] or log.info)("%s", msg) end }
   if not srv then return nil, err end
   state.server = srv
