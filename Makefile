@@ -1,6 +1,7 @@
 # lua-ocean: the C engine (src/) built as the Lua module `ocean.core`, twice:
 # once against Lua 5.4 and once against LuaJIT (OpenResty's luajit2).
-# Flags come from pkg-config; libjq 1.6 has no .pc file (-ljq).
+# Flags come from pkg-config; libjq 1.6 has no .pc file (-ljq). libcrypto
+# (OpenSSL) gives ocean.hmac and ocean.secure_compare (src/lua/lcrypto.c).
 # The module never links liblua: the interpreter (lua5.4, luajit, nginx)
 # exports the Lua API itself.
 
@@ -10,8 +11,8 @@ CFLAGS   ?= -O2 -g
 WARN      = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wwrite-strings -Wundef
 DEFS      = -D_GNU_SOURCE
-DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd sqlite3 oniguruma)
-DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd sqlite3 oniguruma) -ljq -lm -lpthread
+DEPS_CFLAGS := $(shell pkg-config --cflags libcurl libmicrohttpd sqlite3 oniguruma libcrypto)
+DEPS_LIBS   := $(shell pkg-config --libs libcurl libmicrohttpd sqlite3 oniguruma libcrypto) -ljq -lm -lpthread
 LUA54_CFLAGS := $(shell pkg-config --cflags lua5.4)
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit)
 
@@ -35,7 +36,7 @@ all: build/lua5.4/ocean/core.so build/luajit/ocean/core.so
 # build/jq-1.7.1 (scripts/build-jq17); found at run time through an rpath.
 JQ17_PREFIX := $(CURDIR)/build/jq-1.7.1
 JQ17_FLAGS   = -isystem $(JQ17_PREFIX)/include
-JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd sqlite3 oniguruma) \
+JQ17_LIBS    = $(shell pkg-config --libs libcurl libmicrohttpd sqlite3 oniguruma libcrypto) \
                -L$(JQ17_PREFIX)/lib -Wl,-rpath,$(JQ17_PREFIX)/lib -ljq -lm -lpthread
 
 jq17: build/jq17/lua5.4/ocean/core.so build/jq17/luajit/ocean/core.so

@@ -26,6 +26,7 @@ external_dependencies = {
   ONIG = { header = "oniguruma.h", library = "onig" },
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
   SQLITE = { header = "sqlite3.h", library = "sqlite3" },
+  CRYPTO = { header = "openssl/hmac.h", library = "crypto" },   -- OpenSSL: ocean.hmac
 }
 build = {
   type = "builtin",
@@ -45,6 +46,7 @@ build = {
         "src/json/json_num.c",
         "src/live/journal.c",
         "src/lua/lcore.c",
+        "src/lua/lcrypto.c",
         "src/lua/ldiff.c",
         "src/lua/lfeed.c",
         "src/lua/ljob.c",
@@ -78,10 +80,10 @@ build = {
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "src", "$(CURL_INCDIR)", "$(JQ_INCDIR)", "$(MICROHTTPD_INCDIR)",
-                  "$(SQLITE_INCDIR)", "$(ONIG_INCDIR)" },
+                  "$(SQLITE_INCDIR)", "$(ONIG_INCDIR)", "$(CRYPTO_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(JQ_LIBDIR)", "$(MICROHTTPD_LIBDIR)", "$(SQLITE_LIBDIR)",
-                  "$(ONIG_LIBDIR)" },
-      libraries = { "jq", "onig", "curl", "microhttpd", "sqlite3", "m", "pthread" },
+                  "$(ONIG_LIBDIR)", "$(CRYPTO_LIBDIR)" },
+      libraries = { "jq", "onig", "curl", "microhttpd", "sqlite3", "crypto", "m", "pthread" },
     },
     ["ocean.cache"] = "lua/ocean/cache.lua",
     ["ocean.cli"] = "lua/ocean/cli.lua",

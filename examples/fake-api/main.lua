@@ -50,7 +50,7 @@ ocean.add_webhook_processor("/webhook", {
   get_matching_kinds = function() return { "user" } end,
   authenticate = function(_, headers)
     local secret = ocean.integration_config.webhook_secret
-    return secret == nil or headers["x-webhook-secret"] == secret
+    return secret == nil or ocean.secure_compare(headers["x-webhook-secret"], secret)
   end,
   validate_payload = function(payload)
     return ACTIONS[payload.action] == true and type(payload.user) == "table"

@@ -36,6 +36,12 @@
 --                                        background with retries)
 --   ocean.retryable(message), ocean.is_retryable(err)   errors a processor's
 --                                        handle_event may be retried for
+--   ocean.hmac(algorithm, key, message [, encoding]) -> string   HMAC on
+--                                        OpenSSL: "sha256", "sha1", "sha384",
+--                                        "sha512"; "hex" (default), "base64",
+--                                        "raw" (Python's hmac.new(...).hexdigest())
+--   ocean.secure_compare(a, b) -> bool   constant-time string equality
+--                                        (hmac.compare_digest): for signatures
 --   ocean.http, ocean.json, ocean.null, ocean.log, ocean.port (client constructor)
 --   ocean.integration_config             the integration's own settings
 --   ocean.reset()                        a new default engine (no
@@ -45,14 +51,18 @@ local json = require "ocean.json"
 local log = require "ocean.log"
 local engine = require "ocean.engine"
 local webhook = require "ocean.webhook"
+local core = require "ocean.core"
 
 local _M = {
-  _VERSION = require("ocean.core").version,
+  _VERSION = core.version,
   json = json,
   null = json.null,
   log = log,
   retryable = webhook.retryable,
   is_retryable = webhook.is_retryable,
+  -- webhook signatures (src/lua/lcrypto.c: errors, encodings)
+  hmac = core.hmac,
+  secure_compare = core.secure_compare,
   integration_config = {},
 }
 

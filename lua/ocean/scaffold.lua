@@ -309,9 +309,12 @@ ocean.add_webhook_processor("/webhook", {
   name = KIND,
   should_process_event = function(event) return type(event.payload[KIND]) == "table" end,
   get_matching_kinds = function() return { KIND } end,
+  -- a shared secret, compared in constant time; a sender that signs its
+  -- body (GitHub's X-Hub-Signature-256) is checked with ocean.hmac over
+  -- event.raw_body (the third argument), see docs/live-events.md
   authenticate = function(_, headers)
     local secret = ocean.integration_config.webhook_secret
-    return secret == nil or headers["x-webhook-secret"] == secret
+    return secret == nil or ocean.secure_compare(headers["x-webhook-secret"], secret)
   end,
   validate_payload = function(payload)
     local action = payload.action

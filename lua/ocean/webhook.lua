@@ -6,7 +6,10 @@
 --     name = "issues",                                   -- for the log
 --     should_process_event = function(event) return event.headers["x-kind"] == "issue" end,
 --     get_matching_kinds = function(event) return { "issue" } end,
---     authenticate = function(payload, headers) return headers["x-token"] == secret end,
+--     authenticate = function(payload, headers, event)   -- event.raw_body: the bytes received
+--       local sig = "sha256=" .. ocean.hmac("sha256", secret, event.raw_body)
+--       return ocean.secure_compare(headers["x-hub-signature-256"] or "", sig)
+--     end,
 --     validate_payload = function(payload) return type(payload.issue) == "table" end,
 --     handle_event = function(payload, resource)         -- resource: its config
 --       local issue = ocean.http.get_json(api .. "/issues/" .. payload.issue.id)
@@ -18,13 +21,18 @@
 -- The five functions are Ocean's, called as plain functions (no self):
 --   should_process_event(event) -> bool    does this processor want it?
 --   get_matching_kinds(event) -> {kind...} the kinds it produces
---   authenticate(payload, headers) -> bool is the sender who it says?
+--   authenticate(payload, headers, event) -> bool  is the sender who it
+--                                          says? (event: the third
+--                                          argument, for event.raw_body)
 --   validate_payload(payload) -> bool      is it shaped as expected?
 --   handle_event(payload, resource) -> {updated = raw_objects,
 --                                       deleted = raw_objects}
--- event = {path=, payload= (the decoded JSON body), headers= (lower-case
--- names), received_at= (s since the epoch), id= (the journal's; in the
--- background only), trace_id=}. Optional, with Ocean's defaults:
+-- event = {path=, payload= (the decoded JSON body), raw_body= (the body's
+-- bytes as received: what a signature such as GitHub's
+-- X-Hub-Signature-256 is computed over; the same string before the answer
+-- and in the background, where it is the journal's copy), headers=
+-- (lower-case names), received_at= (s since the epoch), id= (the
+-- journal's; in the background only), trace_id=}. Optional, with Ocean's defaults:
 -- max_retries (3), initial_retry_delay_seconds (1), max_retry_delay_seconds
 -- (30), exponential_base_seconds (2), should_retry(err) (Ocean: a
 -- RetryableError; here ocean.is_retryable(err), true for what
@@ -222,9 +230,9 @@ local function call(entry, path, fn_name, ...)
     error_text(v))
 end
 
-local function event_of(path, payload, headers, received_at, id)
-  return { path = path, payload = payload, headers = headers, received_at = received_at,
-           id = id, trace_id = id and ("event-" .. id) or nil }
+local function event_of(path, payload, raw_body, headers, received_at, id)
+  return { path = path, payload = payload, raw_body = raw_body, headers = headers,
+           received_at = received_at, id = id, trace_id = id and ("event-" .. id) or nil }
 end
 
 local function status_error(status, message)
@@ -246,7 +254,7 @@ local function check_before_answer(eng, path, ev)
   if #wanted == 0 then return wanted end
   local valid = 0
   for _, entry in ipairs(wanted) do
-    local ok, v = call(entry, path, "authenticate", ev.payload, ev.headers)
+    local ok, v = call(entry, path, "authenticate", ev.payload, ev.headers, ev)
     if not ok then
       -- the integration's code failed, not the sender's credentials: 500,
       -- which senders retry (a 401 tells them their secret is wrong)
@@ -305,7 +313,7 @@ function reply(eng, path, req)
   -- the receive time orders the events per entity (apply): the system
   -- clock's own resolution, not nginx's cached milliseconds, so that two
   -- webhooks of one loop iteration are not equal
-  local ev = event_of(path, payload, headers, core.now())
+  local ev = event_of(path, payload, req.raw_body, headers, core.now())
   local wanted, status, body = check_before_answer(eng, path, ev)
   if not wanted then return status, body end
   if #wanted == 0 then
@@ -317,7 +325,7 @@ function reply(eng, path, req)
     log.error("webhook POST %s: live events are not started (no journal): answering 503", path)
     return status_error(503, "live events are not started")
   end
-  local id, err = q:append { path = path, headers = headers, body = req.raw_body,
+  local id, err = q:append { path = path, headers = headers, body = ev.raw_body,
                              received_at = ev.received_at }
   if not id then
     log.error("webhook POST %s not journaled: %s", path, tostring(err))
@@ -675,7 +683,7 @@ end
 function _M.process(eng, rec)
   local payload = json.decode(rec.body)
   if payload == nil then return nil, "the journaled body is not JSON" end
-  local ev = event_of(rec.path, payload, rec.headers, rec.received_at, rec.id)
+  local ev = event_of(rec.path, payload, rec.body, rec.headers, rec.received_at, rec.id)
   local app, aerr = eng:app_config()
   if not app then return nil, "the mapping could not be read: " .. tostring(aerr) end
   local matched, kinds, bad_shape = matches_of(eng, ev, app)

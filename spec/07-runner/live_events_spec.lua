@@ -7,6 +7,7 @@ local journal = require "ocean.journal"
 local burst = require "spec.helpers.burst"
 local ehelp = require "spec.helpers.emulator"
 local sail = require "spec.helpers.sail"
+local signed = require "spec.helpers.signed"
 
 local LIVE = ehelp.root() .. "/spec/fixtures/live"
 local SECRET = "hush-hush-webhook-secret"
@@ -89,6 +90,9 @@ describe("ocean sail with a webhook processor", function()
     assert.are.same({ 1, 1, 0, 0 }, { le.received, le.applied, le.pending, le.dead })
     hook(p, { action = "deleted", item = { id = "f1" } })
     sail.eventually(function() return not ids().f1 end, 10, "the deletion")
+    -- a processor that checks a GitHub-style signature over the raw body
+    signed.check(p, SECRET, "g1")
+    sail.eventually(function() return ids().g1 end, 10, "the signed event applied")
     local rc, _, err = p:stop("TERM")
     assert.are.equal(0, rc)
     assert.truthy(err:find("event 1 (POST /items) applied in", 1, true))

@@ -10,6 +10,7 @@ local ehelp = require "spec.helpers.emulator"
 local fake = require "spec.helpers.fake_api"
 local nh = require "spec.helpers.nginx"
 local prom = require "spec.helpers.prometheus"
+local signed = require "spec.helpers.signed"
 
 local LIVE = ehelp.root() .. "/spec/fixtures/live"
 local SECRET = "nginx-webhook-secret"
@@ -105,6 +106,9 @@ describe("live events in nginx #nginx", function()
     assert.are.same({ 200, '{"pong":true}' }, { pst, ptext })
     hook { action = "deleted", item = { id = "n1" } }
     assert(nh.wait_for(function() return not ids().n1 end, 15), "n1 not deleted")
+    -- ocean.hmac in a worker: a GitHub-style signature over the raw body
+    signed.check(ng, SECRET, "n3")
+    assert(nh.wait_for(function() return ids().n3 end, 15), "n3 not applied:\n" .. ng:error_log())
     assert.truthy(ng:error_log():find("(POST /items) applied in", 1, true))
     -- two workers: the operator is told events on one entity may cross
     local _, warned = ng:error_log():gsub("2 workers apply the webhooks each received on its own", "")

@@ -202,6 +202,53 @@ describe("webhook processors", function()
     assert.truthy(logged("webhook POST /webhook refused: processor 'issues' did not authenticate it (401)"))
   end)
 
+  it("lets authenticate verify GitHub's X-Hub-Signature-256 over the bytes received (event.raw_body)", function()
+    local q = start()
+    local SECRET = "It's a Secret to Everybody"
+    local raws, auth_events = {}, {}
+    ocean.add_webhook_processor("/webhook", issues {
+      should_process_event = function(ev)
+        raws[#raws + 1] = ev.raw_body
+        return ev.headers["x-kind"] == "issue"
+      end,
+      authenticate = function(_, headers, event)
+        auth_events[#auth_events + 1] = event
+        local want = "sha256=" .. ocean.hmac("sha256", SECRET, event.raw_body)
+        return ocean.secure_compare(headers["x-hub-signature-256"], want)
+      end,
+    })
+    local function signed(text, secret)
+      return { ["x-hub-signature-256"] = "sha256=" .. ocean.hmac("sha256", secret or SECRET, text) }
+    end
+    -- the sender's own bytes: spacing, key order, an escaped slash
+    local body = '{ "action": "opened",\n  "issue": { "state": "open", "id": "s1", "url": "a\\/b" } }'
+    assert.are.same({ 200, { status = "ok" } }, { post(body, signed(body)) })
+    assert.are.equal(body, auth_events[1].raw_body)
+    assert.are.equal("s1", auth_events[1].payload.issue.id)
+    -- the same JSON serialised again (other bytes) with the signature of the
+    -- original: refused, so the check reads the raw bytes, not a re-encoding
+    local again = json.encode(json.decode(body))
+    assert.are_not.equal(body, again)
+    assert.are.same(json.decode(body), json.decode(again))
+    local status, answer = post(again, signed(body))
+    assert.are.same({ 401, { status = "error", message = "authentication failed" } }, { status, answer })
+    -- another secret, a signature of one byte more, none at all
+    assert.are.equal(401, (post(body, signed(body, "not the secret"))))
+    assert.are.equal(401, (post(body, signed(body .. " "))))
+    assert.are.equal(401, (post(body, {})))
+    assert.are.equal(1, #assert(q.j:pending()))
+    assert.are.equal(body, q.j:pending()[1].body)
+    -- in the background (authenticate is not asked again) the processor's
+    -- functions see the same bytes, read back from the journal
+    local before = #raws
+    q:start()
+    applied(q, 1)
+    assert.are.same({ "s1" }, ids("issue"))
+    assert.is_true(#raws > before)
+    for i = before + 1, #raws do assert.are.equal(body, raws[i]) end
+    assert.are.equal(5, #auth_events)
+  end)
+
   it("answers 400 to a payload no processor accepts, to a body that is not JSON, and to none", function()
     local q = start()
     ocean.add_webhook_processor("/webhook", issues())

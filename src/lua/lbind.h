@@ -167,5 +167,6 @@ void oc_open_sync(lua_State *L);
 void oc_open_live(lua_State *L);
 void oc_open_journal(lua_State *L);
 void oc_open_diff(lua_State *L);
+void oc_open_crypto(lua_State *L);
 
 #endif

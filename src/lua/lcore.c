@@ -71,5 +71,6 @@ int luaopen_ocean_core(lua_State *L)
   oc_open_live(L);
   oc_open_diff(L);
   oc_open_journal(L);
+  oc_open_crypto(L);
   return 1;
 }
