@@ -439,6 +439,22 @@ local function stopped_at_start(once, where)
   return once and 1 or 0
 end
 
+-- --once with webhook processors: the journal is not opened, so its
+-- pending events (a requeue, a stop that gave events back) wait for the
+-- next start without --once. Say so when there are any (read-only look;
+-- a journal another process holds, or none, is not this run's business).
+local function warn_pending_journal(eng, folder)
+  local path = require("ocean.journal").path(eng.settings, { folder = folder })
+  local j = path and require("ocean.journal").open(path, { read_only = true })
+  if not j then return end
+  local st = j:stats()
+  j:close()
+  if st and st.pending > 0 then
+    log.warning("%d live event(s) pending in the journal %s: --once does not apply them; the next "
+      .. "`ocean sail` without --once does", st.pending, path)
+  end
+end
+
 -- The start, after settings: returns the exit code. Everything it opened
 -- is closed by the caller (cleanup).
 local function run(o, settings, state)
@@ -466,6 +482,7 @@ local function run(o, settings, state)
   if state.stopping then return stopped_at_start(once, "on_start hooks") end
   if not hok then return fail(herr) end
   if once then
+    if eng.webhooks.count > 0 then warn_pending_journal(eng, o.path) end
     local summary = eng:sync_raw_all { plan = o.plan, app_config = boot.mapping }
     print_summary(summary, boot)
     return _M.exit_status(summary)

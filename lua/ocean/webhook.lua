@@ -79,7 +79,7 @@
 --      retrying cannot fix (handle_event's result of the wrong shape:
 --      check_result; get_matching_kinds' not a list of strings:
 --      bad_kinds; an item the mapping rejects: add_report; Port's
---      400/422 for an entity: PERMANENT_STATUS) makes it a dead letter at
+--      400/413/422 for an entity: PERMANENT_STATUS) makes it a dead letter at
 --      once. Each failure begins "webhook processor 'p' (/path) kind 'k': ".
 -- Errors the functions raise are said with error_text (a table's message,
 -- or its JSON).
@@ -554,7 +554,7 @@ end
 -- create it meanwhile; blueprint_not_found: the user may create the
 -- blueprint), 401/403 (a token, a permission being fixed), 408, 409 (a
 -- conflict of the moment), 429, 5xx, no answer.
-local PERMANENT_STATUS = { [400] = true, [422] = true }
+local PERMANENT_STATUS = { [400] = true, [413] = true, [422] = true }
 
 -- The counts of a live session's report (ocean.ops) summed over the
 -- resources of an event, and why it failed added to `errors` (strings,
@@ -677,7 +677,7 @@ end
 -- nil, err, summary, permanent when it failed: permanent is true when
 -- every failure of the attempt is one retrying cannot fix (a
 -- handle_event result of the wrong shape; get_matching_kinds' result not
--- a list of strings; an item the mapping rejects; Port's 400 or 422 for
+-- a list of strings; an item the mapping rejects; Port's 400, 413 or 422 for
 -- an entity, see PERMANENT_STATUS): the queue then makes it a dead
 -- letter at once instead of retrying it.
 function _M.process(eng, rec)

@@ -301,6 +301,12 @@ describe("ocean journal with ocean sail", function()
     assert.truthy(id, r.out)
     r = run({ LIVE, "--requeue", id }, env())
     assert.are.equal(0, r.rc, r.err)
+    -- --once does not apply the journal: it says so, and leaves it pending
+    local once = sail.run({ "sail", LIVE, "--once" }, env())
+    assert.truthy(once.err:find("1 live event(s) pending in the journal " .. dir
+      .. "/spec-journal.sqlite3: --once does not apply them", 1, true), once.err)
+    r = run({ LIVE }, env())
+    assert.truthy(r.out:find("1 pending, 0 dead letter", 1, true), r.out)
     p = start()
     sail.eventually(function()
       for _, e in ipairs(emu.entities("specItem")) do if e.identifier == "j1" then return true end end

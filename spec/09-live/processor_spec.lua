@@ -421,6 +421,11 @@ describe("webhook processors", function()
     { "a 422 for a numeric identifier", function() return { updated = { { id = 12, text = "t" } } } end,
       "webhook processor 'issues' (/webhook) kind 'comment': 1 failed upserts, 0 failed deletions "
       .. "(comment/12: 422 identifier must be a non-empty string or a search query)" },
+    -- Port's 413 for one entity alone (the client halves a refused bulk
+    -- down to single entities first): too large, whatever the retry
+    { "a 413 for one entity too large", function() return { updated = { { id = "big", text = ("x"):rep(5000) } } } end,
+      "webhook processor 'issues' (/webhook) kind 'comment': 1 failed upserts, 0 failed deletions "
+      .. "(comment/big: 413", { { method = "POST", path = "/entities/bulk$", max_body_bytes = 2000 } } },
   } do
     it("makes an event Port refuses for the entity itself (" .. case[1] .. ") a dead letter at once", function()
       local q = start()
