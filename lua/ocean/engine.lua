@@ -627,9 +627,11 @@ end
 -- routes append to (ocean.event_queue); start it with
 -- engine.event_queue:start(). opts: path (the journal file; default
 -- ocean.journal.path(settings, {folder=, suffix=})), folder (the
--- integration folder), suffix (nginx: the worker's pid), adopt (nginx).
--- Concurrency and attempts from settings.live_events. Returns the queue,
--- or nil, err.
+-- integration folder), suffix (a name's suffix), shared (nginx: one
+-- journal for every worker, one consumer; ocean.event_queue), worker
+-- (nginx: the worker's pid, naming it in the log and the metrics), adopt
+-- (nginx). Concurrency and attempts from settings.live_events. Returns the
+-- queue, or nil, err.
 function Engine:open_live_events(opts)
   opts = opts or {}
   if self.event_queue then return self.event_queue end
@@ -643,7 +645,8 @@ function Engine:open_live_events(opts)
   local base = (journal.path(s, { folder = "." }) or ""):match("([^/]*)%.sqlite3$")
   local q, qerr = event_queue.open(self, {
     path = path, concurrency = le.concurrency, max_attempts = le.max_attempts,
-    adopt = opts.adopt, base = base, worker = opts.suffix and tostring(opts.suffix) })
+    adopt = opts.adopt, base = base, shared = opts.shared,
+    worker = opts.worker and tostring(opts.worker) or opts.suffix and tostring(opts.suffix) })
   if not q then return nil, qerr end
   self.event_queue = q
   return q

@@ -34,13 +34,25 @@
 -- is applied after a crash: at least once in delivery, exactly once in
 -- effect (applying is idempotent: upserts, and deletes of named entities).
 --
--- nginx: one journal per worker process, named after its pid
--- (docs/live-events.md). opts.adopt = true: the consumer also takes the
--- journals of processes that are gone (same folder, same integration, a
--- pid suffix): opening one succeeds only when its owner is dead (the
--- journal is locked while open). It applies their events and removes the
--- file once empty (a file left with dead letters stays, logged). Checked
--- at start and every ADOPT_EVERY seconds.
+-- nginx: one journal that every worker appends to (opts.shared,
+-- journal.h's shared mode), and one consumer for all of them: the worker
+-- that holds the lock file <journal>-consumer.lock (flock; tried at start
+-- and every LOCK_EVERY s by the others). So the events are applied in the
+-- order their senders were answered, whichever worker answered them
+-- (docs/live-events.md#order-across-workers). The lock goes with its
+-- holder: a worker that exits (nginx -s reload, quit) gives it up once
+-- its events being applied are settled; one that dies (SIGKILL) loses it
+-- at once. A new holder releases the claims its predecessor left
+-- (j:release_all) before it claims. The consumer learns of the other
+-- workers' appends from the journal's data_version, looked at every
+-- SHARED_POLL_S s.
+-- opts.adopt = true: the consumer also takes the journals of processes
+-- that are gone (same folder, same integration, a pid suffix: the
+-- per-worker journals of lua-ocean before the shared one): opening one
+-- succeeds only when its owner is dead (the journal is locked while
+-- open). It applies their events and removes the file once empty (a file
+-- left with dead letters stays, logged). Checked at start and every
+-- ADOPT_EVERY seconds.
 local core = require "ocean.core"
 local journal = require "ocean.journal"
 local log = require "ocean.log"
@@ -52,6 +64,7 @@ local type, tostring, pcall, ipairs, setmetatable = type, tostring, pcall, ipair
 local min, floor = math.min, math.floor
 local now_ms = core.monotonic_ms
 local sources                    -- (self) -> the journals, own first
+local release_claims             -- (src) -> claims given back
 local requeue_hint               -- (self, src, id) -> how to send a dead letter again
 
 local _M = {
@@ -63,6 +76,8 @@ local _M = {
   RECHECK_EVERY = 300,     -- s between two looks into a retired journal kept for its dead
                            -- letters (`ocean journal --requeue` may have made some pending)
   APPEND_TIMEOUT = 30,     -- s an append waits for its commit (nginx)
+  LOCK_EVERY = 1,          -- s between two tries for the consumer's lock (nginx, shared)
+  SHARED_POLL_S = 0.05,    -- s between two looks for the other workers' appends
 }
 
 local Queue = {}
@@ -80,13 +95,16 @@ local function in_nginx()
 end
 
 -- Open the journal at opts.path and make the queue (not started).
--- opts: concurrency, max_attempts, adopt (nginx: orphaned journals of
--- the same folder whose name is <opts.base>-<pid>.sqlite3), worker
--- (nginx: this worker's pid, naming its share of ocean_journal_depth).
+-- opts: concurrency, max_attempts, shared (nginx: every worker appends to
+-- the journal at path, one consumer applies), adopt (nginx: orphaned
+-- journals of the same folder whose name is <opts.base>-<pid>.sqlite3),
+-- worker (nginx: this worker's pid, naming its share of
+-- ocean_journal_depth).
 -- nil, err when the journal cannot be opened.
 function _M.open(eng, opts)
   local max_attempts = opts.max_attempts or _M.MAX_ATTEMPTS
-  local j, err, code = journal.open(opts.path, { max_attempts = max_attempts })
+  local jopts = { max_attempts = max_attempts, shared = opts.shared or nil }
+  local j, err, code = journal.open(opts.path, jopts)
   -- standalone, a journal held a moment (`ocean journal` reading it) is
   -- waited for, up to BUSY_WAIT_MS, so that it never fails a start; an
   -- nginx worker never blocks its loop on it
@@ -94,7 +112,7 @@ function _M.open(eng, opts)
   while not j and code == "busy" and not in_nginx() and waited < _M.BUSY_WAIT_MS do
     eng:get_loop():wait(100)
     waited = waited + 100
-    j, err, code = journal.open(opts.path, { max_attempts = max_attempts })
+    j, err, code = journal.open(opts.path, jopts)
   end
   if not j then
     if code == "busy" then
@@ -107,14 +125,15 @@ function _M.open(eng, opts)
     eng = eng, j = j, path = opts.path, own = { j = j, path = opts.path, busy = 0, claims = {} },
     concurrency = opts.concurrency or _M.CONCURRENCY,
     max_attempts = max_attempts, nginx = in_nginx(), adopt = opts.adopt, base = opts.base,
-    worker = opts.worker,
+    worker = opts.worker, shared = opts.shared and true or false,
+    lock_path = opts.shared and opts.path:gsub("%.sqlite3$", "") .. "-consumer.lock" or nil,
     orphans = {}, known = {}, running = 0, backing_off = 0, wake = false, wake_cond = {},
     stop_cond = {},
     counts = { received = 0, applied = 0, failed = 0, retried = 0, dead = 0, adopted = 0,
                given_back = 0, unknown_kinds = 0 },
   }, Queue)
   if q.nginx then q.sema = require("ngx.semaphore").new(0) end
-  local st = j:stats()
+  local st = not q.shared and j:stats()   -- shared: said by the consumer
   if st and (st.pending > 0 or st.dead > 0) then
     log.info("live-event journal %s: %d event(s) pending from before this start, %d dead letter(s)",
       opts.path, st.pending, st.dead)
@@ -263,17 +282,21 @@ local function give_back(self, src, ev, why)
 end
 
 -- How the operator sends dead letter id again, from where it is: the
--- next `ocean sail` start applies a requeued event; in nginx, a running
--- worker holds its journal, which `ocean journal` can open once a reload
--- retired it, and a worker looks into it every RECHECK_EVERY s.
+-- next `ocean sail` start applies a requeued event; in nginx, `ocean
+-- journal` writes into the shared journal beside the workers, whose
+-- consumer sees it at once, and into an adopted journal once it is
+-- retired, which a worker looks into every RECHECK_EVERY s.
 function requeue_hint(self, src, id)
   if not self.nginx then
     return ("`ocean journal --requeue %d` sends it again at the next start"):format(id)
   end
   local dir, file = tostring(src.path):match("^(.*)/([^/]+)$")
-  return ("after `nginx -s reload` (a running worker holds its journal), `ocean journal --dir %s "
-    .. "--file %s --requeue %d` sends it again: a worker applies it within %d s"):format(
-    dir or ".", file or tostring(src.path), id, _M.RECHECK_EVERY)
+  if self.shared and src == self.own then
+    return ("`ocean journal --dir %s --file %s --requeue %d` sends it again: the workers' "
+      .. "consumer applies it at once"):format(dir or ".", file or tostring(src.path), id)
+  end
+  return ("`ocean journal --dir %s --file %s --requeue %d` sends it again: a worker applies it "
+    .. "within %d s"):format(dir or ".", file or tostring(src.path), id, _M.RECHECK_EVERY)
 end
 
 local function summary_text(s)
@@ -499,25 +522,95 @@ local function consume_task(self)
   end
 end
 
+-- Shared (nginx): take the consumer's lock if it is free. On taking it,
+-- the claims the previous holder left (it died, or exited with some
+-- unsettled) are released: pending again. true when this worker is the
+-- consumer now.
+local function try_consumer(self)
+  if self.consumer then return true end
+  local fd, err = core.journal_lock(self.lock_path)
+  if fd == false then return false end
+  if not fd then
+    if not self.lock_said then
+      self.lock_said = true
+      log.error("live events: worker %s cannot apply events: %s", tostring(self.worker),
+        tostring(err))
+    end
+    return false
+  end
+  self.lock_fd, self.consumer = fd, true
+  local n, rerr = self.j:release_all()
+  if not n then
+    log.error("live events: releasing the previous consumer's claims in %s failed (they are "
+      .. "claimed again after their lease): %s", self.path, tostring(rerr))
+  end
+  if self.eng.metrics then metrics.forget_live_worker(self.eng.metrics, "shared") end
+  local st = self.j:stats() or { pending = 0, dead = 0 }
+  log.info("live events: worker %s applies the events every worker receives (journal %s: %d "
+    .. "pending, %d dead letter(s)%s)", tostring(self.worker), self.path, st.pending, st.dead,
+    (n or 0) > 0 and (", %d claim(s) of the previous consumer released"):format(n) or "")
+  return true
+end
+
+-- Shared (nginx): give the consumer's lock up, once this exiting worker's
+-- events being applied are settled (so that the next holder never applies
+-- one of them at the same time), their claims given back first.
+local function give_up_consumer(self)
+  if not self.lock_fd then return end
+  local fd = self.lock_fd
+  if self.own.j then
+    self.counts.given_back = self.counts.given_back + (release_claims(self.own) or 0)
+  end
+  self.lock_fd, self.consumer = nil, false
+  core.journal_unlock(fd)
+end
+
 local function consume_timer(premature, self)
   if premature then return end
   local ngx = _G.ngx
-  local ok, err = pcall(self.adopt_orphans, self)
-  if not ok then log.error("live events: adopting orphaned journals failed: %s", tostring(err)) end
-  local next_adopt = ngx.now() + _M.ADOPT_EVERY
+  local ok, err
+  local next_adopt, next_claim, next_lock, next_feed = 0, 0, 0, 0
+  local woke = true
   while not self.stopping and not ngx.worker.exiting() do
-    ok, err = pcall(claim_some, self)
-    if not ok then log.error("live events: the consumer failed: %s", tostring(err)) end
-    if ngx.now() >= next_adopt then
-      pcall(self.adopt_orphans, self)
-      next_adopt = ngx.now() + _M.ADOPT_EVERY
+    local now = ngx.now()
+    if self.shared and not self.consumer and now >= next_lock then
+      ok, err = pcall(try_consumer, self)
+      if not ok then log.error("live events: taking the consumer's lock failed: %s", tostring(err)) end
+      next_lock = now + _M.LOCK_EVERY
+      if self.consumer then woke, next_adopt = true, 0 end
+    end
+    if self.consumer or not self.shared then
+      local due = woke or now >= next_claim
+      if self.shared then
+        -- another worker's append (or `ocean journal --requeue`)
+        local v = self.j and self.j:version()
+        if v and v ~= self.version then due, self.version = true, v end
+      end
+      if due then
+        ok, err = pcall(claim_some, self)
+        if not ok then log.error("live events: the consumer failed: %s", tostring(err)) end
+        next_claim = now + _M.POLL_S
+      end
+      if now >= next_adopt then
+        ok, err = pcall(self.adopt_orphans, self)
+        if not ok then log.error("live events: adopting orphaned journals failed: %s", tostring(err)) end
+        next_adopt = now + _M.ADOPT_EVERY
+      end
     end
     -- this worker's share of the live-event metrics (the shared dict sums them)
-    if self.eng.metrics then
+    if self.eng.metrics and (woke or now >= next_feed) then
       ok, err = pcall(metrics.feed_live, self.eng.metrics, self, self.worker)
       if not ok then log.warning("live events: feeding the metrics failed: %s", tostring(err)) end
+      next_feed = now + _M.POLL_S
     end
-    self.sema:wait(_M.POLL_S)
+    woke = self.sema:wait(self.consumer and _M.SHARED_POLL_S
+      or self.shared and _M.LOCK_EVERY or _M.POLL_S)
+  end
+  if self.consumer then
+    -- exiting: the lock goes once the events being applied are settled
+    -- (the runtime's waits give up after its grace once the worker exits)
+    while self.running > 0 and not self.stopping do ngx.sleep(0.05) end
+    if self.running == 0 then give_up_consumer(self) end
   end
 end
 
@@ -552,12 +645,15 @@ end
 -- adopted journals' pending (what is journaled and not yet applied);
 -- received, applied, failed (attempts), retried, dead_lettered,
 -- given_back (claims given back to the journal, not counted as attempts:
--- as the nginx worker exits, and by close),
+-- as the nginx worker exits, and by close), consumer (shared: whether
+-- this worker applies the events; nil standalone),
 -- unknown_kinds (events applied with a kind no resource of the mapping
 -- has): this queue's cumulative counts since it was opened.
 function Queue:stats()
   local st = self.j and self.j:stats() or {}
   local c = self.counts
+  -- shared, a worker that does not apply: the journal's counts are all
+  -- the workers', its adopted ones none
   local depth = st.pending or 0
   for _, o in ipairs(self.orphans) do
     local ost = o.j and o.j:stats()
@@ -568,14 +664,15 @@ function Queue:stats()
            received = c.received, applied = c.applied, failed = c.failed, retried = c.retried,
            dead_lettered = c.dead, given_back = c.given_back, unknown_kinds = c.unknown_kinds,
            adopted = c.adopted, orphans = #self.orphans,
-           journal = self.path, concurrency = self.concurrency }
+           journal = self.path, concurrency = self.concurrency,
+           consumer = self.shared and (self.consumer == true) or nil }
 end
 
 -- Give back the claims of the events being applied (a graceful stop cut
 -- them short): pending again, their attempts taken back (journal.h,
 -- oc_journal_release), so that stopping never moves an event towards the
 -- dead letters. Returns how many.
-local function release_claims(src)
+function release_claims(src)
   local ids = {}
   for id in pairs(src.claims) do ids[#ids + 1] = id end
   src.claims = {}
@@ -621,6 +718,10 @@ function Queue:close()
   self.orphans = {}
   if self.j then self.j:close() end
   self.j, self.own.j = nil, nil
+  if self.lock_fd then           -- shared: the next worker's turn
+    core.journal_unlock(self.lock_fd)
+    self.lock_fd, self.consumer = nil, false
+  end
 end
 
 -- }====================

@@ -6,14 +6,17 @@
 --   ocean journal [PATH | --dir DIR] [--file NAME] --requeue ID... | --requeue-all
 --                 | --drop ID...
 --
--- The journals: every <identifier>.sqlite3 (ocean sail) and
--- <identifier>-<pid>.sqlite3 (an nginx worker's, or one a worker adopted)
+-- The journals: every <identifier>.sqlite3 (ocean sail's, or nginx's
+-- workers' shared one) and <identifier>-<pid>.sqlite3 (a worker's of an
+-- older lua-ocean, or one a worker adopted)
 -- in the folder ocean sail uses for PATH's integration
 -- (OCEAN__LIVE_EVENTS__JOURNAL_DIR, else PATH/.ocean/journal; the
 -- settings are read as ocean sail reads them), or every *.sqlite3 in
--- --dir. A journal is locked while a process has it open (EXCLUSIVE
+-- --dir. ocean sail's journal is locked while it runs (EXCLUSIVE
 -- locking, journal.h): the command opens each for a moment and says so
--- when one is in use, never waiting for it. It never creates a journal
+-- when one is in use, never waiting for it. nginx's workers share theirs:
+-- the command reads and writes it beside them (journal.h's shared mode),
+-- and their consumer applies a requeued event at once. It never creates a journal
 -- nor writes into a file that is not one already (journal.open's
 -- existing): listing opens read-only (read_only), and only --requeue and
 -- --drop write, into the journals that hold the events named.
@@ -62,13 +65,14 @@ after what came since: an old upsert requeued after a newer delete brings
 the entity back with its old data (a resync reconciles it; a WEBHOOKS_ONLY
 listener never does). Requeue what nothing newer has superseded.
 
-A requeued event is applied by the next process that opens its journal:
-the next `ocean sail` start, or in nginx the workers, which adopt the
-journals of workers that are gone (after `nginx -s reload`, every one) and
+A requeued event is applied by the next `ocean sail` start; in nginx,
+whose workers share one journal (<identifier>.sqlite3), at once: this
+command reads and writes it beside them. A per-worker journal of an older
+lua-ocean (<identifier>-<pid>.sqlite3) is adopted by the workers, which
 look again every 5 minutes into those that held only dead letters.
-A journal is locked while a process has it open: one in use by a running
-ocean sail or nginx worker is said so, and left alone (stop that process
-first; its health answer counts its dead letters under live_events).
+ocean sail's journal is locked while it runs: it is said so, and left
+alone (stop ocean sail first; its health answer counts its dead letters
+under live_events).
 
 It never creates a journal or writes into a file that is not one: a
 file that is not a lua-ocean journal (an empty one too) is an error, and
@@ -205,8 +209,16 @@ local function open(path, write)
   local j, err, code = journal.open(path, write and { existing = true } or { read_only = true })
   if j then return j end
   if code == "busy" then
+    -- nginx's workers share theirs (NORMAL locking): read and written
+    -- beside them, their consumer seeing a requeue at once; ocean sail's
+    -- (EXCLUSIVE) stays busy
+    j, err, code = journal.open(path, write and { existing = true, shared = true, busy_ms = 500 }
+                                  or { read_only = true, shared = true, busy_ms = 500 })
+    if j then return j end
+  end
+  if code == "busy" then
     return nil, format("journal %s is in use by a running process (ocean sail, or an nginx "
-      .. "worker): left alone; stop that process first", path)
+      .. "worker of an older lua-ocean): left alone; stop that process first", path)
   end
   return nil, tostring(err)
 end

@@ -573,7 +573,13 @@ function _M.feed_live(set, q, worker)
     local now = st[s[2]] or 0
     if m.ocean_live_events_total:inc({ state = s[1] }, now - fed[s[1]]) then fed[s[1]] = now end
   end
+  -- a shared journal (nginx): its depth is the consumer's to count, under
+  -- one share that the next consumer takes over (forget_live_worker)
   local depth = st.depth or 0
+  if q.shared then
+    if not q.consumer then return end
+    worker = "shared"
+  end
   if m.ocean_journal_depth:inc(nil, depth - fed.depth) then
     fed.depth = depth
     if worker then set.reg.store:set(depth_key(worker), depth) end

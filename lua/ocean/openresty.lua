@@ -40,10 +40,12 @@
 --   (once per nginx start, not per reload) and when Port's resync request
 --   is newer than the last one seen (every OCEAN__EVENT_LISTENER__INTERVAL
 --   seconds); ONCE resyncs on start. One worker acts on each tick.
---   With webhook processors (ocean.add_webhook_processor), the worker
---   opens its own live-event journal (<dir>/<identifier>-<pid>.sqlite3,
---   docs/live-events.md) and, once ready, applies the journaled events in
---   timers, adopting the journals of workers that are gone.
+--   With webhook processors (ocean.add_webhook_processor), every worker
+--   opens the one live-event journal (<dir>/<identifier>.sqlite3, shared,
+--   docs/live-events.md) and appends the webhooks it answers; one worker
+--   at a time (the holder of <dir>/<identifier>-consumer.lock) applies
+--   them all, once ready, in timers, in the order they were answered, and
+--   adopts the per-worker journals an older lua-ocean left.
 -- openresty.handle()                                     (content_by_lua)
 --   GET  <prefix>/health  200 {ok, pid, ready, running, generation,
 --                         last_resync, mapping, live_events} (503 when the
@@ -427,21 +429,16 @@ function _M.init_worker()
   if S.metrics_dict then ctx:enable_metrics(metrics.shared_dict_store(ngx.shared[S.metrics_dict])) end
   ctx:set_abort_policy(abort_policy())
   if ctx.webhooks.count > 0 then
-    -- this worker's journal (docs/live-events.md): opened here, never in
-    -- the master; the journals of dead workers are adopted
-    local q, qerr = ctx:open_live_events { folder = S.path, suffix = ngx.worker.pid(), adopt = true }
+    -- the workers' one journal (docs/live-events.md): opened here, never
+    -- in the master; every worker appends to it, one applies (the holder
+    -- of its consumer lock), so that the events are applied in the order
+    -- they were answered, whichever worker answered; the journals of
+    -- workers of older lua-ocean versions (one each) are adopted
+    local q, qerr = ctx:open_live_events { folder = S.path, shared = true, adopt = true,
+                                           worker = ngx.worker.pid() }
     if not q then
       W.live_err = log.mask(tostring(qerr))
       log.error("live events are off in worker %d: %s", ngx.worker.pid(), W.live_err)
-    end
-    -- each worker applies the events it received: two events on one entity
-    -- received by two workers may reach Port in either order (said once)
-    local count, id = ngx.worker.count and ngx.worker.count(), ngx.worker.id and ngx.worker.id()
-    if count and count > 1 and id == 0 then
-      log.warning("live events: %d workers apply the webhooks each received on its own, so two "
-        .. "events on one entity that reach two workers may be applied out of order (an older "
-        .. "upsert after a newer one or a delete); with webhook processors, run one worker "
-        .. "(worker_processes 1; docs/live-events.md#order-across-workers)", count)
     end
   end
   ngx.timer.at(0, warm)

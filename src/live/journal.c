@@ -1,6 +1,6 @@
 /*
  * journal.c - the live-event journal of journal.h on SQLite (WAL mode,
- * EXCLUSIVE locking, synchronous FULL for appends).
+ * EXCLUSIVE locking, or NORMAL when shared; synchronous FULL for appends).
  *
  * Owns: the sqlite3 connection and its prepared statements (prepared once
  * at open, finalized at close). One table:
@@ -29,6 +29,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -37,11 +38,12 @@
 #define JOURNAL_SCHEMA 1
 #define DEFAULT_MAX_ATTEMPTS 5u
 #define DEFAULT_LEASE_S 300.0
+#define DEFAULT_BUSY_MS 2000u
 
 enum stmt_id {
   S_INSERT, S_CANDIDATES, S_CLAIM, S_ABANDON, S_GET, S_LIST, S_DONE,
   S_FAIL, S_STATE, S_REQUEUE, S_STATS, S_RELEASE, S_BEGIN, S_COMMIT,
-  S_ROLLBACK, S_COUNT
+  S_ROLLBACK, S_RELEASE_ALL, S_COUNT
 };
 
 static const char *const SQL[S_COUNT] = {
@@ -73,6 +75,7 @@ static const char *const SQL[S_COUNT] = {
   "BEGIN IMMEDIATE",
   "COMMIT",
   "ROLLBACK",
+  "UPDATE event SET claimed_until = NULL WHERE claimed_until IS NOT NULL",
 };
 
 static const char SCHEMA[] =
@@ -99,6 +102,9 @@ struct oc_journal {
   int read_only;                 /* opened read-only: nothing written */
   int had_wal;                   /* its -wal file had frames at open */
   int full_sync;                 /* synchronous is FULL now */
+  int shared;                    /* NORMAL locking, several processes */
+  unsigned busy_ms;              /* shared: longest wait for a lock */
+  struct timespec busy_since;    /* shared: the current wait's start */
   unsigned long abandoned;       /* dead-lettered by claims since open */
 };
 
@@ -421,17 +427,19 @@ static int use_wal(oc_journal_t *j, int *code, char *err, size_t errlen)
   return 0;
 }
 
-/* Create the schema (if new) and release every claim, in one
- * transaction: its commit takes the write lock that EXCLUSIVE mode keeps. */
+/* Create the schema (if new) and release every claim (not when shared),
+ * in one transaction: its commit takes the write lock that EXCLUSIVE mode
+ * keeps. */
 static int init_schema(oc_journal_t *j, int *code, char *err, size_t errlen)
 {
   char sql[sizeof SCHEMA + 256];
   snprintf(sql, sizeof sql,
            "BEGIN IMMEDIATE; %s PRAGMA application_id = %d;"
-           " PRAGMA user_version = %d;"
-           " UPDATE event SET claimed_until = NULL"
-           " WHERE claimed_until IS NOT NULL; COMMIT;",
-           SCHEMA, JOURNAL_APP_ID, JOURNAL_SCHEMA);
+           " PRAGMA user_version = %d;%s COMMIT;",
+           SCHEMA, JOURNAL_APP_ID, JOURNAL_SCHEMA,
+           j->shared ? ""     /* the claimer's, alive or not: not ours */
+           : " UPDATE event SET claimed_until = NULL"
+             " WHERE claimed_until IS NOT NULL;");
   if (exec(j, sql, "creating its table", code, err, errlen) == 0) return 0;
   sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
   return -1;
@@ -451,17 +459,42 @@ static int prepare_all(oc_journal_t *j, int *code, char *err, size_t errlen)
   return 0;
 }
 
+/* Shared: SQLite's busy handler. Waits in short sleeps (0.1 ms growing to
+ * 1 ms: another handle's transaction lasts a few ms, its fsync included)
+ * until busy_ms have passed since this wait began; 0 gives up (the call
+ * fails "in use"). SQLite's own handler sleeps 1 s steps where usleep is
+ * not known at its build, too long for an nginx worker. */
+static int on_busy(void *ud, int count)
+{
+  oc_journal_t *j = ud;
+  struct timespec now, nap;
+  long long waited_ms;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (count == 0) j->busy_since = now;
+  waited_ms = (long long)(now.tv_sec - j->busy_since.tv_sec) * 1000
+              + (now.tv_nsec - j->busy_since.tv_nsec) / 1000000;
+  if (waited_ms >= (long long)j->busy_ms) return 0;
+  nap.tv_sec = 0;
+  nap.tv_nsec = (count < 10 ? (long)(count + 1) * 100000L : 1000000L);
+  nanosleep(&nap, NULL);
+  return 1;
+}
+
 /* The steps of an open after the connection exists. */
 static int setup(oc_journal_t *j, int *code, char *err, size_t errlen)
 {
   sqlite3_extended_result_codes(j->db, 1);
-  if (exec(j, "PRAGMA locking_mode = EXCLUSIVE", "locking it", code, err,
-           errlen) != 0
+  if (j->shared)
+    sqlite3_busy_handler(j->db, on_busy, j);
+  if ((!j->shared
+       && exec(j, "PRAGMA locking_mode = EXCLUSIVE", "locking it", code, err,
+               errlen) != 0)
       || check_identity(j, code, err, errlen) != 0
       || (j->check && check_pages(j, code, err, errlen) != 0))
     return -1;
   /* read-only: SQLITE_OPEN_READONLY cannot take EXCLUSIVE locking on a
-     WAL file, which is how a journal in use is told (busy); so a
+     WAL file, which is how a journal in use is told (busy) unless shared
+     (it then reads beside the processes that share it); so a
      read-write connection that refuses every write (query_only), with
      nothing set up (no WAL switch, no claim released) */
   if (j->read_only) {
@@ -522,6 +555,8 @@ oc_journal_t *oc_journal_open(const char *path, const oc_journal_opts_t *o,
   j->check = !(o && o->skip_check);
   j->read_only = o && o->read_only;
   j->existing = j->read_only || (o && o->existing);
+  j->shared = o && o->shared;
+  j->busy_ms = o && o->busy_ms ? o->busy_ms : DEFAULT_BUSY_MS;
   if (!j->existing && make_parents(path, err, errlen) != 0) {
     *code = OC_JOURNAL_EACCESS;
     oc_journal_close(j);
@@ -856,6 +891,29 @@ int oc_journal_requeue(oc_journal_t *j, long long id, char *err,
       || (rc = step_id(j, S_REQUEUE, id)) != SQLITE_DONE)
     return db_err(j, rc, "requeueing", err, errlen);
   return sqlite3_changes(j->db) > 0;
+}
+
+int oc_journal_release_all(oc_journal_t *j, char *err, size_t errlen)
+{
+  int rc;
+  recover(j);
+  if ((rc = set_sync(j, 0)) != SQLITE_DONE
+      || (rc = run(j, S_RELEASE_ALL)) != SQLITE_DONE)
+    return db_err(j, rc, "releasing every claim", err, errlen);
+  return sqlite3_changes(j->db);
+}
+
+long long oc_journal_data_version(oc_journal_t *j, char *err, size_t errlen)
+{
+  int rc;
+  long long v;
+  recover(j);
+  v = query_int(j->db, "PRAGMA data_version", &rc);
+  if (rc != SQLITE_OK) {
+    db_err(j, rc, "reading its version", err, errlen);
+    return 0;
+  }
+  return v;
 }
 
 int oc_journal_stats(oc_journal_t *j, double now, oc_journal_stats_t *st,

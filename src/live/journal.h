@@ -26,6 +26,14 @@
  * the opener is then the only one, claims left by a previous owner are
  * released at open: a crash never strands an event.
  *
+ * Shared (opts.shared, nginx's workers): every process appends to the
+ * one journal (NORMAL locking, WAL with its shared-memory file; a writer
+ * waits for another's transaction, a few ms, up to busy_ms) and one of
+ * them, chosen outside (ocean.event_queue: a lock file), claims. Claims
+ * are then left alone at open: the claimer releases its predecessor's
+ * with oc_journal_release_all once it holds that role. The ids (commit
+ * order across all processes) are the order of the events' answers.
+ *
  * Records: a claim hands out pending events oldest first and counts an
  * attempt; a claimed event is not handed out again until it is done,
  * failed, or its lease ends (a consumer that lost it). An event whose
@@ -58,6 +66,15 @@ typedef struct oc_journal_opts {
                                     no claim released, every writing call
                                     fails (PRAGMA query_only); still
                                     locked, so busy when in use */
+  int shared;                    /* 1: several processes open it at once
+                                    (nginx's workers): NORMAL locking, a
+                                    writer waits for another's
+                                    transaction up to busy_ms; claims
+                                    are not released at open (see
+                                    oc_journal_release_all). With
+                                    read_only: reads beside them */
+  unsigned busy_ms;              /* shared: the longest wait for another
+                                    handle's transaction, ms; 0: 2000 */
 } oc_journal_opts_t;
 
 /* Why an open failed. */
@@ -105,6 +122,15 @@ typedef struct oc_journal_stats {
  * may be NULL). */
 oc_journal_t *oc_journal_open(const char *path, const oc_journal_opts_t *o,
                               int *code, char *err, size_t errlen);
+/* Shared: release every claim (the previous claimer is gone): pending
+ * again, their attempts still counted (as a crash's claims at an
+ * EXCLUSIVE open). Returns how many, or -1. */
+int oc_journal_release_all(oc_journal_t *j, char *err, size_t errlen);
+
+/* SQLite's data_version: changes when another handle commits (this
+ * handle's own commits leave it alone). 0 with err on failure. */
+long long oc_journal_data_version(oc_journal_t *j, char *err, size_t errlen);
+
 /* Close and free; NULL is fine. */
 void oc_journal_close(oc_journal_t *j);
 const char *oc_journal_path(const oc_journal_t *j);

@@ -10,6 +10,9 @@
  *     there, creating no file or folder, refusing an empty file or another
  *     database ("not_journal"); read_only = true: existing, and nothing
  *     is written (claims are not released, the writing calls fail);
+ *     shared = true: several processes open it at once (nginx's
+ *     workers; journal.h), a write waiting for another's up to busy_ms
+ *     (default 2000), no claim released at open;
  *     code: "busy", "corrupt", "not_journal", "access" or "other")
  *   j:append{path=, headers=, body=, received_at=} -> id | nil, err
  *     (headers: {name = string or number}; body: a string; received_at:
@@ -29,12 +32,21 @@
  *   j:release(id) -> true | false | nil, err          a claim given back
  *   j:release{id, ...} -> count | nil, err            unapplied (graceful
  *     stop): pending again, its attempt taken back
+ *   j:release_all() -> count | nil, err   shared: every claim released
+ *     (the claimer before this one is gone), attempts still counted
+ *   j:version() -> integer | nil, err   changes when another handle
+ *     commits (SQLite's data_version)
  *   j:abandoned() -> n   events this handle's claims dead-lettered as
  *     abandoned (claimed max_attempts times, never done or failed)
  *   j:stats() -> {pending=, claimed=, dead=, oldest_age= (s, 0 if none),
  *                 appended=, done=, failed=, dead_lettered=} | nil, err
  *     (the last four count this handle's calls since it was opened)
  *   j:path()   j:close()   (close is idempotent; also __gc and __close)
+ *   core.journal_lock(path) -> fd | false | nil, err   an exclusive
+ *     flock(2) on path (created 0600): false when another open file
+ *     holds it (another process, or another lock in this one); held
+ *     until journal_unlock(fd) or the process ends (SIGKILL included)
+ *   core.journal_unlock(fd)
  *   core.journal_files(dir) -> {name, ...} | nil, err   the *.sqlite3
  *     entries of a folder (none when it does not exist), unsorted
  *
@@ -45,9 +57,14 @@
 #include "lbind.h"
 #include "live/journal.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #define JOURNAL_MT "ocean.Journal"
 
@@ -120,7 +137,16 @@ static void read_open_opts(lua_State *L, int idx, oc_journal_opts_t *o)
   o->existing = lua_toboolean(L, -1);
   lua_getfield(L, idx, "read_only");
   o->read_only = lua_toboolean(L, -1);
-  lua_pop(L, 5);
+  lua_getfield(L, idx, "shared");
+  o->shared = lua_toboolean(L, -1);
+  lua_getfield(L, idx, "busy_ms");
+  if (!lua_isnil(L, -1)) {
+    lua_Number n = lua_tonumber(L, -1);
+    if (!lua_isnumber(L, -1) || n < 1 || n > 600000 || n != (lua_Integer)n)
+      luaL_error(L, "journal_open: 'busy_ms' must be an integer in 1..600000");
+    o->busy_ms = (unsigned)n;
+  }
+  lua_pop(L, 7);
 }
 
 static int l_journal_open(lua_State *L)
@@ -485,6 +511,31 @@ static int l_requeue(lua_State *L)
   return 1;
 }
 
+static int l_release_all(lua_State *L)
+{
+  ljournal_t *u = to_ljournal(L);
+  char err[1024];
+  int n;
+  check_open(L);
+  if ((n = oc_journal_release_all(u->j, err, sizeof err)) < 0)
+    return fail_with(L, err);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int l_version(lua_State *L)
+{
+  ljournal_t *u = to_ljournal(L);
+  char err[1024];
+  long long v;
+  check_open(L);
+  err[0] = '\0';
+  v = oc_journal_data_version(u->j, err, sizeof err);
+  if (v == 0 && err[0]) return fail_with(L, err);
+  lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
 static void set_int(lua_State *L, const char *name, lua_Integer v)
 {
   lua_pushinteger(L, v);
@@ -514,6 +565,39 @@ static int l_stats(lua_State *L)
 }
 
 /* }==================== */
+
+static int l_journal_lock(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "lock file %s cannot be opened: %s", path,
+                    strerror(errno));
+    return 2;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    close(fd);
+    if (e == EWOULDBLOCK) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    lua_pushnil(L);
+    lua_pushfstring(L, "lock file %s cannot be locked: %s", path,
+                    strerror(e));
+    return 2;
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int l_journal_unlock(lua_State *L)
+{
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  if (fd >= 0 && fd <= INT_MAX) close((int)fd);   /* the lock goes with it */
+  return 0;
+}
 
 /* The names are copied out of the C buffer, which is freed, before Lua
  * allocates anything (a memory error then leaks nothing). */
@@ -549,6 +633,8 @@ static const luaL_Reg journal_methods[] = {
   { "requeue", l_requeue },
   { "release", l_release },
   { "abandoned", l_abandoned },
+  { "release_all", l_release_all },
+  { "version", l_version },
   { "stats", l_stats },
   { "path", l_path },
   { "close", l_close },
@@ -574,4 +660,8 @@ void oc_open_journal(lua_State *L)
   lua_setfield(L, -2, "journal_open");
   lua_pushcfunction(L, l_journal_files);
   lua_setfield(L, -2, "journal_files");
+  lua_pushcfunction(L, l_journal_lock);
+  lua_setfield(L, -2, "journal_lock");
+  lua_pushcfunction(L, l_journal_unlock);
+  lua_setfield(L, -2, "journal_unlock");
 }
