@@ -149,7 +149,7 @@ describe("live events in nginx #nginx", function()
     end
   end)
 
-  it("applies, after the workers are SIGKILLed mid-burst, every event answered 2xx (a new worker takes over)", function()
+  it("applies, after the workers are SIGKILLed mid-burst, every event answered 2xx (another takes over)", function()
     emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 1500 } }
     local reqs = {}
     for i = 1, 5000 do
