@@ -10,6 +10,7 @@ local ehelp = require "spec.helpers.emulator"
 local fake = require "spec.helpers.fake_api"
 local nh = require "spec.helpers.nginx"
 local prom = require "spec.helpers.prometheus"
+local sail = require "spec.helpers.sail"
 local signed = require "spec.helpers.signed"
 
 local LIVE = ehelp.root() .. "/spec/fixtures/live"
@@ -147,6 +148,33 @@ describe("live events in nginx #nginx", function()
           got["o" .. i] and got["o" .. i].properties.size }, "o" .. i)
       end
     end
+  end)
+
+  it("lets ocean journal requeue a dead letter while the workers run: the consumer applies it", function()
+    -- Port refuses the entity (422): a dead letter at once
+    emu.faults { { method = "POST", path = "/entities/bulk$", body_has = "Poison", status = 422 } }
+    assert.are.equal(200, (hook { item = { id = "p1", name = "Poison", size = 1 } }))
+    local id
+    assert(nh.wait_for(function()
+      id = ng:error_log():match("event (%d+) %(POST /items%) is a dead letter")
+      return id
+    end, 15), "no dead letter:\n" .. ng:error_log():sub(-2000))
+    emu.faults()
+    assert.is_nil(ids().p1)
+    -- the hint names the command, and says it needs no restart
+    assert.truthy(ng:error_log():find("--requeue " .. id .. "` sends it again: the workers' consumer "
+      .. "applies it at once", 1, true), ng:error_log():sub(-2000))
+    local _, h = ng:json("GET", "/integration/health")
+    assert.are.equal(1, h.live_events.dead)
+    local listed = sail.run({ "journal", "--dir", jdir })
+    assert.are.equal(0, listed.rc, listed.err)
+    assert.truthy(listed.out:find("spec-live-nginx.sqlite3: 0 pending, 1 dead letter(s)", 1, true), listed.out)
+    local r = sail.run({ "journal", "--dir", jdir, "--requeue", id })
+    assert.are.equal(0, r.rc, r.out .. r.err)
+    assert(nh.wait_for(function() return ids().p1 end, 10), "the requeued event was not applied:\n"
+      .. ng:error_log():sub(-2000))
+    _, h = ng:json("GET", "/integration/health")
+    assert.are.equal(0, h.live_events.dead)
   end)
 
   it("applies, after the workers are SIGKILLed mid-burst, every event answered 2xx (another takes over)", function()

@@ -280,6 +280,143 @@ describe("ocean.journal", function()
     end)
   end)
 
+  describe("shared (nginx's workers)", function()
+    local core = require "ocean.core"
+    local others = {}
+    after_each(function()
+      for _, o in ipairs(others) do o:close() end
+      others = {}
+    end)
+    local function shared(name, opts)
+      local o = { shared = true }
+      for k, v in pairs(opts or {}) do o[k] = v end
+      local jj, err = journal.open(dir .. "/" .. name, o)
+      assert(jj, err)
+      others[#others + 1] = jj
+      return jj
+    end
+
+    it("takes appends from several handles, in one order of ids, and leaves claims alone at open", function()
+      local a = shared("s.sqlite3")
+      local b = shared("s.sqlite3")
+      local ids = {}
+      for i = 1, 10 do ids[#ids + 1] = assert((i % 2 == 0 and a or b):append { path = "/e" .. i }) end
+      for i = 2, 10 do assert.is_true(ids[i] > ids[i - 1]) end
+      assert.are.same({ 10, 10 }, { a:stats().pending, b:stats().pending })
+      local got = assert(a:claim(3))
+      assert.are.same({ ids[1], ids[2], ids[3] }, ids_of(got))
+      -- a third handle's open releases nothing: the claims are a's
+      local c = shared("s.sqlite3")
+      assert.are.same({ ids[4] }, ids_of(assert(c:claim(1))))
+      assert.are.equal(4, c:stats().claimed)
+      -- until the claimer is gone: its successor releases every claim
+      assert.are.equal(4, c:release_all())
+      assert.are.same({ 10, 0 }, { c:stats().pending, c:stats().claimed })
+      local again = assert(c:claim(10))
+      assert.are.equal(ids[1], again[1].id)
+      assert.are.equal(2, again[1].attempts)     -- the released claim stays counted
+    end)
+
+    it("says, by its version, when another handle committed (not its own commits)", function()
+      local a = shared("v.sqlite3")
+      local b = shared("v.sqlite3")
+      local v0 = assert(b:version())
+      assert(b:append { path = "/own" })
+      assert.are.equal(v0, b:version())
+      assert(a:append { path = "/other" })
+      local v1 = b:version()
+      assert.are_not.equal(v0, v1)
+      assert(a:requeue(1) ~= nil)                -- a write that changes nothing: no commit
+      a:done { (assert(a:claim(1))[1].id) }
+      assert.are_not.equal(v1, b:version())
+    end)
+
+    it("and an exclusive handle refuse each other; a shared reader reads beside the writers", function()
+      local a = shared("x.sqlite3")
+      assert(a:append { path = "/a" })
+      local e, err, code = journal.open(dir .. "/x.sqlite3")
+      assert.are.same({ "busy" }, { code }, err)
+      assert.is_nil(e)
+      e, err, code = journal.open(dir .. "/x.sqlite3", { read_only = true })
+      assert.are.same({ "busy" }, { code }, err)
+      local r = shared("x.sqlite3", { read_only = true })
+      assert.are.same({ "/a" }, { assert(r:pending())[1].path })
+      assert.is_nil(r:append { path = "/no" })
+      a:close()
+      r:close()
+      -- ocean sail's way: exclusive; a shared open waits busy_ms, then is refused
+      j = open("x.sqlite3")
+      local s
+      s, err, code = journal.open(dir .. "/x.sqlite3", { shared = true, busy_ms = 50 })
+      assert.is_nil(s)
+      assert.are.equal("busy", code)
+      assert.matches("x.sqlite3 is in use by another process or handle", err, 1, true)
+      assert.has_error(function() journal.open(dir .. "/y.sqlite3", { shared = true, busy_ms = 0 }) end,
+        "journal_open: 'busy_ms' must be an integer in 1..600000")
+    end)
+
+    it("has a consumer's lock: one holder, given up by unlock and by the holder's death", function()
+      local path = dir .. "/c-consumer.lock"
+      local fd = assert(core.journal_lock(path))
+      assert.are.equal(false, core.journal_lock(path))       -- another open file: refused
+      assert.are.equal("600", sh("stat -c %a " .. q(path)):match("%d+"))
+      core.journal_unlock(fd)
+      fd = assert(core.journal_lock(path))
+      core.journal_unlock(fd)
+      local none, err = core.journal_lock(dir .. "/no/such/folder/x.lock")
+      assert.is_nil(none)
+      assert.matches("lock file " .. dir .. "/no/such/folder/x.lock cannot be opened: ", err, 1, true)
+      -- a child holds it, and is SIGKILLed: the kernel gives it back
+      local child, ready = dir .. "/hold.lua", dir .. "/ready"
+      write(child, ([[
+local core = require "ocean.core"
+assert(core.journal_lock(%q))
+io.open(%q, "w"):close()
+while true do end
+]]):format(path, ready))
+      local pid = tonumber(sh(("%s %s >/dev/null 2>&1 & echo $!"):format(sail.runtime(), q(child))))
+      local held = false
+      for _ = 1, 100 do
+        if read_file(ready) then held = true break end
+        sh("sleep 0.05")
+      end
+      assert.is_true(held, "the child never took the lock")
+      assert.are.equal(false, core.journal_lock(path))
+      sh("kill -KILL " .. pid .. "; sleep 0.2")
+      fd = assert(core.journal_lock(path))
+      core.journal_unlock(fd)
+    end)
+
+    it("takes every append of two processes appending at once, none lost, ids unique", function()
+      local child = dir .. "/app.lua"
+      write(child, [[
+local journal = require "ocean.journal"
+local j = assert(journal.open(arg[1], { shared = true }))
+for i = 1, 300 do
+  if i % 3 == 0 then
+    assert(j:append_batch { { path = "/" .. arg[2] .. "/" .. i }, { path = "/" .. arg[2] .. "/" .. i .. "b" } })
+  else
+    assert(j:append { path = "/" .. arg[2] .. "/" .. i })
+  end
+end
+j:close()
+]])
+      local path = dir .. "/two.sqlite3"
+      local rt = sail.runtime()
+      local out = sh(("%s %s %s p & %s %s %s q & wait; echo done"):format(rt, q(child), q(path), rt,
+        q(child), q(path)))
+      assert.matches("done", out)
+      j = open("two.sqlite3")
+      local all = assert(j:pending())
+      assert.are.equal(800, #all)
+      local seen = {}
+      for _, r in ipairs(all) do
+        assert.is_nil(seen[r.path], r.path)
+        seen[r.path] = true
+      end
+    end)
+  end)
+
   describe("errors", function()
     it("says a garbage file is not a journal database", function()
       write(dir .. "/garbage", ("not sqlite "):rep(1000))
