@@ -172,7 +172,7 @@ end
 
 -- Every event of this burst is in Port (the emulator's catalog): read
 -- from the emulator, so that it holds for any number of nginx workers
--- (each has its own journal and counts).
+-- (each counts only what it answered).
 local function applied_all(tag)
   local n = 0
   for _, e in ipairs(emu.entities("specItem")) do

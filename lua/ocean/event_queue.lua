@@ -538,7 +538,7 @@ local function try_consumer(self)
     end
     return false
   end
-  self.lock_fd, self.consumer = fd, true
+  self.lock_fd, self.consumer, self.ever_consumer = fd, true, true
   local n, rerr = self.j:release_all()
   if not n then
     log.error("live events: releasing the previous consumer's claims in %s failed (they are "
@@ -703,6 +703,9 @@ function Queue:close()
     end
   end
   local released = self.counts.given_back
+  -- shared: the journal's pending events are every worker's; a worker that
+  -- never applied says nothing of them (the consumer does)
+  if self.shared and not self.ever_consumer then left = 0 end
   -- nginx: the last feed of this worker's counts (the given back ones
   -- last in a shared dict that outlives the worker: nginx -s reload)
   if self.nginx and self.eng.metrics then
@@ -710,7 +713,9 @@ function Queue:close()
     if not ok then log.warning("live events: feeding the metrics failed: %s", tostring(err)) end
   end
   if released > 0 or left > 0 then
-    log.info("live events: %d event(s) stay in the journal for the next start%s", left,
+    log.info("live events: %d event(s) stay in the journal for %s%s", left,
+      self.shared and "the worker that applies next (after a reload, a new one; else at the "
+        .. "next start)" or "the next start",
       released > 0 and (" (%d of them were being applied: given back, not counted as "
         .. "attempts)"):format(released) or "")
   end

@@ -212,13 +212,13 @@ local function open(path, write)
     -- nginx's workers share theirs (NORMAL locking): read and written
     -- beside them, their consumer seeing a requeue at once; ocean sail's
     -- (EXCLUSIVE) stays busy
-    j, err, code = journal.open(path, write and { existing = true, shared = true, busy_ms = 500 }
-                                  or { read_only = true, shared = true, busy_ms = 500 })
+    j, err, code = journal.open(path, write and { existing = true, shared = true, busy_ms = 200 }
+                                  or { read_only = true, shared = true, busy_ms = 200 })
     if j then return j end
   end
   if code == "busy" then
     return nil, format("journal %s is in use by a running process (ocean sail, or an nginx "
-      .. "worker of an older lua-ocean): left alone; stop that process first", path)
+      .. "worker that adopted it): left alone; stop that process first", path)
   end
   return nil, tostring(err)
 end

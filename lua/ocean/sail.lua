@@ -444,8 +444,9 @@ end
 -- next start without --once. Say so when there are any (read-only look;
 -- a journal another process holds, or none, is not this run's business).
 local function warn_pending_journal(eng, folder)
-  local path = require("ocean.journal").path(eng.settings, { folder = folder })
-  local j = path and require("ocean.journal").open(path, { read_only = true })
+  local journal = require "ocean.journal"
+  local path = journal.path(eng.settings, { folder = folder })
+  local j = path and journal.open(path, { read_only = true })
   if not j then return end
   local st = j:stats()
   j:close()

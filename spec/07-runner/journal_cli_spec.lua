@@ -154,7 +154,8 @@ describe("ocean journal", function()
       local r = run(args)
       assert.are.equal(1, r.rc)
       assert.truthy(r.err:find("ocean journal: journal " .. path .. " is in use by a running process "
-        .. "(ocean sail, or an nginx worker): left alone; stop that process first\n", 1, true), r.err)
+        .. "(ocean sail, or an nginx worker that adopted it): left alone; stop that process first\n",
+        1, true), r.err)
     end
     held:close()
     assert.are.same({ "dead" }, states(path))

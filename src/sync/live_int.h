@@ -107,7 +107,6 @@ typedef struct lbatch {
   size_t nbps, ndeletes;
   oc_live_op_t **ops;
   size_t nops, capops;
-  int full;
   /* applying */
   size_t *order;                 /* entity indexes of the current levels */
   size_t norder;

@@ -465,20 +465,30 @@ static int fold_in_op(oc_live_op_t *op, lwrite_t *w)
   return 0;                      /* appended as the new last write */
 }
 
+/* The seq of the latest event that wrote key (into *seq, 0 when none
+ * has), and its entry in lv->seqs (-1 when none). */
+static long latest_seq(const oc_live_t *lv, const char *key, size_t klen,
+                       uint64_t *seq)
+{
+  long e = oc_index_find(lv->seqs, key, klen);
+  *seq = e >= 0 ? oc_index_hashes(lv->seqs, e)[0] : 0;
+  return e;
+}
+
 /* The events' order per entity (live_session.h): 1 when an operation
  * of a later event seq already wrote key, else records op's seq as the
  * key's latest and returns 0; -1 on OOM. */
 static int newer_event_wrote(oc_live_op_t *op, const oc_buf_t *key)
 {
-  oc_index_t *ix = op->lv->seqs;
-  long e = oc_index_find(ix, key->p, key->n);
+  uint64_t latest;
+  long e = latest_seq(op->lv, key->p, key->n, &latest);
   if (e >= 0) {
-    if (oc_index_hashes(ix, e)[0] > op->o.seq)
+    if (latest > op->o.seq)
       return 1;
-    oc_index_set_hash(ix, e, 0, op->o.seq);
+    oc_index_set_hash(op->lv->seqs, e, 0, op->o.seq);
     return 0;
   }
-  return oc_index_put(ix, key->p, key->n, &op->o.seq) ? -1 : 0;
+  return oc_index_put(op->lv->seqs, key->p, key->n, &op->o.seq) ? -1 : 0;
 }
 
 /* A new failure record of op (zeroed), NULL on OOM (the count stays in
@@ -674,6 +684,8 @@ static void cancel_window(oc_live_t *lv)
   lv->timer = 0;
 }
 
+static int batch_full(const oc_live_t *lv, const lbatch_t *b);
+
 /* Start the head batch when it may go: a closed one (a plan, or a batch
  * of other options behind it), or an open one that is full or whose
  * window is over. An open one that must wait gets a timer for the rest of
@@ -688,7 +700,7 @@ static void kick(oc_live_t *lv)
     if (b->plan)
       return;                    /* its operation closes it */
     left = lv->o.window_ms - (oc_loop_now_ms() - b->opened_ms);
-    if (!b->full && left > 0) {
+    if (left > 0 && !batch_full(lv, b)) {
       if (!lv->timer && lv->loop)
         lv->timer = oc_loop_timer(lv->loop, (long)left, on_window, lv);
       return;
@@ -789,11 +801,11 @@ static lbp_t *bp_counter(lbatch_t *b, const char *key)
 /* Whether b may go before its window ends: each bulk it would send is
  * full. Every blueprint's upserts fill their bulks (a positive multiple of
  * batch_max, or batch_max_bytes reached) and its deletes, all blueprints
- * counted together, are a positive multiple of delete_batch; one of the two
- * at least. A batch
- * that would also send a part-filled bulk waits for its window: writes
- * that arrive meanwhile fill that bulk instead of needing a new one (a
- * burst's batches of 53 upserts went out as 20 + 20 + 13). */
+ * counted together, are a positive multiple of delete_batch; one of the
+ * two at least. A batch that would also send a part-filled bulk waits for
+ * its window: writes that arrive meanwhile fill that bulk instead of
+ * needing a new one (a burst's batches of 53 upserts went out as
+ * 20 + 20 + 13). */
 static int batch_full(const oc_live_t *lv, const lbatch_t *b)
 {
   size_t i;
@@ -814,10 +826,9 @@ static int batch_full(const oc_live_t *lv, const lbatch_t *b)
   return any;
 }
 
-/* Count an upsert (sign 1) or take it back (-1); says whether the batch
- * is full (batch_full). */
-static void count_write(oc_live_t *lv, lbatch_t *b, const lwrite_t *w,
-                        int sign)
+/* Count a write (sign 1) or take it back (-1): the counts batch_full
+ * reads. */
+static void count_write(lbatch_t *b, const lwrite_t *w, int sign)
 {
   lbp_t *c;
   if (is_delete(w->what)) {
@@ -826,7 +837,6 @@ static void count_write(oc_live_t *lv, lbatch_t *b, const lwrite_t *w,
     c->n += (size_t)sign;
     c->bytes += (size_t)sign * (w->len + 1);
   }                              /* else: the key starts with the blueprint */
-  b->full = batch_full(lv, b);
 }
 
 /* who shares e's outcome (unless it is the op whose write e now holds). */
@@ -871,7 +881,7 @@ static int replace(oc_live_t *lv, lbatch_t *b, lent_t *e, oc_live_op_t *op,
         e->also[i]->rep.superseded++;
     e->nalso = 0;
   }
-  count_write(lv, b, &e->w, -1);
+  count_write(b, &e->w, -1);
   write_free(&e->w);
   e->w = *w;
   e->op = op;
@@ -913,7 +923,7 @@ static int merge(oc_live_t *lv, lbatch_t *b, oc_live_op_t *op, lwrite_t *w)
     e->w = *w;
     e->op = op;
   }
-  count_write(lv, b, w, 1);
+  count_write(b, w, 1);
   memset(w, 0, sizeof *w);       /* moved */
   w->entity = jv_invalid();
   w->dead = 1;
@@ -925,11 +935,11 @@ static int merge(oc_live_t *lv, lbatch_t *b, oc_live_op_t *op, lwrite_t *w)
  * one is still committing (in slices); its write must stay the last. */
 static int later_event_wrote(const oc_live_op_t *op, const lwrite_t *w)
 {
-  long e;
+  uint64_t latest;
   if (!op->o.seq || op->o.plan)
     return 0;
-  e = oc_index_find(op->lv->seqs, w->key, w->klen);
-  return e >= 0 && oc_index_hashes(op->lv->seqs, e)[0] > op->o.seq;
+  latest_seq(op->lv, w->key, w->klen, &latest);
+  return latest > op->o.seq;
 }
 
 int oc_live_op_commit(oc_live_op_t *op, long budget_ms, char *err,
