@@ -400,20 +400,47 @@ static int check_pages(oc_journal_t *j, int *code, char *err, size_t errlen)
   return db_err(j, rc, "checking it", err, errlen);
 }
 
+/* Shared: SQLite's busy handler. Waits in short sleeps (0.1 ms growing to
+ * 1 ms: another handle's transaction lasts a few ms, its fsync included)
+ * until busy_ms have passed since this wait began; 0 gives up (the call
+ * fails "in use"). SQLite's own handler sleeps 1 s steps where usleep is
+ * not known at its build, too long for an nginx worker. */
+static int on_busy(void *ud, int count)
+{
+  oc_journal_t *j = ud;
+  struct timespec now, nap;
+  long long waited_ms;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (count == 0) j->busy_since = now;
+  waited_ms = (long long)(now.tv_sec - j->busy_since.tv_sec) * 1000
+              + (now.tv_nsec - j->busy_since.tv_nsec) / 1000000;
+  if (waited_ms >= (long long)j->busy_ms) return 0;
+  nap.tv_sec = 0;
+  nap.tv_nsec = (count < 10 ? (long)(count + 1) * 100000L : 1000000L);
+  nanosleep(&nap, NULL);
+  return 1;
+}
+
 /* WAL, which needs the journal_mode query's answer to be checked: a file
  * system without the locking WAL needs answers with another mode. */
 static int use_wal(oc_journal_t *j, int *code, char *err, size_t errlen)
 {
   sqlite3_stmt *s = NULL;
-  int rc = sqlite3_prepare_v2(j->db, "PRAGMA journal_mode = WAL", -1, &s,
-                              NULL);
-  int wal = 0;
-  if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-    const char *mode = (const char *)sqlite3_column_text(s, 0);
-    wal = mode && strcmp(mode, "wal") == 0;
-    rc = SQLITE_OK;
+  int rc, wal = 0, tries = 0;
+  for (;;) {
+    rc = sqlite3_prepare_v2(j->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const char *mode = (const char *)sqlite3_column_text(s, 0);
+      wal = mode && strcmp(mode, "wal") == 0;
+      rc = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    /* shared: another process opening the new file at the same moment
+       holds it; the switch fails busy without asking the busy handler */
+    if (!(j->shared && (rc & 0xff) == SQLITE_BUSY && on_busy(j, tries++)))
+      break;
   }
-  sqlite3_finalize(s);
   if (rc != SQLITE_OK) {
     *code = classify(rc);
     return db_err(j, rc, "switching to write-ahead logging", err, errlen);
@@ -457,27 +484,6 @@ static int prepare_all(oc_journal_t *j, int *code, char *err, size_t errlen)
     }
   }
   return 0;
-}
-
-/* Shared: SQLite's busy handler. Waits in short sleeps (0.1 ms growing to
- * 1 ms: another handle's transaction lasts a few ms, its fsync included)
- * until busy_ms have passed since this wait began; 0 gives up (the call
- * fails "in use"). SQLite's own handler sleeps 1 s steps where usleep is
- * not known at its build, too long for an nginx worker. */
-static int on_busy(void *ud, int count)
-{
-  oc_journal_t *j = ud;
-  struct timespec now, nap;
-  long long waited_ms;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  if (count == 0) j->busy_since = now;
-  waited_ms = (long long)(now.tv_sec - j->busy_since.tv_sec) * 1000
-              + (now.tv_nsec - j->busy_since.tv_nsec) / 1000000;
-  if (waited_ms >= (long long)j->busy_ms) return 0;
-  nap.tv_sec = 0;
-  nap.tv_nsec = (count < 10 ? (long)(count + 1) * 100000L : 1000000L);
-  nanosleep(&nap, NULL);
-  return 1;
 }
 
 /* The steps of an open after the connection exists. */
