@@ -23,6 +23,7 @@
 --   BENCH_DELAYS="0 500"                     bulk-upsert delays (ms)
 --   BENCH_BURSTS=5  BENCH_WORKERS=2          bursts per row; nginx workers (1)
 --   BENCH_KILL=0                             leave out the SIGKILL runs
+--   BENCH_CONCURRENCY=300                    OCEAN__LIVE_EVENTS__CONCURRENCY
 package.path = "./?.lua;" .. package.path
 local json = require "ocean.json"
 local burst = require "spec.helpers.burst"
@@ -76,6 +77,7 @@ local function env(jdir)
     OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
     OCEAN__HTTP__MAX_CONNECTIONS_PER_CLIENT = "0",      -- one client sends them all
     APPLICATION__LOG_LEVEL = "WARNING",
+    OCEAN__LIVE_EVENTS__CONCURRENCY = os.getenv("BENCH_CONCURRENCY"),
   }
 end
 

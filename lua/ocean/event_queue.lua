@@ -78,6 +78,9 @@ local _M = {
   APPEND_TIMEOUT = 30,     -- s an append waits for its commit (nginx)
   LOCK_EVERY = 1,          -- s between two tries for the consumer's lock (nginx, shared)
   SHARED_POLL_S = 0.05,    -- s between two looks for the other workers' appends
+  TIMER_ROOM = 200,        -- nginx: the running timers the events may fill (each is applied
+                           -- in one; lua_max_running_timers is 256 by default, and the
+                           -- journal's commits, the resyncs and the user's own need the rest)
 }
 
 local Queue = {}
@@ -127,12 +130,21 @@ function _M.open(eng, opts)
     max_attempts = max_attempts, nginx = in_nginx(), adopt = opts.adopt, base = opts.base,
     worker = opts.worker, shared = opts.shared and true or false,
     lock_path = opts.shared and opts.path:gsub("%.sqlite3$", "") .. "-consumer.lock" or nil,
-    orphans = {}, known = {}, running = 0, backing_off = 0, wake = false, wake_cond = {},
+    orphans = {}, known = {}, running = 0, launching = 0, backing_off = 0, wake = false,
+    wake_cond = {},
     stop_cond = {},
     counts = { received = 0, applied = 0, failed = 0, retried = 0, dead = 0, adopted = 0,
                given_back = 0, unknown_kinds = 0 },
   }, Queue)
-  if q.nginx then q.sema = require("ngx.semaphore").new(0) end
+  if q.nginx then
+    q.sema = require("ngx.semaphore").new(0)
+    if q.concurrency > _M.TIMER_ROOM then
+      log.warning("live events: OCEAN__LIVE_EVENTS__CONCURRENCY is %d, but in nginx each event is "
+        .. "applied in a timer and at most %d run at once (nginx's lua_max_running_timers is 256 "
+        .. "by default; the rest is kept for the journal's commits and other timers)",
+        q.concurrency, _M.TIMER_ROOM)
+    end
+  end
   local st = not q.shared and j:stats()   -- shared: said by the consumer
   if st and (st.pending > 0 or st.dead > 0) then
     log.info("live-event journal %s: %d event(s) pending from before this start, %d dead letter(s)",
@@ -395,7 +407,9 @@ local function start_one(self, src, ev)
   src.busy = src.busy + 1
   src.claims[ev.id] = true         -- given back at close unless applied
   if self.nginx then
+    self.launching = self.launching + 1
     local ok, err = _G.ngx.timer.at(0, function(premature)
+      self.launching = self.launching - 1
       if premature then            -- the worker exits: the claim stays, released later
         self.running = self.running - 1
         src.busy = src.busy - 1
@@ -404,6 +418,7 @@ local function start_one(self, src, ev)
       apply(self, src, ev)
     end)
     if not ok then
+      self.launching = self.launching - 1
       self.running = self.running - 1
       src.busy = src.busy - 1
       log.error("live events: cannot start event %d: %s (it is retried after its lease)",
@@ -429,6 +444,12 @@ local function claim_some(self)
   local started = 0
   for _, src in ipairs(sources(self)) do
     local free = self.concurrency - self.running
+    if self.nginx then
+      -- a timer nginx cannot run (past lua_max_running_timers) is dropped
+      -- with an alert: its event would stay claimed until its lease, and
+      -- a journal commit that cannot run fails its webhooks
+      free = min(free, _M.TIMER_ROOM - _G.ngx.timer.running_count() - self.launching)
+    end
     if free <= 0 then break end
     if src.j then
       local evs, err = src.j:claim(free)

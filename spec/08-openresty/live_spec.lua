@@ -424,3 +424,49 @@ describe("a graceful stop of nginx while Port is slow #nginx", function()
     ng:stop()
   end)
 end)
+
+describe("events applied at once in nginx, past its running timers #nginx", function()
+  local emu, ng, jdir
+
+  setup(function()
+    emu = ehelp.start { quiet = true }
+    jdir = ehelp.tmpdir()
+    os.execute("chmod 777 " .. ehelp.shell_quote(jdir))
+    -- more events at once than nginx runs timers (lua_max_running_timers:
+    -- 256 by default), each slow: the worker starts at most TIMER_ROOM
+    ng = nh.start { emu = emu, workers = 1, integration = LIVE, identifier = "spec-live-timers", env = {
+      OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
+      OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
+      OCEAN__LIVE_EVENTS__CONCURRENCY = "400",
+    } }
+    nh.wait_ready(ng)
+  end)
+
+  teardown(function()
+    nh.stop_all()
+    ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(jdir))
+  end)
+
+  it("starts no more than nginx can run: every webhook answered, every event applied", function()
+    local reqs = {}
+    for i = 1, 600 do
+      reqs[i] = { url = ng.url .. "/integration/items", tag = "t" .. i,
+        headers = { ["Content-Type"] = "application/json", ["X-Secret"] = SECRET },
+        body = json.encode { slow_ms = 1500, item = { id = "t" .. i, name = "Timer " .. i, size = i } } }
+    end
+    local results = burst.start(reqs, { parallel = 100 }).wait(120)
+    local ok = 0
+    for _, r in ipairs(results) do if r.status == 200 then ok = ok + 1 end end
+    assert.are.equal(600, ok, ng:error_log():sub(-2000))
+    assert(nh.wait_for(function() return #emu.entities("specItem") == 600 end, 60, 0.5),
+      "applied: " .. #emu.entities("specItem") .. "\n" .. ng:error_log():sub(-2000))
+    local log = ng:error_log()
+    assert.is_nil(log:find("lua_max_running_timers are not enough", 1, true), log:sub(-2000))
+    assert.is_nil(log:find("not journaled", 1, true))
+    assert.truthy(log:find("OCEAN__LIVE_EVENTS__CONCURRENCY is 400, but in nginx each event is applied "
+      .. "in a timer and at most 200 run at once", 1, true))
+    local _, h = ng:json("GET", "/integration/health")
+    assert.are.same({ 0, 0 }, { h.live_events.running, h.live_events.pending })
+  end)
+end)
