@@ -357,8 +357,8 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
       log.error("event %d (POST %s) is a dead letter at attempt %d: retrying cannot fix it: %s "
         .. "(%s, after what came since)", ev.id, ev.path, ev.attempts, msg, requeue_hint(self, src, ev.id))
     else
-      log.error("event %d (POST %s) is a dead letter after %d attempts: %s", ev.id, ev.path,
-        ev.attempts, msg)
+      log.error("event %d (POST %s) is a dead letter after %d attempts: %s (%s, after what came "
+        .. "since)", ev.id, ev.path, ev.attempts, msg, requeue_hint(self, src, ev.id))
     end
     return
   end
@@ -673,6 +673,8 @@ end
 function Queue:stats()
   local st = self.j and self.j:stats() or {}
   local c = self.counts
+  local consumer                 -- nil standalone (`a and false or nil` is nil)
+  if self.shared then consumer = self.consumer == true end
   -- shared, a worker that does not apply: the journal's counts are all
   -- the workers', its adopted ones none
   local depth = st.pending or 0
@@ -686,7 +688,7 @@ function Queue:stats()
            dead_lettered = c.dead, given_back = c.given_back, unknown_kinds = c.unknown_kinds,
            adopted = c.adopted, orphans = #self.orphans,
            journal = self.path, concurrency = self.concurrency,
-           consumer = self.shared and (self.consumer == true) or nil }
+           consumer = consumer }
 end
 
 -- Give back the claims of the events being applied (a graceful stop cut

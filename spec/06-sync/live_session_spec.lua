@@ -294,6 +294,24 @@ describe("the live session", function()
       assert.are.equal("b2@x.io", by_id("user").bob.properties.email)
     end)
 
+    it("a newer event whose write Port refuses leaves no claim: an older one after it is applied", function()
+      -- the newer event's write fails (422: email must be a string)
+      local rb = eng:await(eng:submit("register_raw", "user", user("dee", { email = 5 }), { seq = 2000 }))
+      assert.are.same({ 1, 0 }, { rb.failed, rb.created })
+      local ra = eng:await(eng:submit("register_raw", "user", user("dee", { email = "old@x.io" }),
+        { seq = 1000 }))
+      assert.are.same({ 0, 1 }, { ra.superseded, ra.created })
+      assert.are.equal("old@x.io", by_id("user").dee.properties.email)
+      -- a newer write that took effect still leaves an older one out
+      local rc = eng:await(eng:submit("register_raw", "user", user("dee", { email = "new@x.io" }),
+        { seq = 3000 }))
+      assert.are.equal(1, rc.updated)
+      local rd = eng:await(eng:submit("register_raw", "user", user("dee", { email = "older@x.io" }),
+        { seq = 2500 }))
+      assert.are.same({ 1, 0 }, { rd.superseded, rd.updated })
+      assert.are.equal("new@x.io", by_id("user").dee.properties.email)
+    end)
+
     it("keeps the order across batches: the next batch waits for the one in flight", function()
       ocean.register_raw("user", user("cid"))
       emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 300 } }

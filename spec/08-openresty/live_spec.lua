@@ -110,6 +110,14 @@ describe("live events in nginx #nginx", function()
     -- two workers, one consumer: said once, in the log
     local _, said = ng:error_log():gsub("applies the events every worker receives", "")
     assert.are.equal(1, said)
+    -- and in health: whichever worker answers says whether it applies
+    local consumers = {}
+    for _ = 1, 10 do
+      local _, h = ng:json("GET", "/integration/health")
+      assert.is_boolean(h.live_events.consumer, json.encode(h.live_events))
+      if h.live_events.consumer then consumers[h.pid] = true end
+    end
+    assert.is_true(#ng:worker_pids() == 2 and next(consumers, next(consumers)) == nil)
   end)
 
   it("applies the events on one entity in the order they were answered, whichever worker answered", function()

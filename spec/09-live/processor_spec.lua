@@ -347,6 +347,9 @@ describe("webhook processors", function()
     assert.matches("always broken", dead[1].last_error)
     assert.are.same({ 1, 0 }, { q:stats().dead_lettered, q:stats().pending })
     assert.truthy(logged("ERROR event 1 (POST /webhook) is a dead letter after 2 attempts: "))
+    -- and how to send it again
+    assert.truthy(logged("(`ocean journal --requeue 1` sends it again at the next start, after what "
+      .. "came since)"))
   end)
 
   it("retries an event Port refused 404 (a related entity may come), and applies it next time", function()

@@ -1050,13 +1050,33 @@ static void remember(oc_live_t *lv, const lent_t *e)
   }
 }
 
+/* A write that did not take effect (Port refused it, or the batch failed
+ * before it): its event is no longer the entity's latest writer, so an
+ * older event that comes after is applied, not left out as superseded
+ * (Port holds what it held before; the failed event, retried, is newer
+ * again). A newer event's record stays. */
+static void forget_failed(oc_live_t *lv, const lent_t *e)
+{
+  uint64_t latest;
+  long at;
+  if (!e->w.key || !e->op || !e->op->o.seq
+      || (e->outcome != O_FAILED && e->outcome != O_DELETE_FAILED
+          && e->outcome != O_NOT_DELETED))
+    return;
+  at = latest_seq(lv, e->w.key, e->w.klen, &latest);
+  if (at >= 0 && latest == e->op->o.seq)
+    oc_index_set_hash(lv->seqs, at, 0, 0);
+}
+
 void oc_live_batch_done(oc_live_t *lv, lbatch_t *b)
 {
   size_t i, k;
   for (i = 0; i < b->n; i++) {
     lent_t *e = &b->ents[i];
-    if (!b->plan)
+    if (!b->plan) {
       remember(lv, e);
+      forget_failed(lv, e);
+    }
     tell(e->op, b, e);
     for (k = 0; k < e->nalso; k++)
       tell(e->also[k], b, e);
