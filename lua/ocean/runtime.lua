@@ -56,6 +56,7 @@ local _M = {
   STEP_MIN_MS = 1,
   STEP_MAX_MS = 20,
   EXIT_GRACE_MS = 10000,
+  SLEEP_SLICE_S = 1,       -- nginx: the longest ngx.sleep of one ocean.sleep slice
   SLICE_MS = 5,            -- give_way: the work one loop iteration may do
   GIVE_WAY_MAX_MS = 1000,  -- give_way: the longest it defers one piece of work
 }
@@ -238,9 +239,17 @@ function _M.sleep(loop, seconds, opts)
   if _M.in_nginx() then
     local c = opts.is_cancelled
     if c and c() then error(CANCELLED, 0) end
-    -- ngx.sleep(0) warns without OpenResty's patches: 1 ms at least
-    _G.ngx.sleep(seconds < 0.001 and 0.001 or seconds)
-    if c and c() then error(CANCELLED, 0) end
+    -- in slices of at most SLEEP_SLICE_S, so that a worker that exits
+    -- gives up as its other waits do (EXIT_GRACE_MS), not at the end of
+    -- a long sleep; ngx.sleep(0) warns without OpenResty's patches: 1 ms
+    -- at least
+    local deadline = now_ms() + seconds * 1000
+    repeat
+      check_exit()
+      local left = (deadline - now_ms()) / 1000
+      _G.ngx.sleep(left < 0.001 and 0.001 or min(left, _M.SLEEP_SLICE_S))
+      if c and c() then error(CANCELLED, 0) end
+    until now_ms() >= deadline
     return true
   end
   if opts.scheduler and not opts.timeout_ms then

@@ -403,6 +403,30 @@ describe("a graceful stop of nginx while Port is slow #nginx", function()
     ng2:stop()
   end)
 
+  it("cuts a long ocean.sleep in handle_event short as the worker exits: given back, not waited for", function()
+    local ng = start()
+    local status = ng:http("POST", "/integration/items", { headers = { ["X-Secret"] = SECRET },
+      body = json.encode { slow_ms = 60000, item = { id = "s1", name = "Sleeper", size = 1 } } })
+    assert.are.equal(200, status)
+    assert(nh.wait_for(function()
+      local _, h = ng:json("GET", "/integration/health")
+      return type(h) == "table" and h.live_events and h.live_events.running == 1
+    end, 10), "not being applied:\n" .. ng:error_log())
+    local t0 = os.time()
+    local final = ng:stop()              -- nginx -s quit: the sleep gives up after the grace (10 s)
+    assert.is_true(os.time() - t0 < 18, "quit took " .. (os.time() - t0) .. " s")
+    assert.truthy(final:find("given back to the journal for the next start (not counted as an attempt): "
+      .. "the nginx worker is exiting", 1, true), final)
+    assert.is_nil(final:find("is a dead letter", 1, true), final)
+    -- pending for the next start, with its attempt given back; dropped
+    -- here, so that the next spec's nginx does not sleep on it
+    local j = assert(require("ocean.journal").open(jdir .. "/spec-live-quit.sqlite3"))
+    local pending = assert(j:pending())
+    assert.are.same({ 1, 0 }, { #pending, pending[1].attempts })
+    assert.is_true(j:done(pending[1].id))
+    j:close()
+  end)
+
   it("counts the claims given back at a reload in ocean_live_events_total{state=\"given_back\"}", function()
     local ng = start(true)
     emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 15000, count = 1 } }
