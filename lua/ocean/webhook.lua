@@ -724,8 +724,8 @@ function _M.process(eng, rec)
         errors[#errors + 1] = tostring(f)    -- names the processor and the kind
       else
         total.transient = total.transient + 1
-        errors[#errors + 1] = format("processor '%s' kind '%s': %s", m.entry.name, m.kind,
-          error_text(f))
+        errors[#errors + 1] = format("webhook processor '%s' (%s) kind '%s': %s", m.entry.name,
+          ev.path, m.kind, error_text(f))
       end
     else
       done[#done + 1] = { m = m, res = results[i] }

@@ -328,7 +328,7 @@ describe("webhook processors", function()
     local st = q:stats()
     assert.are.same({ 1, 1, 1, 0 }, { st.applied, st.failed, st.retried, st.pending })
     assert.truthy(logged("event 1 (POST /webhook) failed (attempt 1 of 5), retrying in 1 s: "
-      .. "processor 'issues' kind 'issue': the API is down"))
+      .. "webhook processor 'issues' (/webhook) kind 'issue': the API is down"))
     assert.truthy(logged("event 1 (POST /webhook) applied in"))
     assert.truthy(logged("(attempt 2)"))
   end)
