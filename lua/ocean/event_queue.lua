@@ -291,6 +291,13 @@ local function give_back(self, src, ev, why)
   self.counts.given_back = self.counts.given_back + 1
   log.info("event %d (POST %s) given back to the journal for the next start (not counted as "
     .. "an attempt): %s", ev.id, ev.path, why)
+  -- the worker that applies it next does not know what the newer events
+  -- applied here wrote: it may undo their writes of the same entities
+  if src == self.own and (self.newest_done or 0) > ev.id then
+    log.warning("event %d (POST %s) is older than event %d, already applied: the next process to "
+      .. "apply it does not know what the newer events wrote, so on an entity both write it may "
+      .. "leave the older data until the next resync", ev.id, ev.path, self.newest_done)
+  end
 end
 
 -- How the operator sends dead letter id again, from where it is: the
@@ -327,6 +334,7 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
   local j = src.j
   local ms = now_ms() - t0
   if ok then
+    if src == self.own and ev.id > (self.newest_done or 0) then self.newest_done = ev.id end
     local dok, derr = j:done(ev.id)
     if dok == nil then
       log.error("event %d was applied but could not be marked done (it will be applied "

@@ -412,12 +412,22 @@ describe("a graceful stop of nginx while Port is slow #nginx", function()
       local _, h = ng:json("GET", "/integration/health")
       return type(h) == "table" and h.live_events and h.live_events.running == 1
     end, 10), "not being applied:\n" .. ng:error_log())
+    -- a newer event, applied while the older one sleeps
+    status = ng:http("POST", "/integration/items", { headers = { ["X-Secret"] = SECRET },
+      body = json.encode { item = { id = "s2", name = "Quick", size = 2 } } })
+    assert.are.equal(200, status)
+    assert(nh.wait_for(function()
+      for _, e in ipairs(emu.entities("specItem")) do if e.identifier == "s2" then return true end end
+    end, 10), "s2 not applied:\n" .. ng:error_log())
     local t0 = os.time()
     local final = ng:stop()              -- nginx -s quit: the sleep gives up after the grace (10 s)
     assert.is_true(os.time() - t0 < 18, "quit took " .. (os.time() - t0) .. " s")
     assert.truthy(final:find("given back to the journal for the next start (not counted as an attempt): "
       .. "the nginx worker is exiting", 1, true), final)
     assert.is_nil(final:find("is a dead letter", 1, true), final)
+    -- the older event given back after a newer one was applied: said
+    assert.truthy(final:find("is older than event %d+, already applied: the next process to apply it does "
+      .. "not know what the newer events wrote"), final)
     -- pending for the next start, with its attempt given back; dropped
     -- here, so that the next spec's nginx does not sleep on it
     local j = assert(require("ocean.journal").open(jdir .. "/spec-live-quit.sqlite3"))
