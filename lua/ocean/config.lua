@@ -327,6 +327,8 @@ local SETTINGS = {
     "count1", 5 },
   { "live_events.window_ms", "OCEAN__LIVE_EVENTS__WINDOW_MS", "live_events.window_ms",
     "window", 50 },
+  { "live_events.stall_seconds", "OCEAN__LIVE_EVENTS__STALL_SECONDS",
+    "live_events.stall_seconds", "count1", 30 },
   { "log.progress_interval", "OCEAN__LOG__PROGRESS_INTERVAL", "log.progress_interval",
     "positive", 10 },
   { "log.item_errors", "OCEAN__LOG__ITEM_ERRORS", "log.item_errors", "count", 10 },

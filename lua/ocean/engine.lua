@@ -645,6 +645,7 @@ function Engine:open_live_events(opts)
   local base = (journal.path(s, { folder = "." }) or ""):match("([^/]*)%.sqlite3$")
   local q, qerr = event_queue.open(self, {
     path = path, concurrency = le.concurrency, max_attempts = le.max_attempts,
+    stall_seconds = le.stall_seconds,
     adopt = opts.adopt, base = base, shared = opts.shared,
     worker = opts.worker and tostring(opts.worker) or opts.suffix and tostring(opts.suffix) })
   if not q then return nil, qerr end

@@ -78,6 +78,8 @@ local _M = {
   APPEND_TIMEOUT = 30,     -- s an append waits for its commit (nginx)
   LOCK_EVERY = 1,          -- s between two tries for the consumer's lock (nginx, shared)
   SHARED_POLL_S = 0.05,    -- s between two looks for the other workers' appends
+  STALL_S = 30,            -- shared: s the oldest event may wait, none being applied, before
+                           -- stalled() says no worker applies (OCEAN__LIVE_EVENTS__STALL_SECONDS)
   TIMER_ROOM = 200,        -- nginx: the running timers the events may fill (each is applied
                            -- in one; lua_max_running_timers is 256 by default, and the
                            -- journal's commits, the resyncs and the user's own need the rest)
@@ -129,6 +131,7 @@ function _M.open(eng, opts)
     concurrency = opts.concurrency or _M.CONCURRENCY,
     max_attempts = max_attempts, nginx = in_nginx(), adopt = opts.adopt, base = opts.base,
     worker = opts.worker, shared = opts.shared and true or false,
+    stall_s = opts.stall_seconds or _M.STALL_S,
     lock_path = opts.shared and opts.path:gsub("%.sqlite3$", "") .. "-consumer.lock" or nil,
     orphans = {}, known = {}, running = 0, launching = 0, backing_off = 0, wake = false,
     wake_cond = {},
@@ -578,7 +581,32 @@ local function try_consumer(self)
   log.info("live events: worker %s applies the events every worker receives (journal %s: %d "
     .. "pending, %d dead letter(s)%s)", tostring(self.worker), self.path, st.pending, st.dead,
     (n or 0) > 0 and (", %d claim(s) of the previous consumer released"):format(n) or "")
+  if (n or 0) > 0 then
+    -- it died applying them: it may have applied newer events meanwhile,
+    -- whose writes this worker's session does not know
+    log.warning("live events: %d event(s) the previous consumer was applying when it died are "
+      .. "applied again; on an entity a newer event wrote meanwhile, an older one may leave "
+      .. "its older data until the next resync (docs/live-events.md#order-across-workers)", n)
+  end
   return true
+end
+
+-- Shared (nginx): why no worker seems to apply the journal's events, or
+-- nil: events pending, none claimed, the oldest waiting stall_s or more
+-- (a worker that applies claims within SHARED_POLL_S, and holds claims
+-- while it applies or backs off). The consumer's lock held by a process
+-- that is not a worker, a lock file the workers cannot open, or workers
+-- never ready (the mapping not fetched) look alike from here.
+function Queue:stalled()
+  if not self.shared or not self.j then return nil end
+  local st = self.j:stats()
+  if not st or st.pending == 0 or st.claimed > 0 or (st.oldest_age or 0) < self.stall_s then
+    return nil
+  end
+  return ("no worker has applied a live event for %d s (%d pending, none being applied): is "
+    .. "the consumer's lock %s held by a process that is not an nginx worker, or unusable "
+    .. "(the log says)? Are the workers ready?"):format(math.floor(st.oldest_age), st.pending,
+    self.lock_path)
 end
 
 -- Shared (nginx): give the consumer's lock up, once this exiting worker's
@@ -625,6 +653,12 @@ local function consume_timer(premature, self)
         if not ok then log.error("live events: adopting orphaned journals failed: %s", tostring(err)) end
         next_adopt = now + _M.ADOPT_EVERY
       end
+    end
+    -- nobody applies (the lock held outside, unusable): said by the others
+    if self.shared and not self.consumer and now >= (self.next_stall_check or 0) then
+      self.next_stall_check = now + self.stall_s
+      local sok, why = pcall(self.stalled, self)
+      if sok and why then log.warning("live events: %s", why) end
     end
     -- this worker's share of the live-event metrics (the shared dict sums them)
     if self.eng.metrics and (woke or now >= next_feed) then

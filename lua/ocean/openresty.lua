@@ -478,6 +478,10 @@ local function health()
   -- live events off (the journal could not be opened): every webhook gets
   -- 503, so the worker is not healthy either (a probe restarts it)
   local ok = W.ctx ~= nil and W.live_err == nil
+  -- events answered 2xx that no worker applies: not healthy either
+  local q = W.ctx and W.ctx.event_queue
+  local stalled = ok and q and q:stalled() or nil
+  if stalled then ok = false end
   local body = {
     ok = ok, pid = ngx.worker.pid(), ready = W.ready == true,
     running = d:get(K_LOCK) or false, generation = d:get(K_GEN) or 0,
@@ -485,7 +489,8 @@ local function health()
     mapping = { resources = W.warm and W.warm.resources or 0,
                 compile_ms = W.warm and W.warm.compile_ms or json.null,
                 compiles = core.mapping_stats().compiles },
-    error = W.err or W.warm_error or W.live_err or json.null,
+    error = W.err or W.warm_error or W.live_err or (stalled and "live events: " .. stalled)
+      or json.null,
     live_events = W.ctx and W.ctx.event_queue and W.ctx.event_queue:stats() or nil,
   }
   return ok and 200 or 503, body

@@ -512,3 +512,57 @@ describe("events applied at once in nginx, past its running timers #nginx", func
     assert.are.same({ 0, 0 }, { h.live_events.running, h.live_events.pending })
   end)
 end)
+
+describe("a consumer's lock nginx's workers cannot take #nginx", function()
+  local emu, jdir
+  local core = require "ocean.core"
+
+  setup(function()
+    emu = ehelp.start { quiet = true }
+    jdir = ehelp.tmpdir()
+    os.execute("chmod 777 " .. ehelp.shell_quote(jdir))
+  end)
+
+  teardown(function()
+    nh.stop_all()
+    ehelp.stop_all()
+    os.execute("rm -rf " .. ehelp.shell_quote(jdir))
+  end)
+
+  it("is said by health (503) and the log once events wait; they are applied once it is free", function()
+    -- another process (here: this one) holds the lock before nginx starts
+    local lock = jdir .. "/spec-live-stall-consumer.lock"
+    local fd = assert(core.journal_lock(lock))
+    os.execute("chmod 666 " .. ehelp.shell_quote(lock))
+    local ng = nh.start { emu = emu, workers = 1, integration = LIVE, identifier = "spec-live-stall", env = {
+      OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET = SECRET,
+      OCEAN__LIVE_EVENTS__JOURNAL_DIR = jdir,
+      OCEAN__LIVE_EVENTS__STALL_SECONDS = "2",
+    } }
+    nh.wait_ready(ng)
+    local status = ng:http("POST", "/integration/items", { headers = { ["X-Secret"] = SECRET },
+      body = json.encode { item = { id = "st1", name = "Stalled", size = 1 } } })
+    assert.are.equal(200, status)
+    local h
+    assert(nh.wait_for(function()
+      local st
+      st, h = ng:json("GET", "/integration/health")
+      return st == 503
+    end, 15), "health never said it:\n" .. ng:error_log():sub(-2000))
+    assert.matches("live events: no worker has applied a live event for %d+ s %(1 pending, none being "
+      .. "applied%): is the consumer's lock " .. jdir:gsub("%p", "%%%0") .. "/spec%-live%-stall%-consumer%.lock "
+      .. "held by a process that is not an nginx worker", h.error)
+    assert.is_false(h.live_events.consumer)
+    assert(nh.wait_for(function()
+      return ng:error_log():find("[warn]", 1, true) and ng:error_log():find("no worker has applied", 1, true)
+    end, 10), ng:error_log():sub(-2000))
+    assert.are.equal(0, #emu.entities("specItem"))
+    -- freed: a worker takes it within a second and applies the event
+    core.journal_unlock(fd)
+    assert(nh.wait_for(function() return #emu.entities("specItem") == 1 end, 10),
+      "not applied once the lock was free:\n" .. ng:error_log():sub(-2000))
+    local st2, h2 = ng:json("GET", "/integration/health")
+    assert.are.same({ 200, true }, { st2, h2.live_events.consumer })
+    ng:stop()
+  end)
+end)
