@@ -65,6 +65,7 @@ local min, floor = math.min, math.floor
 local now_ms = core.monotonic_ms
 local sources                    -- (self) -> the journals, own first
 local release_claims             -- (src) -> claims given back
+local keep_marks                 -- (self) the live session's latest writers into the journal
 local requeue_hint               -- (self, src, id) -> how to send a dead letter again
 
 local _M = {
@@ -77,6 +78,7 @@ local _M = {
                            -- letters (`ocean journal --requeue` may have made some pending)
   APPEND_TIMEOUT = 30,     -- s an append waits for its commit (nginx)
   LOCK_EVERY = 1,          -- s between two tries for the consumer's lock (nginx, shared)
+  MARKS_KEEP_S = 86400,    -- s the journal keeps an entity's latest writer (below)
   SHARED_POLL_S = 0.05,    -- s between two looks for the other workers' appends
   STALL_S = 30,            -- shared: s the oldest event may wait, none being applied, before
                            -- stalled() says no worker applies (OCEAN__LIVE_EVENTS__STALL_SECONDS)
@@ -294,13 +296,6 @@ local function give_back(self, src, ev, why)
   self.counts.given_back = self.counts.given_back + 1
   log.info("event %d (POST %s) given back to the journal for the next start (not counted as "
     .. "an attempt): %s", ev.id, ev.path, why)
-  -- the worker that applies it next does not know what the newer events
-  -- applied here wrote: it may undo their writes of the same entities
-  if src == self.own and (self.newest_done or 0) > ev.id then
-    log.warning("event %d (POST %s) is older than event %d, already applied: the next process to "
-      .. "apply it does not know what the newer events wrote, so on an entity both write it may "
-      .. "leave the older data until the next resync", ev.id, ev.path, self.newest_done)
-  end
 end
 
 -- How the operator sends dead letter id again, from where it is: the
@@ -330,6 +325,46 @@ local function summary_text(s)
   return text
 end
 
+-- The latest writers (journal.h): each entity's newest event whose
+-- write took effect, as the live session records them, kept in the own
+-- journal before an event is marked done, so that the next process to
+-- apply events (after a crash; in nginx, a takeover) leaves an older
+-- event's write of it out, as this one would have. Best effort: a
+-- failure is said, and only weakens that order.
+function keep_marks(self)
+  local live, j = self.eng.live, self.j
+  if not (live and j) then return end
+  local marks = live:seqs_changed()
+  if #marks == 0 then return end
+  local ok, err = j:mark(marks)
+  if not ok then
+    log.warning("live events: keeping the latest writers of %d entities failed (after a crash "
+      .. "an older event may undo a newer one's write of them): %s", #marks / 2, tostring(err))
+  end
+end
+
+-- The next process to apply: the latest writers the journal kept (pruned
+-- past MARKS_KEEP_S) into the live session.
+local function load_marks(self)
+  local ok, live = pcall(self.eng.live_session, self.eng)
+  if not ok or not live then
+    log.warning("live events: the live session is not ready, the journal's latest writers are "
+      .. "not loaded: %s", tostring(live))
+    return
+  end
+  local since = (os.time() - _M.MARKS_KEEP_S) * 1e6
+  local _, perr = self.j:prune_marks(since)
+  local marks, err = self.j:marks(since)
+  if perr or not marks then
+    log.warning("live events: reading the journal's latest writers failed: %s", tostring(perr or err))
+    return
+  end
+  live:note_seqs(marks)
+  if #marks > 0 then
+    log.info("live events: the latest writers of %d entities loaded from %s", #marks / 2, self.path)
+  end
+end
+
 -- The end of one event's attempt: done, given back (the nginx worker
 -- exits), a dead letter (its last attempt, or a failure retrying cannot
 -- fix: `permanent`, see ocean.webhook's process), or retried later.
@@ -337,7 +372,7 @@ local function settle(self, src, ev, t0, ok, res, err, permanent)
   local j = src.j
   local ms = now_ms() - t0
   if ok then
-    if src == self.own and ev.id > (self.newest_done or 0) then self.newest_done = ev.id end
+    keep_marks(self)
     local dok, derr = j:done(ev.id)
     if dok == nil then
       log.error("event %d was applied but could not be marked done (it will be applied "
@@ -577,17 +612,11 @@ local function try_consumer(self)
       .. "claimed again after their lease): %s", self.path, tostring(rerr))
   end
   if self.eng.metrics then metrics.forget_live_worker(self.eng.metrics, "shared") end
+  load_marks(self)
   local st = self.j:stats() or { pending = 0, dead = 0 }
   log.info("live events: worker %s applies the events every worker receives (journal %s: %d "
     .. "pending, %d dead letter(s)%s)", tostring(self.worker), self.path, st.pending, st.dead,
     (n or 0) > 0 and (", %d claim(s) of the previous consumer released"):format(n) or "")
-  if (n or 0) > 0 then
-    -- it died applying them: it may have applied newer events meanwhile,
-    -- whose writes this worker's session does not know
-    log.warning("live events: %d event(s) the previous consumer was applying when it died are "
-      .. "applied again; on an entity a newer event wrote meanwhile, an older one may leave "
-      .. "its older data until the next resync (docs/live-events.md#order-across-workers)", n)
-  end
   return true
 end
 
@@ -685,8 +714,10 @@ function Queue:start()
     local ok, err = _G.ngx.timer.at(0, consume_timer, self)
     if not ok then return nil, "cannot start the live-event consumer: " .. tostring(err) end
   else
-    self.task = self.eng:spawn(function() consume_task(self) end,
-      { name = "the live-event consumer" })
+    self.task = self.eng:spawn(function()
+      load_marks(self)
+      consume_task(self)
+    end, { name = "the live-event consumer" })
   end
   return true
 end

@@ -312,6 +312,25 @@ describe("the live session", function()
       assert.are.equal("new@x.io", by_id("user").dee.properties.email)
     end)
 
+    it("reports the writes that took effect with their event, and takes an earlier process's", function()
+      local live = eng:live_session()
+      live:seqs_changed()                               -- what earlier specs wrote
+      eng:await(eng:submit("register_raw", "user", user("eve"), { seq = 5000 }))
+      eng:await(eng:submit("register_raw", "user", user("fay", { email = 5 }), { seq = 5001 }))  -- 422
+      eng:await(eng:submit("register_raw", "user", user("gus")))                  -- no event
+      assert.are.same({ "user\0eve", 5000 }, live:seqs_changed())
+      assert.are.same({}, live:seqs_changed())          -- handed out once
+      -- another process's record: an older event's write is left out
+      live:note_seqs { "user\0hal", 9000 }
+      local r = eng:await(eng:submit("register_raw", "user", user("hal"), { seq = 8000 }))
+      assert.are.same({ 1, 0 }, { r.superseded, r.created })
+      assert.is_nil(by_id("user").hal)
+      r = eng:await(eng:submit("register_raw", "user", user("hal"), { seq = 9500 }))
+      assert.are.equal(1, r.created)
+      assert.has_error(function() live:note_seqs { "user\0x", "nope" } end,
+        "note_seqs: expected {key, seq, ...}, item 1 is not")
+    end)
+
     it("keeps the order across batches: the next batch waits for the one in flight", function()
       ocean.register_raw("user", user("cid"))
       emu.faults { { method = "POST", path = "/entities/bulk$", delay_ms = 300 } }

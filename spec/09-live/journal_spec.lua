@@ -317,6 +317,25 @@ describe("ocean.journal", function()
       assert.are.equal(2, again[1].attempts)     -- the released claim stays counted
     end)
 
+    it("keeps the latest writers: a seq only grows, read back since, pruned before", function()
+      local a = shared("m.sqlite3")
+      assert.is_true(a:mark { "user\0ann", 2000, "user\0bob", 1000 })
+      assert.is_true(a:mark { "user\0ann", 1500, "user\0bob", 3000 })   -- ann keeps 2000
+      local got = assert(a:marks(0))
+      local m = {}
+      for i = 1, #got, 2 do m[got[i]] = got[i + 1] end
+      assert.are.same({ ["user\0ann"] = 2000, ["user\0bob"] = 3000 }, m)
+      assert.are.same({ "user\0bob", 3000 }, assert(a:marks(2500)))
+      assert.are.equal(1, a:prune_marks(2500))
+      assert.are.same({ "user\0bob", 3000 }, assert(a:marks(0)))
+      assert.is_true(a:mark {})
+      assert.has_error(function() a:mark { "k", "x" } end, "mark: expected {key, seq, ...}, item 1 is not")
+      -- kept across a reopen
+      a:close()
+      j = open("m.sqlite3")
+      assert.are.same({ "user\0bob", 3000 }, assert(j:marks(0)))
+    end)
+
     it("says, by its version, when another handle committed (not its own commits)", function()
       local a = shared("v.sqlite3")
       local b = shared("v.sqlite3")

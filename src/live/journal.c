@@ -89,7 +89,12 @@ static const char SCHEMA[] =
   " attempts INTEGER NOT NULL DEFAULT 0,"
   " last_error TEXT,"
   " claimed_until REAL);"
-  "CREATE INDEX IF NOT EXISTS event_queue ON event(dead, id);";
+  "CREATE INDEX IF NOT EXISTS event_queue ON event(dead, id);"
+  /* the latest event (its receive time, µs) that wrote each entity:
+     journal.h, oc_journal_mark */
+  "CREATE TABLE IF NOT EXISTS written ("
+  " key BLOB PRIMARY KEY,"
+  " seq INTEGER NOT NULL) WITHOUT ROWID;";
 
 struct oc_journal {
   sqlite3 *db;
@@ -940,6 +945,82 @@ int oc_journal_stats(oc_journal_t *j, double now, oc_journal_stats_t *st,
   sqlite3_reset(s);
   if (rc != SQLITE_DONE) return db_err(j, rc, "reading its counts", err, errlen);
   return 0;
+}
+
+/* }==================== */
+
+/* {==================== the latest writers ==================== */
+
+int oc_journal_mark(oc_journal_t *j, const oc_journal_mark_t *m, size_t n,
+                    char *err, size_t errlen)
+{
+  sqlite3_stmt *s = NULL;
+  size_t i;
+  int rc;
+  recover(j);
+  if (n == 0) return 0;
+  if ((rc = begin(j, 0)) != SQLITE_DONE)
+    return db_err(j, rc, "keeping the latest writers", err, errlen);
+  rc = sqlite3_prepare_v2(j->db, "INSERT INTO written(key, seq) VALUES (?1, ?2)"
+                          " ON CONFLICT(key) DO UPDATE SET seq = excluded.seq"
+                          " WHERE excluded.seq > written.seq", -1, &s, NULL);
+  if (rc != SQLITE_OK)
+    return tx_err(j, rc, "keeping the latest writers", err, errlen);
+  for (i = 0; i < n && rc == SQLITE_OK; i++) {
+    if ((rc = bind_blob(s, 1, m[i].key, m[i].klen)) != SQLITE_OK) break;
+    sqlite3_bind_int64(s, 2, m[i].seq);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  sqlite3_finalize(s);
+  if (rc != SQLITE_OK || (rc = run(j, S_COMMIT)) != SQLITE_DONE)
+    return tx_err(j, rc, "keeping the latest writers", err, errlen);
+  return 0;
+}
+
+int oc_journal_marks(oc_journal_t *j, long long since,
+                     void (*fn)(void *ud, const char *key, size_t klen,
+                                long long seq),
+                     void *ud, char *err, size_t errlen)
+{
+  sqlite3_stmt *s = NULL;
+  int rc, n = 0;
+  recover(j);
+  rc = sqlite3_prepare_v2(j->db, "SELECT key, seq FROM written WHERE seq >= ?1",
+                          -1, &s, NULL);
+  if (rc != SQLITE_OK)
+    return db_err(j, rc, "reading the latest writers", err, errlen);
+  sqlite3_bind_int64(s, 1, since);
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    fn(ud, (const char *)sqlite3_column_blob(s, 0),
+       (size_t)sqlite3_column_bytes(s, 0), sqlite3_column_int64(s, 1));
+    n++;
+  }
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE)
+    return db_err(j, rc, "reading the latest writers", err, errlen);
+  return n;
+}
+
+int oc_journal_prune_marks(oc_journal_t *j, long long before, char *err,
+                           size_t errlen)
+{
+  sqlite3_stmt *s = NULL;
+  int rc;
+  recover(j);
+  if ((rc = set_sync(j, 0)) != SQLITE_DONE)
+    return db_err(j, rc, "pruning the latest writers", err, errlen);
+  rc = sqlite3_prepare_v2(j->db, "DELETE FROM written WHERE seq < ?1", -1, &s,
+                          NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(s, 1, before);
+    rc = sqlite3_step(s);
+  }
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE)
+    return db_err(j, rc, "pruning the latest writers", err, errlen);
+  return sqlite3_changes(j->db);
 }
 
 /* }==================== */

@@ -131,6 +131,29 @@ int oc_journal_release_all(oc_journal_t *j, char *err, size_t errlen);
  * handle's own commits leave it alone). 0 with err on failure. */
 long long oc_journal_data_version(oc_journal_t *j, char *err, size_t errlen);
 
+/* The latest writers: for each entity (key: blueprint \0 identifier) the
+ * receive time (µs) of the newest event whose write of it took effect,
+ * kept with the events so that the next process to apply them (after a
+ * crash, a takeover in nginx) leaves an older event's write of it out, as
+ * the process that applied the newer one would have (live_session.h). */
+typedef struct oc_journal_mark {
+  const char *key;
+  size_t klen;
+  long long seq;
+} oc_journal_mark_t;
+
+/* Keep m[0..n) in one transaction; a key's seq only grows. 0 or -1. */
+int oc_journal_mark(oc_journal_t *j, const oc_journal_mark_t *m, size_t n,
+                    char *err, size_t errlen);
+/* fn for every kept writer whose seq >= since; their count, or -1. */
+int oc_journal_marks(oc_journal_t *j, long long since,
+                     void (*fn)(void *ud, const char *key, size_t klen,
+                                long long seq),
+                     void *ud, char *err, size_t errlen);
+/* Forget the writers older than before (µs); their count, or -1. */
+int oc_journal_prune_marks(oc_journal_t *j, long long before, char *err,
+                           size_t errlen);
+
 /* Close and free; NULL is fine. */
 void oc_journal_close(oc_journal_t *j);
 const char *oc_journal_path(const oc_journal_t *j);

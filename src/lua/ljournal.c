@@ -34,6 +34,10 @@
  *     stop): pending again, its attempt taken back
  *   j:release_all() -> count | nil, err   shared: every claim released
  *     (the claimer before this one is gone), attempts still counted
+ *   j:mark{key, seq, ...} -> true | nil, err   the latest writers kept
+ *     (journal.h: key blueprint \0 identifier, seq µs; a seq only grows)
+ *   j:marks(since) -> {key, seq, ...} | nil, err   those with seq >= since
+ *   j:prune_marks(before) -> count | nil, err      forget those older
  *   j:version() -> integer | nil, err   changes when another handle
  *     commits (SQLite's data_version)
  *   j:abandoned() -> n   events this handle's claims dead-lettered as
@@ -536,6 +540,85 @@ static int l_version(lua_State *L)
   return 1;
 }
 
+/* j:mark{key, seq, ...} -> true | nil, err: the latest writers kept
+ * (journal.h, oc_journal_mark). */
+static int l_mark(lua_State *L)
+{
+  ljournal_t *u = to_ljournal(L);
+  oc_journal_mark_t *m;
+  size_t i, n;
+  char err[1024];
+  int rc;
+  check_open(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = (size_t)lua_rawlen(L, 2) / 2;
+  if (n == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  /* a userdata: freed by the collector even if a check below raises */
+  m = (oc_journal_mark_t *)lua_newuserdata(L, sizeof *m * n);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (int)(2 * i + 1));
+    lua_rawgeti(L, 2, (int)(2 * i + 2));
+    m[i].key = lua_tolstring(L, -2, &m[i].klen);
+    if (!m[i].key || !lua_isnumber(L, -1))
+      return luaL_error(L, "mark: expected {key, seq, ...}, item %d is not",
+                        (int)(2 * i + 1));
+    m[i].seq = (long long)lua_tonumber(L, -1);
+    lua_pop(L, 2);                /* the key stays in the table: still valid */
+  }
+  rc = oc_journal_mark(u->j, m, n, err, sizeof err);
+  if (rc != 0) return fail_with(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+typedef struct marks_acc {
+  lua_State *L;
+  int n;
+} marks_acc_t;
+
+static void push_mark(void *ud, const char *key, size_t klen, long long seq)
+{
+  marks_acc_t *a = ud;
+  lua_pushlstring(a->L, key, klen);
+  lua_rawseti(a->L, -2, ++a->n);
+  lua_pushnumber(a->L, (lua_Number)seq);
+  lua_rawseti(a->L, -2, ++a->n);
+}
+
+/* j:marks(since) -> {key, seq, ...} | nil, err: the kept writers whose
+ * seq >= since (µs). */
+static int l_marks(lua_State *L)
+{
+  ljournal_t *u = to_ljournal(L);
+  long long since = (long long)luaL_checknumber(L, 2);
+  marks_acc_t a;
+  char err[1024];
+  check_open(L);
+  a.L = L;
+  a.n = 0;
+  lua_newtable(L);
+  if (oc_journal_marks(u->j, since, push_mark, &a, err, sizeof err) < 0)
+    return fail_with(L, err);
+  return 1;
+}
+
+/* j:prune_marks(before) -> count | nil, err */
+static int l_prune_marks(lua_State *L)
+{
+  ljournal_t *u = to_ljournal(L);
+  long long before = (long long)luaL_checknumber(L, 2);
+  char err[1024];
+  int n;
+  check_open(L);
+  if ((n = oc_journal_prune_marks(u->j, before, err, sizeof err)) < 0)
+    return fail_with(L, err);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 static void set_int(lua_State *L, const char *name, lua_Integer v)
 {
   lua_pushinteger(L, v);
@@ -634,6 +717,9 @@ static const luaL_Reg journal_methods[] = {
   { "release", l_release },
   { "abandoned", l_abandoned },
   { "release_all", l_release_all },
+  { "mark", l_mark },
+  { "marks", l_marks },
+  { "prune_marks", l_prune_marks },
   { "version", l_version },
   { "stats", l_stats },
   { "path", l_path },

@@ -463,6 +463,60 @@ static int llive_adopt(lua_State *L)
   return 1;
 }
 
+/* live:seqs_changed() -> {key, seq, key, seq, ...}: the entities whose
+ * latest writer changed since the last call (live_session.h); key:
+ * blueprint \0 identifier, seq: the event's receive time in µs. */
+typedef struct seqs_acc {
+  lua_State *L;
+  lua_Integer n;
+} seqs_acc_t;
+
+static void push_seq(void *ud, const char *key, size_t klen, uint64_t seq)
+{
+  seqs_acc_t *a = ud;
+  lua_pushlstring(a->L, key, klen);
+  lua_rawseti(a->L, -2, ++a->n);
+  lua_pushinteger(a->L, (lua_Integer)seq);
+  lua_rawseti(a->L, -2, ++a->n);
+}
+
+static int llive_seqs_changed(lua_State *L)
+{
+  llive_t *u = check_open(L);
+  seqs_acc_t a;
+  a.L = L;
+  a.n = 0;
+  lua_newtable(L);
+  oc_live_seqs_changed(u->lv, push_seq, &a);
+  return 1;
+}
+
+/* live:note_seqs{key, seq, ...}: the latest writers an earlier process
+ * kept; raises each (an older event's write is then superseded). */
+static int llive_note_seqs(lua_State *L)
+{
+  llive_t *u = check_open(L);
+  lua_Integer i, n;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  for (i = 1; i + 1 <= n; i += 2) {
+    size_t klen;
+    const char *key;
+    lua_Integer seq;
+    lua_rawgeti(L, 2, i);
+    lua_rawgeti(L, 2, i + 1);
+    key = lua_tolstring(L, -2, &klen);
+    if (!key || !lua_isnumber(L, -1))
+      return luaL_error(L, "note_seqs: expected {key, seq, ...}, item %d is not",
+                        (int)i);
+    seq = lua_tointeger(L, -1);
+    if (seq > 0 && oc_live_seq_note(u->lv, key, klen, (uint64_t)seq) != 0)
+      return luaL_error(L, "out of memory");
+    lua_pop(L, 2);
+  }
+  return 0;
+}
+
 #define STAT(name) (lua_pushinteger(L, (lua_Integer)st.name), \
                     lua_setfield(L, -2, #name))
 
@@ -487,6 +541,8 @@ static const luaL_Reg live_methods[] = {
   {"commit", llive_commit},
   {"logs", llive_logs},
   {"adopt", llive_adopt},
+  {"seqs_changed", llive_seqs_changed},
+  {"note_seqs", llive_note_seqs},
   {"stats", llive_stats},
   {"close", llive_close},
   {NULL, NULL}

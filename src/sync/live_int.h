@@ -21,6 +21,12 @@
 #define OWN_YES 1u
 #define OWN_GONE 2u
 
+/* A write that took effect: its entity's seqs entry, its event's seq. */
+typedef struct lwrote {
+  long e;
+  uint64_t seq;
+} lwrote_t;
+
 /* One write: what an operation asked for one entity. */
 typedef struct lwrite {
   int what;                      /* OC_LIVE_UPSERT / DELETE / IMPLICIT */
@@ -147,6 +153,10 @@ struct oc_live {
   oc_index_t *owned;             /* ownership index; never NULL */
   oc_index_t *seqs;              /* key -> the latest event seq that wrote
                                     it (hash 0); never NULL */
+  struct lwrote *wrote;          /* writes that took effect, with their
+                                    event's seq, since the last
+                                    oc_live_seqs_changed */
+  size_t nwrote, capwrote;
   oc_live_op_t *ops_all;         /* operations not done */
   int indexed;                   /* adopted from a resync */
   ljob_t *jobs;

@@ -271,6 +271,7 @@ void oc_live_free(oc_live_t *lv)
   }
   oc_index_free(lv->owned);
   oc_index_free(lv->seqs);
+  free(lv->wrote);
   while (lv->logs_first < lv->nlogs)
     free(lv->logs[lv->logs_first++].msg);
   free(lv->logs);
@@ -473,6 +474,54 @@ static long latest_seq(const oc_live_t *lv, const char *key, size_t klen,
   long e = oc_index_find(lv->seqs, key, klen);
   *seq = e >= 0 ? oc_index_hashes(lv->seqs, e)[0] : 0;
   return e;
+}
+
+/* The most writes kept for oc_live_seqs_changed between two calls (a
+ * caller that never asks: the rest are dropped). */
+#define WROTE_MAX 1000000u
+
+/* Remember that the write of entity e, of the event seq, took effect (for
+ * oc_live_seqs_changed). Best effort: on OOM it is not kept elsewhere. */
+static void note_wrote(oc_live_t *lv, long e, uint64_t seq)
+{
+  if (e < 0 || !seq || lv->nwrote >= WROTE_MAX)
+    return;
+  if (lv->nwrote == lv->capwrote) {
+    size_t cap = lv->capwrote ? lv->capwrote * 2 : 64;
+    lwrote_t *nw = realloc(lv->wrote, sizeof(lwrote_t) * cap);
+    if (!nw)
+      return;
+    lv->wrote = nw;
+    lv->capwrote = cap;
+  }
+  lv->wrote[lv->nwrote].e = e;
+  lv->wrote[lv->nwrote++].seq = seq;
+}
+
+void oc_live_seqs_changed(oc_live_t *lv,
+                          void (*fn)(void *ud, const char *key, size_t klen,
+                                     uint64_t seq),
+                          void *ud)
+{
+  size_t i, n = lv->nwrote;
+  lv->nwrote = 0;
+  for (i = 0; i < n; i++) {
+    size_t klen;
+    const char *key = oc_index_key(lv->seqs, lv->wrote[i].e, &klen);
+    fn(ud, key, klen, lv->wrote[i].seq);
+  }
+}
+
+int oc_live_seq_note(oc_live_t *lv, const char *key, size_t klen,
+                     uint64_t seq)
+{
+  long e = oc_index_find(lv->seqs, key, klen);
+  if (e >= 0) {
+    if (oc_index_hashes(lv->seqs, e)[0] < seq)
+      oc_index_set_hash(lv->seqs, e, 0, seq);
+    return 0;
+  }
+  return oc_index_put(lv->seqs, key, klen, &seq) ? -1 : 0;
 }
 
 /* The events' order per entity (live_session.h): 1 when an operation
@@ -1076,6 +1125,10 @@ void oc_live_batch_done(oc_live_t *lv, lbatch_t *b)
     if (!b->plan) {
       remember(lv, e);
       forget_failed(lv, e);
+      if (e->w.key && e->op && (e->outcome == O_CREATED
+          || e->outcome == O_UPDATED || e->outcome == O_DELETED))
+        note_wrote(lv, oc_index_find(lv->seqs, e->w.key, e->w.klen),
+                   e->op->o.seq);
     }
     tell(e->op, b, e);
     for (k = 0; k < e->nalso; k++)

@@ -175,6 +175,22 @@ const char *oc_live_next_log(oc_live_t *lv, int *level);
  * -1 on OOM (the current index stays). */
 int oc_live_adopt(oc_live_t *lv, const oc_sync_t *s);
 
+/* The events' order kept across processes (docs/live-events.md): the
+ * writes of events (an operation's seq) that took effect since the last
+ * call, fn(ud, key, klen, seq) for each (a key may come more than once),
+ * then forgotten here; a caller keeps them (ocean.event_queue: in the
+ * journal, before the event is marked done). */
+void oc_live_seqs_changed(oc_live_t *lv,
+                          void (*fn)(void *ud, const char *key, size_t klen,
+                                     uint64_t seq),
+                          void *ud);
+
+/* Raise key's latest writer to seq (kept by an earlier process): an
+ * older event's write of it is then left out, superseded. 0, or -1 on
+ * OOM. */
+int oc_live_seq_note(oc_live_t *lv, const char *key, size_t klen,
+                     uint64_t seq);
+
 /* }==================== */
 
 typedef struct oc_live_stats {
