@@ -3,11 +3,14 @@
  * EXCLUSIVE locking, or NORMAL when shared; synchronous FULL for appends).
  *
  * Owns: the sqlite3 connection and its prepared statements (prepared once
- * at open, finalized at close). One table:
+ * at open, finalized at close; those of the latest writers prepared per
+ * call). Two tables:
  *   event(id INTEGER PRIMARY KEY AUTOINCREMENT, received_at REAL,
  *         path TEXT, headers BLOB, body BLOB, dead INTEGER, attempts
  *         INTEGER, last_error TEXT, claimed_until REAL)
- * with an index on (dead, id), the order in which the queue is read.
+ * with an index on (dead, id), the order in which the queue is read, and
+ *   written(key BLOB PRIMARY KEY, seq INTEGER) WITHOUT ROWID
+ * the latest writers (journal.h, oc_journal_mark).
  * AUTOINCREMENT keeps ids increasing even after the newest event is done,
  * so an id names one event forever. The file carries application_id
  * JOURNAL_APP_ID and user_version JOURNAL_SCHEMA, so that another SQLite
