@@ -341,6 +341,12 @@ function keep_marks(self)
     log.warning("live events: keeping the latest writers of %d entities failed (after a crash "
       .. "an older event may undo a newer one's write of them): %s", #marks / 2, tostring(err))
   end
+  -- those past MARKS_KEEP_S go, at most once an hour
+  local now = os.time()
+  if now >= (self.next_prune or 0) then
+    self.next_prune = now + 3600
+    j:prune_marks((now - _M.MARKS_KEEP_S) * 1e6)
+  end
 end
 
 -- The next process to apply: the latest writers the journal kept (pruned
