@@ -320,6 +320,11 @@ describe("the live session", function()
       eng:await(eng:submit("register_raw", "user", user("gus")))                  -- no event
       assert.are.same({ "user\0eve", 5000 }, live:seqs_changed())
       assert.are.same({}, live:seqs_changed())          -- handed out once
+      -- a delete of an entity Port does not hold: its event is the latest
+      -- writer all the same (an older upsert after it must not create it)
+      local rd = eng:await(eng:submit("unregister_raw", "user", user("ivy"), { seq = 6000 }))
+      assert.are.equal(0, rd.deleted)
+      assert.are.same({ "user\0ivy", 6000 }, live:seqs_changed())
       -- another process's record: an older event's write is left out
       live:note_seqs { "user\0hal", 9000 }
       local r = eng:await(eng:submit("register_raw", "user", user("hal"), { seq = 8000 }))

@@ -597,14 +597,20 @@ describe("a consumer SIGKILLed while an older event is applied #nginx", function
     local function title()
       for _, e in ipairs(emu.entities("specItem")) do if e.identifier == "k1" then return e.title end end
     end
-    -- the older event's handle_event is slow; the newer one is applied first
+    -- the older events' handle_event is slow; the newer ones are applied
+    -- first: an upsert of k1, a delete of k2 (which Port does not hold)
     assert.are.equal(200, hook { slow_ms = 5000, item = { id = "k1", name = "Old", size = 1 } })
+    assert.are.equal(200, hook { slow_ms = 5000, item = { id = "k2", name = "Old", size = 1 } })
     assert(nh.wait_for(function()
       local _, h = ng:json("GET", "/integration/health")
-      return type(h) == "table" and h.live_events and h.live_events.running == 1
-    end, 10), "the older event is not being applied:\n" .. ng:error_log())
+      return type(h) == "table" and h.live_events and h.live_events.running == 2
+    end, 10), "the older events are not being applied:\n" .. ng:error_log())
     assert.are.equal(200, hook { item = { id = "k1", name = "New", size = 2 } })
+    assert.are.equal(200, hook { action = "deleted", item = { id = "k2" } })
     assert(nh.wait_for(function() return title() == "New" end, 10), "New not applied:\n" .. ng:error_log())
+    assert(nh.wait_for(function()
+      return ng:error_log():find("not deleting specItem/k2", 1, true)
+    end, 10), "the delete of k2 not applied:\n" .. ng:error_log())
     local pid = ng:worker_pids()[1]
     os.execute("kill -KILL " .. pid)
     -- the master starts another worker: it takes over, releases the older
@@ -614,9 +620,11 @@ describe("a consumer SIGKILLed while an older event is applied #nginx", function
       return type(h) == "table" and h.pid ~= pid and h.live_events and h.live_events.pending == 0
     end, 30), "the older event was not applied again:\n" .. ng:error_log():sub(-3000))
     local log = ng:error_log()
-    assert.truthy(log:find("the latest writers of 1 entities loaded from", 1, true), log:sub(-3000))
-    assert.truthy(log:find("1 left as a newer event wrote them (superseded)", 1, true), log:sub(-3000))
+    assert.truthy(log:find("the latest writers of 2 entities loaded from", 1, true), log:sub(-3000))
+    local _, superseded = log:gsub("1 left as a newer event wrote them %(superseded%)", "")
+    assert.are.equal(2, superseded, log:sub(-3000))
     assert.are.equal("New", title())
+    for _, e in ipairs(emu.entities("specItem")) do assert.are_not.equal("k2", e.identifier) end
     ng:stop()
   end)
 end)

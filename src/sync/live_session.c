@@ -1125,8 +1125,12 @@ void oc_live_batch_done(oc_live_t *lv, lbatch_t *b)
     if (!b->plan) {
       remember(lv, e);
       forget_failed(lv, e);
-      if (e->w.key && e->op && (e->outcome == O_CREATED
-          || e->outcome == O_UPDATED || e->outcome == O_DELETED))
+      /* what the memory keeps (forget_failed dropped the rest): a
+         delete of an entity Port does not hold (not owned, never
+         created: an upsert and a delete of one batch) included */
+      if (e->w.key && e->op && e->outcome != O_PENDING
+          && e->outcome != O_FAILED && e->outcome != O_DELETE_FAILED
+          && e->outcome != O_NOT_DELETED)
         note_wrote(lv, oc_index_find(lv->seqs, e->w.key, e->w.klen),
                    e->op->o.seq);
     }

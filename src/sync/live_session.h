@@ -177,7 +177,9 @@ int oc_live_adopt(oc_live_t *lv, const oc_sync_t *s);
 
 /* The events' order kept across processes (docs/live-events.md): the
  * writes of events (an operation's seq) that took effect since the last
- * call, fn(ud, key, klen, seq) for each (a key may come more than once),
+ * call (a delete of an entity Port did not hold included: its event is
+ * the latest writer all the same), fn(ud, key, klen, seq) for each (a
+ * key may come more than once),
  * then forgotten here; a caller keeps them (ocean.event_queue: in the
  * journal, before the event is marked done). */
 void oc_live_seqs_changed(oc_live_t *lv,
