@@ -61,9 +61,12 @@ failed OCEAN__LIVE_EVENTS__MAX_ATTEMPTS times).
                      journal: name it when an ID is in several
 
 A requeued event is applied as it is, through the code running then, and
-after what came since: an old upsert requeued after a newer delete brings
-the entity back with its old data (a resync reconciles it; a WEBHOOKS_ONLY
-listener never does). Requeue what nothing newer has superseded.
+after what came since: its writes carry its old receive time, so an entity
+a newer event wrote in the last 24 hours (the journal keeps each entity's
+latest writer that long) is left as that one wrote it (superseded, said
+in the event's log line); older than that, an old upsert requeued after a
+newer delete brings the entity back with its old data (a resync
+reconciles it; a WEBHOOKS_ONLY listener never does).
 
 A requeued event is applied by the next `ocean sail` start; in nginx,
 whose workers share one journal (<identifier>.sqlite3), at once: this
